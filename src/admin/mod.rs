@@ -1,0 +1,1 @@
+//! Admin endpoints and metrics.

@@ -1,0 +1,1 @@
+//! Stored-credential injection and the OAuth 2.0 token cache.

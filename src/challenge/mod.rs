@@ -1,0 +1,1 @@
+//! `WWW-Authenticate` parsing and rewriting (RFC 9110 §11).

@@ -1,0 +1,281 @@
+//! The validated runtime plan. Built once from the raw TOML; the hot path reads only these
+//! types and never re-parses anything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode};
+use url::Url;
+
+use super::secret::Secret;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub server: ServerPlan,
+    pub admin: Option<AdminPlan>,
+    pub trace: TracePlan,
+    pub routes: Vec<RoutePlan>,
+    /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerPlan {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsPlan>,
+    pub clients: Vec<ClientPlan>,
+    pub allow_anyone: bool,
+    /// Tokio worker threads.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsPlan {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Present: clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    /// Request body limit for routes that set none.
+    pub max_request_body: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientPlan {
+    pub name: String,
+    pub credential: ClientCredential,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClientCredential {
+    Token(Secret),
+    Basic { username: String, password: Secret },
+    /// Mutual TLS: the name must match the certificate's common name or a DNS SAN.
+    Certificate,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminPlan {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct TracePlan {
+    pub har: Option<PathBuf>,
+    pub jsonl: Option<PathBuf>,
+    pub bodies: bool,
+    pub max_body: usize,
+    /// Built-in defaults plus the configured names; compared case-insensitively.
+    pub redact_fields: Vec<String>,
+    /// Rotate a trace file once it grows past this many bytes.
+    pub rotate_bytes: u64,
+    /// Records waiting for the writer; when full, records are dropped and counted.
+    pub channel_capacity: usize,
+    /// Recent exchanges kept in memory for `GET /exchanges`.
+    pub recent: usize,
+}
+
+impl TracePlan {
+    pub fn writes_files(&self) -> bool {
+        self.har.is_some() || self.jsonl.is_some()
+    }
+}
+
+/// The names redacted in traces even when the config names none.
+pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
+    "password",
+    "client_secret",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "api_key",
+    "apiKey",
+    "secret",
+];
+
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub strip_prefix: bool,
+    pub upstream: Upstream,
+    pub preserve_host: bool,
+    /// Ingress clients allowed on this route; `None` allows every authenticated client.
+    pub clients: Option<Vec<String>>,
+    pub max_request_body: Option<u64>,
+    pub auth: AuthPlan,
+    pub session: Option<SessionPlan>,
+    pub challenge: ChallengePlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// Path prefix, always starting and (after normalisation) ending with `/`.
+    Prefix(String),
+    /// Host header (without port), lower-case.
+    Host(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The upstream's logical base URL, e.g. `https://osmc.example.com/api/`.
+    pub url: Url,
+    /// `scheme://host[:port]` of `url`, used to rewrite `Location` and to key cookie jars.
+    pub origin: String,
+    /// `host[:port]` as it goes in the `Host` header.
+    pub authority: String,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Replace whatever `Authorization` the client sent.
+    Always,
+    /// Inject only when the client sent none.
+    Missing,
+    /// Never inject; pass the client's credential through.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    pub when: When,
+    pub kind: AuthKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthKind {
+    None,
+    Basic { username: String, password: Secret },
+    Bearer { token: Secret },
+    Header { name: HeaderName, value: Secret },
+    OAuth2(OAuthPlan),
+}
+
+impl AuthKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthKind::None => "none",
+            AuthKind::Basic { .. } => "basic",
+            AuthKind::Bearer { .. } => "bearer",
+            AuthKind::Header { .. } => "header",
+            AuthKind::OAuth2(_) => "oauth2",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthPlan {
+    pub grant: Grant,
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: Option<Secret>,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    /// Extra form parameters sent to the token endpoint (audience, resource, ...).
+    pub extra_params: Vec<(String, String)>,
+    pub ca_file: Option<PathBuf>,
+    /// Refresh this long before expiry; `None` means min(60 s, 10% of `expires_in`).
+    pub refresh_skew: Option<Duration>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Grant {
+    ClientCredentials,
+    Password { username: String, password: Secret },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `Authorization: Basic base64(client_id:client_secret)`.
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionPlan {
+    pub cookies: bool,
+    pub key: SessionKeyKind,
+    pub idle_timeout: Duration,
+    pub serialize: bool,
+    pub relogin_on: Vec<StatusCode>,
+    /// When set, a `relogin_on` status means "session gone" only if the body contains this text.
+    pub relogin_body_contains: Option<String>,
+    pub replay_body_limit: usize,
+    pub persist: Option<PathBuf>,
+    pub client_cookies: ClientCookies,
+    pub login: Option<LoginPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionKeyKind {
+    /// One session for everyone using the route.
+    Route,
+    /// One session per ingress client, or per distinct client `Authorization` without ingress auth.
+    Client,
+    /// One session per value of this request header.
+    Header(HeaderName),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCookies {
+    /// The proxy owns the session: the client's `Cookie` and the managed `Set-Cookie` are removed.
+    Strip,
+    /// The client's cookies are merged with the jar's, and `Set-Cookie` passes through.
+    Pass,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginPlan {
+    pub method: Method,
+    /// Path on the proxy side (it goes through the route like any request).
+    pub path: String,
+    pub expect_status: Vec<StatusCode>,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeMode {
+    Keep,
+    Expand,
+    Replace,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChallengePlan {
+    pub mode: ChallengeMode,
+    /// Challenges as written in the config, each already checked by the challenge parser.
+    pub add: Vec<String>,
+    /// Scheme names to drop, compared case-insensitively.
+    pub remove: Vec<String>,
+    /// One `WWW-Authenticate` line per challenge.
+    pub split: bool,
+}
+
+impl Default for ChallengePlan {
+    fn default() -> Self {
+        ChallengePlan {
+            mode: ChallengeMode::Keep,
+            add: Vec::new(),
+            remove: Vec::new(),
+            split: true,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The built-in demo targets (also used by tests and benches).

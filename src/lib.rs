@@ -1,0 +1,14 @@
+//! provproxy: a session-aware reverse proxy for identity provisioning connectors.
+//!
+//! Data flows one way: listener → route → session → auth → upstream → challenge → trace.
+
+pub mod admin;
+pub mod auth;
+pub mod challenge;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod server;
+pub mod session;
+pub mod trace;
+pub mod upstream;

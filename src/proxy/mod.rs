@@ -1,0 +1,1 @@
+//! The per-request pipeline: route → session → auth → forward → challenge → trace.

@@ -1,0 +1,1 @@
+//! Listeners (plain, TLS), ingress client auth, graceful shutdown.

@@ -1,0 +1,1 @@
+//! Cookie jars per session key, single-flight establishment, re-login, persistence.

@@ -1,0 +1,3 @@
+//! Exchange records, redaction, HAR and JSON-lines writers, and `diagnose`.
+
+pub mod record;

@@ -1,0 +1,3 @@
+//! The upstream side: rustls connector, hyper client pool, timeouts.
+
+pub mod tls;
