@@ -1,1 +1,3 @@
 //! The built-in demo targets (also used by tests and benches).
+
+pub mod server;
