@@ -14,7 +14,8 @@ use super::secret::Secret;
 pub struct Plan {
     pub server: ServerPlan,
     pub admin: Option<AdminPlan>,
-    pub trace: TracePlan,
+    /// `None` when the file has no `[trace]` table: no record is built at all.
+    pub trace: Option<TracePlan>,
     pub routes: Vec<RoutePlan>,
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
@@ -120,7 +121,7 @@ pub struct RoutePlan {
     pub challenge: ChallengePlan,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RouteMatch {
     /// Path prefix, always starting and (after normalisation) ending with `/`.
     Prefix(String),

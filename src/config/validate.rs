@@ -1,0 +1,725 @@
+//! Raw TOML → runtime plan. Every field is checked here, once, against the others; errors carry
+//! the key path so the loader can point at the line.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode};
+use url::Url;
+
+use super::error::KeyPath;
+use super::plan::*;
+use super::raw::*;
+use super::secret::{Secret, SecretSource};
+use super::units::{parse_duration, parse_size};
+
+/// A validation failure before it is placed in the file.
+#[derive(Debug)]
+pub struct Invalid {
+    pub path: KeyPath,
+    pub message: String,
+}
+
+type Checked<T> = Result<T, Invalid>;
+
+fn invalid<T>(path: &KeyPath, message: impl Into<String>) -> Checked<T> {
+    Err(Invalid {
+        path: path.clone(),
+        message: message.into(),
+    })
+}
+
+/// How secrets and relative paths are resolved; tests pass their own environment.
+pub struct Resolver<'a> {
+    pub base_dir: &'a Path,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+struct Validator<'a> {
+    resolver: &'a Resolver<'a>,
+    warnings: Vec<String>,
+}
+
+pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid> {
+    let mut validator = Validator {
+        resolver,
+        warnings: Vec::new(),
+    };
+    let root = KeyPath::root();
+    let server = validator.server(raw.server.unwrap_or_default(), &root.key("server"))?;
+    let admin = raw
+        .admin
+        .map(|admin| {
+            Ok::<_, Invalid>(AdminPlan {
+                listen: socket_addr(&admin.listen, &root.key("admin").key("listen"))?,
+            })
+        })
+        .transpose()?;
+    let trace = raw
+        .trace
+        .map(|trace| validator.trace(trace, &root.key("trace")))
+        .transpose()?;
+    let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
+    Ok(Plan {
+        server,
+        admin,
+        trace,
+        routes,
+        warnings: validator.warnings,
+    })
+}
+
+fn socket_addr(text: &str, path: &KeyPath) -> Checked<SocketAddr> {
+    text.parse().or_else(|_| {
+        invalid(
+            path,
+            format!("invalid address {text:?}; write it as IP:PORT, like \"127.0.0.1:8080\""),
+        )
+    })
+}
+
+fn duration(text: Option<&str>, default: Duration, path: &KeyPath) -> Checked<Duration> {
+    match text {
+        None => Ok(default),
+        Some(text) => parse_duration(text).or_else(|message| invalid(path, message)),
+    }
+}
+
+fn size(text: Option<&str>, path: &KeyPath) -> Checked<Option<u64>> {
+    text.map(|text| parse_size(text).or_else(|message| invalid(path, message)))
+        .transpose()
+}
+
+/// Picks one of `allowed`, or explains which ones exist.
+fn one_of<T: Copy>(
+    value: Option<&str>,
+    default: T,
+    allowed: &[(&str, T)],
+    what: &str,
+    path: &KeyPath,
+) -> Checked<T> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match allowed.iter().find(|(name, _)| *name == value) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let names: Vec<&str> = allowed.iter().map(|(name, _)| *name).collect();
+            invalid(
+                path,
+                format!(
+                    "unknown {what} {value:?}, expected one of {}",
+                    names.join(", ")
+                ),
+            )
+        }
+    }
+}
+
+fn status_codes(codes: &[u16], path: &KeyPath) -> Checked<Vec<StatusCode>> {
+    codes
+        .iter()
+        .enumerate()
+        .map(|(index, code)| {
+            StatusCode::from_u16(*code)
+                .or_else(|_| invalid(&path.index(index), format!("{code} is not an HTTP status")))
+        })
+        .collect()
+}
+
+fn require<'v, T>(value: &'v Option<T>, path: &KeyPath, why: &str) -> Checked<&'v T> {
+    match value {
+        Some(value) => Ok(value),
+        None => invalid(path, format!("missing; {why}")),
+    }
+}
+
+fn forbid<T>(value: &Option<T>, path: &KeyPath, why: &str) -> Checked<()> {
+    match value {
+        Some(_) => invalid(path, format!("not used {why}")),
+        None => Ok(()),
+    }
+}
+
+impl Validator<'_> {
+    fn path(&self, text: &str) -> PathBuf {
+        let path = Path::new(text);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.resolver.base_dir.join(path)
+        }
+    }
+
+    fn secret(&mut self, raw: &RawSecret, path: &KeyPath) -> Checked<Secret> {
+        match raw {
+            RawSecret::Literal(value) => {
+                self.warnings.push(format!(
+                    "{path}: secret written literally in the config file; prefer {{ env = \"...\" }} or {{ file = \"...\" }}"
+                ));
+                Ok(Secret::new(value.clone(), SecretSource::Literal))
+            }
+            RawSecret::Env(name) => match (self.resolver.env)(name) {
+                Some(value) if !value.is_empty() => {
+                    Ok(Secret::new(value, SecretSource::Env(name.clone())))
+                }
+                Some(_) => invalid(path, format!("environment variable {name} is empty")),
+                None => invalid(path, format!("environment variable {name} is not set")),
+            },
+            RawSecret::File(file) => {
+                let full = self.path(file);
+                match std::fs::read_to_string(&full) {
+                    Ok(contents) => {
+                        let value = contents.trim_end_matches(['\r', '\n']);
+                        if value.is_empty() {
+                            return invalid(path, format!("secret file {} is empty", full.display()));
+                        }
+                        Ok(Secret::new(value, SecretSource::File(full)))
+                    }
+                    Err(err) => invalid(
+                        path,
+                        format!("cannot read secret file {}: {err}", full.display()),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn server(&mut self, raw: RawServer, path: &KeyPath) -> Checked<ServerPlan> {
+        let listen = socket_addr(
+            raw.listen.as_deref().unwrap_or("127.0.0.1:8080"),
+            &path.key("listen"),
+        )?;
+        let tls = raw
+            .tls
+            .map(|tls| TlsPlan {
+                cert: self.path(&tls.cert),
+                key: self.path(&tls.key),
+                client_ca: tls.client_ca.as_deref().map(|ca| self.path(ca)),
+            });
+        let mut clients = Vec::with_capacity(raw.clients.len());
+        let mut names = HashSet::new();
+        for (index, client) in raw.clients.iter().enumerate() {
+            let client_path = path.key("clients").index(index);
+            if !names.insert(client.name.clone()) {
+                return invalid(
+                    &client_path.key("name"),
+                    format!("client {:?} is defined twice", client.name),
+                );
+            }
+            clients.push(self.client(client, tls.as_ref(), &client_path)?);
+        }
+        let allow_anyone = raw.allow_anyone.unwrap_or(false);
+        if !listen.ip().is_loopback() && clients.is_empty() && !allow_anyone {
+            return invalid(
+                &path.key("listen"),
+                format!(
+                    "{listen} is reachable from other hosts, but no [[server.clients]] are configured: \
+                     anyone who can connect could act as the service account. Add [[server.clients]], \
+                     listen on 127.0.0.1, or set server.allow_anyone = true"
+                ),
+            );
+        }
+        let workers = match raw.workers {
+            Some(0) => return invalid(&path.key("workers"), "must be at least 1"),
+            Some(workers) => workers,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let max_request_body = size(raw.max_request_body.as_deref(), &path.key("max_request_body"))?;
+        let max_header_bytes = size(raw.max_header_size.as_deref(), &path.key("max_header_size"))?
+            .unwrap_or(64 * 1024);
+        Ok(ServerPlan {
+            listen,
+            tls,
+            clients,
+            allow_anyone,
+            workers,
+            shutdown_grace: duration(
+                raw.shutdown_grace.as_deref(),
+                Duration::from_secs(30),
+                &path.key("shutdown_grace"),
+            )?,
+            limits: Limits {
+                max_headers: raw.max_headers.unwrap_or(100),
+                max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+                header_read_timeout: duration(
+                    raw.header_read_timeout.as_deref(),
+                    Duration::from_secs(10),
+                    &path.key("header_read_timeout"),
+                )?,
+                body_read_timeout: duration(
+                    raw.body_read_timeout.as_deref(),
+                    Duration::from_secs(60),
+                    &path.key("body_read_timeout"),
+                )?,
+                max_request_body,
+            },
+        })
+    }
+
+    fn client(
+        &mut self,
+        raw: &RawClient,
+        tls: Option<&TlsPlan>,
+        path: &KeyPath,
+    ) -> Checked<ClientPlan> {
+        let credential = match (&raw.token, &raw.username, &raw.password, raw.certificate) {
+            (Some(token), None, None, None | Some(false)) => {
+                ClientCredential::Token(self.secret(token, &path.key("token"))?)
+            }
+            (None, Some(username), Some(password), None | Some(false)) => ClientCredential::Basic {
+                username: username.clone(),
+                password: self.secret(password, &path.key("password"))?,
+            },
+            (None, None, None, Some(true)) => {
+                if tls.and_then(|tls| tls.client_ca.as_ref()).is_none() {
+                    return invalid(
+                        &path.key("certificate"),
+                        "client certificates need server.tls.client_ca",
+                    );
+                }
+                ClientCredential::Certificate
+            }
+            _ => {
+                return invalid(
+                    path,
+                    "a client takes exactly one of: token, username + password, or certificate = true",
+                )
+            }
+        };
+        Ok(ClientPlan {
+            name: raw.name.clone(),
+            credential,
+        })
+    }
+
+    fn trace(&mut self, raw: RawTrace, path: &KeyPath) -> Checked<TracePlan> {
+        let mut redact_fields: Vec<String> =
+            DEFAULT_REDACT_FIELDS.iter().map(|f| f.to_string()).collect();
+        for field in raw.redact_fields {
+            if !redact_fields.iter().any(|known| known.eq_ignore_ascii_case(&field)) {
+                redact_fields.push(field);
+            }
+        }
+        let max_body = size(raw.max_body.as_deref(), &path.key("max_body"))?.unwrap_or(64 * 1024);
+        Ok(TracePlan {
+            har: raw.har.as_deref().map(|file| self.path(file)),
+            jsonl: raw.jsonl.as_deref().map(|file| self.path(file)),
+            bodies: raw.bodies.unwrap_or(true),
+            max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
+            redact_fields,
+            rotate_bytes: size(raw.rotate_size.as_deref(), &path.key("rotate_size"))?
+                .unwrap_or(64 << 20),
+            channel_capacity: raw.channel_capacity.unwrap_or(1024).max(1),
+            recent: raw.recent.unwrap_or(256),
+        })
+    }
+
+    fn routes(
+        &mut self,
+        raw: Vec<RawRoute>,
+        server: &ServerPlan,
+        path: &KeyPath,
+    ) -> Checked<Vec<RoutePlan>> {
+        let mut names = HashSet::new();
+        let mut matchers = HashSet::new();
+        let mut routes = Vec::with_capacity(raw.len());
+        for (index, route) in raw.into_iter().enumerate() {
+            let route_path = path.index(index);
+            if !names.insert(route.name.clone()) {
+                return invalid(
+                    &route_path.key("name"),
+                    format!("route {:?} is defined twice", route.name),
+                );
+            }
+            let plan = self.route(route, server, &route_path)?;
+            if !matchers.insert(plan.matcher.clone()) {
+                return invalid(
+                    &route_path,
+                    format!("route {:?} matches the same requests as an earlier route", plan.name),
+                );
+            }
+            routes.push(plan);
+        }
+        Ok(routes)
+    }
+
+    fn route(&mut self, raw: RawRoute, server: &ServerPlan, path: &KeyPath) -> Checked<RoutePlan> {
+        let matcher = match (&raw.prefix, &raw.host) {
+            (Some(prefix), None) => {
+                if !prefix.starts_with('/') {
+                    return invalid(&path.key("prefix"), format!("{prefix:?} must start with /"));
+                }
+                let mut prefix = prefix.clone();
+                if !prefix.ends_with('/') {
+                    prefix.push('/');
+                }
+                RouteMatch::Prefix(prefix)
+            }
+            (None, Some(host)) => {
+                if host.is_empty() || host.contains(['/', ' ']) {
+                    return invalid(&path.key("host"), format!("{host:?} is not a host name"));
+                }
+                RouteMatch::Host(host.to_ascii_lowercase())
+            }
+            (Some(_), Some(_)) => {
+                return invalid(&path.key("host"), "a route matches by prefix or by host, not both")
+            }
+            (None, None) => return invalid(path, "a route needs `prefix` or `host`"),
+        };
+        let upstream = self.upstream(&raw, path)?;
+        if let Some(clients) = &raw.clients {
+            for (index, client) in clients.iter().enumerate() {
+                if !server.clients.iter().any(|known| &known.name == client) {
+                    return invalid(
+                        &path.key("clients").index(index),
+                        format!("no [[server.clients]] is named {client:?}"),
+                    );
+                }
+            }
+        }
+        let auth = match &raw.auth {
+            Some(auth) => self.auth(auth, &path.key("auth"))?,
+            None => AuthPlan {
+                when: When::Never,
+                kind: AuthKind::None,
+            },
+        };
+        let session = raw
+            .session
+            .as_ref()
+            .map(|session| self.session(session, &path.key("session")))
+            .transpose()?;
+        let challenge = match &raw.challenge {
+            Some(challenge) => self.challenge(challenge, &path.key("challenge"))?,
+            None => ChallengePlan::default(),
+        };
+        Ok(RoutePlan {
+            name: raw.name,
+            matcher,
+            strip_prefix: raw.strip_prefix.unwrap_or(false),
+            upstream,
+            preserve_host: raw.preserve_host.unwrap_or(false),
+            clients: raw.clients,
+            max_request_body: size(raw.max_request_body.as_deref(), &path.key("max_request_body"))?
+                .or(server.limits.max_request_body),
+            auth,
+            session,
+            challenge,
+        })
+    }
+
+    fn upstream(&mut self, raw: &RawRoute, path: &KeyPath) -> Checked<Upstream> {
+        let url_path = path.key("upstream");
+        let url = Url::parse(&raw.upstream).or_else(|err| {
+            invalid(&url_path, format!("invalid URL {:?}: {err}", raw.upstream))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return invalid(&url_path, format!("scheme {:?} is not http or https", url.scheme()));
+        }
+        let Some(host) = url.host_str() else {
+            return invalid(&url_path, "the URL has no host");
+        };
+        if url.query().is_some() || url.fragment().is_some() {
+            return invalid(&url_path, "the URL must not have a query or fragment");
+        }
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let origin = format!("{}://{authority}", url.scheme());
+        Ok(Upstream {
+            origin,
+            authority,
+            ca_file: raw.ca_file.as_deref().map(|file| self.path(file)),
+            connect_timeout: duration(
+                raw.connect_timeout.as_deref(),
+                Duration::from_secs(5),
+                &path.key("connect_timeout"),
+            )?,
+            request_timeout: duration(
+                raw.request_timeout.as_deref(),
+                Duration::from_secs(60),
+                &path.key("request_timeout"),
+            )?,
+            url,
+        })
+    }
+
+    fn auth(&mut self, raw: &RawAuth, path: &KeyPath) -> Checked<AuthPlan> {
+        let when = one_of(
+            raw.when.as_deref(),
+            When::Always,
+            &[("always", When::Always), ("missing", When::Missing), ("never", When::Never)],
+            "value",
+            &path.key("when"),
+        )?;
+        let kinds = ["none", "basic", "bearer", "header", "oauth2"];
+        let kind = raw.kind.as_str();
+        if !kinds.contains(&kind) {
+            return invalid(
+                &path.key("kind"),
+                format!("unknown kind {kind:?}, expected one of {}", kinds.join(", ")),
+            );
+        }
+        let not_for = format!("with kind = {kind:?}");
+        let oauth_only = |raw: &RawAuth| -> Checked<()> {
+            forbid(&raw.grant, &path.key("grant"), &not_for)?;
+            forbid(&raw.token_url, &path.key("token_url"), &not_for)?;
+            forbid(&raw.client_id, &path.key("client_id"), &not_for)?;
+            forbid(&raw.client_secret, &path.key("client_secret"), &not_for)?;
+            forbid(&raw.client_auth, &path.key("client_auth"), &not_for)?;
+            forbid(&raw.scopes, &path.key("scopes"), &not_for)?;
+            forbid(&raw.params, &path.key("params"), &not_for)?;
+            forbid(&raw.ca_file, &path.key("ca_file"), &not_for)?;
+            forbid(&raw.refresh_skew, &path.key("refresh_skew"), &not_for)?;
+            forbid(&raw.timeout, &path.key("timeout"), &not_for)
+        };
+        let kind = match kind {
+            "none" => {
+                oauth_only(raw)?;
+                forbid(&raw.username, &path.key("username"), &not_for)?;
+                forbid(&raw.password, &path.key("password"), &not_for)?;
+                forbid(&raw.token, &path.key("token"), &not_for)?;
+                forbid(&raw.value, &path.key("value"), &not_for)?;
+                AuthKind::None
+            }
+            "basic" => {
+                oauth_only(raw)?;
+                forbid(&raw.token, &path.key("token"), &not_for)?;
+                forbid(&raw.value, &path.key("value"), &not_for)?;
+                forbid(&raw.name, &path.key("name"), &not_for)?;
+                let username = require(&raw.username, &path.key("username"), "basic auth needs a username")?;
+                if username.contains(':') {
+                    return invalid(&path.key("username"), "a Basic username cannot contain ':'");
+                }
+                let password = require(&raw.password, &path.key("password"), "basic auth needs a password")?;
+                AuthKind::Basic {
+                    username: username.clone(),
+                    password: self.secret(password, &path.key("password"))?,
+                }
+            }
+            "bearer" => {
+                oauth_only(raw)?;
+                forbid(&raw.username, &path.key("username"), &not_for)?;
+                forbid(&raw.password, &path.key("password"), &not_for)?;
+                forbid(&raw.value, &path.key("value"), &not_for)?;
+                forbid(&raw.name, &path.key("name"), &not_for)?;
+                let token = require(&raw.token, &path.key("token"), "bearer auth needs a token")?;
+                AuthKind::Bearer {
+                    token: self.secret(token, &path.key("token"))?,
+                }
+            }
+            "header" => {
+                oauth_only(raw)?;
+                forbid(&raw.username, &path.key("username"), &not_for)?;
+                forbid(&raw.password, &path.key("password"), &not_for)?;
+                forbid(&raw.token, &path.key("token"), &not_for)?;
+                let name = require(&raw.name, &path.key("name"), "header auth needs the header name, like \"X-API-Key\"")?;
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .or_else(|_| invalid(&path.key("name"), format!("{name:?} is not a valid header name")))?;
+                let value = require(&raw.value, &path.key("value"), "header auth needs a value")?;
+                AuthKind::Header {
+                    name,
+                    value: self.secret(value, &path.key("value"))?,
+                }
+            }
+            _ => AuthKind::OAuth2(self.oauth(raw, path)?),
+        };
+        let secret_ok = match &kind {
+            AuthKind::Basic { password, .. } => http::HeaderValue::from_str(password.expose()).is_ok(),
+            AuthKind::Bearer { token } => http::HeaderValue::from_str(token.expose()).is_ok(),
+            AuthKind::Header { value, .. } => http::HeaderValue::from_str(value.expose()).is_ok(),
+            _ => true,
+        };
+        if !secret_ok {
+            return invalid(path, "the secret contains characters that cannot go in an HTTP header");
+        }
+        Ok(AuthPlan { when, kind })
+    }
+
+    fn oauth(&mut self, raw: &RawAuth, path: &KeyPath) -> Checked<OAuthPlan> {
+        forbid(&raw.token, &path.key("token"), "with kind = \"oauth2\" (the proxy fetches the token)")?;
+        forbid(&raw.value, &path.key("value"), "with kind = \"oauth2\"")?;
+        forbid(&raw.name, &path.key("name"), "with kind = \"oauth2\"")?;
+        #[derive(Clone, Copy)]
+        enum GrantKind {
+            ClientCredentials,
+            Password,
+        }
+        let grant_kind = one_of(
+            raw.grant.as_deref(),
+            GrantKind::ClientCredentials,
+            &[
+                ("client_credentials", GrantKind::ClientCredentials),
+                ("password", GrantKind::Password),
+            ],
+            "grant",
+            &path.key("grant"),
+        )?;
+        let grant = match grant_kind {
+            GrantKind::ClientCredentials => {
+                forbid(&raw.username, &path.key("username"), "with grant = \"client_credentials\"")?;
+                forbid(&raw.password, &path.key("password"), "with grant = \"client_credentials\"")?;
+                Grant::ClientCredentials
+            }
+            GrantKind::Password => Grant::Password {
+                username: require(&raw.username, &path.key("username"), "the password grant needs a username")?
+                    .clone(),
+                password: self.secret(
+                    require(&raw.password, &path.key("password"), "the password grant needs a password")?,
+                    &path.key("password"),
+                )?,
+            },
+        };
+        let token_url_text = require(&raw.token_url, &path.key("token_url"), "oauth2 needs the token endpoint URL")?;
+        let token_url = Url::parse(token_url_text)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+            .map_or_else(
+                || invalid(&path.key("token_url"), format!("{token_url_text:?} is not an http(s) URL")),
+                Ok,
+            )?;
+        let client_id = require(&raw.client_id, &path.key("client_id"), "oauth2 needs a client_id")?.clone();
+        let client_secret = match (&raw.client_secret, grant_kind) {
+            (Some(secret), _) => Some(self.secret(secret, &path.key("client_secret"))?),
+            (None, GrantKind::ClientCredentials) => {
+                return invalid(&path.key("client_secret"), "missing; the client_credentials grant needs a client_secret")
+            }
+            (None, GrantKind::Password) => None,
+        };
+        let client_auth = one_of(
+            raw.client_auth.as_deref(),
+            ClientAuth::Basic,
+            &[("basic", ClientAuth::Basic), ("post", ClientAuth::Post)],
+            "client_auth",
+            &path.key("client_auth"),
+        )?;
+        let scopes = raw.scopes.clone().unwrap_or_default();
+        for (index, scope) in scopes.iter().enumerate() {
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                return invalid(&path.key("scopes").index(index), format!("{scope:?} is not a single scope"));
+            }
+        }
+        Ok(OAuthPlan {
+            grant,
+            token_url,
+            client_id,
+            client_secret,
+            client_auth,
+            scopes,
+            extra_params: raw
+                .params
+                .clone()
+                .map(|params| params.into_iter().collect())
+                .unwrap_or_default(),
+            ca_file: raw.ca_file.as_deref().map(|file| self.path(file)),
+            refresh_skew: raw
+                .refresh_skew
+                .as_deref()
+                .map(|skew| parse_duration(skew).or_else(|message| invalid(&path.key("refresh_skew"), message)))
+                .transpose()?,
+            timeout: duration(raw.timeout.as_deref(), Duration::from_secs(10), &path.key("timeout"))?,
+        })
+    }
+
+    fn session(&mut self, raw: &RawSession, path: &KeyPath) -> Checked<SessionPlan> {
+        let key = match raw.key.as_deref() {
+            None | Some("route") => SessionKeyKind::Route,
+            Some("client") => SessionKeyKind::Client,
+            Some(other) => match other.strip_prefix("header:") {
+                Some(name) => SessionKeyKind::Header(
+                    HeaderName::from_bytes(name.trim().as_bytes()).or_else(|_| {
+                        invalid(&path.key("key"), format!("{name:?} is not a valid header name"))
+                    })?,
+                ),
+                None => {
+                    return invalid(
+                        &path.key("key"),
+                        format!("unknown key {other:?}, expected one of route, client, header:NAME"),
+                    )
+                }
+            },
+        };
+        let relogin_on = status_codes(
+            raw.relogin_on.as_deref().unwrap_or(&[401]),
+            &path.key("relogin_on"),
+        )?;
+        let replay_body_limit = size(raw.replay_body_limit.as_deref(), &path.key("replay_body_limit"))?
+            .unwrap_or(1 << 20);
+        let login = raw
+            .login
+            .as_ref()
+            .map(|login| {
+                let login_path = path.key("login");
+                let method = Method::from_bytes(login.method.as_deref().unwrap_or("POST").as_bytes())
+                    .or_else(|_| invalid(&login_path.key("method"), "not an HTTP method"))?;
+                if !login.path.starts_with('/') {
+                    return invalid(&login_path.key("path"), "must start with /");
+                }
+                Ok(LoginPlan {
+                    method,
+                    path: login.path.clone(),
+                    expect_status: status_codes(
+                        login.expect_status.as_deref().unwrap_or(&[200, 204]),
+                        &login_path.key("expect_status"),
+                    )?,
+                    body: login.body.clone(),
+                    content_type: login.content_type.clone(),
+                })
+            })
+            .transpose()?;
+        Ok(SessionPlan {
+            cookies: raw.cookies.unwrap_or(true),
+            key,
+            idle_timeout: duration(
+                raw.idle_timeout.as_deref(),
+                Duration::from_secs(15 * 60),
+                &path.key("idle_timeout"),
+            )?,
+            serialize: raw.serialize.unwrap_or(false),
+            relogin_on,
+            relogin_body_contains: raw.relogin_body_contains.clone(),
+            replay_body_limit: usize::try_from(replay_body_limit).unwrap_or(usize::MAX),
+            persist: raw.persist.as_deref().map(|file| self.path(file)),
+            client_cookies: one_of(
+                raw.client_cookies.as_deref(),
+                ClientCookies::Strip,
+                &[("strip", ClientCookies::Strip), ("pass", ClientCookies::Pass)],
+                "value",
+                &path.key("client_cookies"),
+            )?,
+            login,
+        })
+    }
+
+    fn challenge(&mut self, raw: &RawChallenge, path: &KeyPath) -> Checked<ChallengePlan> {
+        let mode = one_of(
+            raw.mode.as_deref(),
+            ChallengeMode::Expand,
+            &[
+                ("keep", ChallengeMode::Keep),
+                ("expand", ChallengeMode::Expand),
+                ("replace", ChallengeMode::Replace),
+            ],
+            "mode",
+            &path.key("mode"),
+        )?;
+        if mode == ChallengeMode::Replace && raw.add.is_empty() {
+            return invalid(&path.key("add"), "mode = \"replace\" needs at least one challenge to add");
+        }
+        for (index, challenge) in raw.add.iter().enumerate() {
+            if challenge.trim().is_empty() {
+                return invalid(&path.key("add").index(index), "empty challenge");
+            }
+        }
+        Ok(ChallengePlan {
+            mode,
+            add: raw.add.clone(),
+            remove: raw.remove.clone(),
+            split: raw.split.unwrap_or(true),
+        })
+    }
+}
