@@ -1,1 +1,139 @@
-fn main(){}
+//! The `provproxy` command line: parse arguments, call the library, map errors to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "provproxy",
+    version,
+    about = "A session-aware reverse proxy for identity provisioning connectors"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve until SIGINT/SIGTERM, then drain in-flight requests.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Move a corrupt session state file aside instead of refusing to start.
+        #[arg(long)]
+        reset_sessions: bool,
+    },
+    /// Validate a config and print the resolved plan (secrets masked).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the field cases against built-in targets, directly and through the proxy.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => match provproxy::config::load(&config) {
+            Ok(plan) => {
+                print!("{}", provproxy::config::render(&plan));
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&err),
+        },
+        Command::Run {
+            config,
+            reset_sessions: _,
+        } => {
+            let plan = match provproxy::config::load(&config) {
+                Ok(plan) => plan,
+                Err(err) => return fail(&err),
+            };
+            for warning in &plan.warnings {
+                tracing::warn!("{warning}");
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(plan.server.workers)
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => return fail(&err),
+            };
+            runtime.block_on(async {
+                let running = match provproxy::server::start(plan).await {
+                    Ok(running) => running,
+                    Err(err) => return fail(&err),
+                };
+                wait_for_signal().await;
+                tracing::info!("shutting down: draining in-flight requests");
+                running.shutdown().await;
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Demo => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(err) => return fail(&err),
+            };
+            let mut stdout = std::io::stdout();
+            match runtime.block_on(provproxy::demo::run(&mut stdout)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => fail(&err),
+            }
+        }
+    }
+}
+
+fn fail(err: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("provproxy: {err}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

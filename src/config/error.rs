@@ -53,7 +53,10 @@ impl KeyPath {
     /// Parses the `a.b[2].c` form that `serde_path_to_error` prints.
     pub fn parse(text: &str) -> Self {
         let mut path = KeyPath::root();
-        for part in text.split('.').filter(|part| !part.is_empty() && *part != "?") {
+        for part in text
+            .split('.')
+            .filter(|part| !part.is_empty() && *part != "?")
+        {
             let (key, indexes) = match part.find('[') {
                 Some(at) => (&part[..at], &part[at..]),
                 None => (part, ""),
@@ -120,7 +123,9 @@ impl<'a> Node<'a> {
         match self {
             Node::Item(item) => item.as_table_like(),
             Node::Table(table) => Some(table),
-            Node::Value(value) => value.as_inline_table().map(|t| t as &dyn toml_edit::TableLike),
+            Node::Value(value) => value
+                .as_inline_table()
+                .map(|t| t as &dyn toml_edit::TableLike),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod error;
 pub mod plan;
 mod raw;
+mod render;
 pub mod secret;
 mod units;
 mod validate;
@@ -14,6 +15,7 @@ use std::path::Path;
 pub use error::ConfigError;
 use error::{line_column, KeyPath};
 pub use plan::*;
+pub use render::render;
 pub use secret::{Secret, SecretSource};
 pub use units::{parse_duration, parse_size};
 
@@ -49,11 +51,10 @@ pub fn load_str(
             message,
         }
     };
-    let document = toml_edit::ImDocument::parse(text).map_err(|err| {
-        place(err.span(), String::new(), one_line(err.message()))
-    })?;
-    let raw: raw::RawConfig =
-        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|err| {
+    let document = toml_edit::ImDocument::parse(text)
+        .map_err(|err| place(err.span(), String::new(), one_line(err.message())))?;
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+        .map_err(|err| {
             // For an unknown key the path already ends with that key.
             let key_path = KeyPath::parse(&err.path().to_string());
             let message = err.inner().message();
@@ -73,11 +74,7 @@ pub fn load_str(
 fn unknown_key(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let (key, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .collect();
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
     let nearest = expected
         .iter()
         .map(|candidate| (strsim::jaro_winkler(key, candidate), *candidate))
@@ -86,7 +83,10 @@ fn unknown_key(message: &str) -> Option<String> {
     let message = match nearest {
         Some((_, candidate)) => format!("unknown key `{key}`, did you mean `{candidate}`?"),
         None if expected.is_empty() => format!("unknown key `{key}`"),
-        None => format!("unknown key `{key}`, expected one of {}", expected.join(", ")),
+        None => format!(
+            "unknown key `{key}`, expected one of {}",
+            expected.join(", ")
+        ),
     };
     Some(message)
 }

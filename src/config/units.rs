@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|err| format!("invalid duration {text:?} ({err}); write it like \"5s\", \"15m\" or \"500ms\""))
+    humantime::parse_duration(text.trim()).map_err(|err| {
+        format!("invalid duration {text:?} ({err}); write it like \"5s\", \"15m\" or \"500ms\"")
+    })
 }
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -13,7 +14,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
-    let invalid = || format!("invalid size {text:?}; write it like \"64KiB\", \"1MiB\" or \"1048576\"");
+    let invalid =
+        || format!("invalid size {text:?}; write it like \"64KiB\", \"1MiB\" or \"1048576\"");
     let number: u64 = digits.parse().map_err(|_| invalid())?;
     let multiplier: u64 = match unit.trim() {
         "" | "B" => 1,

@@ -174,7 +174,10 @@ impl Validator<'_> {
                     Ok(contents) => {
                         let value = contents.trim_end_matches(['\r', '\n']);
                         if value.is_empty() {
-                            return invalid(path, format!("secret file {} is empty", full.display()));
+                            return invalid(
+                                path,
+                                format!("secret file {} is empty", full.display()),
+                            );
                         }
                         Ok(Secret::new(value, SecretSource::File(full)))
                     }
@@ -192,13 +195,11 @@ impl Validator<'_> {
             raw.listen.as_deref().unwrap_or("127.0.0.1:8080"),
             &path.key("listen"),
         )?;
-        let tls = raw
-            .tls
-            .map(|tls| TlsPlan {
-                cert: self.path(&tls.cert),
-                key: self.path(&tls.key),
-                client_ca: tls.client_ca.as_deref().map(|ca| self.path(ca)),
-            });
+        let tls = raw.tls.map(|tls| TlsPlan {
+            cert: self.path(&tls.cert),
+            key: self.path(&tls.key),
+            client_ca: tls.client_ca.as_deref().map(|ca| self.path(ca)),
+        });
         let mut clients = Vec::with_capacity(raw.clients.len());
         let mut names = HashSet::new();
         for (index, client) in raw.clients.iter().enumerate() {
@@ -227,7 +228,10 @@ impl Validator<'_> {
             Some(workers) => workers,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
-        let max_request_body = size(raw.max_request_body.as_deref(), &path.key("max_request_body"))?;
+        let max_request_body = size(
+            raw.max_request_body.as_deref(),
+            &path.key("max_request_body"),
+        )?;
         let max_header_bytes = size(raw.max_header_size.as_deref(), &path.key("max_header_size"))?
             .unwrap_or(64 * 1024);
         Ok(ServerPlan {
@@ -282,12 +286,10 @@ impl Validator<'_> {
                 }
                 ClientCredential::Certificate
             }
-            _ => {
-                return invalid(
-                    path,
-                    "a client takes exactly one of: token, username + password, or certificate = true",
-                )
-            }
+            _ => return invalid(
+                path,
+                "a client takes exactly one of: token, username + password, or certificate = true",
+            ),
         };
         Ok(ClientPlan {
             name: raw.name.clone(),
@@ -296,10 +298,15 @@ impl Validator<'_> {
     }
 
     fn trace(&mut self, raw: RawTrace, path: &KeyPath) -> Checked<TracePlan> {
-        let mut redact_fields: Vec<String> =
-            DEFAULT_REDACT_FIELDS.iter().map(|f| f.to_string()).collect();
+        let mut redact_fields: Vec<String> = DEFAULT_REDACT_FIELDS
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
         for field in raw.redact_fields {
-            if !redact_fields.iter().any(|known| known.eq_ignore_ascii_case(&field)) {
+            if !redact_fields
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(&field))
+            {
                 redact_fields.push(field);
             }
         }
@@ -338,7 +345,10 @@ impl Validator<'_> {
             if !matchers.insert(plan.matcher.clone()) {
                 return invalid(
                     &route_path,
-                    format!("route {:?} matches the same requests as an earlier route", plan.name),
+                    format!(
+                        "route {:?} matches the same requests as an earlier route",
+                        plan.name
+                    ),
                 );
             }
             routes.push(plan);
@@ -365,7 +375,10 @@ impl Validator<'_> {
                 RouteMatch::Host(host.to_ascii_lowercase())
             }
             (Some(_), Some(_)) => {
-                return invalid(&path.key("host"), "a route matches by prefix or by host, not both")
+                return invalid(
+                    &path.key("host"),
+                    "a route matches by prefix or by host, not both",
+                )
             }
             (None, None) => return invalid(path, "a route needs `prefix` or `host`"),
         };
@@ -403,8 +416,11 @@ impl Validator<'_> {
             upstream,
             preserve_host: raw.preserve_host.unwrap_or(false),
             clients: raw.clients,
-            max_request_body: size(raw.max_request_body.as_deref(), &path.key("max_request_body"))?
-                .or(server.limits.max_request_body),
+            max_request_body: size(
+                raw.max_request_body.as_deref(),
+                &path.key("max_request_body"),
+            )?
+            .or(server.limits.max_request_body),
             auth,
             session,
             challenge,
@@ -413,11 +429,13 @@ impl Validator<'_> {
 
     fn upstream(&mut self, raw: &RawRoute, path: &KeyPath) -> Checked<Upstream> {
         let url_path = path.key("upstream");
-        let url = Url::parse(&raw.upstream).or_else(|err| {
-            invalid(&url_path, format!("invalid URL {:?}: {err}", raw.upstream))
-        })?;
+        let url = Url::parse(&raw.upstream)
+            .or_else(|err| invalid(&url_path, format!("invalid URL {:?}: {err}", raw.upstream)))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return invalid(&url_path, format!("scheme {:?} is not http or https", url.scheme()));
+            return invalid(
+                &url_path,
+                format!("scheme {:?} is not http or https", url.scheme()),
+            );
         }
         let Some(host) = url.host_str() else {
             return invalid(&url_path, "the URL has no host");
@@ -452,7 +470,11 @@ impl Validator<'_> {
         let when = one_of(
             raw.when.as_deref(),
             When::Always,
-            &[("always", When::Always), ("missing", When::Missing), ("never", When::Never)],
+            &[
+                ("always", When::Always),
+                ("missing", When::Missing),
+                ("never", When::Never),
+            ],
             "value",
             &path.key("when"),
         )?;
@@ -461,7 +483,10 @@ impl Validator<'_> {
         if !kinds.contains(&kind) {
             return invalid(
                 &path.key("kind"),
-                format!("unknown kind {kind:?}, expected one of {}", kinds.join(", ")),
+                format!(
+                    "unknown kind {kind:?}, expected one of {}",
+                    kinds.join(", ")
+                ),
             );
         }
         let not_for = format!("with kind = {kind:?}");
@@ -491,11 +516,19 @@ impl Validator<'_> {
                 forbid(&raw.token, &path.key("token"), &not_for)?;
                 forbid(&raw.value, &path.key("value"), &not_for)?;
                 forbid(&raw.name, &path.key("name"), &not_for)?;
-                let username = require(&raw.username, &path.key("username"), "basic auth needs a username")?;
+                let username = require(
+                    &raw.username,
+                    &path.key("username"),
+                    "basic auth needs a username",
+                )?;
                 if username.contains(':') {
                     return invalid(&path.key("username"), "a Basic username cannot contain ':'");
                 }
-                let password = require(&raw.password, &path.key("password"), "basic auth needs a password")?;
+                let password = require(
+                    &raw.password,
+                    &path.key("password"),
+                    "basic auth needs a password",
+                )?;
                 AuthKind::Basic {
                     username: username.clone(),
                     password: self.secret(password, &path.key("password"))?,
@@ -517,9 +550,17 @@ impl Validator<'_> {
                 forbid(&raw.username, &path.key("username"), &not_for)?;
                 forbid(&raw.password, &path.key("password"), &not_for)?;
                 forbid(&raw.token, &path.key("token"), &not_for)?;
-                let name = require(&raw.name, &path.key("name"), "header auth needs the header name, like \"X-API-Key\"")?;
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .or_else(|_| invalid(&path.key("name"), format!("{name:?} is not a valid header name")))?;
+                let name = require(
+                    &raw.name,
+                    &path.key("name"),
+                    "header auth needs the header name, like \"X-API-Key\"",
+                )?;
+                let name = HeaderName::from_bytes(name.as_bytes()).or_else(|_| {
+                    invalid(
+                        &path.key("name"),
+                        format!("{name:?} is not a valid header name"),
+                    )
+                })?;
                 let value = require(&raw.value, &path.key("value"), "header auth needs a value")?;
                 AuthKind::Header {
                     name,
@@ -529,19 +570,28 @@ impl Validator<'_> {
             _ => AuthKind::OAuth2(self.oauth(raw, path)?),
         };
         let secret_ok = match &kind {
-            AuthKind::Basic { password, .. } => http::HeaderValue::from_str(password.expose()).is_ok(),
+            AuthKind::Basic { password, .. } => {
+                http::HeaderValue::from_str(password.expose()).is_ok()
+            }
             AuthKind::Bearer { token } => http::HeaderValue::from_str(token.expose()).is_ok(),
             AuthKind::Header { value, .. } => http::HeaderValue::from_str(value.expose()).is_ok(),
             _ => true,
         };
         if !secret_ok {
-            return invalid(path, "the secret contains characters that cannot go in an HTTP header");
+            return invalid(
+                path,
+                "the secret contains characters that cannot go in an HTTP header",
+            );
         }
         Ok(AuthPlan { when, kind })
     }
 
     fn oauth(&mut self, raw: &RawAuth, path: &KeyPath) -> Checked<OAuthPlan> {
-        forbid(&raw.token, &path.key("token"), "with kind = \"oauth2\" (the proxy fetches the token)")?;
+        forbid(
+            &raw.token,
+            &path.key("token"),
+            "with kind = \"oauth2\" (the proxy fetches the token)",
+        )?;
         forbid(&raw.value, &path.key("value"), "with kind = \"oauth2\"")?;
         forbid(&raw.name, &path.key("name"), "with kind = \"oauth2\"")?;
         #[derive(Clone, Copy)]
@@ -561,32 +611,65 @@ impl Validator<'_> {
         )?;
         let grant = match grant_kind {
             GrantKind::ClientCredentials => {
-                forbid(&raw.username, &path.key("username"), "with grant = \"client_credentials\"")?;
-                forbid(&raw.password, &path.key("password"), "with grant = \"client_credentials\"")?;
+                forbid(
+                    &raw.username,
+                    &path.key("username"),
+                    "with grant = \"client_credentials\"",
+                )?;
+                forbid(
+                    &raw.password,
+                    &path.key("password"),
+                    "with grant = \"client_credentials\"",
+                )?;
                 Grant::ClientCredentials
             }
             GrantKind::Password => Grant::Password {
-                username: require(&raw.username, &path.key("username"), "the password grant needs a username")?
-                    .clone(),
+                username: require(
+                    &raw.username,
+                    &path.key("username"),
+                    "the password grant needs a username",
+                )?
+                .clone(),
                 password: self.secret(
-                    require(&raw.password, &path.key("password"), "the password grant needs a password")?,
+                    require(
+                        &raw.password,
+                        &path.key("password"),
+                        "the password grant needs a password",
+                    )?,
                     &path.key("password"),
                 )?,
             },
         };
-        let token_url_text = require(&raw.token_url, &path.key("token_url"), "oauth2 needs the token endpoint URL")?;
+        let token_url_text = require(
+            &raw.token_url,
+            &path.key("token_url"),
+            "oauth2 needs the token endpoint URL",
+        )?;
         let token_url = Url::parse(token_url_text)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
             .map_or_else(
-                || invalid(&path.key("token_url"), format!("{token_url_text:?} is not an http(s) URL")),
+                || {
+                    invalid(
+                        &path.key("token_url"),
+                        format!("{token_url_text:?} is not an http(s) URL"),
+                    )
+                },
                 Ok,
             )?;
-        let client_id = require(&raw.client_id, &path.key("client_id"), "oauth2 needs a client_id")?.clone();
+        let client_id = require(
+            &raw.client_id,
+            &path.key("client_id"),
+            "oauth2 needs a client_id",
+        )?
+        .clone();
         let client_secret = match (&raw.client_secret, grant_kind) {
             (Some(secret), _) => Some(self.secret(secret, &path.key("client_secret"))?),
             (None, GrantKind::ClientCredentials) => {
-                return invalid(&path.key("client_secret"), "missing; the client_credentials grant needs a client_secret")
+                return invalid(
+                    &path.key("client_secret"),
+                    "missing; the client_credentials grant needs a client_secret",
+                )
             }
             (None, GrantKind::Password) => None,
         };
@@ -600,7 +683,10 @@ impl Validator<'_> {
         let scopes = raw.scopes.clone().unwrap_or_default();
         for (index, scope) in scopes.iter().enumerate() {
             if scope.is_empty() || scope.contains(char::is_whitespace) {
-                return invalid(&path.key("scopes").index(index), format!("{scope:?} is not a single scope"));
+                return invalid(
+                    &path.key("scopes").index(index),
+                    format!("{scope:?} is not a single scope"),
+                );
             }
         }
         Ok(OAuthPlan {
@@ -619,9 +705,16 @@ impl Validator<'_> {
             refresh_skew: raw
                 .refresh_skew
                 .as_deref()
-                .map(|skew| parse_duration(skew).or_else(|message| invalid(&path.key("refresh_skew"), message)))
+                .map(|skew| {
+                    parse_duration(skew)
+                        .or_else(|message| invalid(&path.key("refresh_skew"), message))
+                })
                 .transpose()?,
-            timeout: duration(raw.timeout.as_deref(), Duration::from_secs(10), &path.key("timeout"))?,
+            timeout: duration(
+                raw.timeout.as_deref(),
+                Duration::from_secs(10),
+                &path.key("timeout"),
+            )?,
         })
     }
 
@@ -632,13 +725,18 @@ impl Validator<'_> {
             Some(other) => match other.strip_prefix("header:") {
                 Some(name) => SessionKeyKind::Header(
                     HeaderName::from_bytes(name.trim().as_bytes()).or_else(|_| {
-                        invalid(&path.key("key"), format!("{name:?} is not a valid header name"))
+                        invalid(
+                            &path.key("key"),
+                            format!("{name:?} is not a valid header name"),
+                        )
                     })?,
                 ),
                 None => {
                     return invalid(
                         &path.key("key"),
-                        format!("unknown key {other:?}, expected one of route, client, header:NAME"),
+                        format!(
+                            "unknown key {other:?}, expected one of route, client, header:NAME"
+                        ),
                     )
                 }
             },
@@ -647,15 +745,19 @@ impl Validator<'_> {
             raw.relogin_on.as_deref().unwrap_or(&[401]),
             &path.key("relogin_on"),
         )?;
-        let replay_body_limit = size(raw.replay_body_limit.as_deref(), &path.key("replay_body_limit"))?
-            .unwrap_or(1 << 20);
+        let replay_body_limit = size(
+            raw.replay_body_limit.as_deref(),
+            &path.key("replay_body_limit"),
+        )?
+        .unwrap_or(1 << 20);
         let login = raw
             .login
             .as_ref()
             .map(|login| {
                 let login_path = path.key("login");
-                let method = Method::from_bytes(login.method.as_deref().unwrap_or("POST").as_bytes())
-                    .or_else(|_| invalid(&login_path.key("method"), "not an HTTP method"))?;
+                let method =
+                    Method::from_bytes(login.method.as_deref().unwrap_or("POST").as_bytes())
+                        .or_else(|_| invalid(&login_path.key("method"), "not an HTTP method"))?;
                 if !login.path.starts_with('/') {
                     return invalid(&login_path.key("path"), "must start with /");
                 }
@@ -687,7 +789,10 @@ impl Validator<'_> {
             client_cookies: one_of(
                 raw.client_cookies.as_deref(),
                 ClientCookies::Strip,
-                &[("strip", ClientCookies::Strip), ("pass", ClientCookies::Pass)],
+                &[
+                    ("strip", ClientCookies::Strip),
+                    ("pass", ClientCookies::Pass),
+                ],
                 "value",
                 &path.key("client_cookies"),
             )?,
@@ -708,7 +813,10 @@ impl Validator<'_> {
             &path.key("mode"),
         )?;
         if mode == ChallengeMode::Replace && raw.add.is_empty() {
-            return invalid(&path.key("add"), "mode = \"replace\" needs at least one challenge to add");
+            return invalid(
+                &path.key("add"),
+                "mode = \"replace\" needs at least one challenge to add",
+            );
         }
         for (index, challenge) in raw.add.iter().enumerate() {
             if challenge.trim().is_empty() {

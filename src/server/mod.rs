@@ -1,1 +1,225 @@
-//! Listeners (plain, TLS), ingress client auth, graceful shutdown.
+//! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
+
+mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::{self, metrics::Metrics};
+use crate::config::Plan;
+use crate::proxy::{ConnInfo, Proxy};
+
+/// Why the proxy could not start. Rendered once by the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed for {path}: {reason}")]
+    Tls { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Route(#[from] crate::proxy::RouteSetupError),
+}
+
+/// A running proxy (and admin listener). `shutdown` drains in-flight requests.
+pub struct Running {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Binds the listeners and starts serving.
+pub async fn start(plan: Plan) -> Result<Running, StartupError> {
+    let metrics = Metrics::new(&plan.routes);
+    let proxy = Arc::new(Proxy::new(&plan, metrics.clone())?);
+    let tls = plan
+        .server
+        .tls
+        .as_ref()
+        .map(tls::server_config)
+        .transpose()?;
+    let listener = bind(plan.server.listen, "proxy").await?;
+    let addr = local_addr(&listener, plan.server.listen, "proxy")?;
+    let (stop, stopped) = watch::channel(false);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(plan.server.limits.header_read_timeout)
+        .max_headers(plan.server.limits.max_headers)
+        .max_buf_size(plan.server.limits.max_header_bytes.max(8192));
+    builder.http2().timer(TokioTimer::new());
+    let grace = plan.server.shutdown_grace;
+    let mut tasks = vec![tokio::spawn(serve(
+        listener,
+        builder.clone(),
+        tls.map(TlsAcceptor::from),
+        stopped.clone(),
+        grace,
+        move |request, conn| {
+            let proxy = proxy.clone();
+            async move { proxy.handle(request, &conn).await }
+        },
+    ))];
+    let mut admin_addr = None;
+    if let Some(admin_plan) = &plan.admin {
+        let listener = bind(admin_plan.listen, "admin").await?;
+        admin_addr = Some(local_addr(&listener, admin_plan.listen, "admin")?);
+        let admin = Arc::new(admin::Admin::new(metrics));
+        tasks.push(tokio::spawn(serve(
+            listener,
+            builder,
+            None,
+            stopped,
+            grace,
+            move |request, _conn| {
+                let admin = admin.clone();
+                async move { admin.handle(request).await }
+            },
+        )));
+    }
+    tracing::info!(%addr, admin = ?admin_addr, routes = plan.routes.len(), "provproxy listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        stop,
+        tasks,
+    })
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    listener: &TcpListener,
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<SocketAddr, StartupError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { what, addr, source })
+}
+
+/// Accepts connections until told to stop, then waits for open connections to finish their
+/// in-flight requests (at most `grace`).
+async fn serve<H, F>(
+    listener: TcpListener,
+    builder: auto::Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+    mut stopped: watch::Receiver<bool>,
+    grace: Duration,
+    handler: H,
+) where
+    H: Fn(http::Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = http::Response<crate::proxy::body::ProxyBody>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let handler = handler.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let conn = ConnInfo {
+                remote,
+                tls: tls.is_some(),
+            };
+            let service = service_fn(move |request| {
+                let handler = handler.clone();
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(handler(request, conn).await) }
+            });
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .into_owned(),
+                            )
+                            .await
+                    }
+                    Err(err) => {
+                        tracing::debug!(%remote, "TLS handshake failed: {err}");
+                        return;
+                    }
+                },
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(%remote, "connection ended with an error: {err}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "grace period over; closing connections with requests still in flight"
+        );
+    }
+}

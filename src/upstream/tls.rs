@@ -57,7 +57,7 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     Ok(certs)
 }
 
-/// A client configuration trusting the public roots plus `ca_file`, speaking HTTP/1.1 only.
+/// A client configuration trusting the public roots plus `ca_file`.
 pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let mut roots = public_roots().clone();
     if let Some(path) = ca_file {
@@ -68,10 +68,10 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSet
             })?;
         }
     }
-    let mut config = ClientConfig::builder_with_provider(provider())
+    // No ALPN here: hyper-rustls sets it from the HTTP versions it enables (HTTP/1.1 only).
+    let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -1,0 +1,103 @@
+//! The per-request error tier: every failure becomes a status and a JSON body that says which
+//! route and which side failed. Never a secret in it: details come from typed errors whose
+//! messages hold addresses and reasons only.
+
+use http::{header, HeaderValue, Response, StatusCode};
+use serde::Serialize;
+
+use super::body::{full, ProxyBody};
+use crate::upstream::UpstreamError;
+
+/// Who is at fault, for the operator reading the body or the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Client,
+    Upstream,
+    Proxy,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Upstream => "upstream",
+            Side::Proxy => "proxy",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches {path}")]
+    NoRoute { path: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            ProxyError::Upstream(err) if err.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute { .. } => "no_route",
+            ProxyError::Upstream(err) => err.kind(),
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::NoRoute { .. }
+            | ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge { .. } => Side::Client,
+            ProxyError::Upstream(_) => Side::Upstream,
+            ProxyError::Internal(_) => Side::Proxy,
+        }
+    }
+
+    /// The response the client gets: `{"error", "route", "side", "detail"}`.
+    pub fn to_response(&self, route: Option<&str>) -> Response<ProxyBody> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            route: Option<&'a str>,
+            side: Side,
+            detail: String,
+        }
+        let body = Body {
+            error: self.kind(),
+            route,
+            side: self.side(),
+            detail: self.to_string(),
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = Response::new(full(bytes));
+        *response.status_mut() = self.status();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+            .headers_mut()
+            .insert("x-provproxy-error", HeaderValue::from_static("1"));
+        response
+    }
+}

@@ -1,0 +1,183 @@
+//! Header hygiene on both legs: hop-by-hop removal (RFC 9110 §7.6.1), `X-Forwarded-*`, and
+//! rewriting `Location`/`Content-Location` that point at the target back to the proxy.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers that never cross the proxy, whatever `Connection` says.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Removes the hop-by-hop headers and every header the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        if let Ok(connection) = connection.to_str() {
+            let named: Vec<HeaderName> = connection
+                .split(',')
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+                .collect();
+            for name in named {
+                headers.remove(name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host` to what the
+/// client used to reach the proxy.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    proto: &'static str,
+    client_host: Option<&HeaderValue>,
+) {
+    const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    let value = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {client_ip}"),
+        None => client_ip.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(FORWARDED_FOR, value);
+    }
+    headers.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(proto),
+    );
+    if let Some(host) = client_host {
+        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+    }
+}
+
+/// How paths map between the proxy and the target for one route, for rewriting `Location`.
+#[derive(Debug, Clone)]
+pub struct PathMap {
+    /// The target's origin, `scheme://host[:port]`, compared case-insensitively.
+    pub upstream_origin: String,
+    /// The target-side path the route's paths start with, without trailing `/` (maybe empty).
+    pub upstream_base: String,
+    /// The client-side path that replaces `upstream_base` (the prefix when it is stripped).
+    pub client_base: String,
+}
+
+impl PathMap {
+    /// The client-side location for a target-side one, or `None` when it points elsewhere.
+    pub fn to_client(&self, location: &str, client_origin: &str) -> Option<String> {
+        let path = if location.starts_with('/') && !location.starts_with("//") {
+            location
+        } else {
+            let origin_len = self.upstream_origin.len();
+            let head = location.get(..origin_len)?;
+            if !head.eq_ignore_ascii_case(&self.upstream_origin) {
+                return None;
+            }
+            let rest = &location[origin_len..];
+            if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+                return None;
+            }
+            rest
+        };
+        let rest = path.strip_prefix(self.upstream_base.as_str())?;
+        if !(rest.is_empty() || rest.starts_with(['/', '?', '#'])) {
+            return None;
+        }
+        let origin = if location.starts_with('/') {
+            ""
+        } else {
+            client_origin
+        };
+        Some(format!("{origin}{}{rest}", self.client_base))
+    }
+}
+
+/// Rewrites `Location` and `Content-Location` that point at the target.
+pub fn rewrite_locations(headers: &mut HeaderMap, map: &PathMap, client_origin: &str) {
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        if let Some(rewritten) = map.to_client(value, client_origin) {
+            if rewritten != value {
+                if let Ok(rewritten) = HeaderValue::from_str(&rewritten) {
+                    headers.insert(name, rewritten);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map() -> PathMap {
+        PathMap {
+            upstream_origin: "https://osmc.example.com".into(),
+            upstream_base: "/api".into(),
+            client_base: "/osmc".into(),
+        }
+    }
+
+    #[test]
+    fn absolute_location_at_the_target_points_back_at_the_proxy() {
+        assert_eq!(
+            map().to_client(
+                "https://OSMC.example.com/api/users/7?x=1",
+                "http://proxy:8080"
+            ),
+            Some("http://proxy:8080/osmc/users/7?x=1".into())
+        );
+    }
+
+    #[test]
+    fn absolute_path_location_keeps_being_relative() {
+        assert_eq!(
+            map().to_client("/api/users/7", "http://proxy:8080"),
+            Some("/osmc/users/7".into())
+        );
+    }
+
+    #[test]
+    fn location_elsewhere_is_left_alone() {
+        assert_eq!(
+            map().to_client("https://login.example.com/x", "http://p"),
+            None
+        );
+        assert_eq!(
+            map().to_client("https://osmc.example.com.evil/api", "http://p"),
+            None
+        );
+        assert_eq!(
+            map().to_client("https://osmc.example.com/apiary", "http://p"),
+            None
+        );
+        assert_eq!(map().to_client("//osmc.example.com/api", "http://p"), None);
+    }
+
+    #[test]
+    fn connection_named_headers_are_removed_with_the_standard_set() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key(header::ACCEPT));
+    }
+}
