@@ -35,6 +35,10 @@ pub enum ProxyError {
     Upstream(#[from] UpstreamError),
     #[error("{0}")]
     BadRequest(String),
+    #[error("this proxy requires a known client credential")]
+    Unauthenticated,
+    #[error("client {client:?} may not use this route")]
+    ClientNotAllowed { client: String },
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("{0}")]
@@ -48,6 +52,8 @@ impl ProxyError {
             ProxyError::Upstream(err) if err.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ProxyError::ClientNotAllowed { .. } => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,6 +64,8 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::Upstream(err) => err.kind(),
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::Unauthenticated => "client_unauthenticated",
+            ProxyError::ClientNotAllowed { .. } => "client_not_allowed",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
             ProxyError::Internal(_) => "internal",
         }
@@ -67,7 +75,9 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. }
             | ProxyError::BadRequest(_)
-            | ProxyError::BodyTooLarge { .. } => Side::Client,
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::Unauthenticated
+            | ProxyError::ClientNotAllowed { .. } => Side::Client,
             ProxyError::Upstream(_) => Side::Upstream,
             ProxyError::Internal(_) => Side::Proxy,
         }

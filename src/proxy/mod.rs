@@ -5,6 +5,7 @@
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod replay;
 pub mod route;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use hyper::body::Incoming;
 use crate::admin::metrics::Metrics;
 use crate::auth::{Injected, Injector};
 use crate::config::{Plan, RouteMatch, RoutePlan};
+use crate::server::ingress::{ClientName, Ingress};
 use crate::upstream::{TlsSetupError, UpstreamClient};
 use body::ProxyBody;
 use error::ProxyError;
@@ -29,6 +31,8 @@ use route::Router;
 pub struct ConnInfo {
     pub remote: SocketAddr,
     pub tls: bool,
+    /// The client named by its verified TLS certificate.
+    pub client: Option<ClientName>,
 }
 
 /// A route with everything it needs at request time, built once.
@@ -44,6 +48,7 @@ struct Exchange<'a> {
     conn: &'a ConnInfo,
     route_index: usize,
     route: &'a Route,
+    client: Option<ClientName>,
     /// `scheme://host` the client used, for rewriting `Location`.
     client_origin: Option<String>,
     injected: Injected,
@@ -60,11 +65,16 @@ pub struct RouteSetupError {
 pub struct Proxy {
     routes: Vec<Route>,
     router: Router,
+    ingress: Arc<Ingress>,
     metrics: Arc<Metrics>,
 }
 
 impl Proxy {
-    pub fn new(plan: &Plan, metrics: Arc<Metrics>) -> Result<Self, RouteSetupError> {
+    pub fn new(
+        plan: &Plan,
+        metrics: Arc<Metrics>,
+        ingress: Arc<Ingress>,
+    ) -> Result<Self, RouteSetupError> {
         let routes = plan
             .routes
             .iter()
@@ -85,6 +95,7 @@ impl Proxy {
         Ok(Proxy {
             router: Router::new(&plan.routes),
             routes,
+            ingress,
             metrics,
         })
     }
@@ -103,6 +114,7 @@ impl Proxy {
             conn,
             route_index,
             route,
+            client: None,
             client_origin: None,
             injected: Injected::Nothing,
         };
@@ -111,7 +123,15 @@ impl Proxy {
             Err(err) => {
                 self.metrics.error(err.kind());
                 tracing::warn!(route = %route.plan.name, kind = err.kind(), side = err.side().as_str(), "{err}");
-                err.to_response(Some(&route.plan.name))
+                let mut response = err.to_response(Some(&route.plan.name));
+                if matches!(err, ProxyError::Unauthenticated) {
+                    for challenge in self.ingress.challenge() {
+                        response
+                            .headers_mut()
+                            .append(header::WWW_AUTHENTICATE, challenge);
+                    }
+                }
+                response
             }
         };
         self.metrics.route(route_index).response(response.status());
@@ -121,8 +141,9 @@ impl Proxy {
     async fn run(
         &self,
         exchange: &mut Exchange<'_>,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        self.admit(exchange, request.headers_mut())?;
         let mut upstream_request = prepare(exchange, request)?;
         exchange.injected = exchange
             .route
@@ -134,6 +155,43 @@ impl Proxy {
             .route(exchange.route_index)
             .upstream_latency(started.elapsed());
         Ok(finish_response(exchange, response))
+    }
+}
+
+impl Proxy {
+    /// Phase: only known clients, and only on the routes they are allowed. Their own credential
+    /// is removed here and never reaches the target.
+    fn admit(
+        &self,
+        exchange: &mut Exchange<'_>,
+        headers: &mut http::HeaderMap,
+    ) -> Result<(), ProxyError> {
+        let client = self
+            .ingress
+            .authenticate(headers, exchange.conn.client.as_ref())
+            .map_err(|denied| {
+                if self.ingress.should_log_denial() {
+                    tracing::warn!(
+                        client = %exchange.conn.remote,
+                        reason = ?denied,
+                        refused_so_far = self.ingress.denials(),
+                        "refused a client without valid proxy credentials"
+                    );
+                }
+                ProxyError::Unauthenticated
+            })?;
+        if let (Some(allowed), Some(name)) = (&exchange.route.plan.clients, &client) {
+            if !allowed
+                .iter()
+                .any(|allowed| allowed.as_str() == name.as_ref())
+            {
+                return Err(ProxyError::ClientNotAllowed {
+                    client: name.to_string(),
+                });
+            }
+        }
+        exchange.client = client;
+        Ok(())
     }
 }
 

@@ -1,5 +1,6 @@
 //! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
 
+pub mod ingress;
 mod tls;
 
 use std::convert::Infallible;
@@ -22,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin::{self, metrics::Metrics};
 use crate::config::Plan;
 use crate::proxy::{ConnInfo, Proxy};
+use ingress::Ingress;
 
 /// Why the proxy could not start. Rendered once by the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,8 @@ impl Running {
 /// Binds the listeners and starts serving.
 pub async fn start(plan: Plan) -> Result<Running, StartupError> {
     let metrics = Metrics::new(&plan.routes);
-    let proxy = Arc::new(Proxy::new(&plan, metrics.clone())?);
+    let ingress = Arc::new(Ingress::new(&plan.server.clients));
+    let proxy = Arc::new(Proxy::new(&plan, metrics.clone(), ingress.clone())?);
     let tls = plan
         .server
         .tls
@@ -90,6 +93,7 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
         listener,
         builder.clone(),
         tls.map(TlsAcceptor::from),
+        Some(ingress),
         stopped.clone(),
         grace,
         move |request, conn| {
@@ -105,6 +109,7 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
         tasks.push(tokio::spawn(serve(
             listener,
             builder,
+            None,
             None,
             stopped,
             grace,
@@ -145,6 +150,7 @@ async fn serve<H, F>(
     listener: TcpListener,
     builder: auto::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
+    ingress: Option<Arc<Ingress>>,
     mut stopped: watch::Receiver<bool>,
     grace: Duration,
     handler: H,
@@ -170,20 +176,31 @@ async fn serve<H, F>(
         let builder = builder.clone();
         let handler = handler.clone();
         let tls = tls.clone();
+        let ingress = ingress.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let conn = ConnInfo {
+            let mut conn = ConnInfo {
                 remote,
                 tls: tls.is_some(),
+                client: None,
             };
-            let service = service_fn(move |request| {
-                let handler = handler.clone();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(handler(request, conn).await) }
-            });
+            let service = |conn: ConnInfo| {
+                service_fn(move |request| {
+                    let handler = handler.clone();
+                    let conn = conn.clone();
+                    async move { Ok::<_, Infallible>(handler(request, conn).await) }
+                })
+            };
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
+                        conn.client = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|leaf| ingress.as_ref()?.identify_certificate(leaf));
+                        let service = service(conn);
                         watcher
                             .watch(
                                 builder
@@ -198,6 +215,7 @@ async fn serve<H, F>(
                     }
                 },
                 None => {
+                    let service = service(conn);
                     watcher
                         .watch(
                             builder
