@@ -58,10 +58,16 @@ fn table() -> Vec<(&'static str, Outcome)> {
     use ParseErrorKind::*;
     vec![
         // Single challenges.
-        (r#"Basic realm="osmc""#, Ok(vec![p("Basic", &[("realm", "osmc")])])),
+        (
+            r#"Basic realm="osmc""#,
+            Ok(vec![p("Basic", &[("realm", "osmc")])]),
+        ),
         ("Bearer", Ok(vec![p("Bearer", &[])])),
         ("Negotiate", Ok(vec![p("Negotiate", &[])])),
-        (r#"Bearer realm="servicenow""#, Ok(vec![p("Bearer", &[("realm", "servicenow")])])),
+        (
+            r#"Bearer realm="servicenow""#,
+            Ok(vec![p("Bearer", &[("realm", "servicenow")])]),
+        ),
         (
             r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
             Ok(vec![p(
@@ -73,74 +79,159 @@ fn table() -> Vec<(&'static str, Outcome)> {
                 ],
             )]),
         ),
-        (r#"Custom a="1", b=2, c="3""#, Ok(vec![p("Custom", &[("a", "1"), ("b", "2"), ("c", "3")])])),
-        (r#"Digest realm="t",nonce="abc""#, Ok(vec![p("Digest", &[("realm", "t"), ("nonce", "abc")])])),
+        (
+            r#"Custom a="1", b=2, c="3""#,
+            Ok(vec![p("Custom", &[("a", "1"), ("b", "2"), ("c", "3")])]),
+        ),
+        (
+            r#"Digest realm="t",nonce="abc""#,
+            Ok(vec![p("Digest", &[("realm", "t"), ("nonce", "abc")])]),
+        ),
         // token68.
         ("Negotiate abc==", Ok(vec![t("Negotiate", "abc==")])),
-        ("Negotiate YIIBhgYGKwYBBQUCoIIBejCCAXag", Ok(vec![t("Negotiate", "YIIBhgYGKwYBBQUCoIIBejCCAXag")])),
-        ("NTLM TlRMTVNTUAACAAAA+/9=", Ok(vec![t("NTLM", "TlRMTVNTUAACAAAA+/9=")])),
+        (
+            "Negotiate YIIBhgYGKwYBBQUCoIIBejCCAXag",
+            Ok(vec![t("Negotiate", "YIIBhgYGKwYBBQUCoIIBejCCAXag")]),
+        ),
+        (
+            "NTLM TlRMTVNTUAACAAAA+/9=",
+            Ok(vec![t("NTLM", "TlRMTVNTUAACAAAA+/9=")]),
+        ),
         ("Bearer abc", Ok(vec![t("Bearer", "abc")])),
         ("Negotiate abc==  ", Ok(vec![t("Negotiate", "abc==")])),
         // The grammar reads `name=` with nothing after it as a token68.
         ("Basic realm=", Ok(vec![t("Basic", "realm=")])),
-        ("Negotiate abc==, Basic realm=\"x\"", Ok(vec![t("Negotiate", "abc=="), p("Basic", &[("realm", "x")])])),
+        (
+            "Negotiate abc==, Basic realm=\"x\"",
+            Ok(vec![t("Negotiate", "abc=="), p("Basic", &[("realm", "x")])]),
+        ),
         // Several challenges on one line.
         (
             r#"Basic realm="a", Bearer realm="b""#,
-            Ok(vec![p("Basic", &[("realm", "a")]), p("Bearer", &[("realm", "b")])]),
+            Ok(vec![
+                p("Basic", &[("realm", "a")]),
+                p("Bearer", &[("realm", "b")]),
+            ]),
         ),
-        (r#"Basic realm="a",Bearer"#, Ok(vec![p("Basic", &[("realm", "a")]), p("Bearer", &[])])),
+        (
+            r#"Basic realm="a",Bearer"#,
+            Ok(vec![p("Basic", &[("realm", "a")]), p("Bearer", &[])]),
+        ),
         ("Basic, Bearer", Ok(vec![p("Basic", &[]), p("Bearer", &[])])),
         (
             r#"Digest realm="t", nonce="abc", qop="auth", Basic realm="t""#,
             Ok(vec![
-                p("Digest", &[("realm", "t"), ("nonce", "abc"), ("qop", "auth")]),
+                p(
+                    "Digest",
+                    &[("realm", "t"), ("nonce", "abc"), ("qop", "auth")],
+                ),
                 p("Basic", &[("realm", "t")]),
             ]),
         ),
         (
             r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#,
             Ok(vec![
-                p("Newauth", &[("realm", "apps"), ("type", "1"), ("title", r#"Login to "apps""#)]),
+                p(
+                    "Newauth",
+                    &[
+                        ("realm", "apps"),
+                        ("type", "1"),
+                        ("title", r#"Login to "apps""#),
+                    ],
+                ),
                 p("Basic", &[("realm", "simple")]),
             ]),
         ),
         (
             r#"Bearer realm="x", Basic realm="x""#,
-            Ok(vec![p("Bearer", &[("realm", "x")]), p("Basic", &[("realm", "x")])]),
+            Ok(vec![
+                p("Bearer", &[("realm", "x")]),
+                p("Basic", &[("realm", "x")]),
+            ]),
         ),
         // Quoting and escapes.
-        (r#"Basic realm="a, b""#, Ok(vec![p("Basic", &[("realm", "a, b")])])),
-        (r#"Basic realm="say \"hi\"""#, Ok(vec![p("Basic", &[("realm", r#"say "hi""#)])])),
-        (r#"Basic realm="back\\slash""#, Ok(vec![p("Basic", &[("realm", r"back\slash")])])),
-        (r#"Basic realm="\a\b""#, Ok(vec![p("Basic", &[("realm", "ab")])])),
+        (
+            r#"Basic realm="a, b""#,
+            Ok(vec![p("Basic", &[("realm", "a, b")])]),
+        ),
+        (
+            r#"Basic realm="say \"hi\"""#,
+            Ok(vec![p("Basic", &[("realm", r#"say "hi""#)])]),
+        ),
+        (
+            r#"Basic realm="back\\slash""#,
+            Ok(vec![p("Basic", &[("realm", r"back\slash")])]),
+        ),
+        (
+            r#"Basic realm="\a\b""#,
+            Ok(vec![p("Basic", &[("realm", "ab")])]),
+        ),
         (r#"Basic realm="""#, Ok(vec![p("Basic", &[("realm", "")])])),
-        ("Basic realm=\"tab\there\"", Ok(vec![p("Basic", &[("realm", "tab\there")])])),
-        ("Basic realm=\"caf\u{e9}\"", Ok(vec![p("Basic", &[("realm", "caf\u{e9}")])])),
-        (r#"Basic realm="a=b, Bearer c""#, Ok(vec![p("Basic", &[("realm", "a=b, Bearer c")])])),
+        (
+            "Basic realm=\"tab\there\"",
+            Ok(vec![p("Basic", &[("realm", "tab\there")])]),
+        ),
+        (
+            "Basic realm=\"caf\u{e9}\"",
+            Ok(vec![p("Basic", &[("realm", "caf\u{e9}")])]),
+        ),
+        (
+            r#"Basic realm="a=b, Bearer c""#,
+            Ok(vec![p("Basic", &[("realm", "a=b, Bearer c")])]),
+        ),
         // Case is kept as written (comparison is the caller's business).
-        (r#"basic REALM="x""#, Ok(vec![p("basic", &[("REALM", "x")])])),
+        (
+            r#"basic REALM="x""#,
+            Ok(vec![p("basic", &[("REALM", "x")])]),
+        ),
         ("BASIC realm=x", Ok(vec![p("BASIC", &[("realm", "x")])])),
         // Whitespace, including BWS around `=`.
-        (r#"Basic realm = "x""#, Ok(vec![p("Basic", &[("realm", "x")])])),
+        (
+            r#"Basic realm = "x""#,
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
         ("Basic realm= x", Ok(vec![p("Basic", &[("realm", "x")])])),
-        (r#"Basic realm ="x""#, Ok(vec![p("Basic", &[("realm", "x")])])),
-        ("Basic realm=\"x\"\t", Ok(vec![p("Basic", &[("realm", "x")])])),
-        ("\tBasic realm=\"x\"", Ok(vec![p("Basic", &[("realm", "x")])])),
-        ("Basic   realm=\"x\"", Ok(vec![p("Basic", &[("realm", "x")])])),
+        (
+            r#"Basic realm ="x""#,
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
+        (
+            "Basic realm=\"x\"\t",
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
+        (
+            "\tBasic realm=\"x\"",
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
+        (
+            "Basic   realm=\"x\"",
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
         // Empty list elements.
         ("", Ok(vec![])),
         ("   ", Ok(vec![])),
         (",", Ok(vec![])),
-        (r#", , Basic realm="x""#, Ok(vec![p("Basic", &[("realm", "x")])])),
-        (r#"Basic realm="x", ,"#, Ok(vec![p("Basic", &[("realm", "x")])])),
+        (
+            r#", , Basic realm="x""#,
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
+        (
+            r#"Basic realm="x", ,"#,
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
         (
             r#"Basic realm="x", , charset="UTF-8""#,
             Ok(vec![p("Basic", &[("realm", "x"), ("charset", "UTF-8")])]),
         ),
-        (r#"Basic realm="x",, Bearer"#, Ok(vec![p("Basic", &[("realm", "x")]), p("Bearer", &[])])),
+        (
+            r#"Basic realm="x",, Bearer"#,
+            Ok(vec![p("Basic", &[("realm", "x")]), p("Bearer", &[])]),
+        ),
         // A param right after a comma that follows a bare scheme belongs to that scheme.
-        (r#"Basic, realm="x""#, Ok(vec![p("Basic", &[("realm", "x")])])),
+        (
+            r#"Basic, realm="x""#,
+            Ok(vec![p("Basic", &[("realm", "x")])]),
+        ),
         // Malformed.
         (r#"Basic realm="x"#, err(UnterminatedQuote, 12)),
         (r#"Basic realm="x\"#, err(UnterminatedQuote, 12)),
@@ -155,7 +246,10 @@ fn table() -> Vec<(&'static str, Outcome)> {
         ("Basic realm=x\u{1}", err(ControlCharacter, 13)),
         ("Basic\u{0}", err(ControlCharacter, 5)),
         ("Basic realm=\"a\u{7f}\"", err(ControlCharacter, 14)),
-        ("Basic realm=\"a\r\nX-Injected: 1\"", err(ControlCharacter, 14)),
+        (
+            "Basic realm=\"a\r\nX-Injected: 1\"",
+            err(ControlCharacter, 14),
+        ),
         (r#"Basic charset="x", realm="#, err(ExpectedParamValue, 25)),
         (r#"Bearer realm="x", error="#, err(ExpectedParamValue, 24)),
         ("Basic realm=@", err(ExpectedParamValue, 12)),
@@ -180,10 +274,17 @@ fn table_cases_parse_as_stated() {
             .map(|c| observed(&c))
             .map_err(|e| (e.kind(), e.offset()));
         if &got != expected {
-            failures.push(format!("{input:?}\n   expected {expected:?}\n   got      {got:?}"));
+            failures.push(format!(
+                "{input:?}\n   expected {expected:?}\n   got      {got:?}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -199,7 +300,11 @@ fn parsed_challenges_reserialise_byte_for_byte() {
             assert!(input.contains(&text), "{text:?} is not a span of {input:?}");
         }
         if let [single] = challenges.as_slice() {
-            assert_eq!(single.to_string(), input.trim_matches([' ', '\t', ',']), "{input:?}");
+            assert_eq!(
+                single.to_string(),
+                input.trim_matches([' ', '\t', ',']),
+                "{input:?}"
+            );
         }
     }
 }
@@ -222,7 +327,11 @@ fn table_cases_round_trip_as_received_and_canonically() {
         let as_received = parse(&join(&first)).expect("re-parse of the received form");
         assert_eq!(observed(&as_received), observed(&first), "{input:?}");
 
-        let canonical: Vec<Challenge> = first.iter().cloned().map(Challenge::into_canonical).collect();
+        let canonical: Vec<Challenge> = first
+            .iter()
+            .cloned()
+            .map(Challenge::into_canonical)
+            .collect();
         let text = join(&canonical);
         let again = parse(&text).unwrap_or_else(|e| panic!("{text:?} from {input:?}: {e}"));
         assert_eq!(observed(&again), observed(&first), "{input:?} → {text:?}");
@@ -251,8 +360,19 @@ fn pool() -> Vec<Challenge> {
     vec![
         params("Basic", &[("realm", "osmc")]),
         params("Bearer", &[]),
-        params("Digest", &[("realm", "a, b"), ("nonce", "n=1"), ("qop", "auth"), ("stale", "false")]),
-        params("Custom", &[("quote", r#"say "hi""#), ("slash", r"a\b"), ("empty", "")]),
+        params(
+            "Digest",
+            &[
+                ("realm", "a, b"),
+                ("nonce", "n=1"),
+                ("qop", "auth"),
+                ("stale", "false"),
+            ],
+        ),
+        params(
+            "Custom",
+            &[("quote", r#"say "hi""#), ("slash", r"a\b"), ("empty", "")],
+        ),
         params("x-Scheme!", &[("UPPER", "Mixed Case"), ("t", "tok~en")]),
         params("Uni", &[("realm", "caf\u{e9} \u{2603}"), ("tab", "a\tb")]),
         token68("Negotiate", "YIIBhg+/9=="),
@@ -283,11 +403,26 @@ fn canonical_form_quotes_non_tokens_and_realm_and_escapes() {
     let challenge = Challenge::new(
         "Custom",
         ChallengeData::Params(vec![
-            AuthParam { name: "realm".into(), value: "plain".into() },
-            AuthParam { name: "a".into(), value: "tok".into() },
-            AuthParam { name: "b".into(), value: "two words".into() },
-            AuthParam { name: "c".into(), value: r#"q"\"#.into() },
-            AuthParam { name: "d".into(), value: String::new() },
+            AuthParam {
+                name: "realm".into(),
+                value: "plain".into(),
+            },
+            AuthParam {
+                name: "a".into(),
+                value: "tok".into(),
+            },
+            AuthParam {
+                name: "b".into(),
+                value: "two words".into(),
+            },
+            AuthParam {
+                name: "c".into(),
+                value: r#"q"\"#.into(),
+            },
+            AuthParam {
+                name: "d".into(),
+                value: String::new(),
+            },
         ]),
     )
     .expect("valid challenge");
@@ -301,9 +436,15 @@ fn canonical_form_quotes_non_tokens_and_realm_and_escapes() {
 fn constructor_rejects_parts_that_would_not_parse() {
     assert!(Challenge::new("Two words", ChallengeData::Params(vec![])).is_err());
     assert!(Challenge::new("Negotiate", ChallengeData::Token68("a=b".into())).is_err());
-    let bad_name = vec![AuthParam { name: "a b".into(), value: "x".into() }];
+    let bad_name = vec![AuthParam {
+        name: "a b".into(),
+        value: "x".into(),
+    }];
     assert!(Challenge::new("Basic", ChallengeData::Params(bad_name)).is_err());
-    let control = vec![AuthParam { name: "realm".into(), value: "a\r\nb".into() }];
+    let control = vec![AuthParam {
+        name: "realm".into(),
+        value: "a\r\nb".into(),
+    }];
     assert!(Challenge::new("Basic", ChallengeData::Params(control)).is_err());
 }
 
@@ -318,8 +459,14 @@ fn scheme_and_param_lookups_ignore_case() {
 #[test]
 fn header_map_lines_are_parsed_in_order() {
     let mut headers = HeaderMap::new();
-    headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="x""#));
-    headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Digest realm="t", Basic realm="x""#));
+    headers.append(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="x""#),
+    );
+    headers.append(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Digest realm="t", Basic realm="x""#),
+    );
     let challenges = parse_headers(&headers).expect("valid");
     assert_eq!(
         observed(&challenges),
@@ -334,8 +481,14 @@ fn header_map_lines_are_parsed_in_order() {
 #[test]
 fn header_map_error_names_the_line_and_offset() {
     let mut headers = HeaderMap::new();
-    headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="x""#));
-    headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="x"#));
+    headers.append(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Bearer realm="x""#),
+    );
+    headers.append(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Basic realm="x"#),
+    );
     let error = parse_headers(&headers).expect_err("second line is unterminated");
     assert_eq!(error.line(), Some(1));
     assert_eq!(error.offset(), 12);
@@ -349,7 +502,8 @@ fn header_map_error_names_the_line_and_offset() {
 #[test]
 fn non_utf8_header_bytes_are_an_error_with_offset() {
     let mut headers = HeaderMap::new();
-    let value = HeaderValue::from_bytes(b"Basic realm=\"\xff\"").expect("obs-text is a valid header byte");
+    let value =
+        HeaderValue::from_bytes(b"Basic realm=\"\xff\"").expect("obs-text is a valid header byte");
     headers.append(WWW_AUTHENTICATE, value);
     let error = parse_headers(&headers).expect_err("not UTF-8");
     assert_eq!(error.kind(), ParseErrorKind::InvalidUtf8);

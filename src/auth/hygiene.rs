@@ -106,3 +106,72 @@ fn trim_end(bytes: &[u8]) -> &[u8] {
     let end = bytes.iter().rposition(|&b| !is_ows(b)).map_or(0, |i| i + 1);
     &bytes[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fix(raw: &'static str) -> Option<(String, String)> {
+        normalize_authorization(&HeaderValue::from_static(raw)).map(|(value, description)| {
+            assert!(value.is_sensitive());
+            (value.to_str().expect("ascii").to_owned(), description)
+        })
+    }
+
+    #[test]
+    fn doubled_bearer_becomes_one() {
+        let (value, description) = fix("Bearer Bearer xyz").expect("changed");
+        assert_eq!(value, "Bearer xyz");
+        assert_eq!(description, "removed a doubled Bearer scheme");
+    }
+
+    #[test]
+    fn doubled_scheme_is_found_in_any_case_and_keeps_the_first_spelling() {
+        assert_eq!(fix("bearer BEARER xyz").expect("changed").0, "bearer xyz");
+        assert_eq!(
+            fix("Basic Basic dXNlcjpwdw==").expect("changed").0,
+            "Basic dXNlcjpwdw=="
+        );
+        assert_eq!(
+            fix("Bearer Bearer Bearer xyz").expect("changed").0,
+            "Bearer xyz"
+        );
+    }
+
+    #[test]
+    fn whitespace_is_trimmed_and_collapsed() {
+        let (value, description) = fix("  Bearer \t  xyz  ").expect("changed");
+        assert_eq!(value, "Bearer xyz");
+        assert_eq!(
+            description,
+            "trimmed surrounding whitespace; collapsed whitespace after the scheme"
+        );
+        assert_eq!(
+            fix("Bearer   Bearer  xyz ").expect("changed").0,
+            "Bearer xyz"
+        );
+    }
+
+    #[test]
+    fn clean_values_are_left_alone() {
+        assert_eq!(fix("Bearer xyz"), None);
+        assert_eq!(fix("Basic dXNlcjpwdw=="), None);
+        assert_eq!(fix(r#"Digest username="a",  realm="b""#), None);
+        // A credential that happens to equal the scheme is not a doubled prefix.
+        assert_eq!(fix("Bearer Bearer"), None);
+        assert_eq!(fix(""), None);
+    }
+
+    #[test]
+    fn description_never_contains_the_credential() {
+        for raw in [
+            "Bearer Bearer s3cr3t-token",
+            "  s3cr3t-token  ",
+            "s3cr3t-token s3cr3t-token more",
+            "Basic    s3cr3t-token",
+        ] {
+            let (_, description) = fix(raw).expect("changed");
+            assert!(!description.contains("s3cr3t"), "{raw:?} → {description:?}");
+        }
+    }
+}

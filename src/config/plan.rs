@@ -60,7 +60,10 @@ pub struct ClientPlan {
 #[derive(Debug, Clone)]
 pub enum ClientCredential {
     Token(Secret),
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
     /// Mutual TLS: the name must match the certificate's common name or a DNS SAN.
     Certificate,
 }
