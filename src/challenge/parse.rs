@@ -105,6 +105,11 @@ impl ParseError {
     pub fn line(&self) -> Option<usize> {
         self.line
     }
+
+    pub(crate) fn on_line(mut self, line: usize) -> Self {
+        self.line = Some(line);
+        self
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -157,13 +162,6 @@ pub(crate) fn header_text(bytes: &[u8]) -> Result<&str, ParseError> {
         line: None,
         found: None,
     })
-}
-
-impl ParseError {
-    pub(crate) fn on_line(mut self, line: usize) -> Self {
-        self.line = Some(line);
-        self
-    }
 }
 
 impl Challenge {

@@ -136,3 +136,105 @@ fn carries_basic(request: &Request<Bytes>, expected: &[u8]) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CREDENTIALS: &[u8] = b"svc:pw";
+
+    fn request(method: Method, path: &str, authorization: Option<&'static str>) -> Request<Bytes> {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(value) = authorization {
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder.body(Bytes::new()).expect("valid request")
+    }
+
+    fn call(advertise: Advertise, request: &Request<Bytes>) -> (Response<Full<Bytes>>, Counters) {
+        let counters = Counters::default();
+        let response = respond(request, CREDENTIALS, &advertise.header(), &counters);
+        (response, counters)
+    }
+
+    #[test]
+    fn unauthenticated_request_gets_servicenow_401_advertising_bearer_only() {
+        let (response, counters) = call(
+            Advertise::BearerOnly,
+            &request(Method::GET, "/api/now/table/sys_user", None),
+        );
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let challenges: Vec<_> = response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .collect();
+        assert_eq!(challenges, vec![r#"Bearer realm="servicenow""#]);
+        assert_eq!(counters.unauthorized.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.authorized.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn combined_variant_advertises_digest_and_basic_on_one_line() {
+        let (response, _) = call(
+            Advertise::DigestAndBasicCombined,
+            &request(Method::GET, "/api/now/table/sys_user", None),
+        );
+        let challenges: Vec<_> = response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .collect();
+        assert_eq!(
+            challenges,
+            vec![r#"Digest realm="t", nonce="abc", qop="auth", Basic realm="t""#]
+        );
+    }
+
+    #[test]
+    fn basic_with_the_right_credentials_is_accepted_in_any_scheme_case() {
+        // base64("svc:pw") = "c3ZjOnB3"
+        for authorization in ["Basic c3ZjOnB3", "basic c3ZjOnB3"] {
+            let (response, counters) = call(
+                Advertise::BearerOnly,
+                &request(Method::GET, "/api/now/table/sys_user", Some(authorization)),
+            );
+            assert_eq!(response.status(), StatusCode::OK, "{authorization}");
+            assert_eq!(counters.authorized.load(Ordering::Relaxed), 1);
+        }
+    }
+
+    #[test]
+    fn wrong_credentials_and_other_schemes_are_refused() {
+        // base64("svc:no") = "c3ZjOm5v"
+        for authorization in ["Basic c3ZjOm5v", "Bearer c3ZjOnB3", "Basic !!", "Basic"] {
+            let (response, _) = call(
+                Advertise::BearerOnly,
+                &request(Method::GET, "/api/now/table/sys_user", Some(authorization)),
+            );
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{authorization}"
+            );
+        }
+    }
+
+    #[test]
+    fn authorised_requests_under_api_succeed_and_others_are_not_found() {
+        let (response, _) = call(
+            Advertise::BearerOnly,
+            &request(
+                Method::POST,
+                "/api/now/table/sys_user_grmember",
+                Some("Basic c3ZjOnB3"),
+            ),
+        );
+        assert_eq!(response.status(), StatusCode::OK);
+        let (response, _) = call(
+            Advertise::BearerOnly,
+            &request(Method::GET, "/login.do", Some("Basic c3ZjOnB3")),
+        );
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}
