@@ -1,5 +1,6 @@
 //! Stored-credential injection and the OAuth 2.0 token cache.
 
+pub mod hygiene;
 mod inject;
 
 pub use inject::{Injected, Injector};

@@ -4,6 +4,7 @@
 pub mod basic_target;
 pub mod client;
 pub mod server;
+pub mod single_scheme;
 
 use std::io::Write;
 use std::path::Path;

@@ -1,0 +1,140 @@
+//! Real clients that choose their scheme from the challenge, straight against the targets (no
+//! proxy): they fail when only Bearer is advertised, and succeed when Basic is advertised on a
+//! line of its own — which is what `challenge.mode = "expand"` with `split = true` produces.
+
+mod clients;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderValue, Request, StatusCode};
+use provproxy::demo::server::{json, serve, TargetServer};
+use provproxy::demo::single_scheme::{self, Advertise};
+
+use clients::{curl_anyauth, curl_basic, http_client};
+
+const USER: &str = "svc_provision";
+const PASSWORD: &str = "pa:ss word";
+const SYS_USER: &str = "/api/now/table/sys_user";
+
+/// `Basic base64("svc_provision:pa:ss word")`
+const BASIC: &str = "Basic c3ZjX3Byb3Zpc2lvbjpwYTpzcyB3b3Jk";
+
+/// A target that accepts exactly [`BASIC`] and whose 401 carries these `WWW-Authenticate` lines.
+async fn target_advertising(lines: &'static [&'static str]) -> TargetServer {
+    serve(move |request: Request<Bytes>| {
+        let authorised = request
+            .headers()
+            .get(AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            == Some(BASIC.as_bytes());
+        async move {
+            if authorised {
+                return json(StatusCode::OK, r#"{"result":[]}"#);
+            }
+            let mut response = json(StatusCode::UNAUTHORIZED, r#"{"status":"failure"}"#);
+            for line in lines {
+                response
+                    .headers_mut()
+                    .append(WWW_AUTHENTICATE, HeaderValue::from_static(line));
+            }
+            response
+        }
+    })
+    .await
+    .expect("bind target")
+}
+
+const SPLIT_LINES: &[&str] = &[r#"Bearer realm="x""#, r#"Basic realm="x""#];
+const COMBINED_LINE: &[&str] = &[r#"Bearer realm="x", Basic realm="x""#];
+
+fn url(target: &TargetServer) -> String {
+    format!("{}{SYS_USER}", target.url())
+}
+
+#[tokio::test]
+async fn bearer_only_target_accepts_preemptive_basic() {
+    let (target, stats) = single_scheme::spawn(USER, PASSWORD).await.expect("spawn");
+    let run = curl_basic(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(stats.authorized(), 1);
+    assert_eq!(stats.unauthorized(), 0);
+}
+
+#[tokio::test]
+async fn http_client_never_sends_basic_to_a_bearer_only_target() {
+    let (target, stats) = single_scheme::spawn(USER, PASSWORD).await.expect("spawn");
+    let run = http_client(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 401, "{run:?}");
+    assert!(run.sent.is_empty(), "{run:?}");
+    assert_eq!(stats.authorized(), 0);
+    assert_eq!(stats.unauthorized(), stats.requests());
+}
+
+#[tokio::test]
+async fn curl_anyauth_never_sends_basic_to_a_bearer_only_target() {
+    let (target, stats) = single_scheme::spawn(USER, PASSWORD).await.expect("spawn");
+    let run = curl_anyauth(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 401, "{run:?}");
+    assert!(run.sent.is_empty(), "{run:?}");
+    assert_eq!(stats.authorized(), 0);
+}
+
+#[tokio::test]
+async fn http_client_sends_basic_when_basic_has_its_own_line() {
+    let target = target_advertising(SPLIT_LINES).await;
+    let run = http_client(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(run.sent, vec!["Basic"]);
+}
+
+#[tokio::test]
+async fn curl_anyauth_sends_basic_when_basic_has_its_own_line() {
+    let target = target_advertising(SPLIT_LINES).await;
+    let run = curl_anyauth(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(run.sent, vec!["Basic"]);
+}
+
+/// Why `split = true` is the default: HttpClient 4 reads only the first challenge of a line.
+#[tokio::test]
+async fn http_client_misses_basic_after_bearer_on_a_combined_line() {
+    let target = target_advertising(COMBINED_LINE).await;
+    let run = http_client(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 401, "{run:?}");
+    assert!(run.sent.is_empty(), "{run:?}");
+}
+
+#[tokio::test]
+async fn curl_anyauth_finds_basic_after_bearer_on_a_combined_line() {
+    let target = target_advertising(COMBINED_LINE).await;
+    let run = curl_anyauth(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(run.sent, vec!["Basic"]);
+}
+
+/// With `Digest ..., Basic ...` on one line HttpClient sees Digest only, and prefers it anyway;
+/// a Basic-only target then refuses it.
+#[tokio::test]
+async fn http_client_answers_a_combined_digest_basic_line_with_digest() {
+    let (target, stats) =
+        single_scheme::spawn_advertising(Advertise::DigestAndBasicCombined, USER, PASSWORD)
+            .await
+            .expect("spawn");
+    let run = http_client(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 401, "{run:?}");
+    assert!(run.sent_scheme("Digest"), "{run:?}");
+    assert!(!run.sent_scheme("Basic"), "{run:?}");
+    assert_eq!(stats.authorized(), 0);
+}
+
+#[tokio::test]
+async fn curl_anyauth_prefers_digest_from_a_combined_digest_basic_line() {
+    let (target, _stats) =
+        single_scheme::spawn_advertising(Advertise::DigestAndBasicCombined, USER, PASSWORD)
+            .await
+            .expect("spawn");
+    let run = curl_anyauth(&url(&target), USER, PASSWORD).await;
+    assert_eq!(run.status, 401, "{run:?}");
+    assert!(run.sent_scheme("Digest"), "{run:?}");
+    assert!(!run.sent_scheme("Basic"), "{run:?}");
+}
