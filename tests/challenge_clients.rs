@@ -1,6 +1,7 @@
-//! Real clients that choose their scheme from the challenge, straight against the targets (no
-//! proxy): they fail when only Bearer is advertised, and succeed when Basic is advertised on a
-//! line of its own — which is what `challenge.mode = "expand"` with `split = true` produces.
+//! Real clients that choose their scheme from the challenge: straight against the targets they
+//! fail when only Bearer is advertised and succeed when Basic is advertised on a line of its
+//! own; through the proxy with `challenge.mode = "expand"` and `split = true` they succeed with
+//! exactly one challenge round trip.
 
 mod clients;
 
@@ -9,6 +10,7 @@ use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, StatusCode};
 use provproxy::demo::server::{json, serve, TargetServer};
 use provproxy::demo::single_scheme::{self, Advertise};
+use provproxy::server::Running;
 
 use clients::{curl_anyauth, curl_basic, http_client};
 
@@ -137,4 +139,110 @@ async fn curl_anyauth_prefers_digest_from_a_combined_digest_basic_line() {
     assert_eq!(run.status, 401, "{run:?}");
     assert!(run.sent_scheme("Digest"), "{run:?}");
     assert!(!run.sent_scheme("Basic"), "{run:?}");
+}
+
+/// The proxy in front of `target`, fixing the challenge as `challenge` says and injecting
+/// nothing: the client still authenticates itself.
+async fn challenge_fixing_proxy(target: &TargetServer, challenge: &str) -> Running {
+    provproxy::demo::start_proxy(
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "servicenow"
+prefix = "/"
+upstream = "{}"
+
+[routes.challenge]
+{challenge}
+"#,
+            target.url()
+        ),
+        &[],
+    )
+    .await
+    .expect("start proxy")
+}
+
+const EXPAND_BASIC: &str = r#"mode = "expand"
+add = ['Basic realm="servicenow"']
+split = true"#;
+
+#[tokio::test]
+async fn http_client_succeeds_through_the_proxy_with_one_challenge_round_trip() {
+    let (target, stats) = single_scheme::spawn(USER, PASSWORD).await.expect("spawn");
+    let proxy = challenge_fixing_proxy(&target, EXPAND_BASIC).await;
+    let run = http_client(
+        &format!("http://{}{SYS_USER}", proxy.addr()),
+        USER,
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(run.sent, vec!["Basic"]);
+    assert_eq!(stats.unauthorized(), 1, "exactly one challenge round trip");
+    assert_eq!(stats.authorized(), 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn curl_anyauth_succeeds_through_the_proxy_with_one_challenge_round_trip() {
+    let (target, stats) = single_scheme::spawn(USER, PASSWORD).await.expect("spawn");
+    let proxy = challenge_fixing_proxy(&target, EXPAND_BASIC).await;
+    let run = curl_anyauth(
+        &format!("http://{}{SYS_USER}", proxy.addr()),
+        USER,
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(run.sent, vec!["Basic"]);
+    assert_eq!(stats.unauthorized(), 1, "exactly one challenge round trip");
+    assert_eq!(stats.authorized(), 1);
+    proxy.shutdown().await;
+}
+
+/// Split into one line per challenge, HttpClient sees both Digest and Basic and picks the one it
+/// prefers — Digest — which proves it read past the first challenge of the target's line.
+#[tokio::test]
+async fn http_client_picks_its_preferred_scheme_from_a_split_digest_basic_challenge() {
+    let (target, _stats) =
+        single_scheme::spawn_advertising(Advertise::DigestAndBasicCombined, USER, PASSWORD)
+            .await
+            .expect("spawn");
+    let proxy = challenge_fixing_proxy(&target, "mode = \"expand\"\nsplit = true").await;
+    let run = http_client(
+        &format!("http://{}{SYS_USER}", proxy.addr()),
+        USER,
+        PASSWORD,
+    )
+    .await;
+    assert!(run.sent_scheme("Digest"), "{run:?}");
+    proxy.shutdown().await;
+}
+
+/// Removing Digest from the split challenge leaves Basic, which the target accepts.
+#[tokio::test]
+async fn http_client_sends_basic_when_the_proxy_removes_digest_from_the_challenge() {
+    let (target, stats) =
+        single_scheme::spawn_advertising(Advertise::DigestAndBasicCombined, USER, PASSWORD)
+            .await
+            .expect("spawn");
+    let proxy = challenge_fixing_proxy(
+        &target,
+        "mode = \"expand\"\nremove = [\"Digest\"]\nsplit = true",
+    )
+    .await;
+    let run = http_client(
+        &format!("http://{}{SYS_USER}", proxy.addr()),
+        USER,
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(run.status, 200, "{run:?}");
+    assert_eq!(run.sent, vec!["Basic"]);
+    assert_eq!(stats.authorized(), 1);
+    proxy.shutdown().await;
 }

@@ -122,6 +122,8 @@ pub struct RoutePlan {
     pub auth: AuthPlan,
     pub session: Option<SessionPlan>,
     pub challenge: ChallengePlan,
+    /// `challenge`, parsed and checked once by the challenge module.
+    pub rewriter: crate::challenge::Rewriter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

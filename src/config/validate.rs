@@ -409,6 +409,8 @@ impl Validator<'_> {
             Some(challenge) => self.challenge(challenge, &path.key("challenge"))?,
             None => ChallengePlan::default(),
         };
+        let rewriter = crate::challenge::Rewriter::new(&challenge)
+            .or_else(|err| invalid(&path.key("challenge"), err.to_string()))?;
         Ok(RoutePlan {
             name: raw.name,
             matcher,
@@ -424,6 +426,7 @@ impl Validator<'_> {
             auth,
             session,
             challenge,
+            rewriter,
         })
     }
 
@@ -812,17 +815,7 @@ impl Validator<'_> {
             "mode",
             &path.key("mode"),
         )?;
-        if mode == ChallengeMode::Replace && raw.add.is_empty() {
-            return invalid(
-                &path.key("add"),
-                "mode = \"replace\" needs at least one challenge to add",
-            );
-        }
-        for (index, challenge) in raw.add.iter().enumerate() {
-            if challenge.trim().is_empty() {
-                return invalid(&path.key("add").index(index), "empty challenge");
-            }
-        }
+        // The entries themselves are checked by the challenge module's Rewriter.
         Ok(ChallengePlan {
             mode,
             add: raw.add.clone(),

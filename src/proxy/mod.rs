@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 
 use crate::admin::metrics::Metrics;
 use crate::auth::{Injected, Injector};
+use crate::challenge::Outcome;
 use crate::config::{Plan, RouteMatch, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress};
 use crate::upstream::{TlsSetupError, UpstreamClient};
@@ -52,6 +53,10 @@ struct Exchange<'a> {
     /// `scheme://host` the client used, for rewriting `Location`.
     client_origin: Option<String>,
     injected: Injected,
+    authorization_normalised: Option<String>,
+    /// The `WWW-Authenticate` values before and after the rewrite.
+    challenge: Option<(Vec<String>, Vec<String>)>,
+    warnings: Vec<String>,
 }
 
 /// A route whose upstream client could not be built (its `ca_file`, say).
@@ -117,6 +122,9 @@ impl Proxy {
             client: None,
             client_origin: None,
             injected: Injected::Nothing,
+            authorization_normalised: None,
+            challenge: None,
+            warnings: Vec::new(),
         };
         let response = match self.run(&mut exchange, request).await {
             Ok(response) => response,
@@ -145,6 +153,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         self.admit(exchange, request.headers_mut())?;
         let mut upstream_request = prepare(exchange, request)?;
+        normalize_client_authorization(exchange, upstream_request.headers_mut());
         exchange.injected = exchange
             .route
             .injector
@@ -293,11 +302,40 @@ fn path_map(route: &RoutePlan) -> PathMap {
     }
 }
 
-/// The client's response: the target's, minus hop-by-hop headers, with locations pointing back
-/// at the proxy; the body streams.
-fn finish_response(exchange: &Exchange<'_>, response: Response<Incoming>) -> Response<ProxyBody> {
+/// Phase: a passed-through credential with a doubled scheme (`Bearer Bearer x`, a token pasted
+/// with its prefix into a field that adds one) is fixed, and the exchange says so.
+fn normalize_client_authorization(exchange: &mut Exchange<'_>, headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return;
+    };
+    if let Some((fixed, what)) = crate::auth::hygiene::normalize_authorization(value) {
+        tracing::warn!(route = %exchange.route.plan.name, "client Authorization fixed: {what}");
+        headers.insert(header::AUTHORIZATION, fixed);
+        exchange.authorization_normalised = Some(what);
+    }
+}
+
+/// The client's response: the target's, minus hop-by-hop headers, with the challenge rewritten
+/// as the route says and locations pointing back at the proxy; the body streams.
+fn finish_response(
+    exchange: &mut Exchange<'_>,
+    response: Response<Incoming>,
+) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
+    match exchange
+        .route
+        .plan
+        .rewriter
+        .rewrite(parts.status, &mut parts.headers)
+    {
+        Outcome::Untouched => {}
+        Outcome::Rewritten { before, after } => exchange.challenge = Some((before, after)),
+        Outcome::Malformed { warning } => {
+            tracing::warn!(route = %exchange.route.plan.name, "challenge passed through unchanged: {warning}");
+            exchange.warnings.push(warning);
+        }
+    }
     if let Some(origin) = &exchange.client_origin {
         headers::rewrite_locations(&mut parts.headers, &exchange.route.paths, origin);
     }
