@@ -83,3 +83,36 @@ impl CookielessClient {
         self.send(Method::GET, url, headers, Bytes::new()).await
     }
 }
+
+impl CookielessClient {
+    /// GETs like Apache HttpClient 4 does: no credentials first; on a 401, it reads only the
+    /// first challenge of each `WWW-Authenticate` line, answers with Basic if one of those is
+    /// Basic, and otherwise gives up (it ignores Bearer). The field's Java connectors do this.
+    pub async fn challenge_driven_get(
+        &self,
+        url: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Reply, ClientError> {
+        let first = self.get(url, &[]).await?;
+        if first.status != StatusCode::UNAUTHORIZED {
+            return Ok(first);
+        }
+        let offers_basic = first
+            .headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|line| line.to_str().ok())
+            .filter_map(|line| line.split_whitespace().next())
+            .any(|scheme| scheme.trim_end_matches(',').eq_ignore_ascii_case("basic"));
+        if !offers_basic {
+            return Ok(first);
+        }
+        let credentials = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{username}:{password}"),
+        );
+        self.get(url, &[("authorization", &format!("Basic {credentials}"))])
+            .await
+    }
+}

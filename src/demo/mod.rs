@@ -122,6 +122,7 @@ pub async fn run(out: &mut dyn Write) -> Result<bool, DemoError> {
          first directly (as the connector does today), then through provproxy."
     );
     stored_credentials(&mut narrator).await?;
+    single_scheme_challenge(&mut narrator).await?;
     let steps = narrator.steps;
     let failures = narrator.failures();
     let _ = writeln!(
@@ -187,6 +188,74 @@ password = {{ env = "DEMO_PASSWORD" }}
     narrator.check(
         "the target saw exactly one authorised request",
         stats.authorised.load(std::sync::atomic::Ordering::Relaxed) == 1,
+    );
+    proxy.shutdown().await;
+    target.stop().await;
+    Ok(())
+}
+
+/// ServiceNow advertising only Bearer: a challenge-driven client never sends Basic.
+async fn single_scheme_challenge(narrator: &mut Narrator<'_>) -> Result<(), DemoError> {
+    narrator.heading(
+        "single advertised scheme (ServiceNow API Access Policy)",
+        "The target accepts Basic but its 401 offers only `Bearer`. A Java connector (Apache\n\
+         HttpClient: no credentials until challenged, first challenge of a line only) never\n\
+         sends Basic. provproxy expands the challenge with `Basic`, one scheme per line.",
+    );
+    let password = demo_secret("servicenow");
+    let (target, stats) = single_scheme::spawn("okta.provisioning", &password).await?;
+    let proxy = start_proxy(
+        &format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "servicenow"
+prefix = "/"
+upstream = "{}"
+
+[routes.challenge]
+mode = "expand"
+add = ['Basic realm="servicenow"']
+split = true
+"#,
+            target.url()
+        ),
+        &[],
+    )
+    .await?;
+    let client = CookielessClient::default();
+    let path = "/api/now/table/sys_user";
+    let direct = client
+        .challenge_driven_get(
+            &format!("{}{path}", target.url()),
+            "okta.provisioning",
+            &password,
+        )
+        .await?;
+    narrator.step(
+        "direct",
+        "GET sys_user (challenge-driven client)",
+        &direct,
+        StatusCode::UNAUTHORIZED,
+    );
+    let proxied = client
+        .challenge_driven_get(
+            &format!("http://{}{path}", proxy.addr()),
+            "okta.provisioning",
+            &password,
+        )
+        .await?;
+    narrator.step(
+        "proxy",
+        "GET sys_user (challenge-driven client)",
+        &proxied,
+        StatusCode::OK,
+    );
+    narrator.check(
+        "through the proxy the client answered the expanded challenge with Basic",
+        stats.authorized() == 1,
     );
     proxy.shutdown().await;
     target.stop().await;
