@@ -177,8 +177,11 @@ impl TokenSource {
             .map_err(|_| setup("the token URL is not a valid request URI".into()))?;
         let tls = crate::upstream::tls::client_config(plan.ca_file.as_deref())
             .map_err(|err| setup(err.to_string()))?;
+        let mut tls = (*tls).clone();
+        // hyper-rustls panics on a preset ALPN list; `enable_http1` sets it to http/1.1 again.
+        tls.alpn_protocols.clear();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .build();
