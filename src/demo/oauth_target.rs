@@ -521,7 +521,7 @@ fn scim(
     request: Request<Bytes>,
 ) -> Response<Full<Bytes>> {
     stats.shared.requests.fetch_add(1, Ordering::SeqCst);
-    if let Err(refusal) = scim_authorize(tokens, &request) {
+    if let Some(refusal) = scim_refusal(tokens, &request) {
         stats.shared.rejected.fetch_add(1, Ordering::SeqCst);
         return refusal;
     }
@@ -576,10 +576,10 @@ fn scim(
 
 /// RFC 6750 §3: no credentials or another scheme get a bare challenge, a bad token gets
 /// `invalid_token`, a token without the scope gets 403 `insufficient_scope`.
-fn scim_authorize(
+fn scim_refusal(
     tokens: &TokenEndpointStats,
     request: &Request<Bytes>,
-) -> Result<(), Response<Full<Bytes>>> {
+) -> Option<Response<Full<Bytes>>> {
     let unauthorized = |challenge: &'static str, detail: &str| {
         let mut response = scim_error(StatusCode::UNAUTHORIZED, None, detail);
         response
@@ -596,13 +596,13 @@ fn scim_authorize(
         scheme.eq_ignore_ascii_case("bearer").then_some(token)
     });
     let Some(token) = token else {
-        return Err(unauthorized(
+        return Some(unauthorized(
             "Bearer realm=\"scim\"",
             "Authentication with an OAuth 2.0 Bearer token is required",
         ));
     };
     match tokens.check(token) {
-        TokenCheck::Invalid => Err(unauthorized(
+        TokenCheck::Invalid => Some(unauthorized(
             "Bearer realm=\"scim\", error=\"invalid_token\"",
             "The access token is invalid or expired",
         )),
@@ -616,9 +616,9 @@ fn scim_authorize(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer error=\"insufficient_scope\", scope=\"scim\""),
             );
-            Err(response)
+            Some(response)
         }
-        TokenCheck::Valid { .. } => Ok(()),
+        TokenCheck::Valid { .. } => None,
     }
 }
 
