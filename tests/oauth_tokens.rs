@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -505,9 +507,10 @@ async fn no_display_or_debug_contains_a_secret_or_token() {
             shown.contains("[REDACTED]"),
             "the echo must be scrubbed, not dropped: {shown}"
         );
-        let mut secrets = vec![CLIENT_SECRET.to_owned(), PASSWORD.to_owned()];
+        let basic = STANDARD.encode(format!("provproxy:{CLIENT_SECRET}"));
+        let mut secrets = vec![CLIENT_SECRET.to_owned(), PASSWORD.to_owned(), basic];
         secrets.extend(stats.issued_tokens());
-        assert!(secrets.len() >= 4);
+        assert!(secrets.len() >= 5);
         for secret in secrets {
             assert!(!shown.contains(&secret), "{secret} leaked: {shown}");
         }
