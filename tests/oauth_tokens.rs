@@ -624,3 +624,92 @@ async fn revoked_token_gets_401_and_one_invalidation_and_refetch_recovers() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stats.hits(), 2);
 }
+
+/// A TLS front for a plain endpoint, with a certificate from a private CA written to `ca_file`.
+struct TlsFront {
+    url: String,
+    ca_file: tempfile::NamedTempFile,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn tls_front(target: std::net::SocketAddr) -> TlsFront {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rustls_pki_types::PrivatePkcs8KeyDer;
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provproxy::upstream::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}{TOKEN_PATH}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    let mut ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut ca_file, ca.pem().as_bytes()).unwrap();
+    TlsFront { url, ca_file, task }
+}
+
+#[tokio::test]
+async fn https_token_endpoint_behind_a_private_ca_is_trusted_with_ca_file() {
+    let (server, stats) = endpoint(endpoint_config()).await;
+    let front = tls_front(server.addr()).await;
+    let mut plan = plan_for_url(&front.url);
+    plan.ca_file = Some(front.ca_file.path().to_owned());
+    let token = source(&plan).token().await.expect("token over TLS");
+    assert_eq!(token.generation(), 1);
+    assert_eq!(stats.hits(), 1);
+}
+
+#[tokio::test]
+async fn https_token_endpoint_with_an_untrusted_certificate_is_a_connect_error() {
+    let (server, stats) = endpoint(endpoint_config()).await;
+    let front = tls_front(server.addr()).await;
+    let err = source(&plan_for_url(&front.url))
+        .token()
+        .await
+        .expect_err("unknown CA");
+    assert_eq!(err.kind(), "oauth_connect");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    assert_eq!(stats.hits(), 0);
+}
+
+#[tokio::test]
+async fn unreadable_ca_file_fails_at_setup() {
+    let mut plan = plan_for_url("https://127.0.0.1:1/oauth/token");
+    plan.ca_file = Some("/nonexistent/ca.pem".into());
+    let err = TokenSource::new("onetrust", &plan).expect_err("no CA file");
+    assert_eq!(err.kind(), "oauth_setup");
+    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}
