@@ -429,10 +429,7 @@ impl Inner {
             None => {}
         }
         let expires_at = sent_at + issued.lifetime;
-        let skew = self
-            .refresh_skew
-            .unwrap_or_else(|| MAX_DEFAULT_SKEW.min(issued.lifetime / 10))
-            .min(issued.lifetime);
+        let skew = refresh_skew(self.refresh_skew, issued.lifetime);
         let token = Token {
             value: Arc::new(TokenValue {
                 access_token: Secret::new(issued.access_token, SecretSource::Literal),
@@ -521,6 +518,14 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// How long before expiry to refresh: the configured skew, else min(60 s, 10% of the
+/// lifetime), never more than the lifetime itself.
+fn refresh_skew(configured: Option<Duration>, lifetime: Duration) -> Duration {
+    configured
+        .unwrap_or_else(|| MAX_DEFAULT_SKEW.min(lifetime / 10))
+        .min(lifetime)
+}
+
 /// 0.5 s after the first consecutive failure, doubling, capped at 30 s.
 fn backoff_delay(consecutive_failures: u32) -> Duration {
     let doublings = consecutive_failures.saturating_sub(1).min(16);
@@ -541,6 +546,15 @@ mod tests {
             [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
         );
         assert_eq!(backoff_delay(u32::MAX), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn default_refresh_skew_is_a_tenth_of_the_lifetime_up_to_a_minute() {
+        let secs = Duration::from_secs;
+        assert_eq!(refresh_skew(None, secs(3600)), secs(60));
+        assert_eq!(refresh_skew(None, secs(300)), secs(30));
+        assert_eq!(refresh_skew(Some(secs(120)), secs(3600)), secs(120));
+        assert_eq!(refresh_skew(Some(secs(120)), secs(60)), secs(60));
     }
 
     #[test]
