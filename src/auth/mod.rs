@@ -2,5 +2,6 @@
 
 pub mod hygiene;
 mod inject;
+pub mod oauth;
 
 pub use inject::{Injected, Injector};
