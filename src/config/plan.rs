@@ -169,7 +169,8 @@ pub enum AuthKind {
     Basic { username: String, password: Secret },
     Bearer { token: Secret },
     Header { name: HeaderName, value: Secret },
-    OAuth2(OAuthPlan),
+    /// Boxed: the OAuth plan is several times the size of the other kinds.
+    OAuth2(Box<OAuthPlan>),
 }
 
 impl AuthKind {

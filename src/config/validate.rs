@@ -570,7 +570,7 @@ impl Validator<'_> {
                     value: self.secret(value, &path.key("value"))?,
                 }
             }
-            _ => AuthKind::OAuth2(self.oauth(raw, path)?),
+            _ => AuthKind::OAuth2(Box::new(self.oauth(raw, path)?)),
         };
         let secret_ok = match &kind {
             AuthKind::Basic { password, .. } => {

@@ -68,6 +68,24 @@ impl UpstreamError {
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
 
+/// The HTTP/1.1 connector over rustls that every outbound connection uses (targets and token
+/// endpoints), trusting the public roots plus `ca_file`.
+pub fn connector(
+    ca_file: Option<&std::path::Path>,
+    connect_timeout: Duration,
+) -> Result<HttpsConnector<HttpConnector>, TlsSetupError> {
+    let tls = tls::client_config(ca_file)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
 /// The client for one route's target.
 #[derive(Clone)]
 pub struct UpstreamClient {
@@ -79,16 +97,7 @@ pub struct UpstreamClient {
 
 impl UpstreamClient {
     pub fn new(plan: &UpstreamPlan) -> Result<Self, TlsSetupError> {
-        let tls = tls::client_config(plan.ca_file.as_deref())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(plan.connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = connector(plan.ca_file.as_deref(), plan.connect_timeout)?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -175,16 +175,8 @@ impl TokenSource {
             .as_str()
             .parse()
             .map_err(|_| setup("the token URL is not a valid request URI".into()))?;
-        let tls = crate::upstream::tls::client_config(plan.ca_file.as_deref())
+        let connector = crate::upstream::connector(plan.ca_file.as_deref(), plan.timeout)
             .map_err(|err| setup(err.to_string()))?;
-        let mut tls = (*tls).clone();
-        // hyper-rustls panics on a preset ALPN list; `enable_http1` sets it to http/1.1 again.
-        tls.alpn_protocols.clear();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let requests = Requests::new(plan)
             .map_err(|failure| OAuthError::new(&route, &url, failure).scrub(&plan_secrets(plan)))?;
