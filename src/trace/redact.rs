@@ -622,3 +622,319 @@ pub fn version_str(version: Version) -> &'static str {
         _ => "HTTP/1.1",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_REDACT_FIELDS;
+    use crate::trace::record::{RequestPart, ResponsePart};
+    use bytes::Bytes;
+    use http::{HeaderValue, Method, StatusCode};
+
+    fn plan(extra: &[&str]) -> TracePlan {
+        TracePlan {
+            har: None,
+            jsonl: None,
+            bodies: true,
+            max_body: 1024,
+            redact_fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .chain(extra)
+                .map(|s| s.to_string())
+                .collect(),
+            rotate_bytes: 0,
+            channel_capacity: 8,
+            recent: 8,
+        }
+    }
+
+    fn redactor() -> Redactor {
+        Redactor::new(&plan(&["sessionSecret"]))
+    }
+
+    fn header(name: HeaderName, value: &str) -> String {
+        redactor().header_value(&name, value).into_owned()
+    }
+
+    fn body(content_type: &str, body: &str, role: Role) -> BodyContent {
+        let mut headers = HeaderMap::new();
+        if !content_type.is_empty() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(content_type).unwrap(),
+            );
+        }
+        let captured = CapturedBody {
+            bytes: Bytes::copy_from_slice(body.as_bytes()),
+            total_size: body.len() as u64,
+            truncated: false,
+        };
+        redactor()
+            .body(Some(&captured), &headers, role)
+            .unwrap()
+            .content
+    }
+
+    fn text(content: BodyContent) -> String {
+        match content {
+            BodyContent::Text(t) => t,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn authorization_keeps_the_scheme_only() {
+        assert_eq!(
+            header(header::AUTHORIZATION, "Basic c3ZjOmh1bnRlcjI="),
+            "Basic [REDACTED]"
+        );
+        assert_eq!(
+            header(header::PROXY_AUTHORIZATION, "Bearer eyJhbGciOi.x.y"),
+            "Bearer [REDACTED]"
+        );
+        assert_eq!(
+            header(header::AUTHORIZATION, r#"Digest username="a", response="b""#),
+            "Digest [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn authorization_keeps_a_doubled_scheme_visible() {
+        assert_eq!(
+            header(header::AUTHORIZATION, "Bearer Bearer abc.def"),
+            "Bearer Bearer [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn cookie_keeps_names_only() {
+        assert_eq!(
+            header(header::COOKIE, "JSESSIONID=abc123; other=xyz"),
+            "JSESSIONID=[REDACTED]; other=[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn set_cookie_keeps_name_and_attributes() {
+        assert_eq!(
+            header(
+                header::SET_COOKIE,
+                "JSESSIONID=abc123; Path=/api; Secure; HttpOnly"
+            ),
+            "JSESSIONID=[REDACTED]; Path=/api; Secure; HttpOnly"
+        );
+    }
+
+    #[test]
+    fn credential_headers_and_headers_named_like_fields_are_redacted() {
+        for name in ["x-api-key", "api-key", "x-client-secret", "x-auth-token"] {
+            let name = HeaderName::from_static(name);
+            assert_eq!(header(name, "s3cret"), REDACTED);
+        }
+        let name = HeaderName::from_static("x-session-secret-value");
+        assert_eq!(header(name, "kept"), "kept");
+        assert_eq!(header(header::CONTENT_TYPE, "application/json"), "application/json");
+    }
+
+    #[test]
+    fn query_and_fragment_fields_are_redacted_case_insensitively() {
+        let r = redactor();
+        assert_eq!(
+            r.url("https://t/x?user=bob&Access_Token=abc&apikey=k#id_token=zz&state=1"),
+            "https://t/x?user=bob&Access_Token=[REDACTED]&apikey=[REDACTED]#id_token=[REDACTED]&state=1"
+        );
+        assert_eq!(r.url("https://t/x?pass%77ord=abc"), "https://t/x?pass%77ord=[REDACTED]");
+        assert_eq!(
+            header(header::LOCATION, "https://app/cb#access_token=abc"),
+            "https://app/cb#access_token=[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn json_fields_are_redacted_at_any_depth_and_inside_arrays() {
+        let out = text(body(
+            "application/scim+json",
+            r#"{"userName":"bob","a":{"b":[{"PASSWORD":"p1"},{"x":{"client_secret":"c1"}}]},"sessionSecret":{"n":1}}"#,
+            Role::Client,
+        ));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["userName"], "bob");
+        assert_eq!(v["a"]["b"][0]["PASSWORD"], REDACTED);
+        assert_eq!(v["a"]["b"][1]["x"]["client_secret"], REDACTED);
+        assert_eq!(v["sessionSecret"], REDACTED);
+    }
+
+    #[test]
+    fn scim_patch_value_of_a_secret_path_is_redacted() {
+        let out = text(body(
+            "application/json",
+            r#"{"Operations":[{"op":"replace","path":"password","value":"p1"},{"op":"replace","path":"urn:ietf:params:scim:schemas:core:2.0:User:password","value":"p2"},{"op":"replace","path":"active","value":false}]}"#,
+            Role::Client,
+        ));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Operations"][0]["value"], REDACTED);
+        assert_eq!(v["Operations"][1]["value"], REDACTED);
+        assert_eq!(v["Operations"][2]["value"], false);
+    }
+
+    #[test]
+    fn json_without_secrets_is_kept_intact() {
+        let input = r#"{"code":401,"description":"The request requires user authentication","list":[1,"two",{"three":null}]}"#;
+        let out = text(body("application/json; charset=utf-8", input, Role::Client));
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap(),
+            serde_json::from_str::<Value>(input).unwrap()
+        );
+    }
+
+    #[test]
+    fn form_fields_are_redacted() {
+        assert_eq!(
+            text(body(
+                "application/x-www-form-urlencoded",
+                "username=bob&password=hunter2&remember=1",
+                Role::Client
+            )),
+            "username=bob&password=[REDACTED]&remember=1"
+        );
+    }
+
+    #[test]
+    fn unparseable_json_or_form_is_withheld() {
+        let out = body("application/json", r#"{"password":"hunter2""#, Role::Client);
+        assert!(matches!(out, BodyContent::Omitted(ref why) if why.contains("withheld")));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let truncated = CapturedBody {
+            bytes: Bytes::from_static(br#"{"password":"hun"#),
+            total_size: 40,
+            truncated: true,
+        };
+        let out = redactor().body(Some(&truncated), &headers, Role::Client).unwrap();
+        assert!(matches!(out.content, BodyContent::Omitted(ref why) if why.contains("truncated")));
+    }
+
+    #[test]
+    fn token_bodies_keep_only_public_fields() {
+        let out = text(body(
+            "application/json",
+            r#"{"access_token":"at","refresh_token":"rt","custom":"c","token_type":"Bearer","expires_in":3600,"scope":"scim"}"#,
+            Role::TokenFetch,
+        ));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["access_token"], REDACTED);
+        assert_eq!(v["refresh_token"], REDACTED);
+        assert_eq!(v["custom"], REDACTED);
+        assert_eq!(v["token_type"], "Bearer");
+        assert_eq!(v["expires_in"], 3600);
+        assert_eq!(v["scope"], "scim");
+        assert_eq!(
+            text(body(
+                "application/x-www-form-urlencoded",
+                "grant_type=client_credentials&client_id=cid&assertion=xyz&scope=scim",
+                Role::TokenFetch
+            )),
+            "grant_type=client_credentials&client_id=[REDACTED]&assertion=[REDACTED]&scope=scim"
+        );
+        let out = body("text/plain", "access_token=zzz", Role::TokenFetch);
+        assert!(matches!(out, BodyContent::Omitted(_)));
+    }
+
+    #[test]
+    fn binary_bodies_are_base64_under_max_body_and_omitted_over_it() {
+        let r = redactor();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+        let small = CapturedBody {
+            bytes: Bytes::from_static(&[0x89, b'P', b'N', b'G', 0, 1]),
+            total_size: 6,
+            truncated: false,
+        };
+        let out = r.body(Some(&small), &headers, Role::Client).unwrap();
+        assert!(matches!(out.content, BodyContent::Base64(ref b) if b == "iVBORwAB"));
+        assert_eq!(out.mime_type, "image/png");
+        let big = CapturedBody {
+            bytes: Bytes::from(vec![0u8; 1024]),
+            total_size: 5000,
+            truncated: true,
+        };
+        let out = r.body(Some(&big), &headers, Role::Client).unwrap();
+        assert!(matches!(out.content, BodyContent::Omitted(ref why) if why.contains("5000")));
+    }
+
+    #[test]
+    fn bodies_off_records_size_but_no_content() {
+        let mut p = plan(&[]);
+        p.bodies = false;
+        let captured = CapturedBody {
+            bytes: Bytes::from_static(b"hello"),
+            total_size: 5,
+            truncated: false,
+        };
+        let out = Redactor::new(&p)
+            .body(Some(&captured), &HeaderMap::new(), Role::Client)
+            .unwrap();
+        assert_eq!(out.size, 5);
+        assert!(matches!(out.content, BodyContent::Omitted(_)));
+    }
+
+    #[test]
+    fn gzip_json_is_withheld_not_base64_encoded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let captured = CapturedBody {
+            bytes: Bytes::from_static(&[0x1f, 0x8b, 8, 0]),
+            total_size: 4,
+            truncated: false,
+        };
+        let out = redactor().body(Some(&captured), &headers, Role::Client).unwrap();
+        assert!(matches!(out.content, BodyContent::Omitted(_)));
+    }
+
+    #[test]
+    fn record_cookie_lists_and_action_names_carry_no_values() {
+        let mut req_headers = HeaderMap::new();
+        req_headers.insert(header::COOKIE, HeaderValue::from_static("A=1; B=2"));
+        let mut res_headers = HeaderMap::new();
+        res_headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("JSESSIONID=s1; Path=/; HttpOnly"),
+        );
+        let mut actions = Actions::default();
+        actions.cookies_stored.push("JSESSIONID=s1".into());
+        let record = ExchangeRecord {
+            id: 1,
+            parent: None,
+            role: Role::Client,
+            started: SystemTime::now(),
+            timings: Timings::default(),
+            client_addr: None,
+            client_name: None,
+            route: None,
+            session_key: None,
+            request: RequestPart {
+                method: Method::GET,
+                url: "http://t/".into(),
+                version: Version::HTTP_11,
+                headers: req_headers,
+                body: None,
+            },
+            response: Some(ResponsePart {
+                status: StatusCode::OK,
+                version: Version::HTTP_11,
+                headers: res_headers,
+                body: None,
+            }),
+            actions,
+            error: None,
+        };
+        let out = redactor().redact(&record);
+        assert_eq!(out.request.cookies, ["A", "B"]);
+        let res = out.response.unwrap();
+        assert_eq!(res.cookies[0].name, "JSESSIONID");
+        assert_eq!(res.cookies[0].path.as_deref(), Some("/"));
+        assert!(res.cookies[0].http_only);
+        assert_eq!(out.actions.cookies_stored, ["JSESSIONID"]);
+    }
+}

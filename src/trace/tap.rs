@@ -144,3 +144,100 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    type Slot = Arc<Mutex<Vec<(CapturedBody, BodyEnd)>>>;
+
+    fn recorder() -> (Slot, impl FnOnce(CapturedBody, BodyEnd) + Send + 'static) {
+        let slot: Slot = Arc::default();
+        let sink = Arc::clone(&slot);
+        (slot, move |body, end| sink.lock().unwrap().push((body, end)))
+    }
+
+    fn chunks(
+        parts: Vec<Result<&'static [u8], &'static str>>,
+    ) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, &'static str>>>>
+    {
+        let frames: Vec<_> = parts
+            .into_iter()
+            .map(|p| p.map(|b| Frame::data(Bytes::from_static(b))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn frames_pass_through_and_the_first_max_bytes_are_captured() {
+        let (slot, done) = recorder();
+        let body = TapBody::new(chunks(vec![Ok(b"hello "), Ok(b"world")]), 8, done);
+        let out = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&out[..], b"hello world");
+        let calls = slot.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        let (captured, end) = &calls[0];
+        assert_eq!(&captured.bytes[..], b"hello wo");
+        assert_eq!(captured.total_size, 11);
+        assert!(captured.truncated);
+        assert_eq!(*end, BodyEnd::Complete);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_reports_its_end_completes_without_a_final_poll() {
+        let (slot, done) = recorder();
+        let mut body = TapBody::new(Full::new(Bytes::from_static(b"abc")), 64, done);
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "abc");
+        assert!(body.is_end_stream());
+        let calls = slot.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].1, BodyEnd::Complete);
+        assert!(!calls[0].0.truncated);
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_completes_at_once() {
+        let (slot, done) = recorder();
+        let body = TapBody::new(http_body_util::Empty::<Bytes>::new(), 64, done);
+        assert_eq!(slot.lock().unwrap()[0].1, BodyEnd::Complete);
+        drop(body);
+        assert_eq!(slot.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_inner_error_is_reported_once() {
+        let (slot, done) = recorder();
+        let body = TapBody::new(chunks(vec![Ok(b"ab"), Err("reset")]), 64, done);
+        assert!(body.collect().await.is_err());
+        let calls = slot.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(&calls[0].0.bytes[..], b"ab");
+        assert_eq!(calls[0].1, BodyEnd::Error);
+    }
+
+    #[tokio::test]
+    async fn dropping_before_the_end_reports_dropped() {
+        let (slot, done) = recorder();
+        let mut body = TapBody::new(chunks(vec![Ok(b"ab"), Ok(b"cd")]), 64, done);
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        let calls = slot.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].1, BodyEnd::Dropped);
+        assert_eq!(calls[0].0.total_size, 2);
+    }
+
+    #[tokio::test]
+    async fn max_zero_copies_nothing_but_counts() {
+        let (slot, done) = recorder();
+        let body = TapBody::new(chunks(vec![Ok(b"abc"), Ok(b"de")]), 0, done);
+        body.collect().await.unwrap();
+        let calls = slot.lock().unwrap();
+        assert!(calls[0].0.bytes.is_empty());
+        assert_eq!(calls[0].0.total_size, 5);
+    }
+}
