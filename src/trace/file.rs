@@ -93,6 +93,7 @@ impl TraceFile {
     #[cfg(test)]
     pub(crate) fn check_always(mut self) -> Self {
         self.check_every = Duration::ZERO;
+        self.next_check = Instant::now();
         self
     }
 

@@ -14,6 +14,9 @@ pub mod ring;
 pub mod tap;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 pub use record::ExchangeRecord;
