@@ -5,6 +5,7 @@
 //! [`Tracer::submit`]; everything after that happens on the writer thread, and only a
 //! [`redact::RedactedRecord`] ever reaches a file, the ring buffer or the admin API.
 
+pub mod diagnose;
 pub mod file;
 pub mod har;
 pub mod jsonl;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use url::form_urlencoded;
 
 use super::record::{Actions, CapturedBody, ErrorInfo, ExchangeRecord, Role, Timings};
-use crate::config::TracePlan;
+use crate::config::{TracePlan, DEFAULT_REDACT_FIELDS};
 
 pub const REDACTED: &str = "[REDACTED]";
 
@@ -158,6 +158,18 @@ impl Redactor {
             fields: plan.redact_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
             bodies: plan.bodies,
             max_body: plan.max_body,
+        }
+    }
+
+    /// The built-in field names only, for text that comes from outside (a HAR to diagnose).
+    pub fn with_default_fields() -> Self {
+        Redactor {
+            fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect(),
+            bodies: true,
+            max_body: 0,
         }
     }
 
@@ -626,7 +638,6 @@ pub fn version_str(version: Version) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DEFAULT_REDACT_FIELDS;
     use crate::trace::record::{RequestPart, ResponsePart};
     use bytes::Bytes;
     use http::{HeaderValue, Method, StatusCode};
