@@ -28,7 +28,10 @@ fn classes(report: &Report) -> Vec<Class> {
 #[test]
 fn a_call_without_the_session_cookie_set_earlier_is_session_locked() {
     let report = fixture("sailpoint_session_locked.har");
-    assert_eq!(classes(&report), [Class::SessionLocked, Class::SessionLocked]);
+    assert_eq!(
+        classes(&report),
+        [Class::SessionLocked, Class::SessionLocked]
+    );
     let finding = &report.findings[0];
     assert_eq!(finding.method, "PATCH");
     assert!(finding.evidence[0].contains("cookie JSESSIONID set by entry 1"));
@@ -46,7 +49,10 @@ fn a_bearer_only_challenge_to_a_non_preemptive_client_is_a_scheme_mismatch() {
     let report = fixture("servicenow_single_scheme_chrome.har");
     assert_eq!(classes(&report), [Class::ChallengeSchemeMismatch]);
     let f = &report.findings[0];
-    assert!(f.evidence.iter().any(|e| e.contains("User Not Authenticated")));
+    assert!(f
+        .evidence
+        .iter()
+        .any(|e| e.contains("User Not Authenticated")));
     assert!(f.fix.contains(r#"mode = "expand""#));
     assert!(f.fix.contains(r#"Basic realm="ServiceNow""#));
     assert!(f.fix.contains("Advertise all auth schemes"));
@@ -212,19 +218,32 @@ async fn a_trace_written_by_provproxy_diagnoses_the_session_locked_sequence() {
         jsonl: None,
         bodies: true,
         max_body: 4096,
-        redact_fields: DEFAULT_REDACT_FIELDS.iter().map(|s| s.to_string()).collect(),
+        redact_fields: DEFAULT_REDACT_FIELDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         rotate_bytes: 0,
         channel_capacity: 16,
         recent: 0,
     };
     let (tracer, writer) = Tracer::start(&plan).unwrap();
-    let mut create = exchange(1, Method::POST, "https://osmc.test/api/accounts", StatusCode::CREATED);
+    let mut create = exchange(
+        1,
+        Method::POST,
+        "https://osmc.test/api/accounts",
+        StatusCode::CREATED,
+    );
     create.response.as_mut().unwrap().headers.insert(
         "set-cookie",
         HeaderValue::from_static("JSESSIONID=abc123; Path=/; HttpOnly"),
     );
     tracer.submit(create);
-    let mut patch = exchange(2, Method::PATCH, "https://osmc.test/api/accounts/7", StatusCode::UNAUTHORIZED);
+    let mut patch = exchange(
+        2,
+        Method::PATCH,
+        "https://osmc.test/api/accounts/7",
+        StatusCode::UNAUTHORIZED,
+    );
     patch.response.as_mut().unwrap().headers.insert(
         "www-authenticate",
         HeaderValue::from_static(r#"Token Basic realm="osmc""#),

@@ -113,7 +113,7 @@ impl Exchange {
         let response_headers = headers(&response["headers"]);
         let mut cookies_sent = names(&request["cookies"]);
         for (_, v) in request_headers.iter().filter(|(n, _)| n == "cookie") {
-            cookies_sent.extend(v.split(';').filter_map(|p| cookie_name(p)));
+            cookies_sent.extend(v.split(';').filter_map(cookie_name));
         }
         let mut cookies_set = names(&response["cookies"]);
         for (_, v) in response_headers.iter().filter(|(n, _)| n == "set-cookie") {
@@ -455,9 +455,7 @@ fn ends_in_record_id(url: &str) -> bool {
     let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     let hex32 = last.len() == 32 && last.bytes().all(|b| b.is_ascii_hexdigit());
     let uuid = last.len() == 36
-        && last
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'-')
+        && last.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
         && last.matches('-').count() == 4;
     let number = !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit());
     hex32 || uuid || number

@@ -112,9 +112,10 @@ fn provproxy_fields(rec: &RedactedRecord) -> Value {
     fields.insert("actions".into(), actions(&rec.actions));
     fields.insert(
         "error".into(),
-        rec.error.as_ref().map_or(Value::Null, |e| {
-            json!({"kind": e.kind, "side": e.side, "detail": e.detail})
-        }),
+        rec.error.as_ref().map_or(
+            Value::Null,
+            |e| json!({"kind": e.kind, "side": e.side, "detail": e.detail}),
+        ),
     );
     Value::Object(fields)
 }

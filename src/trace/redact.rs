@@ -155,7 +155,11 @@ enum BodyKind {
 impl Redactor {
     pub fn new(plan: &TracePlan) -> Self {
         Redactor {
-            fields: plan.redact_fields.iter().map(|f| f.to_ascii_lowercase()).collect(),
+            fields: plan
+                .redact_fields
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect(),
             bodies: plan.bodies,
             max_body: plan.max_body,
         }
@@ -180,7 +184,10 @@ impl Redactor {
 
     /// Whether a header of this name carries a credential in its value.
     pub fn is_secret_header(&self, name: &str) -> bool {
-        if CREDENTIAL_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+        if CREDENTIAL_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
             return true;
         }
         // `X-Client-Secret`, `X-Auth-Token`, `Api-Key`: compare in the fields' snake_case.
@@ -413,7 +420,9 @@ impl Redactor {
             },
             BodyKind::Form => match std::str::from_utf8(&captured.bytes) {
                 Ok(text) if token => BodyContent::Text(self.form_with(text, |name| {
-                    !TOKEN_PUBLIC_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(name))
+                    !TOKEN_PUBLIC_FIELDS
+                        .iter()
+                        .any(|f| f.eq_ignore_ascii_case(name))
                 })),
                 Ok(text) => BodyContent::Text(self.form(text)),
                 Err(_) => BodyContent::Omitted(withheld_reason("form", captured)),
@@ -460,7 +469,10 @@ fn keep_only_public(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                if !TOKEN_PUBLIC_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(key)) {
+                if !TOKEN_PUBLIC_FIELDS
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(key))
+                {
                     *v = Value::String(REDACTED.to_owned());
                 }
             }
@@ -704,7 +716,10 @@ mod tests {
             "Bearer [REDACTED]"
         );
         assert_eq!(
-            header(header::AUTHORIZATION, r#"Digest username="a", response="b""#),
+            header(
+                header::AUTHORIZATION,
+                r#"Digest username="a", response="b""#
+            ),
             "Digest [REDACTED]"
         );
     }
@@ -744,7 +759,10 @@ mod tests {
         }
         let name = HeaderName::from_static("x-session-secret-value");
         assert_eq!(header(name, "kept"), "kept");
-        assert_eq!(header(header::CONTENT_TYPE, "application/json"), "application/json");
+        assert_eq!(
+            header(header::CONTENT_TYPE, "application/json"),
+            "application/json"
+        );
     }
 
     #[test]
@@ -754,7 +772,10 @@ mod tests {
             r.url("https://t/x?user=bob&Access_Token=abc&apikey=k#id_token=zz&state=1"),
             "https://t/x?user=bob&Access_Token=[REDACTED]&apikey=[REDACTED]#id_token=[REDACTED]&state=1"
         );
-        assert_eq!(r.url("https://t/x?pass%77ord=abc"), "https://t/x?pass%77ord=[REDACTED]");
+        assert_eq!(
+            r.url("https://t/x?pass%77ord=abc"),
+            "https://t/x?pass%77ord=[REDACTED]"
+        );
         assert_eq!(
             header(header::LOCATION, "https://app/cb#access_token=abc"),
             "https://app/cb#access_token=[REDACTED]"
@@ -815,13 +836,18 @@ mod tests {
         let out = body("application/json", r#"{"password":"hunter2""#, Role::Client);
         assert!(matches!(out, BodyContent::Omitted(ref why) if why.contains("withheld")));
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         let truncated = CapturedBody {
             bytes: Bytes::from_static(br#"{"password":"hun"#),
             total_size: 40,
             truncated: true,
         };
-        let out = redactor().body(Some(&truncated), &headers, Role::Client).unwrap();
+        let out = redactor()
+            .body(Some(&truncated), &headers, Role::Client)
+            .unwrap();
         assert!(matches!(out.content, BodyContent::Omitted(ref why) if why.contains("truncated")));
     }
 
@@ -892,14 +918,19 @@ mod tests {
     #[test]
     fn gzip_json_is_withheld_not_base64_encoded() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         let captured = CapturedBody {
             bytes: Bytes::from_static(&[0x1f, 0x8b, 8, 0]),
             total_size: 4,
             truncated: false,
         };
-        let out = redactor().body(Some(&captured), &headers, Role::Client).unwrap();
+        let out = redactor()
+            .body(Some(&captured), &headers, Role::Client)
+            .unwrap();
         assert!(matches!(out.content, BodyContent::Omitted(_)));
     }
 

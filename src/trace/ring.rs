@@ -61,6 +61,10 @@ impl Recent {
 
     pub fn get(&self, id: u64) -> Option<Value> {
         let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-        items.iter().rev().find(|i| i.id == id).map(|i| i.json.clone())
+        items
+            .iter()
+            .rev()
+            .find(|i| i.id == id)
+            .map(|i| i.json.clone())
     }
 }

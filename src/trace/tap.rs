@@ -157,13 +157,16 @@ mod tests {
     fn recorder() -> (Slot, impl FnOnce(CapturedBody, BodyEnd) + Send + 'static) {
         let slot: Slot = Arc::default();
         let sink = Arc::clone(&slot);
-        (slot, move |body, end| sink.lock().unwrap().push((body, end)))
+        (slot, move |body, end| {
+            sink.lock().unwrap().push((body, end))
+        })
     }
+
+    type Frames = std::vec::IntoIter<Result<Frame<Bytes>, &'static str>>;
 
     fn chunks(
         parts: Vec<Result<&'static [u8], &'static str>>,
-    ) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, &'static str>>>>
-    {
+    ) -> StreamBody<futures_util::stream::Iter<Frames>> {
         let frames: Vec<_> = parts
             .into_iter()
             .map(|p| p.map(|b| Frame::data(Bytes::from_static(b))))

@@ -25,7 +25,10 @@ fn plan(dir: &Path) -> TracePlan {
         jsonl: Some(dir.join("traces/provproxy.jsonl")),
         bodies: true,
         max_body: 64 * 1024,
-        redact_fields: DEFAULT_REDACT_FIELDS.iter().map(|s| s.to_string()).collect(),
+        redact_fields: DEFAULT_REDACT_FIELDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         rotate_bytes: 0,
         channel_capacity: 64,
         recent: 16,
@@ -351,14 +354,19 @@ async fn a_har_that_already_exists_is_rotated_not_corrupted() {
     writer.shutdown().await;
     assert_valid_har(&[har.clone(), rotated(&har, 1)]);
     assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/second");
-    assert_eq!(har_entries(&rotated(&har, 1))[0]["request"]["url"], "https://t/first");
+    assert_eq!(
+        har_entries(&rotated(&har, 1))[0]["request"]["url"],
+        "https://t/first"
+    );
 }
 
 #[test]
 fn a_removed_file_is_recreated_valid_on_the_next_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.har");
-    let mut file = TraceFile::open(&path, Format::Har, 0).unwrap().check_always();
+    let mut file = TraceFile::open(&path, Format::Har, 0)
+        .unwrap()
+        .check_always();
     let redactor = super::Redactor::new(&plan(dir.path()));
     file.write(&redactor.redact(&record(1, Role::Client, "https://t/1")))
         .unwrap();
