@@ -1,3 +1,39 @@
-//! Exchange records, redaction, HAR and JSON-lines writers, and `diagnose`.
+//! Exchange records, redaction, HAR and JSON-lines writers, the recent-exchanges ring, body
+//! capture, and `diagnose`.
+//!
+//! The pipeline builds an [`ExchangeRecord`] only when tracing is on and hands it to
+//! [`Tracer::submit`]; everything after that happens on the writer thread, and only a
+//! [`redact::RedactedRecord`] ever reaches a file, the ring buffer or the admin API.
 
+pub mod diagnose;
+pub mod file;
+pub mod har;
+pub mod jsonl;
 pub mod record;
+pub mod redact;
+pub mod ring;
+pub mod tap;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use record::ExchangeRecord;
+pub use redact::Redactor;
+pub use tap::{BodyEnd, TapBody};
+pub use writer::{Sink, TraceStats, TraceWriter, Tracer};
+
+/// Why tracing could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot open trace file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the trace writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}

@@ -1,0 +1,263 @@
+//! Trace files: created 0600, kept a valid document after every record, rotated by size, and
+//! reopened after an I/O error or when the file was removed or moved away under us.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::redact::RedactedRecord;
+use super::writer::Sink;
+use super::{har, jsonl};
+
+/// Rotated files kept next to the live one: `file.1` (newest) to `file.KEEP`.
+pub const KEEP: usize = 3;
+/// How long a broken file is left alone before trying to reopen it.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How often to check that the path still names the file we write to.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Har,
+    JsonLines,
+}
+
+impl Format {
+    fn head(self) -> &'static str {
+        match self {
+            Format::Har => har::HEAD,
+            Format::JsonLines => "",
+        }
+    }
+
+    fn tail(self) -> &'static str {
+        match self {
+            Format::Har => har::TAIL,
+            Format::JsonLines => "",
+        }
+    }
+
+    fn separator(self) -> &'static str {
+        match self {
+            Format::Har => har::SEPARATOR,
+            Format::JsonLines => "",
+        }
+    }
+}
+
+/// One trace file of either format, as a writer [`Sink`].
+#[derive(Debug)]
+pub struct TraceFile {
+    path: PathBuf,
+    format: Format,
+    rotate_bytes: u64,
+    file: Option<File>,
+    size: u64,
+    entries: u64,
+    retry_at: Instant,
+    next_check: Instant,
+    check_every: Duration,
+    buf: Vec<u8>,
+}
+
+impl TraceFile {
+    /// Opens `path`, creating its parent directories (0700) and the file (0600). An existing HAR
+    /// is rotated away rather than appended to; an existing JSON-lines file is appended to.
+    pub fn open(path: &Path, format: Format, rotate_bytes: u64) -> io::Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        let now = Instant::now();
+        let mut file = TraceFile {
+            path: path.to_owned(),
+            format,
+            rotate_bytes,
+            file: None,
+            size: 0,
+            entries: 0,
+            retry_at: now,
+            next_check: now + CHECK_EVERY,
+            check_every: CHECK_EVERY,
+            buf: Vec::new(),
+        };
+        file.reopen()?;
+        Ok(file)
+    }
+
+    /// Makes the "is the file still there" check run on every append (tests).
+    #[cfg(test)]
+    pub(crate) fn check_always(mut self) -> Self {
+        self.check_every = Duration::ZERO;
+        self.next_check = Instant::now();
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one serialized entry, keeping the file a complete document.
+    fn append(&mut self, entry: &[u8]) -> io::Result<()> {
+        self.recover();
+        if self.file.is_none() {
+            return Err(io::Error::other("trace file unavailable, will retry"));
+        }
+        let (sep, tail) = (self.format.separator(), self.format.tail());
+        let sep = if self.entries > 0 { sep } else { "" };
+        let grows_to = self.size + (sep.len() + entry.len()) as u64;
+        let empty = (self.format.head().len() + tail.len()) as u64;
+        if self.rotate_bytes > 0 && self.size > empty && grows_to > self.rotate_bytes {
+            self.rotate()?;
+            return self.append(entry);
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(sep.as_bytes());
+        self.buf.extend_from_slice(entry);
+        self.buf.extend_from_slice(tail.as_bytes());
+        let offset = self.size - tail.len() as u64;
+        let Some(file) = &self.file else {
+            return Err(io::Error::other("trace file unavailable, will retry"));
+        };
+        // One positioned write over the old tail: the file is a complete document before and
+        // after it, and only a crash inside the write itself leaves a torn tail.
+        match file.write_all_at(&self.buf, offset) {
+            Ok(()) => {
+                self.size = offset + self.buf.len() as u64;
+                self.entries += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.broken();
+                Err(e)
+            }
+        }
+    }
+
+    fn broken(&mut self) {
+        self.file = None;
+        self.retry_at = Instant::now() + RETRY_AFTER;
+    }
+
+    /// Reopens a broken file once its retry time has come, and a live one whose path now names
+    /// another file or nothing (removed, or moved away by logrotate).
+    fn recover(&mut self) {
+        let now = Instant::now();
+        let stale = match &self.file {
+            None => now >= self.retry_at,
+            Some(file) if now >= self.next_check => {
+                self.next_check = now + self.check_every;
+                !same_file(file, &self.path)
+            }
+            Some(_) => false,
+        };
+        if stale && self.reopen().is_err() {
+            self.broken();
+        }
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.file = None;
+        let existing = fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        if self.format == Format::JsonLines && existing > 0 {
+            // Lines are complete on their own: continue the file.
+            let file = open_0600(&self.path, false)?;
+            self.size = file.metadata()?.len();
+            self.entries = 0;
+            self.file = Some(file);
+            return Ok(());
+        }
+        if existing > 0 {
+            self.shift()?;
+        }
+        self.create()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        if let Err(e) = self.shift().and_then(|()| self.create()) {
+            self.broken();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `file.2` → `file.3`, `file.1` → `file.2`, `file` → `file.1`; the oldest is overwritten.
+    fn shift(&self) -> io::Result<()> {
+        for n in (1..KEEP).rev() {
+            match fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match fs::rename(&self.path, rotated(&self.path, 1)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn create(&mut self) -> io::Result<()> {
+        let file = open_0600(&self.path, true)?;
+        let empty = [self.format.head(), self.format.tail()].concat();
+        file.write_all_at(empty.as_bytes(), 0)?;
+        self.size = empty.len() as u64;
+        self.entries = 0;
+        self.file = Some(file);
+        Ok(())
+    }
+}
+
+impl Sink for TraceFile {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn write(&mut self, record: &RedactedRecord) -> io::Result<()> {
+        let value = match self.format {
+            Format::Har => har::entry(record),
+            Format::JsonLines => jsonl::record(record),
+        };
+        let mut entry = serde_json::to_vec(&value).map_err(io::Error::other)?;
+        if self.format == Format::JsonLines {
+            entry.push(b'\n');
+        }
+        self.append(&entry)
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        match self.file.take() {
+            Some(file) => file.sync_all(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `path.N`
+pub fn rotated(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+fn open_0600(path: &Path, truncate: bool) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only when the file is created; an existing file is tightened too.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}

@@ -1,0 +1,982 @@
+//! Redaction: the only path from a raw [`ExchangeRecord`] to anything that is written or shown.
+//!
+//! The rules keep what a human needs to diagnose a failure (auth schemes, cookie names, the shape
+//! of a JSON body, error messages) and drop every value that could be a credential. When a body
+//! cannot be parsed well enough to redact it, it is withheld rather than risk a leak.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use http::header::{self, HeaderMap, HeaderName};
+use http::Version;
+use serde_json::Value;
+use url::form_urlencoded;
+
+use super::record::{Actions, CapturedBody, ErrorInfo, ExchangeRecord, Role, Timings};
+use crate::config::{TracePlan, DEFAULT_REDACT_FIELDS};
+
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Headers that carry credentials whatever the configured field names.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "x-access-token",
+    "x-csrf-token",
+    "x-xsrf-token",
+    "x-amz-security-token",
+    "x-vault-token",
+    "private-token",
+    "ocp-apim-subscription-key",
+];
+
+/// Headers whose value is a URL: its query and fragment are redacted like the request URL's
+/// (an OAuth redirect carries `access_token` in either).
+const URL_HEADERS: &[HeaderName] = &[header::LOCATION, header::CONTENT_LOCATION, header::REFERER];
+
+/// Auth scheme names kept when they repeat after the first scheme, so that a doubled
+/// `Bearer Bearer` prefix stays visible to `diagnose`.
+const SCHEME_NAMES: &[&str] = &[
+    "basic",
+    "bearer",
+    "digest",
+    "negotiate",
+    "ntlm",
+    "token",
+    "oauth",
+    "hoba",
+    "mutual",
+    "ssws",
+    "apikey",
+];
+
+/// Fields of a token-endpoint exchange that carry no secret.
+const TOKEN_PUBLIC_FIELDS: &[&str] = &[
+    "token_type",
+    "expires_in",
+    "scope",
+    "error",
+    "error_description",
+    "grant_type",
+];
+
+/// Redacts records according to one trace plan; built once at startup.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    fields: Vec<String>,
+    bodies: bool,
+    max_body: usize,
+}
+
+/// A record after redaction: safe to write, keep in memory and serve.
+#[derive(Debug, Clone)]
+pub struct RedactedRecord {
+    pub id: u64,
+    pub parent: Option<u64>,
+    pub role: Role,
+    pub started: SystemTime,
+    pub timings: Timings,
+    pub client_addr: Option<SocketAddr>,
+    pub client_name: Option<String>,
+    pub route: Option<String>,
+    pub session_key: Option<String>,
+    pub request: RedactedRequest,
+    pub response: Option<RedactedResponse>,
+    pub actions: Actions,
+    pub error: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedactedRequest {
+    pub method: String,
+    pub url: String,
+    pub http_version: &'static str,
+    pub headers: Vec<(String, String)>,
+    /// Cookie names sent; values are never kept.
+    pub cookies: Vec<String>,
+    /// Decoded query pairs of the redacted URL.
+    pub query: Vec<(String, String)>,
+    pub body: Option<RedactedBody>,
+    /// Bytes on the wire, -1 when unknown.
+    pub body_size: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedactedResponse {
+    pub status: u16,
+    pub status_text: &'static str,
+    pub http_version: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub cookies: Vec<SetCookie>,
+    pub body: Option<RedactedBody>,
+    pub body_size: i64,
+}
+
+/// A `Set-Cookie` with its value removed.
+#[derive(Debug, Clone, Default)]
+pub struct SetCookie {
+    pub name: String,
+    pub path: Option<String>,
+    pub domain: Option<String>,
+    pub expires: Option<String>,
+    pub http_only: bool,
+    pub secure: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedactedBody {
+    /// The full `Content-Type`, or `application/octet-stream` when none was sent.
+    pub mime_type: String,
+    pub size: u64,
+    pub truncated: bool,
+    pub content: BodyContent,
+}
+
+#[derive(Debug, Clone)]
+pub enum BodyContent {
+    Text(String),
+    Base64(String),
+    /// Not recorded; the reason says why (too big, unparseable, bodies off).
+    Omitted(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+    Text,
+    Binary,
+}
+
+impl Redactor {
+    pub fn new(plan: &TracePlan) -> Self {
+        Redactor {
+            fields: plan
+                .redact_fields
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect(),
+            bodies: plan.bodies,
+            max_body: plan.max_body,
+        }
+    }
+
+    /// The built-in field names only, for text that comes from outside (a HAR to diagnose).
+    pub fn with_default_fields() -> Self {
+        Redactor {
+            fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .collect(),
+            bodies: true,
+            max_body: 0,
+        }
+    }
+
+    /// Whether a query, form or JSON field of this name holds a secret.
+    pub fn is_secret_field(&self, name: &str) -> bool {
+        self.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a header of this name carries a credential in its value.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        if CREDENTIAL_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            return true;
+        }
+        // `X-Client-Secret`, `X-Auth-Token`, `Api-Key`: compare in the fields' snake_case.
+        let normal = name.to_ascii_lowercase().replace('-', "_");
+        let bare = normal.strip_prefix("x_").unwrap_or(&normal);
+        self.fields.iter().any(|f| {
+            bare == f
+                || bare
+                    .strip_suffix(f.as_str())
+                    .is_some_and(|rest| rest.ends_with('_'))
+                || bare
+                    .strip_prefix(f.as_str())
+                    .is_some_and(|rest| rest.starts_with('_'))
+        })
+    }
+
+    pub fn redact(&self, record: &ExchangeRecord) -> RedactedRecord {
+        let req = &record.request;
+        let url = self.url(&req.url).into_owned();
+        let query = query_pairs(&url);
+        let request = RedactedRequest {
+            method: req.method.as_str().to_owned(),
+            http_version: version_str(req.version),
+            headers: self.headers(&req.headers),
+            cookies: cookie_names(&req.headers),
+            query,
+            body: self.body(req.body.as_ref(), &req.headers, record.role),
+            body_size: body_size(req.body.as_ref(), &req.headers),
+            url,
+        };
+        let response = record.response.as_ref().map(|res| RedactedResponse {
+            status: res.status.as_u16(),
+            status_text: res.status.canonical_reason().unwrap_or(""),
+            http_version: version_str(res.version),
+            headers: self.headers(&res.headers),
+            cookies: set_cookies(&res.headers),
+            body: self.body(res.body.as_ref(), &res.headers, record.role),
+            body_size: body_size(res.body.as_ref(), &res.headers),
+        });
+        let mut actions = record.actions.clone();
+        // The pipeline passes names, but a `name=value` slipping in must not reach a file.
+        for name in actions
+            .cookies_replayed
+            .iter_mut()
+            .chain(actions.cookies_stored.iter_mut())
+        {
+            if let Some(eq) = name.find('=') {
+                name.truncate(eq);
+            }
+        }
+        RedactedRecord {
+            id: record.id,
+            parent: record.parent,
+            role: record.role,
+            started: record.started,
+            timings: record.timings.clone(),
+            client_addr: record.client_addr,
+            client_name: record.client_name.clone(),
+            route: record.route.clone(),
+            session_key: record.session_key.clone(),
+            request,
+            response,
+            actions,
+            error: record.error.clone(),
+        }
+    }
+
+    pub fn headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|(name, value)| {
+                let raw = String::from_utf8_lossy(value.as_bytes());
+                let redacted = self.header_value(name, &raw).into_owned();
+                (name.as_str().to_owned(), redacted)
+            })
+            .collect()
+    }
+
+    /// One header value as it may be shown.
+    pub fn header_value<'a>(&self, name: &HeaderName, value: &'a str) -> Cow<'a, str> {
+        if name == header::AUTHORIZATION || name == header::PROXY_AUTHORIZATION {
+            Cow::Owned(authorization(value))
+        } else if name == header::COOKIE {
+            Cow::Owned(cookie_header(value))
+        } else if name == header::SET_COOKIE {
+            Cow::Owned(set_cookie_header(value))
+        } else if URL_HEADERS.contains(name) {
+            self.url(value)
+        } else if self.is_secret_header(name.as_str()) {
+            Cow::Borrowed(REDACTED)
+        } else {
+            Cow::Borrowed(value)
+        }
+    }
+
+    /// The URL with secret query and fragment parameters replaced.
+    pub fn url<'a>(&self, url: &'a str) -> Cow<'a, str> {
+        let Some(q) = url.find(['?', '#']) else {
+            return Cow::Borrowed(url);
+        };
+        let mut out = String::with_capacity(url.len());
+        out.push_str(&url[..q]);
+        let mut rest = &url[q..];
+        while let Some(delim) = rest.chars().next() {
+            out.push(delim);
+            rest = &rest[1..];
+            // A query ends at the fragment; the fragment runs to the end.
+            let end = if delim == '?' {
+                rest.find('#').unwrap_or(rest.len())
+            } else {
+                rest.len()
+            };
+            out.push_str(&self.form(&rest[..end]));
+            rest = &rest[end..];
+        }
+        Cow::Owned(out)
+    }
+
+    /// `a=1&password=x` → `a=1&password=[REDACTED]`, keeping the original encoding of the rest.
+    pub fn form(&self, text: &str) -> String {
+        self.form_with(text, |name| self.is_secret_field(name))
+    }
+
+    fn form_with(&self, text: &str, secret: impl Fn(&str) -> bool) -> String {
+        let mut out = String::with_capacity(text.len());
+        for (i, pair) in text.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let raw_name = pair.split('=').next().unwrap_or("");
+            let name = form_urlencoded::parse(raw_name.as_bytes())
+                .next()
+                .map(|(k, _)| k)
+                .unwrap_or_default();
+            if pair.contains('=') && secret(&name) {
+                out.push_str(raw_name);
+                out.push('=');
+                out.push_str(REDACTED);
+            } else {
+                out.push_str(pair);
+            }
+        }
+        out
+    }
+
+    /// Replaces the value of every secret field, at any depth and inside arrays. A SCIM patch
+    /// operation `{"path": "password", "value": ...}` has its `value` replaced too.
+    pub fn json(&self, value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let names_secret = ["path", "name"].iter().any(|k| {
+                    map.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|p| self.is_secret_field(scim_attribute(p)))
+                });
+                for (key, v) in map.iter_mut() {
+                    if self.is_secret_field(key) || (names_secret && key == "value") {
+                        *v = Value::String(REDACTED.to_owned());
+                    } else {
+                        self.json(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
+            _ => {}
+        }
+    }
+
+    fn body(
+        &self,
+        captured: Option<&CapturedBody>,
+        headers: &HeaderMap,
+        role: Role,
+    ) -> Option<RedactedBody> {
+        let captured = captured?;
+        let mime_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let kind = body_kind(&mime_type, &captured.bytes);
+        let content = self.body_content(captured, headers, role, kind);
+        Some(RedactedBody {
+            mime_type: if mime_type.is_empty() {
+                "application/octet-stream".to_owned()
+            } else {
+                mime_type
+            },
+            size: captured.total_size,
+            truncated: captured.truncated,
+            content,
+        })
+    }
+
+    fn body_content(
+        &self,
+        captured: &CapturedBody,
+        headers: &HeaderMap,
+        role: Role,
+        kind: BodyKind,
+    ) -> BodyContent {
+        if !self.bodies {
+            return BodyContent::Omitted("bodies are not recorded (trace.bodies = false)".into());
+        }
+        if captured.bytes.is_empty() {
+            return BodyContent::Text(String::new());
+        }
+        let encoded = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+        let structured = matches!(kind, BodyKind::Json | BodyKind::Form);
+        if encoded && (structured || role == Role::TokenFetch) {
+            return BodyContent::Omitted(
+                "content-encoded body withheld: it cannot be redacted without decoding".into(),
+            );
+        }
+        let token = role == Role::TokenFetch;
+        match kind {
+            BodyKind::Json => match serde_json::from_slice::<Value>(&captured.bytes) {
+                Ok(mut value) => {
+                    if token {
+                        keep_only_public(&mut value);
+                    } else {
+                        self.json(&mut value);
+                    }
+                    BodyContent::Text(value.to_string())
+                }
+                Err(_) => BodyContent::Omitted(withheld_reason("JSON", captured)),
+            },
+            BodyKind::Form => match std::str::from_utf8(&captured.bytes) {
+                Ok(text) if token => BodyContent::Text(self.form_with(text, |name| {
+                    !TOKEN_PUBLIC_FIELDS
+                        .iter()
+                        .any(|f| f.eq_ignore_ascii_case(name))
+                })),
+                Ok(text) => BodyContent::Text(self.form(text)),
+                Err(_) => BodyContent::Omitted(withheld_reason("form", captured)),
+            },
+            _ if token => BodyContent::Omitted(
+                "token endpoint body withheld: only JSON and form bodies can be redacted".into(),
+            ),
+            BodyKind::Text => {
+                BodyContent::Text(String::from_utf8_lossy(&captured.bytes).into_owned())
+            }
+            BodyKind::Binary if captured.truncated || captured.bytes.len() > self.max_body => {
+                BodyContent::Omitted(format!(
+                    "binary body of {} bytes not recorded (over max_body)",
+                    captured.total_size
+                ))
+            }
+            BodyKind::Binary => BodyContent::Base64(
+                base64::engine::general_purpose::STANDARD.encode(&captured.bytes),
+            ),
+        }
+    }
+}
+
+fn withheld_reason(what: &str, captured: &CapturedBody) -> String {
+    if captured.truncated {
+        format!(
+            "{what} body truncated at {} of {} bytes cannot be redacted: withheld",
+            captured.bytes.len(),
+            captured.total_size
+        )
+    } else {
+        format!("{what} body did not parse and cannot be redacted: withheld")
+    }
+}
+
+/// The attribute a SCIM path names: `password`, `urn:...:User:password`, `emails[type eq "x"]`.
+fn scim_attribute(path: &str) -> &str {
+    let path = path.split('[').next().unwrap_or(path);
+    path.rsplit(':').next().unwrap_or(path)
+}
+
+/// Token-endpoint bodies: every field but the few public ones is replaced, at any depth.
+fn keep_only_public(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if !TOKEN_PUBLIC_FIELDS
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(key))
+                {
+                    *v = Value::String(REDACTED.to_owned());
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(keep_only_public),
+        _ => *value = Value::String(REDACTED.to_owned()),
+    }
+}
+
+fn body_kind(mime: &str, bytes: &[u8]) -> BodyKind {
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() {
+        // No declared type: sniff, and treat anything that parses as JSON or looks like a form
+        // as such so that its secrets are redacted.
+        if serde_json::from_slice::<Value>(bytes).is_ok() {
+            return BodyKind::Json;
+        }
+        return match std::str::from_utf8(bytes) {
+            Ok(t) if t.contains('=') && !t.contains(char::is_whitespace) => BodyKind::Form,
+            Ok(_) => BodyKind::Text,
+            Err(_) => BodyKind::Binary,
+        };
+    }
+    if essence == "application/json" || essence.ends_with("+json") {
+        BodyKind::Json
+    } else if essence == "application/x-www-form-urlencoded" {
+        BodyKind::Form
+    } else if essence.starts_with("text/")
+        || essence.ends_with("+xml")
+        || essence == "application/xml"
+        || essence == "application/javascript"
+    {
+        BodyKind::Text
+    } else {
+        BodyKind::Binary
+    }
+}
+
+/// Keeps the scheme and any scheme word repeated after it: `Bearer Bearer [REDACTED]`.
+pub fn authorization(value: &str) -> String {
+    let mut words = value.split_whitespace();
+    let Some(scheme) = words.next() else {
+        return String::new();
+    };
+    let mut out = scheme.to_owned();
+    for word in words {
+        let is_scheme = word.eq_ignore_ascii_case(scheme)
+            || SCHEME_NAMES.iter().any(|s| s.eq_ignore_ascii_case(word));
+        if !is_scheme {
+            out.push(' ');
+            out.push_str(REDACTED);
+            return out;
+        }
+        out.push(' ');
+        out.push_str(word);
+    }
+    out
+}
+
+/// `a=1; b=2` → `a=[REDACTED]; b=[REDACTED]`.
+fn cookie_header(value: &str) -> String {
+    value
+        .split(';')
+        .map(|pair| pair.trim())
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let name = pair.split('=').next().unwrap_or("").trim();
+            format!("{name}={REDACTED}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `SID=abc; Path=/; HttpOnly` → `SID=[REDACTED]; Path=/; HttpOnly`.
+fn set_cookie_header(value: &str) -> String {
+    let mut parts = value.splitn(2, ';');
+    let name = parts
+        .next()
+        .and_then(|p| p.split('=').next())
+        .unwrap_or("")
+        .trim();
+    match parts.next() {
+        Some(attrs) => format!("{name}={REDACTED};{attrs}"),
+        None => format!("{name}={REDACTED}"),
+    }
+}
+
+fn cookie_names(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let name = pair.split('=').next()?.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+fn set_cookies(headers: &HeaderMap) -> Vec<SetCookie> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(parse_set_cookie)
+        .collect()
+}
+
+fn parse_set_cookie(value: &str) -> SetCookie {
+    let mut parts = value.split(';');
+    let name = parts
+        .next()
+        .and_then(|p| p.split('=').next())
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let mut cookie = SetCookie {
+        name,
+        ..SetCookie::default()
+    };
+    for attr in parts {
+        let (key, val) = match attr.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().to_owned())),
+            None => (attr.trim(), None),
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "path" => cookie.path = val,
+            "domain" => cookie.domain = val,
+            "expires" => cookie.expires = val,
+            "httponly" => cookie.http_only = true,
+            "secure" => cookie.secure = true,
+            _ => {}
+        }
+    }
+    cookie
+}
+
+fn query_pairs(url: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = url.split_once('?') else {
+        return Vec::new();
+    };
+    let query = query.split('#').next().unwrap_or("");
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn body_size(body: Option<&CapturedBody>, headers: &HeaderMap) -> i64 {
+    if let Some(body) = body {
+        return i64::try_from(body.total_size).unwrap_or(i64::MAX);
+    }
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+pub fn version_str(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::record::{RequestPart, ResponsePart};
+    use bytes::Bytes;
+    use http::{HeaderValue, Method, StatusCode};
+
+    fn plan(extra: &[&str]) -> TracePlan {
+        TracePlan {
+            har: None,
+            jsonl: None,
+            bodies: true,
+            max_body: 1024,
+            redact_fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .chain(extra)
+                .map(|s| s.to_string())
+                .collect(),
+            rotate_bytes: 0,
+            channel_capacity: 8,
+            recent: 8,
+        }
+    }
+
+    fn redactor() -> Redactor {
+        Redactor::new(&plan(&["sessionSecret"]))
+    }
+
+    fn header(name: HeaderName, value: &str) -> String {
+        redactor().header_value(&name, value).into_owned()
+    }
+
+    fn body(content_type: &str, body: &str, role: Role) -> BodyContent {
+        let mut headers = HeaderMap::new();
+        if !content_type.is_empty() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(content_type).unwrap(),
+            );
+        }
+        let captured = CapturedBody {
+            bytes: Bytes::copy_from_slice(body.as_bytes()),
+            total_size: body.len() as u64,
+            truncated: false,
+        };
+        redactor()
+            .body(Some(&captured), &headers, role)
+            .unwrap()
+            .content
+    }
+
+    fn text(content: BodyContent) -> String {
+        match content {
+            BodyContent::Text(t) => t,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn authorization_keeps_the_scheme_only() {
+        assert_eq!(
+            header(header::AUTHORIZATION, "Basic c3ZjOmh1bnRlcjI="),
+            "Basic [REDACTED]"
+        );
+        assert_eq!(
+            header(header::PROXY_AUTHORIZATION, "Bearer eyJhbGciOi.x.y"),
+            "Bearer [REDACTED]"
+        );
+        assert_eq!(
+            header(
+                header::AUTHORIZATION,
+                r#"Digest username="a", response="b""#
+            ),
+            "Digest [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn authorization_keeps_a_doubled_scheme_visible() {
+        assert_eq!(
+            header(header::AUTHORIZATION, "Bearer Bearer abc.def"),
+            "Bearer Bearer [REDACTED]"
+        );
+    }
+
+    #[test]
+    fn cookie_keeps_names_only() {
+        assert_eq!(
+            header(header::COOKIE, "JSESSIONID=abc123; other=xyz"),
+            "JSESSIONID=[REDACTED]; other=[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn set_cookie_keeps_name_and_attributes() {
+        assert_eq!(
+            header(
+                header::SET_COOKIE,
+                "JSESSIONID=abc123; Path=/api; Secure; HttpOnly"
+            ),
+            "JSESSIONID=[REDACTED]; Path=/api; Secure; HttpOnly"
+        );
+    }
+
+    #[test]
+    fn credential_headers_and_headers_named_like_fields_are_redacted() {
+        for name in ["x-api-key", "api-key", "x-client-secret", "x-auth-token"] {
+            let name = HeaderName::from_static(name);
+            assert_eq!(header(name, "s3cret"), REDACTED);
+        }
+        let name = HeaderName::from_static("x-session-secret-value");
+        assert_eq!(header(name, "kept"), "kept");
+        assert_eq!(
+            header(header::CONTENT_TYPE, "application/json"),
+            "application/json"
+        );
+    }
+
+    #[test]
+    fn query_and_fragment_fields_are_redacted_case_insensitively() {
+        let r = redactor();
+        assert_eq!(
+            r.url("https://t/x?user=bob&Access_Token=abc&apikey=k#id_token=zz&state=1"),
+            "https://t/x?user=bob&Access_Token=[REDACTED]&apikey=[REDACTED]#id_token=[REDACTED]&state=1"
+        );
+        assert_eq!(
+            r.url("https://t/x?pass%77ord=abc"),
+            "https://t/x?pass%77ord=[REDACTED]"
+        );
+        assert_eq!(
+            header(header::LOCATION, "https://app/cb#access_token=abc"),
+            "https://app/cb#access_token=[REDACTED]"
+        );
+    }
+
+    #[test]
+    fn json_fields_are_redacted_at_any_depth_and_inside_arrays() {
+        let out = text(body(
+            "application/scim+json",
+            r#"{"userName":"bob","a":{"b":[{"PASSWORD":"p1"},{"x":{"client_secret":"c1"}}]},"sessionSecret":{"n":1}}"#,
+            Role::Client,
+        ));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["userName"], "bob");
+        assert_eq!(v["a"]["b"][0]["PASSWORD"], REDACTED);
+        assert_eq!(v["a"]["b"][1]["x"]["client_secret"], REDACTED);
+        assert_eq!(v["sessionSecret"], REDACTED);
+    }
+
+    #[test]
+    fn scim_patch_value_of_a_secret_path_is_redacted() {
+        let out = text(body(
+            "application/json",
+            r#"{"Operations":[{"op":"replace","path":"password","value":"p1"},{"op":"replace","path":"urn:ietf:params:scim:schemas:core:2.0:User:password","value":"p2"},{"op":"replace","path":"active","value":false}]}"#,
+            Role::Client,
+        ));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["Operations"][0]["value"], REDACTED);
+        assert_eq!(v["Operations"][1]["value"], REDACTED);
+        assert_eq!(v["Operations"][2]["value"], false);
+    }
+
+    #[test]
+    fn json_without_secrets_is_kept_intact() {
+        let input = r#"{"code":401,"description":"The request requires user authentication","list":[1,"two",{"three":null}]}"#;
+        let out = text(body("application/json; charset=utf-8", input, Role::Client));
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap(),
+            serde_json::from_str::<Value>(input).unwrap()
+        );
+    }
+
+    #[test]
+    fn form_fields_are_redacted() {
+        assert_eq!(
+            text(body(
+                "application/x-www-form-urlencoded",
+                "username=bob&password=hunter2&remember=1",
+                Role::Client
+            )),
+            "username=bob&password=[REDACTED]&remember=1"
+        );
+    }
+
+    #[test]
+    fn unparseable_json_or_form_is_withheld() {
+        let out = body("application/json", r#"{"password":"hunter2""#, Role::Client);
+        assert!(matches!(out, BodyContent::Omitted(ref why) if why.contains("withheld")));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let truncated = CapturedBody {
+            bytes: Bytes::from_static(br#"{"password":"hun"#),
+            total_size: 40,
+            truncated: true,
+        };
+        let out = redactor()
+            .body(Some(&truncated), &headers, Role::Client)
+            .unwrap();
+        assert!(matches!(out.content, BodyContent::Omitted(ref why) if why.contains("truncated")));
+    }
+
+    #[test]
+    fn token_bodies_keep_only_public_fields() {
+        let out = text(body(
+            "application/json",
+            r#"{"access_token":"at","refresh_token":"rt","custom":"c","token_type":"Bearer","expires_in":3600,"scope":"scim"}"#,
+            Role::TokenFetch,
+        ));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["access_token"], REDACTED);
+        assert_eq!(v["refresh_token"], REDACTED);
+        assert_eq!(v["custom"], REDACTED);
+        assert_eq!(v["token_type"], "Bearer");
+        assert_eq!(v["expires_in"], 3600);
+        assert_eq!(v["scope"], "scim");
+        assert_eq!(
+            text(body(
+                "application/x-www-form-urlencoded",
+                "grant_type=client_credentials&client_id=cid&assertion=xyz&scope=scim",
+                Role::TokenFetch
+            )),
+            "grant_type=client_credentials&client_id=[REDACTED]&assertion=[REDACTED]&scope=scim"
+        );
+        let out = body("text/plain", "access_token=zzz", Role::TokenFetch);
+        assert!(matches!(out, BodyContent::Omitted(_)));
+    }
+
+    #[test]
+    fn binary_bodies_are_base64_under_max_body_and_omitted_over_it() {
+        let r = redactor();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+        let small = CapturedBody {
+            bytes: Bytes::from_static(&[0x89, b'P', b'N', b'G', 0, 1]),
+            total_size: 6,
+            truncated: false,
+        };
+        let out = r.body(Some(&small), &headers, Role::Client).unwrap();
+        assert!(matches!(out.content, BodyContent::Base64(ref b) if b == "iVBORwAB"));
+        assert_eq!(out.mime_type, "image/png");
+        let big = CapturedBody {
+            bytes: Bytes::from(vec![0u8; 1024]),
+            total_size: 5000,
+            truncated: true,
+        };
+        let out = r.body(Some(&big), &headers, Role::Client).unwrap();
+        assert!(matches!(out.content, BodyContent::Omitted(ref why) if why.contains("5000")));
+    }
+
+    #[test]
+    fn bodies_off_records_size_but_no_content() {
+        let mut p = plan(&[]);
+        p.bodies = false;
+        let captured = CapturedBody {
+            bytes: Bytes::from_static(b"hello"),
+            total_size: 5,
+            truncated: false,
+        };
+        let out = Redactor::new(&p)
+            .body(Some(&captured), &HeaderMap::new(), Role::Client)
+            .unwrap();
+        assert_eq!(out.size, 5);
+        assert!(matches!(out.content, BodyContent::Omitted(_)));
+    }
+
+    #[test]
+    fn gzip_json_is_withheld_not_base64_encoded() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let captured = CapturedBody {
+            bytes: Bytes::from_static(&[0x1f, 0x8b, 8, 0]),
+            total_size: 4,
+            truncated: false,
+        };
+        let out = redactor()
+            .body(Some(&captured), &headers, Role::Client)
+            .unwrap();
+        assert!(matches!(out.content, BodyContent::Omitted(_)));
+    }
+
+    #[test]
+    fn record_cookie_lists_and_action_names_carry_no_values() {
+        let mut req_headers = HeaderMap::new();
+        req_headers.insert(header::COOKIE, HeaderValue::from_static("A=1; B=2"));
+        let mut res_headers = HeaderMap::new();
+        res_headers.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("JSESSIONID=s1; Path=/; HttpOnly"),
+        );
+        let mut actions = Actions::default();
+        actions.cookies_stored.push("JSESSIONID=s1".into());
+        let record = ExchangeRecord {
+            id: 1,
+            parent: None,
+            role: Role::Client,
+            started: SystemTime::now(),
+            timings: Timings::default(),
+            client_addr: None,
+            client_name: None,
+            route: None,
+            session_key: None,
+            request: RequestPart {
+                method: Method::GET,
+                url: "http://t/".into(),
+                version: Version::HTTP_11,
+                headers: req_headers,
+                body: None,
+            },
+            response: Some(ResponsePart {
+                status: StatusCode::OK,
+                version: Version::HTTP_11,
+                headers: res_headers,
+                body: None,
+            }),
+            actions,
+            error: None,
+        };
+        let out = redactor().redact(&record);
+        assert_eq!(out.request.cookies, ["A", "B"]);
+        let res = out.response.unwrap();
+        assert_eq!(res.cookies[0].name, "JSESSIONID");
+        assert_eq!(res.cookies[0].path.as_deref(), Some("/"));
+        assert!(res.cookies[0].http_only);
+        assert_eq!(out.actions.cookies_stored, ["JSESSIONID"]);
+    }
+}

@@ -1,0 +1,70 @@
+//! The most recent redacted records, for the admin API's `/exchanges`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+#[derive(Debug)]
+struct Item {
+    id: u64,
+    route: Option<String>,
+    /// 0 when the exchange got no response.
+    status: u16,
+    json: Value,
+}
+
+/// A bounded buffer of records in their flat JSON shape, newest last. The lock is held only to
+/// push or to copy matches out; records are rendered before it is taken.
+#[derive(Debug)]
+pub struct Recent {
+    capacity: usize,
+    items: Mutex<VecDeque<Item>>,
+}
+
+impl Recent {
+    pub fn new(capacity: usize) -> Self {
+        Recent {
+            capacity,
+            items: Mutex::new(VecDeque::with_capacity(capacity)),
+        }
+    }
+
+    pub fn push(&self, id: u64, route: Option<String>, status: u16, json: Value) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if items.len() == self.capacity {
+            items.pop_front();
+        }
+        items.push_back(Item {
+            id,
+            route,
+            status,
+            json,
+        });
+    }
+
+    /// Newest first, at most `limit`, optionally only one route and/or one status.
+    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Value> {
+        let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        items
+            .iter()
+            .rev()
+            .filter(|i| route.is_none_or(|r| i.route.as_deref() == Some(r)))
+            .filter(|i| status.is_none_or(|s| i.status == s))
+            .take(limit)
+            .map(|i| i.json.clone())
+            .collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Value> {
+        let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        items
+            .iter()
+            .rev()
+            .find(|i| i.id == id)
+            .map(|i| i.json.clone())
+    }
+}

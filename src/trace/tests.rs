@@ -1,0 +1,500 @@
+//! The tracer end to end: real files, the real writer thread, the ring buffer.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use serde_json::Value;
+
+use super::file::{rotated, Format, TraceFile};
+use super::record::*;
+use super::redact::RedactedRecord;
+use super::{Sink, Tracer};
+use crate::config::{TracePlan, DEFAULT_REDACT_FIELDS};
+
+fn plan(dir: &Path) -> TracePlan {
+    TracePlan {
+        har: Some(dir.join("traces/provproxy.har")),
+        jsonl: Some(dir.join("traces/provproxy.jsonl")),
+        bodies: true,
+        max_body: 64 * 1024,
+        redact_fields: DEFAULT_REDACT_FIELDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        rotate_bytes: 0,
+        channel_capacity: 64,
+        recent: 16,
+    }
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+fn body(text: &str) -> Option<CapturedBody> {
+    Some(CapturedBody {
+        bytes: Bytes::copy_from_slice(text.as_bytes()),
+        total_size: text.len() as u64,
+        truncated: false,
+    })
+}
+
+fn record(id: u64, role: Role, url: &str) -> ExchangeRecord {
+    ExchangeRecord {
+        id,
+        parent: None,
+        role,
+        started: SystemTime::now(),
+        timings: Timings {
+            connect: Some(Duration::from_millis(2)),
+            first_byte: Some(Duration::from_millis(10)),
+            total: Duration::from_millis(12),
+        },
+        client_addr: Some(SocketAddr::from(([127, 0, 0, 1], 40000))),
+        client_name: Some("iiq".into()),
+        route: Some("osmc".into()),
+        session_key: Some("sha256:abcd".into()),
+        request: RequestPart {
+            method: Method::GET,
+            url: url.into(),
+            version: Version::HTTP_11,
+            headers: HeaderMap::new(),
+            body: None,
+        },
+        response: Some(ResponsePart {
+            status: StatusCode::OK,
+            version: Version::HTTP_11,
+            headers: headers(&[("content-type", "application/json")]),
+            body: body(r#"{"ok":true}"#),
+        }),
+        actions: Actions::default(),
+        error: None,
+    }
+}
+
+/// Every secret string that the records below carry somewhere.
+const SECRETS: &[&str] = &[
+    "S3cr3t-Basic-Pw",
+    "SESSIONSECRET123",
+    "OTHERCOOKIESECRET",
+    "SETCOOKIESECRET",
+    "APIKEYSECRET",
+    "HDRCLIENTSECRET",
+    "QUERYTOKENSECRET",
+    "FRAGTOKENSECRET",
+    "JSONPWSECRET",
+    "ARRAYKEYSECRET",
+    "SCIMPATCHSECRET",
+    "FORMPWSECRET",
+    "TOKCLIENTSECRET",
+    "TOKACCESSSECRET",
+    "TOKREFRESHSECRET",
+    "BROKENJSONSECRET",
+    "BEARERSECRET",
+];
+
+fn secret_records() -> Vec<ExchangeRecord> {
+    let basic = base64::engine::general_purpose::STANDARD.encode("svc:S3cr3t-Basic-Pw");
+    let mut client = record(
+        1,
+        Role::Client,
+        "https://osmc.example.com/api/users?access_token=QUERYTOKENSECRET&user=bob",
+    );
+    client.request.method = Method::POST;
+    client.request.headers = headers(&[
+        ("authorization", &format!("Basic {basic}")),
+        (
+            "cookie",
+            "JSESSIONID=SESSIONSECRET123; other=OTHERCOOKIESECRET",
+        ),
+        ("x-api-key", "APIKEYSECRET"),
+        ("x-client-secret", "HDRCLIENTSECRET"),
+        ("content-type", "application/scim+json"),
+    ]);
+    client.request.body = body(
+        r#"{"user":{"password":"JSONPWSECRET"},"items":[{"apiKey":"ARRAYKEYSECRET"}],"Operations":[{"op":"replace","path":"password","value":"SCIMPATCHSECRET"}]}"#,
+    );
+    let response = client.response.as_mut().unwrap();
+    response.status = StatusCode::FOUND;
+    response.headers = headers(&[
+        ("set-cookie", "JSESSIONID=SETCOOKIESECRET; Path=/; HttpOnly"),
+        ("location", "https://app/cb#access_token=FRAGTOKENSECRET"),
+        ("content-type", "application/json"),
+    ]);
+    response.body = body(r#"{"password":"BROKENJSONSECRET""#);
+
+    let mut form = record(2, Role::Login, "https://osmc.example.com/login");
+    form.request.method = Method::POST;
+    form.request.headers = headers(&[
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("authorization", "Bearer Bearer BEARERSECRET"),
+    ]);
+    form.request.body = body("username=svc&password=FORMPWSECRET");
+
+    let mut token = record(3, Role::TokenFetch, "https://login.example.com/oauth/token");
+    token.parent = Some(1);
+    token.request.method = Method::POST;
+    token.request.headers = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+    token.request.body =
+        body("grant_type=client_credentials&client_id=cid&client_secret=TOKCLIENTSECRET");
+    token.response.as_mut().unwrap().body = body(
+        r#"{"access_token":"TOKACCESSSECRET","refresh_token":"TOKREFRESHSECRET","token_type":"Bearer","expires_in":3600}"#,
+    );
+    vec![client, form, token]
+}
+
+fn failed_record(id: u64) -> ExchangeRecord {
+    let mut rec = record(id, Role::Client, "https://down.example.com/api/users");
+    rec.response = None;
+    rec.timings.first_byte = None;
+    rec.error = Some(ErrorInfo {
+        kind: "connect_refused".into(),
+        side: "upstream",
+        detail: "connection refused (os error 111)".into(),
+    });
+    rec
+}
+
+/// Runs the npm `har-validator` package on each file. Version 5 ships no CLI, so it is driven
+/// through node from the global npm root.
+fn assert_valid_har(files: &[PathBuf]) {
+    const INSTALL: &str = "har-validator is required: install it with `npm install -g har-validator` (needs node and npm)";
+    let root = Command::new("npm")
+        .args(["root", "-g"])
+        .output()
+        .unwrap_or_else(|e| panic!("{INSTALL}: cannot run npm: {e}"));
+    let module = PathBuf::from(String::from_utf8_lossy(&root.stdout).trim()).join("har-validator");
+    assert!(module.is_dir(), "{INSTALL}: {} not found", module.display());
+    let script = r#"
+        const v = require(process.argv[1]);
+        const fs = require('fs');
+        const files = process.argv.slice(2);
+        Promise.all(files.map(f => v.har(JSON.parse(fs.readFileSync(f, 'utf8')))
+            .catch(e => { throw new Error(f + ': ' + JSON.stringify(e.errors)); })))
+          .then(() => process.exit(0), e => { console.error(e.message); process.exit(1); });
+    "#;
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&module)
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| panic!("{INSTALL}: cannot run node: {e}"));
+    assert!(
+        out.status.success(),
+        "har-validator rejected the trace: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn har_entries(path: &Path) -> Vec<Value> {
+    let doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    doc["log"]["entries"].as_array().unwrap().clone()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn no_secret_reaches_files_or_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    for rec in secret_records() {
+        tracer.submit(rec);
+    }
+    tracer.flush().await;
+    let mut shown: Vec<String> = tracer
+        .recent(None, None, 100)
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    shown.extend((1..=3).map(|id| tracer.get(id).unwrap().to_string()));
+    writer.shutdown().await;
+
+    for entry in std::fs::read_dir(dir.path().join("traces")).unwrap() {
+        shown.push(String::from_utf8(std::fs::read(entry.unwrap().path()).unwrap()).unwrap());
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode("svc:S3cr3t-Basic-Pw");
+    for text in &shown {
+        for secret in SECRETS.iter().chain([&basic.as_str()]) {
+            assert!(!text.contains(secret), "{secret} leaked into {text}");
+        }
+    }
+    // What a human needs is still there.
+    let all = shown.join("\n");
+    for kept in [
+        "Basic [REDACTED]",
+        "Bearer Bearer [REDACTED]",
+        "JSESSIONID=[REDACTED]; other=[REDACTED]",
+        r#"token_type\":\"Bearer"#,
+        "user=bob",
+    ] {
+        assert!(all.contains(kept), "{kept} missing");
+    }
+}
+
+#[tokio::test]
+async fn har_is_valid_when_empty_after_each_record_and_after_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let har = plan.har.clone().unwrap();
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    assert_valid_har(std::slice::from_ref(&har));
+    for rec in secret_records() {
+        tracer.submit(rec);
+    }
+    tracer.submit(failed_record(4));
+    tracer.flush().await;
+    assert_valid_har(std::slice::from_ref(&har));
+    writer.shutdown().await;
+    assert_valid_har(std::slice::from_ref(&har));
+
+    let entries = har_entries(&har);
+    assert_eq!(entries.len(), 4);
+    let failed = &entries[3];
+    assert_eq!(failed["response"]["status"], 0);
+    assert_eq!(failed["_provproxy"]["error"]["kind"], "connect_refused");
+    assert_eq!(entries[2]["_provproxy"]["role"], "token");
+    assert_eq!(entries[2]["_provproxy"]["parent"], 1);
+    assert_eq!(entries[0]["timings"]["connect"], 2.0);
+    assert_eq!(entries[0]["time"], 12.0);
+    let jsonl = std::fs::read_to_string(plan.jsonl.unwrap()).unwrap();
+    let lines: Vec<Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[3]["status"], 0);
+    assert_eq!(lines[3]["error"]["side"], "upstream");
+}
+
+#[tokio::test]
+async fn rotation_keeps_every_file_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.rotate_bytes = 3000;
+    let har = plan.har.clone().unwrap();
+    let jsonl = plan.jsonl.clone().unwrap();
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    for id in 1..=12 {
+        tracer.submit(record(id, Role::Client, "https://t/api/users"));
+    }
+    writer.shutdown().await;
+
+    let mut files = vec![har.clone()];
+    files.extend((1..=super::file::KEEP).map(|n| rotated(&har, n)));
+    for file in &files {
+        assert!(file.exists(), "{} missing", file.display());
+        assert!(std::fs::metadata(file).unwrap().len() <= plan.rotate_bytes);
+        assert!(!har_entries(file).is_empty());
+    }
+    assert!(!rotated(&har, super::file::KEEP + 1).exists());
+    assert_valid_har(&files);
+    // Newest records in the live file, ids ascending across the rotated ones.
+    let ids: Vec<u64> = files
+        .iter()
+        .rev()
+        .flat_map(|f| har_entries(f))
+        .map(|e| e["_provproxy"]["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(ids.last(), Some(&12));
+    for line in std::fs::read_to_string(rotated(&jsonl, 1)).unwrap().lines() {
+        serde_json::from_str::<Value>(line).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn files_are_created_0600_with_their_parent_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.rotate_bytes = 1500;
+    let jsonl = plan.jsonl.clone().unwrap();
+    std::fs::create_dir_all(jsonl.parent().unwrap()).unwrap();
+    std::fs::write(&jsonl, "{}\n").unwrap();
+    std::fs::set_permissions(&jsonl, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    for id in 1..=4 {
+        tracer.submit(record(id, Role::Client, "https://t/"));
+    }
+    writer.shutdown().await;
+    let har = plan.har.unwrap();
+    for file in [&har, &rotated(&har, 1), &jsonl, &rotated(&jsonl, 1)] {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+}
+
+#[tokio::test]
+async fn a_har_that_already_exists_is_rotated_not_corrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let har = plan.har.clone().unwrap();
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    tracer.submit(record(1, Role::Client, "https://t/first"));
+    writer.shutdown().await;
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    tracer.submit(record(1, Role::Client, "https://t/second"));
+    writer.shutdown().await;
+    assert_valid_har(&[har.clone(), rotated(&har, 1)]);
+    assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/second");
+    assert_eq!(
+        har_entries(&rotated(&har, 1))[0]["request"]["url"],
+        "https://t/first"
+    );
+}
+
+#[test]
+fn a_removed_file_is_recreated_valid_on_the_next_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.har");
+    let mut file = TraceFile::open(&path, Format::Har, 0)
+        .unwrap()
+        .check_always();
+    let redactor = super::Redactor::new(&plan(dir.path()));
+    file.write(&redactor.redact(&record(1, Role::Client, "https://t/1")))
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file.write(&redactor.redact(&record(2, Role::Client, "https://t/2")))
+        .unwrap();
+    let entries = har_entries(&path);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["_provproxy"]["id"], 2);
+    assert_eq!(mode(&path), 0o600);
+}
+
+/// A sink that blocks inside its first write until the test releases it.
+struct StallSink {
+    entered: std_mpsc::Sender<()>,
+    release: std_mpsc::Receiver<()>,
+    stalled: bool,
+}
+
+impl Sink for StallSink {
+    fn name(&self) -> String {
+        "stall".into()
+    }
+
+    fn write(&mut self, _: &RedactedRecord) -> io::Result<()> {
+        if !self.stalled {
+            self.stalled = true;
+            let _ = self.entered.send(());
+            let _ = self.release.recv();
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_writer_makes_submit_drop_and_count_instead_of_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.channel_capacity = 1;
+    let (entered_tx, entered_rx) = std_mpsc::channel();
+    let (release_tx, release_rx) = std_mpsc::channel();
+    let sink = StallSink {
+        entered: entered_tx,
+        release: release_rx,
+        stalled: false,
+    };
+    let (tracer, writer) = Tracer::start_with_sinks(&plan, vec![Box::new(sink)]).unwrap();
+    tracer.submit(record(1, Role::Client, "https://t/1"));
+    tokio::task::spawn_blocking(move || entered_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // The writer is stuck in record 1: one more fits in the channel, the rest are dropped.
+    for id in 2..=10 {
+        tracer.submit(record(id, Role::Client, "https://t/n"));
+    }
+    let stats = tracer.stats();
+    assert_eq!(stats.submitted, 10);
+    assert_eq!(stats.dropped, 8);
+    release_tx.send(()).unwrap();
+    let stats = writer.shutdown().await;
+    assert_eq!(stats.written, 2);
+    assert_eq!(stats.dropped, 8);
+    tracer.submit(record(11, Role::Client, "https://t/late"));
+    assert_eq!(tracer.stats().dropped, 9);
+}
+
+struct FailingSink;
+
+impl Sink for FailingSink {
+    fn name(&self) -> String {
+        "failing".into()
+    }
+
+    fn write(&mut self, _: &RedactedRecord) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn write_errors_are_counted_and_tracing_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let (tracer, writer) = Tracer::start_with_sinks(&plan, vec![Box::new(FailingSink)]).unwrap();
+    for id in 1..=3 {
+        tracer.submit(record(id, Role::Client, "https://t/"));
+    }
+    let stats = writer.shutdown().await;
+    assert_eq!(stats.write_errors, 3);
+    assert_eq!(stats.written, 3);
+    assert!(tracer.get(3).is_some());
+}
+
+#[tokio::test]
+async fn the_ring_keeps_the_most_recent_and_filters_by_route_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.har = None;
+    plan.jsonl = None;
+    plan.recent = 3;
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    assert_eq!(tracer.next_id(), 1);
+    assert_eq!(tracer.next_id(), 2);
+    for id in 1..=5 {
+        let mut rec = record(id, Role::Client, "https://t/");
+        if id % 2 == 0 {
+            rec.route = Some("other".into());
+            rec.response.as_mut().unwrap().status = StatusCode::UNAUTHORIZED;
+        }
+        tracer.submit(rec);
+    }
+    tracer.flush().await;
+    let ids = |values: Vec<Value>| -> Vec<u64> {
+        values.iter().map(|v| v["id"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(ids(tracer.recent(None, None, 10)), [5, 4, 3]);
+    assert_eq!(ids(tracer.recent(None, None, 2)), [5, 4]);
+    assert_eq!(ids(tracer.recent(Some("osmc"), None, 10)), [5, 3]);
+    assert_eq!(ids(tracer.recent(None, Some(401), 10)), [4]);
+    assert!(tracer.get(1).is_none());
+    assert_eq!(tracer.get(4).unwrap()["status"], 401);
+    writer.shutdown().await;
+}

@@ -1,0 +1,299 @@
+//! The tracer: the proxy's non-blocking handle, and the writer thread behind it.
+//!
+//! Records travel through a bounded channel to one dedicated OS thread, which redacts them,
+//! fills the ring buffer and writes the files. A plain thread (rather than a task calling
+//! `spawn_blocking` per record) keeps every byte of file I/O and the redaction work off the
+//! runtime's worker threads, writes records strictly in order, and costs one thread in total.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::file::{Format, TraceFile};
+use super::record::ExchangeRecord;
+use super::redact::{RedactedRecord, Redactor};
+use super::ring::Recent;
+use super::{jsonl, TraceError};
+use crate::config::TracePlan;
+
+/// At most one warning per this long about failing trace writes.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Where the writer thread puts redacted records. Files implement it; tests use it to stall the
+/// writer.
+pub trait Sink: Send {
+    /// Names the sink in logs.
+    fn name(&self) -> String;
+    fn write(&mut self, record: &RedactedRecord) -> io::Result<()>;
+    /// Flushes and closes; called once at shutdown.
+    fn close(&mut self) -> io::Result<()>;
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TraceStats {
+    /// Records handed to [`Tracer::submit`].
+    pub submitted: u64,
+    /// Records the writer processed (ring buffer filled, every sink attempted).
+    pub written: u64,
+    /// Records lost because the channel was full or the writer had stopped.
+    pub dropped: u64,
+    /// Failed sink writes and closes.
+    pub write_errors: u64,
+}
+
+enum Msg {
+    Record(Box<ExchangeRecord>),
+    /// Answered once everything sent before it has been processed.
+    Flush(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    submitted: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> TraceStats {
+        TraceStats {
+            submitted: self.submitted.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    next_id: AtomicU64,
+    counters: Counters,
+    recent: Recent,
+}
+
+/// The proxy's handle on tracing; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Tracer {
+    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+/// Owns the writer thread; [`TraceWriter::shutdown`] drains it and closes the files.
+#[derive(Debug)]
+pub struct TraceWriter {
+    tx: mpsc::Sender<Msg>,
+    thread: JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+impl Tracer {
+    /// Opens the configured files (parents created, files 0600) and starts the writer.
+    pub fn start(plan: &TracePlan) -> Result<(Tracer, TraceWriter), TraceError> {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let files = [(&plan.har, Format::Har), (&plan.jsonl, Format::JsonLines)];
+        for (path, format) in files {
+            if let Some(path) = path {
+                let file = TraceFile::open(path, format, plan.rotate_bytes).map_err(|source| {
+                    TraceError::Open {
+                        path: PathBuf::from(path),
+                        source,
+                    }
+                })?;
+                sinks.push(Box::new(file));
+            }
+        }
+        Self::start_with_sinks(plan, sinks)
+    }
+
+    /// Starts the writer with these sinks instead of the plan's files.
+    pub fn start_with_sinks(
+        plan: &TracePlan,
+        sinks: Vec<Box<dyn Sink>>,
+    ) -> Result<(Tracer, TraceWriter), TraceError> {
+        // tokio's bounded channel panics on 0; a 0 in the plan means "as small as possible".
+        let (tx, rx) = mpsc::channel(plan.channel_capacity.max(1));
+        let shared = Arc::new(Shared {
+            next_id: AtomicU64::new(1),
+            counters: Counters::default(),
+            recent: Recent::new(plan.recent),
+        });
+        let worker = Worker {
+            rx,
+            redactor: Redactor::new(plan),
+            sinks,
+            shared: Arc::clone(&shared),
+            warn: WarnLimiter::default(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("provproxy-trace".into())
+            .spawn(move || worker.run())
+            .map_err(TraceError::Spawn)?;
+        let tracer = Tracer {
+            tx: tx.clone(),
+            shared: Arc::clone(&shared),
+        };
+        Ok((tracer, TraceWriter { tx, thread, shared }))
+    }
+
+    /// A new exchange id; ids increase monotonically from 1.
+    pub fn next_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Hands a record to the writer. Never blocks: when the channel is full, or the writer has
+    /// stopped, the record is dropped and counted.
+    pub fn submit(&self, record: ExchangeRecord) {
+        let counters = &self.shared.counters;
+        counters.submitted.fetch_add(1, Ordering::Relaxed);
+        // Boxed so that the channel's slots stay small whatever the record's size.
+        if self.tx.try_send(Msg::Record(Box::new(record))).is_err() {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every record submitted before this call has been processed.
+    pub async fn flush(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Flush(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    pub fn stats(&self) -> TraceStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The most recent redacted records, newest first.
+    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Value> {
+        self.shared.recent.recent(route, status, limit)
+    }
+
+    pub fn get(&self, id: u64) -> Option<Value> {
+        self.shared.recent.get(id)
+    }
+}
+
+impl TraceWriter {
+    /// Processes everything already submitted, closes the files (the HAR is complete on disk),
+    /// and stops the thread. Records submitted afterwards are dropped and counted.
+    pub async fn shutdown(self) -> TraceStats {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
+            let _ = done.await;
+        }
+        let thread = self.thread;
+        // The thread has answered and is returning; joining surfaces a panic in it.
+        if let Ok(Err(_)) = tokio::task::spawn_blocking(move || thread.join()).await {
+            tracing::warn!("trace writer thread panicked");
+        }
+        self.shared.counters.snapshot()
+    }
+}
+
+struct Worker {
+    rx: mpsc::Receiver<Msg>,
+    redactor: Redactor,
+    sinks: Vec<Box<dyn Sink>>,
+    shared: Arc<Shared>,
+    warn: WarnLimiter,
+}
+
+impl Worker {
+    fn run(mut self) {
+        while let Some(msg) = self.rx.blocking_recv() {
+            match msg {
+                Msg::Record(record) => self.record(&record),
+                Msg::Flush(ack) => {
+                    let _ = ack.send(());
+                }
+                Msg::Shutdown(ack) => {
+                    self.rx.close();
+                    while let Ok(msg) = self.rx.try_recv() {
+                        self.other(msg);
+                    }
+                    self.close();
+                    let _ = ack.send(());
+                    return;
+                }
+            }
+        }
+        // Every handle is gone without a shutdown: still leave complete files behind.
+        self.close();
+    }
+
+    /// A message found while draining for shutdown.
+    fn other(&mut self, msg: Msg) {
+        match msg {
+            Msg::Record(record) => self.record(&record),
+            Msg::Flush(ack) | Msg::Shutdown(ack) => {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn record(&mut self, record: &ExchangeRecord) {
+        let redacted = self.redactor.redact(record);
+        let status = redacted.response.as_ref().map_or(0, |r| r.status);
+        self.shared.recent.push(
+            redacted.id,
+            redacted.route.clone(),
+            status,
+            jsonl::record(&redacted),
+        );
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.write(&redacted) {
+                let counters = &self.shared.counters;
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.warn.warn(&sink.name(), &e);
+            }
+        }
+        self.shared.counters.written.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn close(&mut self) {
+        for sink in &mut self.sinks {
+            if let Err(e) = sink.close() {
+                self.shared
+                    .counters
+                    .write_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(sink = %sink.name(), error = %e, "closing trace file failed");
+            }
+        }
+    }
+}
+
+/// One warning per [`WARN_EVERY`], saying how many were held back, instead of one per record.
+#[derive(Debug, Default)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn warn(&mut self, sink: &str, error: &io::Error) {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now < last + WARN_EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            sink,
+            error = %error,
+            suppressed = self.suppressed,
+            "trace write failed; tracing continues and the file is reopened when possible"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
