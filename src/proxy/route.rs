@@ -22,7 +22,7 @@ impl Router {
                 RouteMatch::Prefix(prefix) => prefixes.push((prefix.clone(), index)),
             }
         }
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Router { hosts, prefixes }
     }
 

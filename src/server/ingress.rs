@@ -109,7 +109,7 @@ impl Ingress {
         };
         let Some(presented) = headers
             .get(&header)
-            .and_then(|value| Presented::parse(value))
+            .and_then(Presented::parse)
         else {
             self.note_denial();
             return Err(Denied::NoCredential);
