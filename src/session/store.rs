@@ -18,7 +18,9 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
-use tokio::sync::{Notify, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
+use tokio::sync::{
+    watch, Notify, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock,
+};
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -45,6 +47,8 @@ struct Inner {
     relogins: AtomicU64,
     expired: AtomicU64,
     persist_failures: AtomicU64,
+    /// Successful state file writes; a watch so that tests can wait for one without sleeping.
+    writes: watch::Sender<u64>,
 }
 
 struct RouteSessions {
@@ -165,6 +169,7 @@ pub struct SessionStats {
     pub relogins: u64,
     pub expired: u64,
     pub persist_failures: u64,
+    pub persist_writes: u64,
 }
 
 impl Sessions {
@@ -224,6 +229,7 @@ impl Sessions {
                 relogins: AtomicU64::new(0),
                 expired: AtomicU64::new(0),
                 persist_failures: AtomicU64::new(0),
+                writes: watch::Sender::new(0),
             }),
         })
     }
@@ -361,6 +367,7 @@ impl Sessions {
             relogins: self.inner.relogins.load(Ordering::Relaxed),
             expired: self.inner.expired.load(Ordering::Relaxed),
             persist_failures: self.inner.persist_failures.load(Ordering::Relaxed),
+            persist_writes: *self.inner.writes.borrow(),
         }
     }
 
@@ -412,6 +419,9 @@ impl Sessions {
             let written = tokio::task::spawn_blocking(move || persist::write_state(&path, &doc))
                 .await
                 .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+            if written.is_ok() {
+                self.inner.writes.send_modify(|n| *n += 1);
+            }
             if let Err(source) = written {
                 self.inner.persist_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
@@ -708,3 +718,7 @@ impl Lease {
         url
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
