@@ -2,6 +2,8 @@
 //! proxy (see DESIGN, "Lessons from the field"): public-suffix domains, `__Secure-`/`__Host-`
 //! prefixes, control characters, `Secure` over plain http to loopback, and §5.4 header order.
 
+use std::fmt;
+
 use cookie_store::{Cookie, CookieDomain, CookieStore, RawCookie, StoreAction};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
@@ -46,7 +48,8 @@ pub enum Absorbed {
 }
 
 /// A cookie with the creation order RFC 6265 §5.4 sorts by, which cookie_store does not keep.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// No `Debug`: it holds a cookie value.
+#[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct StoredCookie {
     pub(crate) created: u64,
     pub(crate) cookie: Cookie<'static>,
@@ -62,8 +65,8 @@ struct Created {
 }
 
 /// The cookies of one session. Not thread-safe by itself: the store keeps each jar behind its
-/// own mutex.
-#[derive(Debug, Default)]
+/// own mutex. Its `Debug` shows cookie names, never values.
+#[derive(Default)]
 pub struct Jar {
     store: CookieStore,
     /// A jar holds a handful of cookies, so a vector beats a map here.
@@ -288,6 +291,14 @@ impl Jar {
             .iter()
             .find(|c| c.name == cookie.name() && c.domain == domain && *c.path == *cookie.path)
             .map_or(u64::MAX, |c| c.seq)
+    }
+}
+
+impl fmt::Debug for Jar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jar")
+            .field("cookies", &self.names())
+            .finish()
     }
 }
 
@@ -639,6 +650,17 @@ mod tests {
         assert_eq!(
             header(&jar, "https://example.com/").as_deref(),
             Some("JSESSIONID=new")
+        );
+    }
+
+    #[test]
+    fn debug_shows_names_but_never_values() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "JSESSIONID=topsecret").unwrap();
+        let shown = format!("{jar:?}");
+        assert!(
+            shown.contains("JSESSIONID") && !shown.contains("topsecret"),
+            "{shown}"
         );
     }
 

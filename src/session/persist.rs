@@ -16,7 +16,8 @@ use super::SessionError;
 
 const VERSION: u32 = 1;
 
-#[derive(Debug, Serialize, Deserialize)]
+/// No `Debug` here or below: these hold cookie values.
+#[derive(Serialize, Deserialize)]
 pub(crate) struct StateDoc {
     pub(crate) version: u32,
     pub(crate) sessions: Vec<PersistedSession>,
@@ -31,7 +32,7 @@ impl StateDoc {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(crate) struct PersistedSession {
     pub(crate) route: String,
     pub(crate) key: String,
@@ -224,7 +225,9 @@ mod tests {
             "last_used_ms":1,"generation":1,"cookies":[{"created":0,"cookie":"JSESSIONID=topsecret"}]}]}"#,
         )
         .unwrap();
-        let error = read_state(&path).unwrap_err();
+        let Err(error) = read_state(&path) else {
+            panic!("must not load");
+        };
         let text = error.to_string();
         assert!(matches!(error, SessionError::Corrupt { .. }));
         assert!(text.contains(&path.display().to_string()), "{text}");
@@ -237,7 +240,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         fs::write(&path, br#"{"version":99,"sessions":[]}"#).unwrap();
-        let error = read_state(&path).unwrap_err();
+        let Err(error) = read_state(&path) else {
+            panic!("must not load");
+        };
         assert!(error.to_string().contains("unsupported version 99"));
     }
 

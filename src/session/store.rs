@@ -153,8 +153,8 @@ pub struct SessionInfo {
     pub cookies: Vec<String>,
     pub created: SystemTime,
     pub last_used: SystemTime,
-    /// When idle expiry will drop it if unused until then.
-    pub expires_at: SystemTime,
+    /// When idle expiry will drop it if unused until then (`None`: too far ahead to represent).
+    pub expires_at: Option<SystemTime>,
     pub generation: u64,
     pub in_use: usize,
 }
@@ -286,11 +286,15 @@ impl Sessions {
                     self.retire(route, entry.get());
                     entry.insert(fresh());
                 }
+                entry.get().active.fetch_add(1, Ordering::AcqRel);
                 entry.get().clone()
             }
-            Entry::Vacant(entry) => entry.insert(fresh()).clone(),
+            Entry::Vacant(entry) => {
+                let session = entry.insert(fresh());
+                session.active.fetch_add(1, Ordering::AcqRel);
+                session.clone()
+            }
         };
-        session.active.fetch_add(1, Ordering::AcqRel);
         Active(session)
     }
 
@@ -333,7 +337,7 @@ impl Sessions {
                     cookies: state.jar.names(),
                     created: session.created,
                     last_used: state.last_used_wall,
-                    expires_at: state.last_used_wall + route.plan.idle_timeout,
+                    expires_at: state.last_used_wall.checked_add(route.plan.idle_timeout),
                     generation: state.generation,
                     in_use: session.active.load(Ordering::Acquire),
                 });
@@ -423,6 +427,8 @@ impl Sessions {
                 self.inner.writes.send_modify(|n| *n += 1);
             }
             if let Err(source) = written {
+                // Still dirty: the next write, whatever triggers it, tries again.
+                file.dirty.store(true, Ordering::Release);
                 self.inner.persist_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     path = %file.path.display(),
