@@ -682,3 +682,51 @@ fn session_gone_checks_the_body_when_configured() {
         None
     ));
 }
+
+#[test]
+fn leases_and_lease_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let sessions = open(plan());
+    send_sync(&sessions);
+    let lease = sessions.lease("osmc", key("route"));
+    send(&lease);
+    let mut lease = lease.now_or_never().unwrap().unwrap();
+    send_sync(&lease);
+    send(&lease.begin_relogin());
+}
+
+#[tokio::test]
+async fn the_jar_follows_the_targets_session_id_rotation_and_expiry() {
+    let mut options = session_locked::SessionLockedOptions::new("svc", "pw");
+    options.rotate_every = Some(2);
+    let (target, stats) = session_locked::spawn_with(options).await.unwrap();
+    let sessions = Sessions::open(
+        &[route("osmc", &format!("{}/", target.url()), plan())],
+        false,
+    )
+    .unwrap();
+    let client = client();
+    let auth = basic("svc", "pw");
+    let url = format!("{}{PATH}", target.url());
+    for call in 0..8 {
+        if call == 5 {
+            assert!(stats.expire_session());
+        }
+        let lease = sessions.lease("osmc", key("route")).await.unwrap();
+        let cookie = cookie_of(&lease);
+        let reply = send(
+            &client,
+            Method::POST,
+            &url,
+            Some(&auth),
+            cookie.as_deref(),
+            "{}",
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "call {call}");
+        lease.absorb(PATH, &reply.headers);
+    }
+    assert_eq!(stats.unauthorized(), 0);
+    assert_eq!(stats.sessions_opened(), 2);
+}
