@@ -700,13 +700,8 @@ impl Lease {
                 return Relogin::AlreadyRenewed;
             }
         }
+        // Alone on the session now, and nobody renewed it since this lease looked: lead.
         let mut state = session.state();
-        if state.generation != self.generation {
-            // Only reachable for a lease that was already exclusive, which nobody can overtake;
-            // kept so the rule "renewed by someone else ⇒ don't drop their jar" holds everywhere.
-            self.generation = state.generation;
-            return Relogin::AlreadyRenewed;
-        }
         state.jar.clear();
         state.generation += 1;
         self.generation = state.generation;
