@@ -262,3 +262,4 @@ split = true
     target.stop().await;
     Ok(())
 }
+pub mod session_locked;

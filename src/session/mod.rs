@@ -1,1 +1,75 @@
 //! Cookie jars per session key, single-flight establishment, re-login, persistence.
+//!
+//! The pipeline derives a [`SessionKey`], takes a [`Lease`] from [`Sessions`], sends the jar's
+//! `Cookie` header, absorbs every response's `Set-Cookie`, and on a response for which
+//! [`is_session_gone`] holds, calls [`Lease::begin_relogin`] and replays once.
+
+mod jar;
+mod key;
+mod persist;
+mod psl;
+mod store;
+
+use std::path::PathBuf;
+
+use http::StatusCode;
+
+use crate::config::SessionPlan;
+
+pub use jar::{Absorbed, Jar, Rejected};
+pub use key::SessionKey;
+pub use store::{Lease, Relogin, SessionInfo, SessionStats, Sessions};
+
+/// Startup and persistence errors. They name files and causes, never cookie values.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot read session state file {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "session state file {} is corrupt: {reason} (start with reset to move it aside)",
+        .path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot move session state file {} aside to {}: {source}", .path.display(), .to.display())]
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create session state directory {}: {source}", .path.display())]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write session state file {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Whether a response means the target dropped the session: its status is in `relogin_on`, the
+/// request carried the session cookie, and, when `relogin_body_contains` is set, the body
+/// contains that text (a body that was not captured does not count as a match).
+pub fn is_session_gone(
+    plan: &SessionPlan,
+    status: StatusCode,
+    sent_cookie: bool,
+    body: Option<&[u8]>,
+) -> bool {
+    if !sent_cookie || !plan.relogin_on.contains(&status) {
+        return false;
+    }
+    match &plan.relogin_body_contains {
+        None => true,
+        Some(needle) => body.is_some_and(|body| {
+            needle.is_empty()
+                || body
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+        }),
+    }
+}

@@ -1,0 +1,690 @@
+//! One session's cookies: cookie_store 0.22 with the RFC 6265 gaps closed that matter to a
+//! proxy (see DESIGN, "Lessons from the field"): public-suffix domains, `__Secure-`/`__Host-`
+//! prefixes, control characters, `Secure` over plain http to loopback, and §5.4 header order.
+
+use std::fmt;
+
+use cookie_store::{Cookie, CookieDomain, CookieStore, RawCookie, StoreAction};
+use http::header::SET_COOKIE;
+use http::{HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+use url::{Host, Url};
+
+use super::psl::SuffixList;
+
+/// RFC 6265bis §5.6: a name plus value longer than this is ignored.
+const MAX_NAME_VALUE_BYTES: usize = 4096;
+
+/// Why a `Set-Cookie` line was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("not UTF-8")]
+    NotUtf8,
+    #[error("contains a control character")]
+    ControlCharacter,
+    #[error("malformed")]
+    Malformed,
+    #[error("name and value longer than 4096 bytes")]
+    TooLarge,
+    #[error("Secure cookie set over plain http")]
+    SecureOverHttp,
+    #[error("__Secure- prefix without Secure over https")]
+    SecurePrefix,
+    #[error("__Host- prefix without Secure over https, Path=/ and no Domain")]
+    HostPrefix,
+    #[error("Domain is a public suffix")]
+    PublicSuffix,
+    #[error("Domain does not match the upstream host")]
+    DomainMismatch,
+    #[error("expired and no cookie of that name to delete")]
+    ExpiredUnknown,
+}
+
+/// What one accepted `Set-Cookie` line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absorbed {
+    Stored,
+    Deleted,
+}
+
+/// A cookie with the creation order RFC 6265 §5.4 sorts by, which cookie_store does not keep.
+/// No `Debug`: it holds a cookie value.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct StoredCookie {
+    pub(crate) created: u64,
+    pub(crate) cookie: Cookie<'static>,
+}
+
+/// Creation order of one stored cookie, identified as the RFC does: name, domain, path.
+#[derive(Debug, Clone)]
+struct Created {
+    name: String,
+    domain: String,
+    path: String,
+    seq: u64,
+}
+
+/// The cookies of one session. Not thread-safe by itself: the store keeps each jar behind its
+/// own mutex. Its `Debug` shows cookie names, never values.
+#[derive(Default)]
+pub struct Jar {
+    store: CookieStore,
+    /// A jar holds a handful of cookies, so a vector beats a map here.
+    created: Vec<Created>,
+    next_seq: u64,
+}
+
+impl Jar {
+    pub fn new() -> Jar {
+        Jar::default()
+    }
+
+    /// The `Cookie` header for a request to `url` and the names it carries, or `None` when no
+    /// stored cookie applies. Longer paths first, then older cookies first (RFC 6265 §5.4).
+    pub fn cookie_header(&self, url: &Url) -> Option<(HeaderValue, Vec<String>)> {
+        let https = url.scheme() == "https";
+        let mut matched: Vec<(&Cookie<'static>, u64)> = self
+            .store
+            .matches(url)
+            .into_iter()
+            // cookie_store counts http://localhost as a secure origin; the upstream is not.
+            .filter(|cookie| https || cookie.secure() != Some(true))
+            .map(|cookie| (cookie, self.seq_of(cookie)))
+            .collect();
+        if matched.is_empty() {
+            return None;
+        }
+        matched.sort_by(|(a, a_seq), (b, b_seq)| {
+            b.path
+                .len()
+                .cmp(&a.path.len())
+                .then_with(|| a_seq.cmp(b_seq))
+        });
+        let mut header = String::new();
+        let mut names = Vec::with_capacity(matched.len());
+        for (cookie, _) in matched {
+            let (name, value) = cookie.name_value();
+            if !header.is_empty() {
+                header.push_str("; ");
+            }
+            header.push_str(name);
+            header.push('=');
+            header.push_str(value);
+            names.push(name.to_owned());
+        }
+        // Stored names and values passed the control-character check, so this cannot fail in
+        // practice; a cookie that somehow would is better not sent than sent mangled.
+        let value = HeaderValue::try_from(header).ok()?;
+        Some((value, names))
+    }
+
+    /// Reads every `Set-Cookie` of a response from `url` and returns the names stored or
+    /// deleted. Invalid lines are ignored (and logged by name only).
+    pub fn absorb(&mut self, url: &Url, headers: &HeaderMap) -> Vec<String> {
+        let mut changed = Vec::new();
+        for value in headers.get_all(SET_COOKIE) {
+            let line = match std::str::from_utf8(value.as_bytes()) {
+                Ok(line) => line,
+                Err(_) => {
+                    tracing::debug!(reason = %Rejected::NotUtf8, "Set-Cookie ignored");
+                    continue;
+                }
+            };
+            match self.absorb_line(url, line) {
+                Ok((name, _)) => changed.push(name),
+                Err((name, reason)) => {
+                    tracing::debug!(cookie = %name, %reason, "Set-Cookie ignored");
+                }
+            }
+        }
+        changed
+    }
+
+    /// One `Set-Cookie` value. On rejection, the cookie name (possibly empty) and the reason.
+    pub fn absorb_line(
+        &mut self,
+        url: &Url,
+        line: &str,
+    ) -> Result<(String, Absorbed), (String, Rejected)> {
+        // Before parsing, so that a rejected line's name can be reported without its value.
+        let name = line
+            .split(';')
+            .next()
+            .and_then(|pair| pair.split_once('='))
+            .map_or("", |(name, _)| name.trim())
+            .to_owned();
+        match self.try_absorb(url, line) {
+            Ok(outcome) => Ok((name, outcome)),
+            Err(reason) => Err((name, reason)),
+        }
+    }
+
+    fn try_absorb(&mut self, url: &Url, line: &str) -> Result<Absorbed, Rejected> {
+        // RFC 6265bis §5.6: CTLs other than HTAB anywhere in the line void it.
+        if line.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(Rejected::ControlCharacter);
+        }
+        let mut raw = RawCookie::parse(line).map_err(|_| Rejected::Malformed)?;
+        let (name, value) = raw.name_value();
+        if name.len() + value.len() > MAX_NAME_VALUE_BYTES {
+            return Err(Rejected::TooLarge);
+        }
+        let https = url.scheme() == "https";
+        let secure = raw.secure() == Some(true);
+        if secure && !https {
+            return Err(Rejected::SecureOverHttp);
+        }
+        if has_prefix(name, "__Secure-") && !(secure && https) {
+            return Err(Rejected::SecurePrefix);
+        }
+        if has_prefix(name, "__Host-")
+            && !(secure && https && raw.domain().is_none() && raw.path() == Some("/"))
+        {
+            return Err(Rejected::HostPrefix);
+        }
+        if let Some(domain) = raw.domain() {
+            let domain = domain.trim().trim_start_matches('.').to_ascii_lowercase();
+            let is_domain_name = matches!(Host::parse(&domain), Ok(Host::Domain(_)));
+            if is_domain_name && SuffixList::system().is_public_suffix(&domain) {
+                // RFC 6265 §5.3 step 5: a public suffix equal to the host itself means host-only.
+                if url.host_str() == Some(domain.as_str()) {
+                    raw.unset_domain();
+                } else {
+                    return Err(Rejected::PublicSuffix);
+                }
+            }
+        }
+        let cookie = Cookie::try_from_raw_cookie(&raw, url)
+            .map_err(|_| Rejected::DomainMismatch)?
+            .into_owned();
+        let domain = domain_key(&cookie.domain);
+        let path = String::from(&cookie.path);
+        let name = cookie.name().to_owned();
+        match self.store.insert(cookie, url) {
+            Ok(StoreAction::Inserted) => {
+                self.created.push(Created {
+                    name,
+                    domain,
+                    path,
+                    seq: self.next_seq,
+                });
+                self.next_seq += 1;
+                Ok(Absorbed::Stored)
+            }
+            // RFC 6265 §5.3 step 11.3: a replaced cookie keeps the old creation time.
+            Ok(StoreAction::UpdatedExisting) => Ok(Absorbed::Stored),
+            Ok(StoreAction::ExpiredExisting) => {
+                // cookie_store keeps the expired entry around; a session jar has no use for it.
+                self.store.remove(&domain, &path, &name);
+                self.created
+                    .retain(|c| !(c.name == name && c.domain == domain && c.path == path));
+                Ok(Absorbed::Deleted)
+            }
+            Err(cookie_store::CookieError::Expired) => Err(Rejected::ExpiredUnknown),
+            Err(_) => Err(Rejected::DomainMismatch),
+        }
+    }
+
+    /// True when no unexpired cookie is left.
+    pub fn is_empty(&self) -> bool {
+        self.store.iter_unexpired().next().is_none()
+    }
+
+    pub fn clear(&mut self) {
+        self.store.clear();
+        self.created.clear();
+    }
+
+    /// Names of the unexpired cookies, oldest first: for `/sessions`, never the values.
+    pub fn names(&self) -> Vec<String> {
+        let mut cookies: Vec<(&Cookie<'static>, u64)> = self
+            .store
+            .iter_unexpired()
+            .map(|cookie| (cookie, self.seq_of(cookie)))
+            .collect();
+        cookies.sort_by_key(|(_, seq)| *seq);
+        cookies
+            .into_iter()
+            .map(|(cookie, _)| cookie.name().to_owned())
+            .collect()
+    }
+
+    /// The unexpired cookies, session cookies included, for the state file.
+    pub(crate) fn to_stored(&self) -> Vec<StoredCookie> {
+        self.store
+            .iter_unexpired()
+            .map(|cookie| StoredCookie {
+                created: self.seq_of(cookie),
+                cookie: cookie.clone(),
+            })
+            .collect()
+    }
+
+    /// A jar from the state file; cookies that expired meanwhile are dropped.
+    pub(crate) fn from_stored(cookies: Vec<StoredCookie>) -> Jar {
+        let mut jar = Jar::new();
+        let mut live = Vec::with_capacity(cookies.len());
+        for stored in cookies {
+            if stored.cookie.is_expired() {
+                continue;
+            }
+            jar.created.push(Created {
+                name: stored.cookie.name().to_owned(),
+                domain: domain_key(&stored.cookie.domain),
+                path: String::from(&stored.cookie.path),
+                seq: stored.created,
+            });
+            jar.next_seq = jar.next_seq.max(stored.created + 1);
+            live.push(Ok::<_, std::convert::Infallible>(stored.cookie));
+        }
+        match CookieStore::from_cookies(live, false) {
+            Ok(store) => jar.store = store,
+            Err(never) => match never {},
+        }
+        jar
+    }
+
+    fn seq_of(&self, cookie: &Cookie<'static>) -> u64 {
+        let domain = cookie.domain.as_cow();
+        let domain = domain.as_deref().unwrap_or("");
+        self.created
+            .iter()
+            .find(|c| c.name == cookie.name() && c.domain == domain && *c.path == *cookie.path)
+            .map_or(u64::MAX, |c| c.seq)
+    }
+}
+
+impl fmt::Debug for Jar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jar")
+            .field("cookies", &self.names())
+            .finish()
+    }
+}
+
+fn domain_key(domain: &CookieDomain) -> String {
+    String::from(domain)
+}
+
+/// Cookie prefixes are matched case-insensitively (RFC 6265bis §4.1.3).
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    fn set(jar: &mut Jar, at: &str, line: &str) -> Result<Absorbed, Rejected> {
+        jar.absorb_line(&url(at), line)
+            .map(|(_, outcome)| outcome)
+            .map_err(|(_, reason)| reason)
+    }
+
+    fn header(jar: &Jar, at: &str) -> Option<String> {
+        jar.cookie_header(&url(at))
+            .map(|(value, _)| value.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn host_only_cookie_is_not_sent_to_subdomains() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "a=1").unwrap();
+        assert_eq!(
+            header(&jar, "https://example.com/x").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(header(&jar, "https://api.example.com/x"), None);
+    }
+
+    #[test]
+    fn domain_cookie_is_sent_to_subdomains_but_not_to_lookalikes() {
+        let mut jar = Jar::new();
+        set(
+            &mut jar,
+            "https://www.example.com/",
+            "a=1; Domain=example.com",
+        )
+        .unwrap();
+        assert_eq!(header(&jar, "https://example.com/").as_deref(), Some("a=1"));
+        assert_eq!(
+            header(&jar, "https://api.example.com/").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(header(&jar, "https://badexample.com/"), None);
+        assert_eq!(header(&jar, "https://example.org/"), None);
+    }
+
+    #[test]
+    fn domain_attribute_for_another_site_is_rejected() {
+        let mut jar = Jar::new();
+        assert_eq!(
+            set(
+                &mut jar,
+                "https://www.example.com/",
+                "a=1; Domain=other.com"
+            ),
+            Err(Rejected::DomainMismatch)
+        );
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn path_matching_follows_rfc_6265_section_5_1_4() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "a=1; Path=/api").unwrap();
+        assert_eq!(
+            header(&jar, "https://example.com/api").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(
+            header(&jar, "https://example.com/api/x").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(header(&jar, "https://example.com/apis"), None);
+        assert_eq!(header(&jar, "https://example.com/"), None);
+    }
+
+    #[test]
+    fn default_path_is_the_request_directory() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/osmc/api/accounts", "a=1").unwrap();
+        assert_eq!(
+            header(&jar, "https://example.com/osmc/api/x").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(header(&jar, "https://example.com/osmc/other"), None);
+    }
+
+    #[test]
+    fn secure_cookie_from_plain_http_is_rejected_even_on_loopback() {
+        let mut jar = Jar::new();
+        for origin in [
+            "http://localhost:8080/",
+            "http://127.0.0.1/",
+            "http://example.com/",
+        ] {
+            assert_eq!(
+                set(&mut jar, origin, "a=1; Secure"),
+                Err(Rejected::SecureOverHttp),
+                "{origin}"
+            );
+        }
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn secure_cookie_is_sent_only_over_https_even_to_loopback() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://localhost/", "a=1; Secure").unwrap();
+        set(&mut jar, "https://localhost/", "b=2").unwrap();
+        assert_eq!(
+            header(&jar, "https://localhost/").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(header(&jar, "http://localhost/").as_deref(), Some("b=2"));
+    }
+
+    #[test]
+    fn max_age_sets_an_expiry_and_takes_precedence_over_expires() {
+        let mut jar = Jar::new();
+        set(
+            &mut jar,
+            "https://example.com/",
+            "a=1; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:01 GMT",
+        )
+        .unwrap();
+        assert_eq!(header(&jar, "https://example.com/").as_deref(), Some("a=1"));
+        let stored = jar.to_stored();
+        assert!(stored[0].cookie.is_persistent());
+        assert!(!stored[0].cookie.is_expired());
+    }
+
+    #[test]
+    fn expires_in_the_future_is_kept_and_in_the_past_is_not_stored() {
+        let mut jar = Jar::new();
+        set(
+            &mut jar,
+            "https://example.com/",
+            "a=1; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+        )
+        .unwrap();
+        assert_eq!(
+            set(
+                &mut jar,
+                "https://example.com/",
+                "b=2; Expires=Thu, 01 Jan 1970 00:00:01 GMT"
+            ),
+            Err(Rejected::ExpiredUnknown)
+        );
+        assert_eq!(header(&jar, "https://example.com/").as_deref(), Some("a=1"));
+    }
+
+    #[test]
+    fn max_age_zero_deletes_the_stored_cookie() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "JSESSIONID=abc; Path=/").unwrap();
+        assert_eq!(
+            set(
+                &mut jar,
+                "https://example.com/",
+                "JSESSIONID=; Path=/; Max-Age=0"
+            ),
+            Ok(Absorbed::Deleted)
+        );
+        assert!(jar.is_empty());
+        assert_eq!(header(&jar, "https://example.com/"), None);
+    }
+
+    #[test]
+    fn past_expires_deletes_the_stored_cookie() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "a=1; Path=/").unwrap();
+        assert_eq!(
+            set(
+                &mut jar,
+                "https://example.com/",
+                "a=x; Path=/; Expires=Thu, 01 Jan 1970 00:00:01 GMT"
+            ),
+            Ok(Absorbed::Deleted)
+        );
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn secure_prefix_requires_secure_over_https() {
+        let mut jar = Jar::new();
+        assert_eq!(
+            set(&mut jar, "https://example.com/", "__Secure-a=1"),
+            Err(Rejected::SecurePrefix)
+        );
+        assert_eq!(
+            set(&mut jar, "http://example.com/", "__secure-a=1"),
+            Err(Rejected::SecurePrefix)
+        );
+        assert_eq!(
+            set(&mut jar, "https://example.com/", "__Secure-a=1; Secure"),
+            Ok(Absorbed::Stored)
+        );
+    }
+
+    #[test]
+    fn host_prefix_requires_secure_root_path_and_no_domain() {
+        let mut jar = Jar::new();
+        let at = "https://www.example.com/x/y";
+        for line in [
+            "__Host-a=1; Path=/",
+            "__Host-a=1; Secure",
+            "__Host-a=1; Secure; Path=/x",
+            "__Host-a=1; Secure; Path=/; Domain=example.com",
+        ] {
+            assert_eq!(set(&mut jar, at, line), Err(Rejected::HostPrefix), "{line}");
+        }
+        assert_eq!(
+            set(&mut jar, at, "__Host-a=1; Secure; Path=/"),
+            Ok(Absorbed::Stored)
+        );
+    }
+
+    #[test]
+    fn single_label_public_suffix_domain_is_rejected() {
+        let mut jar = Jar::new();
+        for line in ["a=1; Domain=.com", "a=1; Domain=com", "a=1; Domain=COM"] {
+            assert_eq!(
+                set(&mut jar, "https://www.example.com/", line),
+                Err(Rejected::PublicSuffix),
+                "{line}"
+            );
+        }
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn listed_public_suffix_domain_is_rejected() {
+        assert!(
+            std::path::Path::new(super::super::psl::SYSTEM_LIST).exists(),
+            "this test needs Debian's publicsuffix package"
+        );
+        let mut jar = Jar::new();
+        assert_eq!(
+            set(&mut jar, "https://shop.example.co.uk/", "a=1; Domain=co.uk"),
+            Err(Rejected::PublicSuffix)
+        );
+        assert_eq!(
+            set(&mut jar, "https://me.github.io/", "a=1; Domain=github.io"),
+            Err(Rejected::PublicSuffix)
+        );
+        assert_eq!(
+            set(
+                &mut jar,
+                "https://shop.example.co.uk/",
+                "a=1; Domain=example.co.uk"
+            ),
+            Ok(Absorbed::Stored)
+        );
+    }
+
+    #[test]
+    fn public_suffix_domain_equal_to_the_host_becomes_host_only() {
+        let mut jar = Jar::new();
+        set(&mut jar, "http://localhost:8080/", "a=1; Domain=localhost").unwrap();
+        assert_eq!(
+            header(&jar, "http://localhost:8080/").as_deref(),
+            Some("a=1")
+        );
+    }
+
+    #[test]
+    fn control_characters_void_the_cookie() {
+        let mut jar = Jar::new();
+        for line in ["a=1\u{1}", "a\u{0}b=1", "a=1\u{7f}", "a=\u{1b}[31m"] {
+            assert_eq!(
+                set(&mut jar, "https://example.com/", line),
+                Err(Rejected::ControlCharacter),
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            set(&mut jar, "https://example.com/", "a=1\t"),
+            Ok(Absorbed::Stored)
+        );
+    }
+
+    #[test]
+    fn oversized_cookie_is_rejected() {
+        let mut jar = Jar::new();
+        let line = format!("a={}", "x".repeat(MAX_NAME_VALUE_BYTES));
+        assert_eq!(
+            set(&mut jar, "https://example.com/", &line),
+            Err(Rejected::TooLarge)
+        );
+    }
+
+    #[test]
+    fn header_order_is_longer_path_first_then_oldest_first() {
+        let mut jar = Jar::new();
+        let at = "https://example.com/a/b/c";
+        set(&mut jar, at, "first=1; Path=/").unwrap();
+        set(&mut jar, at, "deep=2; Path=/a/b").unwrap();
+        set(&mut jar, at, "second=3; Path=/").unwrap();
+        set(&mut jar, at, "middle=4; Path=/a").unwrap();
+        set(&mut jar, at, "third=5; Path=/").unwrap();
+        // Replacing a cookie keeps its creation time, so `first` stays first among Path=/.
+        set(&mut jar, at, "first=6; Path=/").unwrap();
+        let (value, names) = jar.cookie_header(&url(at)).unwrap();
+        assert_eq!(
+            value.to_str().unwrap(),
+            "deep=2; middle=4; first=6; second=3; third=5"
+        );
+        assert_eq!(names, ["deep", "middle", "first", "second", "third"]);
+    }
+
+    #[test]
+    fn absorb_reads_every_set_cookie_and_reports_names() {
+        let mut jar = Jar::new();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("JSESSIONID=s1; Path=/; HttpOnly"),
+        );
+        headers.append(SET_COOKIE, HeaderValue::from_static("lb=node2; Path=/"));
+        headers.append(SET_COOKIE, HeaderValue::from_static("bad=1; Domain=com"));
+        let names = jar.absorb(&url("https://example.com/osmc/api/accounts"), &headers);
+        assert_eq!(names, ["JSESSIONID", "lb"]);
+        assert_eq!(
+            header(&jar, "https://example.com/osmc/api/accounts/1").as_deref(),
+            Some("JSESSIONID=s1; lb=node2")
+        );
+    }
+
+    #[test]
+    fn rotated_session_id_replaces_the_old_one() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "JSESSIONID=old; Path=/").unwrap();
+        set(&mut jar, "https://example.com/", "JSESSIONID=new; Path=/").unwrap();
+        assert_eq!(
+            header(&jar, "https://example.com/").as_deref(),
+            Some("JSESSIONID=new")
+        );
+    }
+
+    #[test]
+    fn debug_shows_names_but_never_values() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "JSESSIONID=topsecret").unwrap();
+        let shown = format!("{jar:?}");
+        assert!(
+            shown.contains("JSESSIONID") && !shown.contains("topsecret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn clear_empties_the_jar() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "a=1").unwrap();
+        assert!(!jar.is_empty());
+        jar.clear();
+        assert!(jar.is_empty());
+        assert_eq!(header(&jar, "https://example.com/"), None);
+    }
+
+    #[test]
+    fn stored_form_keeps_session_cookies_and_creation_order() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://example.com/", "b=1; Path=/").unwrap();
+        set(&mut jar, "https://example.com/", "a=2; Path=/").unwrap();
+        let json = serde_json::to_string(&jar.to_stored()).unwrap();
+        let back = Jar::from_stored(serde_json::from_str(&json).unwrap());
+        assert_eq!(
+            header(&back, "https://example.com/").as_deref(),
+            Some("b=1; a=2")
+        );
+        assert_eq!(back.names(), ["b", "a"]);
+    }
+}

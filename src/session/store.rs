@@ -1,0 +1,725 @@
+//! The session store: one jar per (route, session key), leases that decide who may talk to the
+//! target with which cookie, re-login, idle expiry, and the persistence schedule.
+//!
+//! Each session has two async locks. `gate` (a RwLock) is held for the whole exchange: read =
+//! shared use of an established session, write = alone (establishing, re-login, `serialize`).
+//! `elect` (a Mutex) is held by whoever is establishing or re-logging in, and taken briefly by
+//! anyone who found the session without a cookie: they then wait on `elect`, not on `gate`'s
+//! write side, so that once the session exists they all proceed together instead of queueing
+//! behind each other's reads.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use http::header::SET_COOKIE;
+use http::{HeaderMap, HeaderValue};
+use tokio::sync::{
+    watch, Notify, OwnedMutexGuard, OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock,
+};
+use tokio::task::JoinHandle;
+use url::Url;
+
+use super::jar::Jar;
+use super::key::SessionKey;
+use super::persist::{self, PersistedSession, StateDoc};
+use super::SessionError;
+use crate::config::{RoutePlan, SessionPlan};
+
+/// How long the writer waits after a change for more changes, so a burst costs one write.
+const PERSIST_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The process-wide session store. Cheap to clone; all clones share the same sessions.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    routes: HashMap<String, Arc<RouteSessions>>,
+    files: Vec<StateFile>,
+    changed: Notify,
+    opened: AtomicU64,
+    relogins: AtomicU64,
+    expired: AtomicU64,
+    persist_failures: AtomicU64,
+    /// Successful state file writes; a watch so that tests can wait for one without sleeping.
+    writes: watch::Sender<u64>,
+}
+
+struct RouteSessions {
+    name: String,
+    /// The logical upstream URL: jars are keyed by it, never by the address connected to.
+    url: Url,
+    plan: SessionPlan,
+    /// Index into `Inner::files`.
+    file: Option<usize>,
+    map: DashMap<SessionKey, Arc<Session>>,
+}
+
+struct StateFile {
+    path: PathBuf,
+    dirty: AtomicBool,
+    /// Keeps snapshots and writes in order, so an older snapshot never overwrites a newer one.
+    write: tokio::sync::Mutex<()>,
+}
+
+struct Session {
+    key: SessionKey,
+    gate: Arc<RwLock<()>>,
+    elect: Arc<tokio::sync::Mutex<()>>,
+    /// Leases held or being acquired; a session in use is never idle.
+    active: AtomicUsize,
+    /// Set when the session left the map (removed, expired); holders then start over.
+    removed: AtomicBool,
+    created: SystemTime,
+    state: Mutex<State>,
+}
+
+struct State {
+    jar: Jar,
+    /// Bumped whenever a new upstream session may begin (establishing, re-login), so a lease can
+    /// tell whether the session it used is still the current one.
+    generation: u64,
+    last_used: Instant,
+    last_used_wall: SystemTime,
+}
+
+impl Session {
+    fn new(
+        key: SessionKey,
+        jar: Jar,
+        created: SystemTime,
+        last_used: (Instant, SystemTime),
+    ) -> Self {
+        Session {
+            key,
+            gate: Arc::new(RwLock::new(())),
+            elect: Arc::new(tokio::sync::Mutex::new(())),
+            active: AtomicUsize::new(0),
+            removed: AtomicBool::new(false),
+            created,
+            state: Mutex::new(State {
+                jar,
+                generation: 0,
+                last_used: last_used.0,
+                last_used_wall: last_used.1,
+            }),
+        }
+    }
+
+    /// Never held across an await; a panic while holding it cannot leave the jar half-updated
+    /// in a way that matters more than losing the session, so poisoning is ignored.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn established(&self, plan: &SessionPlan) -> bool {
+        !plan.cookies || !self.state().jar.is_empty()
+    }
+
+    fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
+        self.active.load(Ordering::Acquire) == 0
+            && now.saturating_duration_since(self.state().last_used) >= timeout
+    }
+
+    fn touch(&self) {
+        let mut state = self.state();
+        state.last_used = Instant::now();
+        state.last_used_wall = SystemTime::now();
+    }
+}
+
+/// Counts one holder of a session for as long as it lives, also while a lease is still being
+/// acquired, so that a cancelled acquisition cannot leave the session looking busy forever.
+struct Active(Arc<Session>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What `/sessions` shows about one session: names, never cookie values.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub route: String,
+    pub key: String,
+    pub cookies: Vec<String>,
+    pub created: SystemTime,
+    pub last_used: SystemTime,
+    /// When idle expiry will drop it if unused until then (`None`: too far ahead to represent).
+    pub expires_at: Option<SystemTime>,
+    pub generation: u64,
+    pub in_use: usize,
+}
+
+/// Counters for the admin and metrics module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Sessions currently tracked.
+    pub live: u64,
+    /// Upstream sessions opened: a jar went from empty to holding a cookie.
+    pub opened: u64,
+    pub relogins: u64,
+    pub expired: u64,
+    pub persist_failures: u64,
+    pub persist_writes: u64,
+}
+
+impl Sessions {
+    /// Builds the store for the routes that have a session plan, loading persisted sessions.
+    /// A state file that cannot be read or parsed is an error naming it; with `reset`, it is
+    /// moved aside to `<file>.corrupt-<unix seconds>` and the store starts empty for it.
+    pub fn open(routes: &[RoutePlan], reset: bool) -> Result<Sessions, SessionError> {
+        let mut files: Vec<StateFile> = Vec::new();
+        let mut by_name = HashMap::new();
+        for route in routes {
+            let Some(plan) = &route.session else { continue };
+            let file = plan.persist.as_ref().map(|path| {
+                files
+                    .iter()
+                    .position(|f| &f.path == path)
+                    .unwrap_or_else(|| {
+                        files.push(StateFile {
+                            path: path.clone(),
+                            dirty: AtomicBool::new(false),
+                            write: tokio::sync::Mutex::new(()),
+                        });
+                        files.len() - 1
+                    })
+            });
+            by_name.insert(
+                route.name.clone(),
+                Arc::new(RouteSessions {
+                    name: route.name.clone(),
+                    url: route.upstream.url.clone(),
+                    plan: plan.clone(),
+                    file,
+                    map: DashMap::new(),
+                }),
+            );
+        }
+        for (index, file) in files.iter().enumerate() {
+            persist::ensure_dir(&file.path)?;
+            let doc = match persist::read_state(&file.path) {
+                Ok(doc) => doc,
+                Err(error) if reset => {
+                    let moved = persist::move_aside(&file.path)?;
+                    tracing::warn!(%error, moved_to = %moved.display(), "session state reset");
+                    None
+                }
+                Err(error) => return Err(error),
+            };
+            if let Some(doc) = doc {
+                restore(&by_name, index, doc);
+            }
+        }
+        Ok(Sessions {
+            inner: Arc::new(Inner {
+                routes: by_name,
+                files,
+                changed: Notify::new(),
+                opened: AtomicU64::new(0),
+                relogins: AtomicU64::new(0),
+                expired: AtomicU64::new(0),
+                persist_failures: AtomicU64::new(0),
+                writes: watch::Sender::new(0),
+            }),
+        })
+    }
+
+    /// A lease on the session `key` of `route`, waiting as the session's rules require; `None`
+    /// when the route keeps no session. Dropping the lease releases it.
+    pub async fn lease(&self, route: &str, key: SessionKey) -> Option<Lease> {
+        let route = self.inner.routes.get(route)?.clone();
+        loop {
+            let active = self.checkout(&route, &key, Instant::now());
+            let session = active.0.clone();
+            let acquired = if route.plan.serialize {
+                acquire_serialized(&session).await
+            } else {
+                acquire_shared_or_establish(&route.plan, &session).await
+            };
+            if let Some((guard, generation)) = acquired {
+                return Some(Lease {
+                    inner: self.inner.clone(),
+                    route,
+                    active,
+                    guard,
+                    generation,
+                    sent_cookie: AtomicBool::new(false),
+                    opened: AtomicBool::new(false),
+                });
+            }
+        }
+    }
+
+    /// The session for `key`, counted as active; a new one when there is none or the old one
+    /// sat idle past its timeout (the lazy half of idle expiry).
+    fn checkout(&self, route: &RouteSessions, key: &SessionKey, now: Instant) -> Active {
+        let timeout = route.plan.idle_timeout;
+        // The map shard stays locked while `active` is raised, so a sweep cannot remove the
+        // session between the idle check and the increment.
+        if let Some(session) = route.map.get(key) {
+            if !session.is_idle(now, timeout) {
+                session.active.fetch_add(1, Ordering::AcqRel);
+                return Active(session.clone());
+            }
+        }
+        let fresh = || {
+            Arc::new(Session::new(
+                key.clone(),
+                Jar::new(),
+                SystemTime::now(),
+                (now, SystemTime::now()),
+            ))
+        };
+        let session = match route.map.entry(key.clone()) {
+            Entry::Occupied(mut entry) => {
+                if entry.get().is_idle(now, timeout) {
+                    self.retire(route, entry.get());
+                    entry.insert(fresh());
+                }
+                entry.get().active.fetch_add(1, Ordering::AcqRel);
+                entry.get().clone()
+            }
+            Entry::Vacant(entry) => {
+                let session = entry.insert(fresh());
+                session.active.fetch_add(1, Ordering::AcqRel);
+                session.clone()
+            }
+        };
+        Active(session)
+    }
+
+    /// Marks a session that left the map as gone, and its state file as due for a rewrite.
+    fn retire(&self, route: &RouteSessions, session: &Session) {
+        session.removed.store(true, Ordering::Release);
+        self.inner.expired.fetch_add(1, Ordering::Relaxed);
+        if !session.state().jar.is_empty() {
+            self.inner.mark_dirty(route);
+        }
+    }
+
+    /// Drops every session unused for its route's `idle_timeout` as of `now`; returns how many.
+    fn sweep_at(&self, now: Instant) -> usize {
+        let mut dropped = 0;
+        for route in self.inner.routes.values() {
+            route.map.retain(|_, session| {
+                if session.is_idle(now, route.plan.idle_timeout) {
+                    self.retire(route, session);
+                    dropped += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        dropped
+    }
+
+    /// Every tracked session, for `/sessions`: cookie names, never values.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let mut out = Vec::new();
+        for route in self.inner.routes.values() {
+            for entry in route.map.iter() {
+                let session = entry.value();
+                let state = session.state();
+                out.push(SessionInfo {
+                    route: route.name.clone(),
+                    key: session.key.to_string(),
+                    cookies: state.jar.names(),
+                    created: session.created,
+                    last_used: state.last_used_wall,
+                    expires_at: state.last_used_wall.checked_add(route.plan.idle_timeout),
+                    generation: state.generation,
+                    in_use: session.active.load(Ordering::Acquire),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.route, &a.key).cmp(&(&b.route, &b.key)));
+        out
+    }
+
+    /// Forgets a session (the admin's "log out"); requests in flight on it finish with its old
+    /// jar, later ones start a new session. True when it existed.
+    pub fn remove(&self, route: &str, key: &str) -> bool {
+        let Some(route) = self.inner.routes.get(route) else {
+            return false;
+        };
+        match route.map.remove(&SessionKey::from_display(key)) {
+            Some((_, session)) => {
+                session.removed.store(true, Ordering::Release);
+                self.inner.mark_dirty(route);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        let live = self.inner.routes.values().map(|r| r.map.len() as u64).sum();
+        SessionStats {
+            live,
+            opened: self.inner.opened.load(Ordering::Relaxed),
+            relogins: self.inner.relogins.load(Ordering::Relaxed),
+            expired: self.inner.expired.load(Ordering::Relaxed),
+            persist_failures: self.inner.persist_failures.load(Ordering::Relaxed),
+            persist_writes: *self.inner.writes.borrow(),
+        }
+    }
+
+    /// The background work: writes changed state files shortly after each change, and sweeps
+    /// idle sessions. Runs until aborted; call [`Sessions::persist_now`] after aborting it.
+    pub fn spawn_background(&self) -> JoinHandle<()> {
+        let sessions = self.clone();
+        let shortest_idle = self
+            .inner
+            .routes
+            .values()
+            .map(|r| r.plan.idle_timeout)
+            .min()
+            .unwrap_or(Duration::from_secs(60));
+        let sweep_every =
+            (shortest_idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut sweep = tokio::time::interval(sweep_every);
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = sessions.inner.changed.notified() => {
+                        tokio::time::sleep(PERSIST_DEBOUNCE).await;
+                        // Failures are logged and counted inside; the next change retries.
+                        let _ = sessions.write_files(true).await;
+                    }
+                    _ = sweep.tick() => {
+                        sessions.sweep_at(Instant::now());
+                    }
+                }
+            }
+        })
+    }
+
+    /// Writes every state file now (at shutdown). Failures are also logged and counted.
+    pub async fn persist_now(&self) -> Result<(), SessionError> {
+        self.write_files(false).await
+    }
+
+    async fn write_files(&self, only_dirty: bool) -> Result<(), SessionError> {
+        let mut first_error = None;
+        for (index, file) in self.inner.files.iter().enumerate() {
+            let _order = file.write.lock().await;
+            if !file.dirty.swap(false, Ordering::AcqRel) && only_dirty {
+                continue;
+            }
+            let doc = self.snapshot(index);
+            let path = file.path.clone();
+            let written = tokio::task::spawn_blocking(move || persist::write_state(&path, &doc))
+                .await
+                .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+            if written.is_ok() {
+                self.inner.writes.send_modify(|n| *n += 1);
+            }
+            if let Err(source) = written {
+                // Still dirty: the next write, whatever triggers it, tries again.
+                file.dirty.store(true, Ordering::Release);
+                self.inner.persist_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    path = %file.path.display(),
+                    error = %source,
+                    "cannot write session state; sessions stay in memory"
+                );
+                first_error.get_or_insert(SessionError::Write {
+                    path: file.path.clone(),
+                    source,
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn snapshot(&self, file: usize) -> StateDoc {
+        let mut sessions = Vec::new();
+        for route in self.inner.routes.values().filter(|r| r.file == Some(file)) {
+            for entry in route.map.iter() {
+                let session = entry.value();
+                let state = session.state();
+                if state.jar.is_empty() {
+                    continue;
+                }
+                sessions.push(PersistedSession {
+                    route: route.name.clone(),
+                    key: session.key.to_string(),
+                    created_ms: persist::to_unix_ms(session.created),
+                    last_used_ms: persist::to_unix_ms(state.last_used_wall),
+                    generation: state.generation,
+                    cookies: state.jar.to_stored(),
+                });
+            }
+        }
+        StateDoc::new(sessions)
+    }
+}
+
+impl Inner {
+    fn mark_dirty(&self, route: &RouteSessions) {
+        if let Some(file) = route.file {
+            self.files[file].dirty.store(true, Ordering::Release);
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// Puts the sessions of one state file back, skipping those of routes no longer configured
+/// (or moved to another file), those idle past their timeout, and those whose cookies expired.
+fn restore(routes: &HashMap<String, Arc<RouteSessions>>, file: usize, doc: StateDoc) {
+    let now = Instant::now();
+    let now_wall = SystemTime::now();
+    for saved in doc.sessions {
+        let Some(route) = routes.get(&saved.route).filter(|r| r.file == Some(file)) else {
+            continue;
+        };
+        let last_used_wall = persist::from_unix_ms(saved.last_used_ms);
+        let idle = now_wall.duration_since(last_used_wall).unwrap_or_default();
+        if idle >= route.plan.idle_timeout {
+            continue;
+        }
+        let jar = Jar::from_stored(saved.cookies);
+        if jar.is_empty() {
+            continue;
+        }
+        let key = SessionKey::from_display(&saved.key);
+        let session = Session::new(
+            key.clone(),
+            jar,
+            persist::from_unix_ms(saved.created_ms),
+            (now.checked_sub(idle).unwrap_or(now), last_used_wall),
+        );
+        session.state().generation = saved.generation;
+        route.map.insert(key, Arc::new(session));
+    }
+}
+
+enum Guard {
+    Shared {
+        _read: OwnedRwLockReadGuard<()>,
+    },
+    Exclusive {
+        _write: OwnedRwLockWriteGuard<()>,
+        _elect: Option<OwnedMutexGuard<()>>,
+    },
+    /// Between giving up one guard and getting the next inside `begin_relogin`.
+    Released,
+}
+
+/// `serialize = true`: always alone.
+async fn acquire_serialized(session: &Arc<Session>) -> Option<(Guard, u64)> {
+    let write = session.gate.clone().write_owned().await;
+    if session.removed.load(Ordering::Acquire) {
+        return None;
+    }
+    let generation = begin_exclusive(session);
+    Some((
+        Guard::Exclusive {
+            _write: write,
+            _elect: None,
+        },
+        generation,
+    ))
+}
+
+/// Shared when the session is established; otherwise the first caller goes alone and the others
+/// wait for it, then go shared with its cookie (or the next goes alone if it got none).
+/// `None` when the session was removed meanwhile and the caller must start over.
+async fn acquire_shared_or_establish(
+    plan: &SessionPlan,
+    session: &Arc<Session>,
+) -> Option<(Guard, u64)> {
+    let read = session.gate.clone().read_owned().await;
+    if session.removed.load(Ordering::Acquire) {
+        return None;
+    }
+    if session.established(plan) {
+        let generation = session.state().generation;
+        return Some((Guard::Shared { _read: read }, generation));
+    }
+    drop(read);
+    let elect = session.elect.clone().lock_owned().await;
+    let read = session.gate.clone().read_owned().await;
+    if session.removed.load(Ordering::Acquire) {
+        return None;
+    }
+    if session.established(plan) {
+        let generation = session.state().generation;
+        return Some((Guard::Shared { _read: read }, generation));
+    }
+    drop(read);
+    let write = session.gate.clone().write_owned().await;
+    if session.removed.load(Ordering::Acquire) {
+        return None;
+    }
+    if session.established(plan) {
+        let generation = session.state().generation;
+        return Some((
+            Guard::Shared {
+                _read: write.downgrade(),
+            },
+            generation,
+        ));
+    }
+    let generation = begin_exclusive(session);
+    Some((
+        Guard::Exclusive {
+            _write: write,
+            _elect: Some(elect),
+        },
+        generation,
+    ))
+}
+
+/// An exclusive holder that finds no cookie is about to open a new upstream session.
+fn begin_exclusive(session: &Session) -> u64 {
+    let mut state = session.state();
+    if state.jar.is_empty() {
+        state.generation += 1;
+    }
+    state.generation
+}
+
+/// The outcome of [`Lease::begin_relogin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relogin {
+    /// This lease dropped the jar and is now alone on the session: log in (or replay without a
+    /// cookie), absorb the new cookie, then drop the lease.
+    Leader,
+    /// Another request renewed the session meanwhile: replay with the current cookie.
+    AlreadyRenewed,
+}
+
+/// The right to use one session for one exchange (and its replay).
+pub struct Lease {
+    inner: Arc<Inner>,
+    route: Arc<RouteSessions>,
+    active: Active,
+    guard: Guard,
+    generation: u64,
+    sent_cookie: AtomicBool,
+    opened: AtomicBool,
+}
+
+impl Lease {
+    pub fn key(&self) -> &SessionKey {
+        &self.active.0.key
+    }
+
+    /// True when this lease is alone on the session (establishing, re-login or `serialize`).
+    pub fn is_exclusive(&self) -> bool {
+        matches!(self.guard, Guard::Exclusive { .. })
+    }
+
+    /// The session generation this lease works with.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The `Cookie` header for the upstream request `path` (query ignored) and the names in it.
+    /// The host is always the route's logical upstream URL.
+    pub fn cookie_header(&self, path: &str) -> Option<(HeaderValue, Vec<String>)> {
+        if !self.route.plan.cookies {
+            return None;
+        }
+        let url = self.url_for(path);
+        let header = self.active.0.state().jar.cookie_header(&url);
+        self.sent_cookie.store(header.is_some(), Ordering::Relaxed);
+        header
+    }
+
+    /// Stores the `Set-Cookie`s of a response to `path` (every response: targets rotate
+    /// session ids) and returns the names stored or deleted.
+    pub fn absorb(&self, path: &str, headers: &HeaderMap) -> Vec<String> {
+        if !self.route.plan.cookies || !headers.contains_key(SET_COOKIE) {
+            return Vec::new();
+        }
+        let url = self.url_for(path);
+        let session = &self.active.0;
+        let (names, opened) = {
+            let mut state = session.state();
+            let was_empty = state.jar.is_empty();
+            let names = state.jar.absorb(&url, headers);
+            (names, was_empty && !state.jar.is_empty())
+        };
+        if opened {
+            self.opened.store(true, Ordering::Relaxed);
+            self.inner.opened.fetch_add(1, Ordering::Relaxed);
+        }
+        if !names.is_empty() {
+            self.inner.mark_dirty(&self.route);
+        }
+        names
+    }
+
+    /// Whether the last `cookie_header` call produced a header: only then can a 401 mean the
+    /// session is gone.
+    pub fn sent_cookie(&self) -> bool {
+        self.sent_cookie.load(Ordering::Relaxed)
+    }
+
+    /// Whether a response absorbed under this lease opened the session.
+    pub fn opened_session(&self) -> bool {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Single-flight re-login after the target dropped the session. See [`Relogin`].
+    pub async fn begin_relogin(&mut self) -> Relogin {
+        let session = self.active.0.clone();
+        if !matches!(self.guard, Guard::Exclusive { .. }) {
+            self.guard = Guard::Released;
+            let elect = session.elect.clone().lock_owned().await;
+            let read = session.gate.clone().read_owned().await;
+            let current = session.state().generation;
+            if current != self.generation && session.established(&self.route.plan) {
+                self.generation = current;
+                self.guard = Guard::Shared { _read: read };
+                return Relogin::AlreadyRenewed;
+            }
+            drop(read);
+            let write = session.gate.clone().write_owned().await;
+            self.guard = Guard::Exclusive {
+                _write: write,
+                _elect: Some(elect),
+            };
+            if current != self.generation {
+                // Renewed, but the leader got no cookie: this replay goes alone, like a first call.
+                self.generation = begin_exclusive(&session);
+                return Relogin::AlreadyRenewed;
+            }
+        }
+        // Alone on the session now, and nobody renewed it since this lease looked: lead.
+        let mut state = session.state();
+        state.jar.clear();
+        state.generation += 1;
+        self.generation = state.generation;
+        drop(state);
+        self.sent_cookie.store(false, Ordering::Relaxed);
+        self.inner.relogins.fetch_add(1, Ordering::Relaxed);
+        self.inner.mark_dirty(&self.route);
+        Relogin::Leader
+    }
+
+    fn url_for(&self, path: &str) -> Url {
+        let mut url = self.route.url.clone();
+        url.set_path(path.split('?').next().unwrap_or(path));
+        url.set_query(None);
+        url
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
