@@ -166,9 +166,17 @@ pub struct AuthPlan {
 #[derive(Debug, Clone)]
 pub enum AuthKind {
     None,
-    Basic { username: String, password: Secret },
-    Bearer { token: Secret },
-    Header { name: HeaderName, value: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    Bearer {
+        token: Secret,
+    },
+    Header {
+        name: HeaderName,
+        value: Secret,
+    },
     /// Boxed: the OAuth plan is several times the size of the other kinds.
     OAuth2(Box<OAuthPlan>),
 }

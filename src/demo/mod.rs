@@ -5,6 +5,7 @@ pub mod basic_target;
 pub mod client;
 pub mod oauth_target;
 pub mod server;
+pub mod session_locked;
 pub mod single_scheme;
 
 use std::io::Write;
@@ -262,4 +263,3 @@ split = true
     target.stop().await;
     Ok(())
 }
-pub mod session_locked;

@@ -107,10 +107,7 @@ impl Ingress {
         } else {
             AUTHORIZATION
         };
-        let Some(presented) = headers
-            .get(&header)
-            .and_then(Presented::parse)
-        else {
+        let Some(presented) = headers.get(&header).and_then(Presented::parse) else {
             self.note_denial();
             return Err(Denied::NoCredential);
         };

@@ -54,6 +54,8 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
             kind: AuthKind::None,
         },
         session: Some(session),
+        rewriter: crate::challenge::Rewriter::new(&ChallengePlan::default())
+            .expect("the default challenge plan is valid"),
         challenge: ChallengePlan::default(),
     }
 }
