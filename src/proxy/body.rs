@@ -26,3 +26,89 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// A fault in the client's request body, found while reading or forwarding it. It is the
+/// client's fault, so it must not turn into a 502.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientBodyFault {
+    #[error("request body larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the client sent no body data for {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body with the route's size limit and the idle read timeout applied,
+    /// and errors tagged as [`ClientBodyFault`].
+    pub struct ClientBody<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        idle: tokio::time::Sleep,
+        timeout: std::time::Duration,
+        limit: Option<u64>,
+        received: u64,
+    }
+}
+
+impl<B> ClientBody<B> {
+    pub fn new(inner: B, limit: Option<u64>, timeout: std::time::Duration) -> Self {
+        ClientBody {
+            inner,
+            idle: tokio::time::sleep(timeout),
+            timeout,
+            limit,
+            received: 0,
+        }
+    }
+}
+
+impl<B> http_body::Body for ClientBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    type Data = Bytes;
+    type Error = ClientBodyFault;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, ClientBodyFault>>> {
+        use std::task::Poll;
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.received += data.len() as u64;
+                    if let Some(limit) = *this.limit {
+                        if *this.received > limit {
+                            return Poll::Ready(Some(Err(ClientBodyFault::TooLarge(limit))));
+                        }
+                    }
+                }
+                let deadline = tokio::time::Instant::now() + *this.timeout;
+                this.idle.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                Poll::Ready(Some(Err(ClientBodyFault::Malformed(err.to_string()))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match std::future::Future::poll(this.idle, cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyFault::Timeout(*this.timeout)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::Upstream as UpstreamPlan;
-use crate::proxy::body::ProxyBody;
+use crate::proxy::body::{ClientBodyFault, ProxyBody};
 
 pub use tls::TlsSetupError;
 
@@ -42,6 +42,10 @@ pub enum UpstreamError {
     Connect { authority: String, detail: String },
     #[error("exchange with {authority} failed: {detail}")]
     Protocol { authority: String, detail: String },
+    /// The client's body failed while it was forwarded (over the limit, too slow, malformed):
+    /// the client's fault, not the target's.
+    #[error("{0}")]
+    RequestBody(ClientBodyFault),
 }
 
 impl UpstreamError {
@@ -55,6 +59,7 @@ impl UpstreamError {
             UpstreamError::ResponseTimeout { .. } => "response_timeout",
             UpstreamError::Connect { .. } => "connect",
             UpstreamError::Protocol { .. } => "upstream_protocol",
+            UpstreamError::RequestBody(_) => "request_body",
         }
     }
 
@@ -130,6 +135,9 @@ impl UpstreamClient {
         let authority = self.authority.clone();
         let mut source: Option<&(dyn StdError + 'static)> = err.source();
         while let Some(cause) = source {
+            if let Some(fault) = cause.downcast_ref::<ClientBodyFault>() {
+                return UpstreamError::RequestBody(fault.clone());
+            }
             if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
                 return UpstreamError::Tls {
                     authority,
