@@ -138,22 +138,13 @@ impl UpstreamClient {
             if let Some(fault) = cause.downcast_ref::<ClientBodyFault>() {
                 return UpstreamError::RequestBody(fault.clone());
             }
-            if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            if let Some(tls) = rustls_error(cause) {
                 return UpstreamError::Tls {
                     authority,
                     detail: tls.to_string(),
                 };
             }
             if let Some(io) = cause.downcast_ref::<io::Error>() {
-                if let Some(tls) = io
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                {
-                    return UpstreamError::Tls {
-                        authority,
-                        detail: tls.to_string(),
-                    };
-                }
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused => {
                         return UpstreamError::Refused { authority }
@@ -187,6 +178,19 @@ impl UpstreamClient {
                 detail: innermost(err),
             }
         }
+    }
+}
+
+/// The rustls error in `cause`, looking inside `io::Error`s that wrap other errors: hyper-rustls
+/// wraps tokio-rustls's `io::Error` in another one, and `io::Error::source` skips the error it
+/// wraps, so walking `source()` alone never reaches the certificate problem.
+fn rustls_error<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = cause;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<io::Error>()?.get_ref()?;
     }
 }
 
