@@ -159,6 +159,9 @@ async fn serve<H, F>(
     F: Future<Output = http::Response<crate::proxy::body::ProxyBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
+    // Fires when the grace period is over, so that connections still busy are closed rather
+    // than outliving `shutdown()` (a library user's runtime would keep serving them).
+    let (close, closed) = watch::channel(false);
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -178,7 +181,7 @@ async fn serve<H, F>(
         let tls = tls.clone();
         let ingress = ingress.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        tokio::spawn(until_closed(closed.clone(), async move {
             let mut conn = ConnInfo {
                 remote,
                 tls: tls.is_some(),
@@ -228,7 +231,7 @@ async fn serve<H, F>(
             if let Err(err) = result {
                 tracing::debug!(%remote, "connection ended with an error: {err}");
             }
-        });
+        }));
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -239,5 +242,14 @@ async fn serve<H, F>(
             ?grace,
             "grace period over; closing connections with requests still in flight"
         );
+        let _ = close.send(true);
+    }
+}
+
+/// Runs one connection until it ends or the grace period is over; dropping it closes it.
+async fn until_closed(mut closed: watch::Receiver<bool>, connection: impl Future<Output = ()>) {
+    tokio::select! {
+        () = connection => {}
+        _ = closed.changed() => {}
     }
 }
