@@ -56,8 +56,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(routes: &[RoutePlan]) -> Arc<Self> {
+    pub fn new(routes: &[RoutePlan], modules: ModuleStats) -> Arc<Self> {
         let mut registry = Registry::with_prefix("provproxy");
+        registry.register_collector(Box::new(modules));
         let requests = Family::<RouteStatus, Counter>::default();
         let latency = Family::<RouteLabel, Histogram>::new_with_constructor(
             (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
@@ -133,5 +134,107 @@ impl Metrics {
             text.clear();
         }
         text
+    }
+}
+
+/// Counters owned by other modules (sessions, tracer, token sources, ingress), read at scrape
+/// time so those modules keep plain atomics and know nothing of Prometheus.
+pub struct ModuleStats {
+    pub sessions: crate::session::Sessions,
+    pub tracer: Option<crate::trace::Tracer>,
+    pub ingress: Arc<crate::server::ingress::Ingress>,
+    pub tokens: Vec<(String, crate::auth::oauth::TokenSource)>,
+}
+
+impl std::fmt::Debug for ModuleStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModuleStats")
+    }
+}
+
+impl prometheus_client::collector::Collector for ModuleStats {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+
+        let mut counter = |name: &str, help: &str, value: u64| -> Result<(), std::fmt::Error> {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        };
+        let sessions = self.sessions.stats();
+        counter(
+            "sessions_opened",
+            "Upstream sessions opened (a jar got its first cookie)",
+            sessions.opened,
+        )?;
+        counter(
+            "session_relogins",
+            "Sessions the target dropped and the proxy renewed",
+            sessions.relogins,
+        )?;
+        counter(
+            "sessions_expired",
+            "Sessions dropped after their idle timeout",
+            sessions.expired,
+        )?;
+        counter(
+            "session_persist_failures",
+            "Failed writes of the session state file",
+            sessions.persist_failures,
+        )?;
+        counter(
+            "ingress_denials",
+            "Requests refused for missing or wrong client credentials",
+            self.ingress.denials(),
+        )?;
+        if let Some(tracer) = &self.tracer {
+            let trace = tracer.stats();
+            counter(
+                "trace_records_written",
+                "Exchange records the trace writer processed",
+                trace.written,
+            )?;
+            counter(
+                "trace_records_dropped",
+                "Exchange records dropped because the writer fell behind",
+                trace.dropped,
+            )?;
+            counter(
+                "trace_write_errors",
+                "Failed trace file writes",
+                trace.write_errors,
+            )?;
+        }
+        let fetches: u64 = self
+            .tokens
+            .iter()
+            .map(|(_, tokens)| tokens.stats().fetches)
+            .sum();
+        let failures: u64 = self
+            .tokens
+            .iter()
+            .map(|(_, tokens)| tokens.stats().failures)
+            .sum();
+        counter(
+            "token_fetches",
+            "Requests to OAuth token endpoints",
+            fetches,
+        )?;
+        counter(
+            "token_fetch_failures",
+            "Token requests that produced no token",
+            failures,
+        )?;
+        let live = ConstGauge::new(i64::try_from(sessions.live).unwrap_or(i64::MAX));
+        live.encode(encoder.encode_descriptor(
+            "sessions_live",
+            "Sessions currently kept",
+            None,
+            live.metric_type(),
+        )?)
     }
 }

@@ -1,39 +1,134 @@
-//! Admin endpoints and metrics: `/healthz`, `/metrics`.
+//! The admin listener: `/healthz`, `/metrics`, `/sessions` and `/exchanges`. It shows cookie
+//! names and redacted exchanges only, never a secret.
 
 pub mod metrics;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
 
 use crate::proxy::body::{full, ProxyBody};
+use crate::session::Sessions;
+use crate::trace::Tracer;
 use metrics::Metrics;
+
+/// Exchanges returned by `GET /exchanges` unless `limit` says otherwise.
+const DEFAULT_EXCHANGES: usize = 50;
 
 pub struct Admin {
     metrics: Arc<Metrics>,
+    sessions: Sessions,
+    tracer: Option<Tracer>,
 }
 
 impl Admin {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Admin { metrics }
+    pub fn new(metrics: Arc<Metrics>, sessions: Sessions, tracer: Option<Tracer>) -> Self {
+        Admin {
+            metrics,
+            sessions,
+            tracer,
+        }
     }
 
     pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody> {
-        match (request.method(), request.uri().path()) {
-            (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
-            (&Method::GET, "/metrics") => text(
+        let path = request.uri().path();
+        let segments: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|segment| {
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match (request.method(), segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            (&Method::GET, ["metrics"]) => text(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 self.metrics.encode(),
             ),
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "application/json",
-                r#"{"error":"not_found"}"#.into(),
-            ),
+            (&Method::GET, ["sessions"]) => self.sessions(),
+            (&Method::DELETE, ["sessions", route, key]) => {
+                if self.sessions.remove(route, key) {
+                    text(StatusCode::NO_CONTENT, "application/json", String::new())
+                } else {
+                    not_found("no such session")
+                }
+            }
+            (&Method::GET, ["exchanges"]) => self.exchanges(request.uri().query()),
+            (&Method::GET, ["exchanges", id]) => match (id.parse::<u64>().ok(), &self.tracer) {
+                (Some(id), Some(tracer)) => match tracer.get(id) {
+                    Some(exchange) => json_response(StatusCode::OK, &exchange),
+                    None => not_found("no such exchange (it may have left the ring buffer)"),
+                },
+                (None, _) => not_found("exchange ids are numbers"),
+                (_, None) => not_found("tracing is off: add a [trace] table to the config"),
+            },
+            _ => not_found("unknown admin endpoint"),
         }
     }
+
+    fn sessions(&self) -> Response<ProxyBody> {
+        let sessions: Vec<Value> = self
+            .sessions
+            .list()
+            .into_iter()
+            .map(|session| {
+                json!({
+                    "route": session.route,
+                    "key": session.key,
+                    "cookies": session.cookies,
+                    "created": timestamp(session.created),
+                    "last_used": timestamp(session.last_used),
+                    "expires_at": session.expires_at.map(timestamp),
+                    "generation": session.generation,
+                    "in_use": session.in_use,
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, &Value::Array(sessions))
+    }
+
+    fn exchanges(&self, query: Option<&str>) -> Response<ProxyBody> {
+        let Some(tracer) = &self.tracer else {
+            return not_found("tracing is off: add a [trace] table to the config");
+        };
+        let mut route = None;
+        let mut status = None;
+        let mut limit = DEFAULT_EXCHANGES;
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match name.as_ref() {
+                "route" => route = Some(value.into_owned()),
+                "status" => status = value.parse().ok(),
+                "limit" => limit = value.parse().unwrap_or(DEFAULT_EXCHANGES),
+                _ => {}
+            }
+        }
+        let exchanges = tracer.recent(route.as_deref(), status, limit);
+        json_response(StatusCode::OK, &Value::Array(exchanges))
+    }
+}
+
+fn timestamp(time: SystemTime) -> String {
+    time::OffsetDateTime::from(time)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<ProxyBody> {
+    text(status, "application/json", value.to_string())
+}
+
+fn not_found(why: &str) -> Response<ProxyBody> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({ "error": "not_found", "detail": why }),
+    )
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {

@@ -5,7 +5,8 @@
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-use super::body::{full, ProxyBody};
+use super::body::{full, ClientBodyFault, ProxyBody};
+use crate::trace::record::ErrorInfo;
 use crate::upstream::UpstreamError;
 
 /// Who is at fault, for the operator reading the body or the trace.
@@ -32,7 +33,7 @@ pub enum ProxyError {
     #[error("no route matches {path}")]
     NoRoute { path: String },
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    Upstream(UpstreamError),
     #[error("{0}")]
     BadRequest(String),
     #[error("this proxy requires a known client credential")]
@@ -42,7 +43,22 @@ pub enum ProxyError {
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
     #[error("{0}")]
+    ClientBody(ClientBodyFault),
+    #[error(transparent)]
+    Token(crate::auth::oauth::OAuthError),
+    #[error("the session login request to {path} answered {status}")]
+    LoginFailed { status: StatusCode, path: String },
+    #[error("{0}")]
     Internal(String),
+}
+
+impl From<UpstreamError> for ProxyError {
+    fn from(err: UpstreamError) -> Self {
+        match err {
+            UpstreamError::RequestBody(fault) => ProxyError::ClientBody(fault),
+            other => ProxyError::Upstream(other),
+        }
+    }
 }
 
 impl ProxyError {
@@ -55,6 +71,10 @@ impl ProxyError {
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::ClientNotAllowed { .. } => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(ClientBodyFault::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientBody(ClientBodyFault::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::ClientBody(ClientBodyFault::Malformed(_)) => StatusCode::BAD_REQUEST,
+            ProxyError::Token(_) | ProxyError::LoginFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -67,6 +87,11 @@ impl ProxyError {
             ProxyError::Unauthenticated => "client_unauthenticated",
             ProxyError::ClientNotAllowed { .. } => "client_not_allowed",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
+            ProxyError::ClientBody(ClientBodyFault::TooLarge(_)) => "body_too_large",
+            ProxyError::ClientBody(ClientBodyFault::Timeout(_)) => "client_body_timeout",
+            ProxyError::ClientBody(ClientBodyFault::Malformed(_)) => "malformed_body",
+            ProxyError::Token(err) => err.kind(),
+            ProxyError::LoginFailed { .. } => "login_failed",
             ProxyError::Internal(_) => "internal",
         }
     }
@@ -77,9 +102,21 @@ impl ProxyError {
             | ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::Unauthenticated
-            | ProxyError::ClientNotAllowed { .. } => Side::Client,
-            ProxyError::Upstream(_) => Side::Upstream,
+            | ProxyError::ClientNotAllowed { .. }
+            | ProxyError::ClientBody(_) => Side::Client,
+            ProxyError::Upstream(_) | ProxyError::Token(_) | ProxyError::LoginFailed { .. } => {
+                Side::Upstream
+            }
             ProxyError::Internal(_) => Side::Proxy,
+        }
+    }
+
+    /// The error as the trace records it.
+    pub fn info(&self) -> ErrorInfo {
+        ErrorInfo {
+            kind: self.kind().to_owned(),
+            side: self.side().as_str(),
+            detail: self.to_string(),
         }
     }
 

@@ -1,31 +1,49 @@
 //! The per-request pipeline. Each exchange carries an [`Exchange`] context through named
-//! phases — match route, prepare, inject auth, forward, finish response — and this module only
-//! sequences them; the work of each phase lives in the module that owns it.
+//! phases — admit, prepare, session, authorize, forward, absorb, replay, respond, record — and
+//! this module only sequences them; the work of each phase lives in the module that owns it.
 
 pub mod body;
 pub mod error;
+mod exchange;
+mod forward;
 pub mod headers;
 pub mod replay;
+mod respond;
 pub mod route;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, AUTHORIZATION};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::admin::metrics::Metrics;
+use crate::auth::oauth::TokenSource;
 use crate::auth::{Injected, Injector};
-use crate::challenge::Outcome;
-use crate::config::{Plan, RouteMatch, RoutePlan};
+use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress};
+use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
+use crate::trace::record::{CapturedBody, RequestPart, Role};
+use crate::trace::{TapBody, Tracer};
 use crate::upstream::{TlsSetupError, UpstreamClient};
-use body::ProxyBody;
+use body::{ClientBody, ClientBodyFault, ProxyBody};
 use error::ProxyError;
+use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
+use forward::Head;
 use headers::PathMap;
+use replay::ReplayBody;
+use respond::PendingRecord;
 use route::Router;
+
+/// Bodies kept for a replay when an OAuth route has no session plan to say how much.
+const DEFAULT_REPLAY_LIMIT: usize = 1 << 20;
+
+/// How much of a `relogin_on` response body is read to look for `relogin_body_contains`.
+const RELOGIN_BODY_PEEK: usize = 64 * 1024;
 
 /// What the listener knows about the client connection.
 #[derive(Debug, Clone)]
@@ -41,58 +59,89 @@ struct Route {
     plan: RoutePlan,
     upstream: UpstreamClient,
     injector: Injector,
+    tokens: Option<TokenSource>,
     paths: PathMap,
+    /// Request bodies up to this size are kept for one replay (re-login or new token).
+    replay_limit: Option<usize>,
 }
 
-/// The context of one exchange as it moves through the phases.
-struct Exchange<'a> {
-    conn: &'a ConnInfo,
-    route_index: usize,
-    route: &'a Route,
-    client: Option<ClientName>,
-    /// `scheme://host` the client used, for rewriting `Location`.
-    client_origin: Option<String>,
-    injected: Injected,
-    authorization_normalised: Option<String>,
-    /// The `WWW-Authenticate` values before and after the rewrite.
-    challenge: Option<(Vec<String>, Vec<String>)>,
-    warnings: Vec<String>,
-}
-
-/// A route whose upstream client could not be built (its `ca_file`, say).
+/// A route whose upstream client or token source could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("route {route:?}: {source}")]
-pub struct RouteSetupError {
-    pub route: String,
-    pub source: TlsSetupError,
+pub enum RouteSetupError {
+    #[error("route {route:?}: {source}")]
+    Tls {
+        route: String,
+        source: TlsSetupError,
+    },
+    #[error("route {route:?}: {source}")]
+    OAuth {
+        route: String,
+        source: crate::auth::oauth::OAuthError,
+    },
+}
+
+/// What the pipeline shares with the rest of the process.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub ingress: Arc<Ingress>,
+    pub sessions: Sessions,
+    pub tracer: Option<Tracer>,
+    /// One per route, in route order; `Some` for OAuth routes.
+    pub tokens: Vec<Option<TokenSource>>,
+}
+
+/// The token source of every OAuth route, in route order. Built before the proxy so that the
+/// metrics can read their counters.
+pub fn token_sources(plan: &Plan) -> Result<Vec<Option<TokenSource>>, RouteSetupError> {
+    plan.routes
+        .iter()
+        .map(|route| match &route.auth.kind {
+            crate::config::AuthKind::OAuth2(oauth) => TokenSource::new(&route.name, oauth)
+                .map(Some)
+                .map_err(|source| RouteSetupError::OAuth {
+                    route: route.name.clone(),
+                    source,
+                }),
+            _ => Ok(None),
+        })
+        .collect()
 }
 
 pub struct Proxy {
     routes: Vec<Route>,
     router: Router,
-    ingress: Arc<Ingress>,
-    metrics: Arc<Metrics>,
+    shared: Shared,
+    body_read_timeout: Duration,
+    trace_max_body: usize,
 }
 
 impl Proxy {
-    pub fn new(
-        plan: &Plan,
-        metrics: Arc<Metrics>,
-        ingress: Arc<Ingress>,
-    ) -> Result<Self, RouteSetupError> {
+    pub fn new(plan: &Plan, shared: Shared) -> Result<Self, RouteSetupError> {
         let routes = plan
             .routes
             .iter()
-            .map(|route| {
+            .zip(shared.tokens.iter().cloned())
+            .map(|(route, tokens)| {
+                let session_replays = route
+                    .session
+                    .as_ref()
+                    .filter(|session| !session.relogin_on.is_empty());
+                let replay_limit = match (session_replays, &tokens) {
+                    (Some(session), _) => Some(session.replay_body_limit),
+                    (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
+                    (None, None) => None,
+                };
                 Ok(Route {
                     upstream: UpstreamClient::new(&route.upstream).map_err(|source| {
-                        RouteSetupError {
+                        RouteSetupError::Tls {
                             route: route.name.clone(),
                             source,
                         }
                     })?,
                     injector: Injector::new(&route.auth),
-                    paths: path_map(route),
+                    tokens,
+                    paths: forward::path_map(route),
+                    replay_limit,
                     plan: route.clone(),
                 })
             })
@@ -100,15 +149,23 @@ impl Proxy {
         Ok(Proxy {
             router: Router::new(&plan.routes),
             routes,
-            ingress,
-            metrics,
+            shared,
+            body_read_timeout: plan.server.limits.body_read_timeout,
+            trace_max_body: plan.trace.as_ref().map_or(0, |trace| {
+                if trace.bodies {
+                    trace.max_body
+                } else {
+                    0
+                }
+            }),
         })
     }
 
-    /// Runs one exchange. Never fails: every failure becomes a response.
+    /// Runs one exchange. Never fails: every failure becomes a response (and a record).
     pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let early = self.shared.tracer.as_ref().map(|_| early_request(&request));
         let Some(route_index) = self.router.find(&request) else {
-            self.metrics.unrouted();
+            self.shared.metrics.unrouted();
             let err = ProxyError::NoRoute {
                 path: request.uri().path().to_owned(),
             };
@@ -121,75 +178,228 @@ impl Proxy {
             route,
             client: None,
             client_origin: None,
-            injected: Injected::Nothing,
-            authorization_normalised: None,
-            challenge: None,
-            warnings: Vec::new(),
+            session_key: None,
+            actions: Default::default(),
+            trace: self.shared.tracer.as_ref().map(|tracer| TraceContext {
+                tracer: tracer.clone(),
+                max_body: self.trace_max_body,
+                started: SystemTime::now(),
+                clock: Instant::now(),
+            }),
+            attempted: false,
         };
         let response = match self.run(&mut exchange, request).await {
             Ok(response) => response,
-            Err(err) => {
-                self.metrics.error(err.kind());
-                tracing::warn!(route = %route.plan.name, kind = err.kind(), side = err.side().as_str(), "{err}");
-                let mut response = err.to_response(Some(&route.plan.name));
-                if matches!(err, ProxyError::Unauthenticated) {
-                    for challenge in self.ingress.challenge() {
-                        response
-                            .headers_mut()
-                            .append(header::WWW_AUTHENTICATE, challenge);
-                    }
-                }
-                response
-            }
+            Err(err) => self.fail(&mut exchange, err, early),
         };
-        self.metrics.route(route_index).response(response.status());
+        self.shared
+            .metrics
+            .route(route_index)
+            .response(response.status());
+        response
+    }
+
+    /// A failed exchange: logged, counted, recorded (when no attempt was), and answered.
+    fn fail(
+        &self,
+        exchange: &mut Exchange<'_>,
+        err: ProxyError,
+        early: Option<RequestPart>,
+    ) -> Response<ProxyBody> {
+        let route = &exchange.route.plan.name;
+        self.shared.metrics.error(err.kind());
+        tracing::warn!(route = %route, kind = err.kind(), side = err.side().as_str(), "{err}");
+        if let (Some(trace), Some(request), false) = (&exchange.trace, early, exchange.attempted) {
+            let attempt = AttemptTrace {
+                id: trace.tracer.next_id(),
+                role: Role::Client,
+                parent: None,
+                started: trace.started,
+                clock: trace.clock,
+                request,
+                request_capture: None,
+            };
+            trace
+                .tracer
+                .submit(exchange.record(attempt, None, None, Some(err.info())));
+        }
+        let mut response = err.to_response(Some(route));
+        if matches!(err, ProxyError::Unauthenticated) {
+            for challenge in self.shared.ingress.challenge() {
+                response
+                    .headers_mut()
+                    .append(header::WWW_AUTHENTICATE, challenge);
+            }
+        }
         response
     }
 
     async fn run(
         &self,
-        exchange: &mut Exchange<'_>,
+        x: &mut Exchange<'_>,
         mut request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        self.admit(exchange, request.headers_mut())?;
-        let mut upstream_request = prepare(exchange, request)?;
-        normalize_client_authorization(exchange, upstream_request.headers_mut());
-        exchange.injected = exchange
-            .route
-            .injector
-            .inject(upstream_request.headers_mut());
-        let started = Instant::now();
-        let response = exchange.route.upstream.send(upstream_request).await?;
-        self.metrics
-            .route(exchange.route_index)
-            .upstream_latency(started.elapsed());
-        Ok(finish_response(exchange, response))
+        self.admit(x, request.headers_mut())?;
+        let declared_length = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (mut head, incoming) = forward::prepare(x, request)?;
+        normalize_client_authorization(x, &mut head.headers);
+        let session_plan = x.route.plan.session.as_ref();
+        if let Some(plan) = session_plan {
+            x.session_key = Some(SessionKey::derive(
+                &plan.key,
+                x.client.as_deref(),
+                &head.headers,
+            ));
+            if plan.cookies && plan.client_cookies == ClientCookies::Strip {
+                head.headers.remove(header::COOKIE);
+            }
+        }
+        let client_body = body::stream(ClientBody::new(
+            incoming,
+            x.route.plan.max_request_body,
+            self.body_read_timeout,
+        ));
+        let mut body = match x.route.replay_limit {
+            Some(limit) => ReplayBody::read(client_body, limit, declared_length)
+                .await
+                .map_err(client_body_error)?,
+            None => ReplayBody::Streaming(client_body),
+        };
+        let mut lease = match &x.session_key {
+            Some(key) => {
+                self.shared
+                    .sessions
+                    .lease(&x.route.plan.name, key.clone())
+                    .await
+            }
+            None => None,
+        };
+        let mut role = Role::Client;
+        let mut parent = None;
+        loop {
+            let mut headers = head.headers.clone();
+            apply_session(x, lease.as_ref(), &head, &mut headers);
+            let token_generation = self.authorize(x, &mut headers).await?;
+            let mut attempt = x
+                .trace
+                .as_ref()
+                .map(|trace| trace.attempt(role, parent, &head, &headers, body.buffered()));
+            let request_body = tap_request_body(x, attempt.as_mut(), body.take());
+            let (response, first_byte) = self
+                .forward(x, &head, headers, request_body, &mut attempt)
+                .await?;
+            let mut response = response.map(body::stream);
+            absorb(x, lease.as_ref(), &head, response.headers());
+            let status = response.status();
+            let sent_cookie = lease.as_ref().is_some_and(Lease::sent_cookie);
+            // Decided before any await: a borrow of the plan held across one trips rustc's
+            // higher-ranked `Send` check on the spawned connection future.
+            let relogin_status =
+                sent_cookie && session_plan.is_some_and(|plan| plan.relogin_on.contains(&status));
+            let needs_body = relogin_status
+                && session_plan.is_some_and(|plan| plan.relogin_body_contains.is_some());
+            let peeked = if needs_body {
+                let (peeked_response, bytes) = peek_body(response).await;
+                response = peeked_response;
+                Some(bytes)
+            } else {
+                None
+            };
+            let session_gone = relogin_status
+                && session_plan
+                    .is_some_and(|plan| is_session_gone(plan, status, true, peeked.as_deref()));
+            let token_refused = token_generation.is_some() && status == StatusCode::UNAUTHORIZED;
+            if let (Some(tokens), Some(generation), true) =
+                (&x.route.tokens, token_generation, token_refused)
+            {
+                tokens.invalidate(generation);
+            }
+            let may_replay = role == Role::Client && body.is_replayable();
+            if (session_gone || token_refused) && may_replay {
+                x.actions.relogin |= session_gone;
+                let drained =
+                    drain_body(response, x.trace.as_ref().map_or(0, |trace| trace.max_body)).await;
+                if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
+                    parent = Some(attempt.id);
+                    let (status, headers, captured) = drained;
+                    let record = x.record(
+                        attempt,
+                        Some((status, http::Version::HTTP_11, headers, Some(captured))),
+                        Some(first_byte),
+                        None,
+                    );
+                    trace.tracer.submit(record);
+                }
+                if session_gone {
+                    if let Some(lease) = lease.as_mut() {
+                        self.relogin(x, lease, parent).await?;
+                    }
+                }
+                role = Role::Replay;
+                x.actions.replayed = true;
+                continue;
+            }
+            if session_gone {
+                // Not replayable (the body streamed): the client gets this response, and the
+                // next request starts a fresh session instead of hitting the dead one again.
+                if let Some(lease) = lease.as_mut() {
+                    if lease.begin_relogin().await == Relogin::Leader {
+                        x.actions.relogin = true;
+                    }
+                }
+            }
+            respond::rewrite_head(x, response.headers_mut(), status);
+            let pending = match (&x.trace, attempt) {
+                (Some(trace), Some(mut attempt)) => {
+                    let request_capture = attempt.request_capture.take();
+                    let record = x.record(
+                        attempt,
+                        Some((
+                            status,
+                            http::Version::HTTP_11,
+                            response.headers().clone(),
+                            None,
+                        )),
+                        Some(first_byte),
+                        None,
+                    );
+                    Some(PendingRecord {
+                        tracer: trace.tracer.clone(),
+                        record,
+                        request_capture,
+                        clock: Instant::now() - first_byte,
+                        max_body: trace.max_body,
+                    })
+                }
+                _ => None,
+            };
+            x.attempted = true;
+            return Ok(respond::respond(response, lease, pending));
+        }
     }
-}
 
-impl Proxy {
     /// Phase: only known clients, and only on the routes they are allowed. Their own credential
     /// is removed here and never reaches the target.
-    fn admit(
-        &self,
-        exchange: &mut Exchange<'_>,
-        headers: &mut http::HeaderMap,
-    ) -> Result<(), ProxyError> {
-        let client = self
-            .ingress
-            .authenticate(headers, exchange.conn.client.as_ref())
+    fn admit(&self, x: &mut Exchange<'_>, headers: &mut HeaderMap) -> Result<(), ProxyError> {
+        let ingress = &self.shared.ingress;
+        let client = ingress
+            .authenticate(headers, x.conn.client.as_ref())
             .map_err(|denied| {
-                if self.ingress.should_log_denial() {
+                if ingress.should_log_denial() {
                     tracing::warn!(
-                        client = %exchange.conn.remote,
+                        client = %x.conn.remote,
                         reason = ?denied,
-                        refused_so_far = self.ingress.denials(),
+                        refused_so_far = ingress.denials(),
                         "refused a client without valid proxy credentials"
                     );
                 }
                 ProxyError::Unauthenticated
             })?;
-        if let (Some(allowed), Some(name)) = (&exchange.route.plan.clients, &client) {
+        if let (Some(allowed), Some(name)) = (&x.route.plan.clients, &client) {
             if !allowed
                 .iter()
                 .any(|allowed| allowed.as_str() == name.as_ref())
@@ -199,145 +409,258 @@ impl Proxy {
                 });
             }
         }
-        exchange.client = client;
+        x.client = client;
+        Ok(())
+    }
+
+    /// Phase: the route's credential — a stored one, or an OAuth token fetched and cached by
+    /// the route's token source. Returns the token's generation when a token went on.
+    async fn authorize(
+        &self,
+        x: &mut Exchange<'_>,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<u64>, ProxyError> {
+        let route = x.route;
+        let Some(tokens) = &route.tokens else {
+            if let Injected::Stored(kind) = route.injector.inject(headers) {
+                x.actions.auth_injected = Some(kind);
+            }
+            return Ok(None);
+        };
+        if !route.injector.applies(headers, &AUTHORIZATION) {
+            return Ok(None);
+        }
+        let token = tokens.token().await.map_err(ProxyError::Token)?;
+        headers.insert(AUTHORIZATION, token.authorization().clone());
+        x.actions.auth_injected = Some("oauth2");
+        x.actions.token_fetched |= token.fetched();
+        Ok(Some(token.generation()))
+    }
+
+    /// Phase: one attempt to the target, up to its response head. A failure is recorded here,
+    /// with the request as it was sent.
+    async fn forward(
+        &self,
+        x: &mut Exchange<'_>,
+        head: &Head,
+        headers: HeaderMap,
+        body: ProxyBody,
+        attempt: &mut Option<AttemptTrace>,
+    ) -> Result<(Response<Incoming>, Duration), ProxyError> {
+        let clock = Instant::now();
+        let sent = x.route.upstream.send(head.request(headers, body)).await;
+        let elapsed = clock.elapsed();
+        self.shared
+            .metrics
+            .route(x.route_index)
+            .upstream_latency(elapsed);
+        match sent {
+            Ok(response) => Ok((response, elapsed)),
+            Err(err) => {
+                let err = ProxyError::from(err);
+                if let (Some(trace), Some(attempt)) = (&x.trace, attempt.take()) {
+                    trace
+                        .tracer
+                        .submit(x.record(attempt, None, None, Some(err.info())));
+                    x.attempted = true;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// The session is gone: leader drops the jar and runs the route's login request, if any;
+    /// otherwise the replay itself, sent without a cookie, opens the new session.
+    async fn relogin(
+        &self,
+        x: &mut Exchange<'_>,
+        lease: &mut Lease,
+        parent: Option<u64>,
+    ) -> Result<(), ProxyError> {
+        if lease.begin_relogin().await != Relogin::Leader {
+            return Ok(());
+        }
+        let Some(login) = x
+            .route
+            .plan
+            .session
+            .as_ref()
+            .and_then(|plan| plan.login.as_ref())
+        else {
+            return Ok(());
+        };
+        let head = forward::login_head(
+            &x.route.plan,
+            &login.method,
+            &login.path,
+            login.content_type.as_deref(),
+        )?;
+        let mut headers = head.headers.clone();
+        self.authorize(x, &mut headers).await?;
+        let login_body = login.body.clone().map(Bytes::from);
+        let mut attempt = x
+            .trace
+            .as_ref()
+            .map(|trace| trace.attempt(Role::Login, parent, &head, &headers, login_body.as_ref()));
+        let body = login_body.map_or_else(body::empty, body::full);
+        let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
+        absorb(x, Some(&*lease), &head, response.headers());
+        let (status, response_headers, captured) = drain_body(
+            response.map(body::stream),
+            x.trace.as_ref().map_or(0, |trace| trace.max_body),
+        )
+        .await;
+        if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
+            let record = x.record(
+                attempt,
+                Some((
+                    status,
+                    http::Version::HTTP_11,
+                    response_headers,
+                    Some(captured),
+                )),
+                Some(first_byte),
+                None,
+            );
+            trace.tracer.submit(record);
+        }
+        if !login.expect_status.contains(&status) {
+            return Err(ProxyError::LoginFailed {
+                status,
+                path: login.path.clone(),
+            });
+        }
         Ok(())
     }
 }
 
-/// Builds the request for the target: URL, `Host`, hop-by-hop removal, `X-Forwarded-*`, body
-/// limit. The client's body streams through untouched.
-fn prepare(
-    exchange: &mut Exchange<'_>,
-    request: Request<Incoming>,
-) -> Result<Request<ProxyBody>, ProxyError> {
-    let route = &exchange.route.plan;
-    let (mut parts, body) = request.into_parts();
-    if let Some(limit) = route.max_request_body {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limit) {
-            return Err(ProxyError::BodyTooLarge { limit });
-        }
-    }
-    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    let proto = if exchange.conn.tls { "https" } else { "http" };
-    exchange.client_origin = client_host
-        .as_ref()
-        .and_then(|host| host.to_str().ok())
-        .map(|host| format!("{proto}://{host}"));
-    parts.uri = upstream_uri(route, &parts.uri)?;
-    parts.version = Version::HTTP_11;
-    headers::remove_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(
-        &mut parts.headers,
-        exchange.conn.remote.ip(),
-        proto,
-        client_host.as_ref(),
-    );
-    if !route.preserve_host {
-        let host = HeaderValue::from_str(&route.upstream.authority)
-            .map_err(|_| ProxyError::Internal("upstream authority is not a header value".into()))?;
-        parts.headers.insert(header::HOST, host);
-    } else if let Some(host) = client_host {
-        parts.headers.insert(header::HOST, host);
-    }
-    let body = match route.max_request_body {
-        Some(limit) => body::stream(http_body_util::Limited::new(
-            body,
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        )),
-        None => body::stream(body),
+/// Phase: the session's cookies on the request (merged with the client's when it keeps its own).
+fn apply_session(
+    x: &mut Exchange<'_>,
+    lease: Option<&Lease>,
+    head: &Head,
+    headers: &mut HeaderMap,
+) {
+    let Some(lease) = lease else {
+        return;
     };
-    Ok(Request::from_parts(parts, body))
+    let Some((cookie, names)) = lease.cookie_header(head.path()) else {
+        return;
+    };
+    let merged = match headers
+        .get(header::COOKIE)
+        .and_then(|client| client.to_str().ok())
+    {
+        Some(client) => http::HeaderValue::from_str(&format!(
+            "{client}; {}",
+            cookie.to_str().unwrap_or_default()
+        ))
+        .ok(),
+        None => None,
+    };
+    headers.insert(header::COOKIE, merged.unwrap_or(cookie));
+    x.actions.cookies_replayed = names;
 }
 
-/// The target URL for a client URI: the route's base URL plus the path after the prefix
-/// (or the whole path), plus the query.
-fn upstream_uri(route: &RoutePlan, client: &Uri) -> Result<Uri, ProxyError> {
-    let base = route.upstream.url.path().trim_end_matches('/');
-    let path = client.path();
-    let rest = match (&route.matcher, route.strip_prefix) {
-        (RouteMatch::Prefix(prefix), true) => {
-            let stripped = path.get(prefix.len() - 1..).unwrap_or("");
-            if stripped.is_empty() {
-                "/"
-            } else {
-                stripped
-            }
-        }
-        _ => path,
-    };
-    let mut target =
-        String::with_capacity(route.upstream.origin.len() + base.len() + rest.len() + 64);
-    target.push_str(&route.upstream.origin);
-    target.push_str(base);
-    target.push_str(rest);
-    if let Some(query) = client.query() {
-        target.push('?');
-        target.push_str(query);
-    }
-    target
-        .parse()
-        .map_err(|_| ProxyError::BadRequest(format!("cannot forward the path {path:?}")))
-}
-
-fn path_map(route: &RoutePlan) -> PathMap {
-    let upstream_base = route.upstream.url.path().trim_end_matches('/').to_owned();
-    let client_base = match (&route.matcher, route.strip_prefix) {
-        (RouteMatch::Prefix(prefix), true) => prefix.trim_end_matches('/').to_owned(),
-        _ => String::new(),
-    };
-    PathMap {
-        upstream_origin: route.upstream.origin.clone(),
-        upstream_base,
-        client_base,
+/// Phase: every response updates the jar (targets rotate session ids).
+fn absorb(x: &mut Exchange<'_>, lease: Option<&Lease>, head: &Head, headers: &HeaderMap) {
+    if let Some(lease) = lease {
+        let names = lease.absorb(head.path(), headers);
+        x.actions.cookies_stored.extend(names);
+        x.actions.session_opened |= lease.opened_session();
     }
 }
 
 /// Phase: a passed-through credential with a doubled scheme (`Bearer Bearer x`, a token pasted
 /// with its prefix into a field that adds one) is fixed, and the exchange says so.
-fn normalize_client_authorization(exchange: &mut Exchange<'_>, headers: &mut http::HeaderMap) {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+fn normalize_client_authorization(x: &mut Exchange<'_>, headers: &mut HeaderMap) {
+    let Some(value) = headers.get(AUTHORIZATION) else {
         return;
     };
     if let Some((fixed, what)) = crate::auth::hygiene::normalize_authorization(value) {
-        tracing::warn!(route = %exchange.route.plan.name, "client Authorization fixed: {what}");
-        headers.insert(header::AUTHORIZATION, fixed);
-        exchange.authorization_normalised = Some(what);
+        tracing::warn!(route = %x.route.plan.name, "client Authorization fixed: {what}");
+        headers.insert(AUTHORIZATION, fixed);
+        x.actions.authorization_normalised = Some(what);
     }
 }
 
-/// The client's response: the target's, minus hop-by-hop headers, with the challenge rewritten
-/// as the route says and locations pointing back at the proxy; the body streams.
-fn finish_response(
-    exchange: &mut Exchange<'_>,
-    response: Response<Incoming>,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    headers::remove_hop_by_hop(&mut parts.headers);
-    match exchange
-        .route
-        .plan
-        .rewriter
-        .rewrite(parts.status, &mut parts.headers)
-    {
-        Outcome::Untouched => {}
-        Outcome::Rewritten { before, after } => exchange.challenge = Some((before, after)),
-        Outcome::Malformed { warning } => {
-            tracing::warn!(route = %exchange.route.plan.name, "challenge passed through unchanged: {warning}");
-            exchange.warnings.push(warning);
+/// A streamed request body is captured for the trace as it goes to the target.
+fn tap_request_body(
+    x: &Exchange<'_>,
+    attempt: Option<&mut AttemptTrace>,
+    body: ProxyBody,
+) -> ProxyBody {
+    let (Some(trace), Some(attempt)) = (&x.trace, attempt) else {
+        return body;
+    };
+    if attempt.request.body.is_some() {
+        return body;
+    }
+    let slot: CaptureSlot = Arc::new(Mutex::new(None));
+    attempt.request_capture = Some(slot.clone());
+    body::stream(TapBody::new(body, trace.max_body, move |captured, _end| {
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(captured);
+        }
+    }))
+}
+
+/// Reads a response that will not reach the client (it is replayed), so the connection can be
+/// reused and the trace can show it.
+async fn drain_body(
+    response: Response<ProxyBody>,
+    max: usize,
+) -> (StatusCode, HeaderMap, CapturedBody) {
+    let (parts, body) = response.into_parts();
+    let (kept, total) = read_body(body, max).await;
+    let captured = CapturedBody {
+        truncated: total > kept.len() as u64,
+        bytes: kept,
+        total_size: total,
+    };
+    (parts.status, parts.headers, captured)
+}
+
+/// Reads the start of a response body to look for `relogin_body_contains`, and puts it back.
+async fn peek_body(response: Response<ProxyBody>) -> (Response<ProxyBody>, Bytes) {
+    let (parts, body) = response.into_parts();
+    let (bytes, _) = read_body(body, RELOGIN_BODY_PEEK).await;
+    (
+        Response::from_parts(parts, body::full(bytes.clone())),
+        bytes,
+    )
+}
+
+/// Reads a whole body, keeping its first `keep` bytes; returns them and the total size.
+/// Frame by frame rather than `BodyExt::collect`, whose future over a boxed body trips rustc's
+/// higher-ranked `Send` check when awaited inside the pipeline.
+async fn read_body(mut body: ProxyBody, keep: usize) -> (Bytes, u64) {
+    let mut kept = bytes::BytesMut::new();
+    let mut total = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            total += data.len() as u64;
+            let room = keep.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
-    if let Some(origin) = &exchange.client_origin {
-        headers::rewrite_locations(&mut parts.headers, &exchange.route.paths, origin);
+    (kept.freeze(), total)
+}
+
+/// The client's request as it arrived, for the record of an exchange that fails early.
+fn early_request(request: &Request<Incoming>) -> RequestPart {
+    RequestPart {
+        method: request.method().clone(),
+        url: request.uri().to_string(),
+        version: request.version(),
+        headers: request.headers().clone(),
+        body: None,
     }
-    Response::from_parts(parts, body::stream(body))
+}
+
+fn client_body_error(err: body::BoxError) -> ProxyError {
+    match err.downcast::<ClientBodyFault>() {
+        Ok(fault) => ProxyError::ClientBody(*fault),
+        Err(other) => ProxyError::ClientBody(ClientBodyFault::Malformed(other.to_string())),
+    }
 }

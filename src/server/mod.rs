@@ -20,9 +20,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{self, metrics::Metrics};
+use crate::admin::{
+    self,
+    metrics::{Metrics, ModuleStats},
+};
 use crate::config::Plan;
-use crate::proxy::{ConnInfo, Proxy};
+use crate::proxy::{ConnInfo, Proxy, Shared};
+use crate::session::Sessions;
+use crate::trace::{TraceWriter, Tracer};
 use ingress::Ingress;
 
 /// Why the proxy could not start. Rendered once by the CLI.
@@ -38,6 +43,17 @@ pub enum StartupError {
     Tls { path: PathBuf, reason: String },
     #[error(transparent)]
     Route(#[from] crate::proxy::RouteSetupError),
+    #[error(transparent)]
+    Sessions(#[from] crate::session::SessionError),
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
+}
+
+/// Choices made on the command line rather than in the config.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Move a corrupt session state file aside and start with no sessions.
+    pub reset_sessions: bool,
 }
 
 /// A running proxy (and admin listener). `shutdown` drains in-flight requests.
@@ -46,6 +62,9 @@ pub struct Running {
     admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    sessions: Sessions,
+    session_writer: JoinHandle<()>,
+    trace_writer: Option<TraceWriter>,
 }
 
 impl Running {
@@ -57,20 +76,67 @@ impl Running {
         self.admin_addr
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the grace period), returns.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), then saves
+    /// the sessions and closes the trace files.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        self.session_writer.abort();
+        if let Err(err) = self.sessions.persist_now().await {
+            tracing::error!("sessions could not be saved at shutdown: {err}");
+        }
+        if let Some(writer) = self.trace_writer {
+            writer.shutdown().await;
         }
     }
 }
 
 /// Binds the listeners and starts serving.
 pub async fn start(plan: Plan) -> Result<Running, StartupError> {
-    let metrics = Metrics::new(&plan.routes);
+    start_with(plan, StartOptions::default()).await
+}
+
+pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, StartupError> {
+    let sessions = Sessions::open(&plan.routes, options.reset_sessions)?;
+    let (tracer, trace_writer) = match &plan.trace {
+        Some(trace) => {
+            let (tracer, writer) = Tracer::start(trace)?;
+            (Some(tracer), Some(writer))
+        }
+        None => (None, None),
+    };
+    let tokens = crate::proxy::token_sources(&plan)?;
     let ingress = Arc::new(Ingress::new(&plan.server.clients));
-    let proxy = Arc::new(Proxy::new(&plan, metrics.clone(), ingress.clone())?);
+    let metrics = Metrics::new(
+        &plan.routes,
+        ModuleStats {
+            sessions: sessions.clone(),
+            tracer: tracer.clone(),
+            ingress: ingress.clone(),
+            tokens: plan
+                .routes
+                .iter()
+                .zip(&tokens)
+                .filter_map(|(route, tokens)| Some((route.name.clone(), tokens.clone()?)))
+                .collect(),
+        },
+    );
+    let proxy = Arc::new(Proxy::new(
+        &plan,
+        Shared {
+            metrics: metrics.clone(),
+            ingress: ingress.clone(),
+            sessions: sessions.clone(),
+            tracer: tracer.clone(),
+            tokens,
+        },
+    )?);
     let tls = plan
         .server
         .tls
@@ -105,7 +171,7 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
     if let Some(admin_plan) = &plan.admin {
         let listener = bind(admin_plan.listen, "admin").await?;
         admin_addr = Some(local_addr(&listener, admin_plan.listen, "admin")?);
-        let admin = Arc::new(admin::Admin::new(metrics));
+        let admin = Arc::new(admin::Admin::new(metrics, sessions.clone(), tracer));
         tasks.push(tokio::spawn(serve(
             listener,
             builder,
@@ -120,11 +186,15 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
         )));
     }
     tracing::info!(%addr, admin = ?admin_addr, routes = plan.routes.len(), "provproxy listening");
+    let session_writer = sessions.spawn_background();
     Ok(Running {
         addr,
         admin_addr,
         stop,
         tasks,
+        sessions,
+        session_writer,
+        trace_writer,
     })
 }
 

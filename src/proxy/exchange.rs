@@ -1,0 +1,133 @@
+//! The context one exchange carries through the phases, and the trace records built from it
+//! (only when tracing is on).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, Version};
+
+use super::forward::Head;
+use super::{ConnInfo, Route};
+use crate::server::ingress::ClientName;
+use crate::session::SessionKey;
+use crate::trace::record::{
+    Actions, CapturedBody, ErrorInfo, ExchangeRecord, RequestPart, ResponsePart, Role, Timings,
+};
+use crate::trace::Tracer;
+
+pub struct Exchange<'a> {
+    pub conn: &'a ConnInfo,
+    pub route_index: usize,
+    pub route: &'a Route,
+    pub client: Option<ClientName>,
+    /// `scheme://host` the client used, for rewriting `Location`.
+    pub client_origin: Option<String>,
+    pub session_key: Option<SessionKey>,
+    /// What the proxy did, accumulated phase by phase; it goes into the final record.
+    pub actions: Actions,
+    pub trace: Option<TraceContext>,
+    /// Whether a record of an attempt was submitted or is pending, so a failure is not
+    /// recorded twice.
+    pub attempted: bool,
+}
+
+/// Tracing state of one exchange: present only when tracing is on.
+pub struct TraceContext {
+    pub tracer: Tracer,
+    pub max_body: usize,
+    pub started: SystemTime,
+    pub clock: Instant,
+}
+
+/// Where a streamed request body's capture lands once the target has read it.
+pub type CaptureSlot = Arc<Mutex<Option<CapturedBody>>>;
+
+/// One attempt as it went to the target, for its record.
+pub struct AttemptTrace {
+    pub id: u64,
+    pub role: Role,
+    pub parent: Option<u64>,
+    pub started: SystemTime,
+    pub clock: Instant,
+    pub request: RequestPart,
+    pub request_capture: Option<CaptureSlot>,
+}
+
+impl TraceContext {
+    pub fn attempt(
+        &self,
+        role: Role,
+        parent: Option<u64>,
+        head: &Head,
+        headers: &HeaderMap,
+        body: Option<&Bytes>,
+    ) -> AttemptTrace {
+        AttemptTrace {
+            id: self.tracer.next_id(),
+            role,
+            parent,
+            started: SystemTime::now(),
+            clock: Instant::now(),
+            request: RequestPart {
+                method: head.method.clone(),
+                url: head.uri.to_string(),
+                version: Version::HTTP_11,
+                headers: headers.clone(),
+                body: body.map(|bytes| capture(bytes, self.max_body)),
+            },
+            request_capture: None,
+        }
+    }
+}
+
+/// The first `max` bytes of a whole body.
+pub fn capture(bytes: &Bytes, max: usize) -> CapturedBody {
+    CapturedBody {
+        bytes: bytes.slice(..bytes.len().min(max)),
+        total_size: bytes.len() as u64,
+        truncated: bytes.len() > max,
+    }
+}
+
+impl Exchange<'_> {
+    /// The record of one attempt. `actions` go on the attempt the client's response came from;
+    /// an attempt that was replayed gets a copy with what had happened up to then.
+    pub fn record(
+        &self,
+        mut attempt: AttemptTrace,
+        response: Option<(StatusCode, Version, HeaderMap, Option<CapturedBody>)>,
+        first_byte: Option<std::time::Duration>,
+        error: Option<ErrorInfo>,
+    ) -> ExchangeRecord {
+        if let Some(slot) = attempt.request_capture.take() {
+            if let Ok(mut captured) = slot.lock() {
+                attempt.request.body = captured.take();
+            }
+        }
+        ExchangeRecord {
+            id: attempt.id,
+            parent: attempt.parent,
+            role: attempt.role,
+            started: attempt.started,
+            timings: Timings {
+                connect: None,
+                first_byte,
+                total: attempt.clock.elapsed(),
+            },
+            client_addr: Some(self.conn.remote),
+            client_name: self.client.as_deref().map(str::to_owned),
+            route: Some(self.route.plan.name.clone()),
+            session_key: self.session_key.as_ref().map(|key| key.as_str().to_owned()),
+            request: attempt.request,
+            response: response.map(|(status, version, headers, body)| ResponsePart {
+                status,
+                version,
+                headers,
+                body,
+            }),
+            actions: self.actions.clone(),
+            error,
+        }
+    }
+}
