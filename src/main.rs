@@ -42,6 +42,15 @@ enum Command {
     },
     /// Run the field cases against built-in targets, directly and through the proxy.
     Demo,
+    /// Read a HAR file (provproxy's, a browser's, Fiddler's, Charles', mitmproxy's) and name the
+    /// likely cause of each failed exchange.
+    Diagnose {
+        /// The HAR file.
+        trace: PathBuf,
+        /// Print the findings as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,7 +66,7 @@ fn main() -> ExitCode {
         },
         Command::Run {
             config,
-            reset_sessions: _,
+            reset_sessions,
         } => {
             let plan = match provproxy::config::load(&config) {
                 Ok(plan) => plan,
@@ -75,7 +84,8 @@ fn main() -> ExitCode {
                 Err(err) => return fail(&err),
             };
             runtime.block_on(async {
-                let running = match provproxy::server::start(plan).await {
+                let options = provproxy::server::StartOptions { reset_sessions };
+                let running = match provproxy::server::start_with(plan, options).await {
                     Ok(running) => running,
                     Err(err) => return fail(&err),
                 };
@@ -85,6 +95,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Command::Diagnose { trace, json } => diagnose(&trace, json),
         Command::Demo => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
@@ -97,6 +108,24 @@ fn main() -> ExitCode {
                 Err(err) => fail(&err),
             }
         }
+    }
+}
+
+fn diagnose(trace: &std::path::Path, json: bool) -> ExitCode {
+    let text = match std::fs::read_to_string(trace) {
+        Ok(text) => text,
+        Err(err) => return fail(&format!("cannot read {}: {err}", trace.display())),
+    };
+    match provproxy::trace::diagnose::diagnose(&text) {
+        Ok(report) if json => {
+            println!("{}", provproxy::trace::diagnose::render_json(&report));
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", provproxy::trace::diagnose::render_text(&report));
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&format!("{}: {err}", trace.display())),
     }
 }
 
