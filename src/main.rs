@@ -40,8 +40,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Run the field cases against built-in targets, directly and through the proxy.
-    Demo,
+    /// Run the field cases against built-in targets, as they are and through the proxy.
+    Demo {
+        /// Where the demo writes its HAR and JSON-lines traces.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("provproxy-demo"))]
+        trace_dir: PathBuf,
+    },
     /// Read a HAR file (provproxy's, a browser's, Fiddler's, Charles', mitmproxy's) and name the
     /// likely cause of each failed exchange.
     Diagnose {
@@ -55,7 +59,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo narrates on stdout; the proxies it starts should only speak up when worried.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_format, default_level);
     match cli.command {
         Command::Check { config } => match provproxy::config::load(&config) {
             Ok(plan) => {
@@ -96,13 +106,13 @@ fn main() -> ExitCode {
             })
         }
         Command::Diagnose { trace, json } => diagnose(&trace, json),
-        Command::Demo => {
+        Command::Demo { trace_dir } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(err) => return fail(&err),
             };
             let mut stdout = std::io::stdout();
-            match runtime.block_on(provproxy::demo::run(&mut stdout)) {
+            match runtime.block_on(provproxy::demo::run(&mut stdout, &trace_dir)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(err) => fail(&err),
@@ -134,9 +144,9 @@ fn fail(err: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -161,6 +161,8 @@ pub enum When {
 pub struct AuthPlan {
     pub when: When,
     pub kind: AuthKind,
+    /// Fix a client `Authorization` with a doubled scheme (`Bearer Bearer x`) before it goes on.
+    pub normalize: bool,
 }
 
 #[derive(Debug, Clone)]

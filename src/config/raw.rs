@@ -97,6 +97,7 @@ pub struct RawRoute {
 pub struct RawAuth {
     pub kind: String,
     pub when: Option<String>,
+    pub normalize: Option<bool>,
     pub username: Option<String>,
     pub password: Option<RawSecret>,
     pub token: Option<RawSecret>,

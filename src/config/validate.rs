@@ -398,6 +398,7 @@ impl Validator<'_> {
             None => AuthPlan {
                 when: When::Never,
                 kind: AuthKind::None,
+                normalize: true,
             },
         };
         let session = raw
@@ -586,7 +587,11 @@ impl Validator<'_> {
                 "the secret contains characters that cannot go in an HTTP header",
             );
         }
-        Ok(AuthPlan { when, kind })
+        Ok(AuthPlan {
+            when,
+            kind,
+            normalize: raw.normalize.unwrap_or(true),
+        })
     }
 
     fn oauth(&mut self, raw: &RawAuth, path: &KeyPath) -> Checked<OAuthPlan> {

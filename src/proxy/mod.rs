@@ -246,7 +246,9 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let (mut head, incoming) = forward::prepare(x, request)?;
-        normalize_client_authorization(x, &mut head.headers);
+        if x.route.plan.auth.normalize {
+            normalize_client_authorization(x, &mut head.headers);
+        }
         let session_plan = x.route.plan.session.as_ref();
         if let Some(plan) = session_plan {
             x.session_key = Some(SessionKey::derive(
