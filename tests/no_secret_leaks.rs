@@ -1,0 +1,294 @@
+//! The stored secrets never show: not in the real binary's logs at debug level, not in any
+//! response a client gets (success, 502, 404, 413), not in the trace files or the admin
+//! endpoints, not in `check`, not in `Debug` of the plan.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use http::{Request, StatusCode};
+use provproxy::demo::client::Reply;
+use provproxy::proxy::body::full;
+
+use common::{closed_port, get, ok, request_h1, request_h2c, Upstream, PATIENCE};
+
+const USER: &str = "svc_provision";
+const PASSWORD: &str = "Basic-pw-Zq8!leak-canary-1";
+const TOKEN: &str = "bearer-tok-Vx3-leak-canary-2";
+const API_KEY: &str = "api-key-Rr5-leak-canary-3";
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "5s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[trace]
+har = "trace.har"
+jsonl = "trace.jsonl"
+bodies = true
+
+[[routes]]
+name = "basic"
+prefix = "/basic/"
+upstream = "{upstream}"
+[routes.auth]
+kind = "basic"
+username = "svc_provision"
+password = { env = "LEAK_TEST_PASSWORD" }
+
+[[routes]]
+name = "bearer"
+prefix = "/bearer/"
+upstream = "{upstream}"
+[routes.auth]
+kind = "bearer"
+token = { env = "LEAK_TEST_TOKEN" }
+
+[[routes]]
+name = "header"
+prefix = "/header/"
+upstream = "{upstream}"
+max_request_body = "1KiB"
+[routes.auth]
+kind = "header"
+name = "X-API-Key"
+value = { env = "LEAK_TEST_API_KEY" }
+
+[[routes]]
+name = "down"
+prefix = "/down/"
+upstream = "{down}"
+[routes.auth]
+kind = "basic"
+username = "svc_provision"
+password = { env = "LEAK_TEST_PASSWORD" }
+"#;
+
+const ENV: [(&str, &str); 3] = [
+    ("LEAK_TEST_PASSWORD", PASSWORD),
+    ("LEAK_TEST_TOKEN", TOKEN),
+    ("LEAK_TEST_API_KEY", API_KEY),
+];
+
+/// Every form in which a secret could leak: as is, and base64 in the usual alphabets, alone
+/// and as the `user:password` of a Basic header.
+fn forbidden() -> Vec<String> {
+    let mut forms = Vec::new();
+    for plain in [
+        PASSWORD.to_owned(),
+        TOKEN.to_owned(),
+        API_KEY.to_owned(),
+        format!("{USER}:{PASSWORD}"),
+    ] {
+        for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(&plain));
+        }
+        forms.push(plain);
+    }
+    forms
+}
+
+fn assert_no_secret(what: &str, text: &str) {
+    for form in forbidden() {
+        assert!(
+            !text.contains(&form),
+            "{what} contains the secret form {form:?}"
+        );
+    }
+}
+
+fn reply_text(reply: &Reply) -> String {
+    let mut text = format!("{}\n", reply.status);
+    for (name, value) in &reply.headers {
+        text.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str(&reply.text());
+    text
+}
+
+fn write_config(dir: &Path, upstream: &str, down: SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("provproxy.toml");
+    let text = CONFIG
+        .replace("{upstream}", upstream)
+        .replace("{down}", &format!("http://{down}"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The proxy's and the admin listener's addresses from the "listening" log line (text format,
+/// colours off): `... provproxy listening addr=127.0.0.1:P admin=Some(127.0.0.1:Q) ...`.
+fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    if !line.contains("provproxy listening") {
+        return None;
+    }
+    let field = |name: &str| {
+        let rest = &line[line.find(name)? + name.len()..];
+        rest.split([' ', ')']).next()?.parse().ok()
+    };
+    Some((field(" addr=")?, field(" admin=Some(")?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
+    let mut upstream = Upstream::start(ok).await;
+    let down = closed_port().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &upstream.url(), down);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_provproxy"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .envs(ENV)
+        .env("RUST_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start provproxy run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines, log) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr_text = String::new();
+    let (addr, admin) = loop {
+        let line = log
+            .recv_timeout(PATIENCE)
+            .expect("provproxy logged that it is listening");
+        stderr_text.push_str(&line);
+        stderr_text.push('\n');
+        if let Some(addrs) = listening_addrs(&line) {
+            break addrs;
+        }
+    };
+
+    let mut seen_by_clients = Vec::new();
+    for (path, header, expected) in [
+        (
+            "/basic/Users",
+            "authorization",
+            format!("Basic {}", STANDARD.encode(format!("{USER}:{PASSWORD}"))),
+        ),
+        ("/bearer/Users", "authorization", format!("Bearer {TOKEN}")),
+        ("/header/Users", "x-api-key", API_KEY.to_owned()),
+    ] {
+        let reply = get(addr, path, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        assert_eq!(
+            upstream.only().header(header),
+            Some(expected.as_str()),
+            "{path}: the stored secret was injected"
+        );
+        seen_by_clients.push(reply);
+    }
+    let (_, h2) = request_h2c(
+        Request::get(format!("http://{addr}/bearer/Users"))
+            .body(full(""))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(h2.status, StatusCode::OK);
+    seen_by_clients.push(h2);
+    let bad_gateway = get(addr, "/down/Users", &[]).await;
+    assert_eq!(bad_gateway.status, StatusCode::BAD_GATEWAY);
+    seen_by_clients.push(bad_gateway);
+    let not_found = get(addr, "/nowhere/Users", &[]).await;
+    assert_eq!(not_found.status, StatusCode::NOT_FOUND);
+    seen_by_clients.push(not_found);
+    let too_large = request_h1(
+        addr,
+        Request::post("/header/Users")
+            .header("host", addr.to_string())
+            .body(full(vec![b'x'; 4096]))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+    seen_by_clients.push(too_large);
+    for path in ["/exchanges", "/sessions", "/metrics"] {
+        let reply = get(admin, path, &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "admin {path}");
+        seen_by_clients.push(reply);
+    }
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(terminated.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().expect("wait for provproxy");
+        let mut stdout = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            out.read_to_string(&mut stdout).expect("read stdout");
+        }
+        (status, stdout)
+    });
+    let (status, stdout) = tokio::time::timeout(PATIENCE, status)
+        .await
+        .expect("provproxy exited after SIGTERM")
+        .expect("waiting task");
+    reader.join().expect("stderr reader");
+    stderr_text.extend(log.try_iter().map(|line| line + "\n"));
+    assert!(status.success(), "provproxy exited with {status}");
+
+    assert!(
+        stderr_text.contains("DEBUG"),
+        "debug logging was on:\n{stderr_text}"
+    );
+    assert!(
+        stderr_text.contains("connection refused"),
+        "the 502 was logged:\n{stderr_text}"
+    );
+    assert_no_secret("stderr of provproxy run", &stderr_text);
+    assert_no_secret("stdout of provproxy run", &stdout);
+    for reply in &seen_by_clients {
+        assert_no_secret("a response the clients got", &reply_text(reply));
+    }
+    for trace in ["trace.har", "trace.jsonl"] {
+        let text = std::fs::read_to_string(dir.path().join(trace)).expect("trace file written");
+        assert!(
+            text.contains("/basic/Users"),
+            "{trace} records the exchanges"
+        );
+        assert_no_secret(trace, &text);
+    }
+
+    let check = Command::new(env!("CARGO_BIN_EXE_provproxy"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .envs(ENV)
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run provproxy check");
+    assert!(check.status.success());
+    assert_no_secret("stdout of check", &String::from_utf8_lossy(&check.stdout));
+    assert_no_secret("stderr of check", &String::from_utf8_lossy(&check.stderr));
+
+    let text = std::fs::read_to_string(&config).expect("read config");
+    let env = |name: &str| {
+        ENV.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    };
+    let plan = provproxy::config::load_str(&text, "provproxy.toml", dir.path(), &env)
+        .expect("config loads");
+    assert_no_secret("Debug of the plan", &format!("{plan:?}"));
+    assert_no_secret("pretty Debug of the plan", &format!("{plan:#?}"));
+}
