@@ -1,5 +1,6 @@
 //! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
 
+mod framing;
 pub mod ingress;
 mod tls;
 
@@ -28,6 +29,7 @@ use crate::config::Plan;
 use crate::proxy::{ConnInfo, Proxy, Shared};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
+use framing::FramingGuard;
 use ingress::Ingress;
 
 /// Why the proxy could not start. Rendered once by the CLI.
@@ -274,13 +276,25 @@ async fn serve<H, F>(
                             .and_then(|chain| chain.first())
                             .and_then(|leaf| ingress.as_ref()?.identify_certificate(leaf));
                         let service = service(conn);
-                        watcher
-                            .watch(
-                                builder
-                                    .serve_connection(TokioIo::new(stream), service)
-                                    .into_owned(),
-                            )
-                            .await
+                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            // HTTP/2's binary framing is validated by hyper's h2 codec.
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(stream), service)
+                                        .into_owned(),
+                                )
+                                .await
+                        } else {
+                            let guarded = FramingGuard::new(stream, remote);
+                            watcher
+                                .watch(
+                                    builder
+                                        .serve_connection(TokioIo::new(guarded), service)
+                                        .into_owned(),
+                                )
+                                .await
+                        }
                     }
                     Err(err) => {
                         tracing::debug!(%remote, "TLS handshake failed: {err}");
@@ -289,10 +303,11 @@ async fn serve<H, F>(
                 },
                 None => {
                     let service = service(conn);
+                    let guarded = FramingGuard::new(stream, remote);
                     watcher
                         .watch(
                             builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection(TokioIo::new(guarded), service)
                                 .into_owned(),
                         )
                         .await

@@ -52,6 +52,7 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
         auth: AuthPlan {
             when: When::Always,
             kind: AuthKind::None,
+            normalize: true,
         },
         session: Some(session),
         rewriter: crate::challenge::Rewriter::new(&ChallengePlan::default())
