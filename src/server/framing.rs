@@ -2,9 +2,10 @@
 //! (Content-Length with Transfer-Encoding treated as chunked, `gzip, chunked`, duplicate
 //! Content-Length, bare LF line ends, control bytes in chunk extensions); a proxy that forwards
 //! such a request to a target that frames it differently is a request-smuggling vector. The
-//! guard scans the raw bytes of every request on the connection and, at the first violation,
-//! hands hyper only the bytes before it plus one NUL byte, which hyper's own parser rejects with
-//! 400 and a closed connection. Nothing after the violation is ever parsed, so nothing
+//! guard reads ahead, scans the raw bytes of every request on the connection before hyper sees
+//! them and, at the first violation, ends the stream for hyper before the offending request
+//! (or, when its head already went through, right before the bad bytes, so its body fails),
+//! then answers 400 and closes. Nothing after a violation is ever parsed, so nothing
 //! half-parsed is forwarded. HTTP/2 connections (prior-knowledge preface) pass untouched: their
 //! framing is binary and hyper's h2 codec validates it.
 
@@ -110,6 +111,11 @@ enum LineEnd {
 }
 
 impl Head {
+    /// Nothing of this head seen yet: the next byte starts a request.
+    fn is_fresh(&self) -> bool {
+        self.lines == 0 && self.line_len == 0 && !self.cr
+    }
+
     /// One byte of a head. `is_trailer` skips the request-line rules.
     fn byte(&mut self, byte: u8, is_trailer: bool) -> Result<Option<LineEnd>, Violation> {
         if self.cr {
@@ -213,30 +219,66 @@ fn trim(mut value: &[u8]) -> &[u8] {
     value
 }
 
+/// A refused stream: how many bytes of the last read may still go to hyper, why, and whether
+/// the guard itself must answer 400 (hyper never saw the offending request's head whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub good: usize,
+    pub violation: Violation,
+    pub answer: bool,
+}
+
 /// The framing scan of a connection's request stream.
 #[derive(Debug)]
 pub struct Scanner {
     state: State,
+    /// Bytes of the stream scanned so far.
+    position: u64,
+    /// Where the request being scanned began in the stream.
+    request_start: u64,
 }
 
 impl Default for Scanner {
     fn default() -> Self {
         Scanner {
             state: State::Start { matched: 0 },
+            position: 0,
+            request_start: 0,
         }
     }
 }
 
 impl Scanner {
-    /// Scans the next bytes; on a violation, returns how many of them are good.
-    pub fn scan(&mut self, bytes: &[u8]) -> Result<(), (usize, Violation)> {
+    /// Scans the next bytes. On a violation, says how many of them may go to hyper: up to the
+    /// start of the offending request when it began in these bytes (hyper then never sees it,
+    /// so nothing of it reaches a target), else up to the violation itself.
+    pub fn scan(&mut self, bytes: &[u8]) -> Result<(), Refusal> {
+        let read_start = self.position;
         let mut at = 0;
         while at < bytes.len() {
             match self.step(&bytes[at..]) {
-                Ok(used) => at += used,
+                Ok(used) => {
+                    at += used;
+                    self.position += used as u64;
+                    if matches!(&self.state, State::Head(head) if head.is_fresh()) {
+                        self.request_start = self.position;
+                    }
+                }
                 Err(violation) => {
+                    let in_head = matches!(self.state, State::Start { .. } | State::Head(_));
                     self.state = State::Rejected;
-                    return Err((at, violation));
+                    let withheld = self.request_start.checked_sub(read_start);
+                    let good = match withheld {
+                        Some(start) => at.min(usize::try_from(start).unwrap_or(at)),
+                        None => at,
+                    };
+                    return Err(Refusal {
+                        good,
+                        violation,
+                        // hyper answers a request whose head it parsed (the body then fails in
+                        // the pipeline, which answers 400); the guard answers the others.
+                        answer: withheld.is_some() || in_head,
+                    });
                 }
             }
         }
@@ -373,11 +415,28 @@ impl Scanner {
     }
 }
 
+/// How much the guard reads from the socket at once; everything read is scanned before hyper
+/// gets any of it, so a bad request that arrives whole never reaches hyper's parser.
+const READ_AHEAD: usize = 16 * 1024;
+
+/// What a refused client gets when hyper never saw its request.
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+content-length: 81\r\nconnection: close\r\n\r\n\
+{\"error\":\"bad_framing\",\"route\":null,\"side\":\"client\",\"detail\":\"malformed request\"}";
+
 /// The connection as hyper sees it: reads pass through the [`Scanner`].
 pub struct FramingGuard<IO> {
     io: IO,
     scanner: Scanner,
     remote: std::net::SocketAddr,
+    /// Scanned bytes not yet handed to hyper: `inbox[start..end]`.
+    inbox: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// No more bytes for hyper: the client finished, or was refused.
+    closed: bool,
+    /// The guard's own 400, written before the connection shuts down.
+    answer: Option<&'static [u8]>,
 }
 
 impl<IO> FramingGuard<IO> {
@@ -386,6 +445,11 @@ impl<IO> FramingGuard<IO> {
             io,
             scanner: Scanner::default(),
             remote,
+            inbox: vec![0; READ_AHEAD].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            closed: false,
+            answer: None,
         }
     }
 }
@@ -397,17 +461,31 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if matches!(this.scanner.state, State::Rejected) {
-            return Poll::Ready(Ok(()));
+        if this.start == this.end {
+            if this.closed {
+                return Poll::Ready(Ok(()));
+            }
+            let mut read = ReadBuf::new(&mut this.inbox);
+            ready!(Pin::new(&mut this.io).poll_read(cx, &mut read))?;
+            let filled = read.filled().len();
+            this.start = 0;
+            this.end = filled;
+            if filled == 0 {
+                this.closed = true;
+                return Poll::Ready(Ok(()));
+            }
+            if let Err(refusal) = this.scanner.scan(&this.inbox[..filled]) {
+                tracing::warn!(client = %this.remote, "refused a request: {}", refusal.violation.as_str());
+                this.end = refusal.good;
+                this.closed = true;
+                if refusal.answer {
+                    this.answer = Some(BAD_REQUEST);
+                }
+            }
         }
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-        if let Err((good, violation)) = this.scanner.scan(&buf.filled()[before..]) {
-            tracing::warn!(client = %this.remote, "refused a request: {}", violation.as_str());
-            buf.set_filled(before + good);
-            // A byte hyper's parser rejects wherever it stands: it answers 400 and closes.
-            buf.put_slice(b"\0");
-        }
+        let count = (this.end - this.start).min(buf.remaining());
+        buf.put_slice(&this.inbox[this.start..this.start + count]);
+        this.start += count;
         Poll::Ready(Ok(()))
     }
 }
@@ -438,7 +516,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FramingGuard<IO> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        while let Some(answer) = this.answer {
+            let written = ready!(Pin::new(&mut this.io).poll_write(cx, answer))?;
+            this.answer = match &answer[written..] {
+                [] => None,
+                rest => Some(rest),
+            };
+            if written == 0 {
+                break;
+            }
+        }
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
@@ -448,7 +537,7 @@ mod tests {
 
     fn verdict(stream: &[u8]) -> Result<(), Violation> {
         let mut scanner = Scanner::default();
-        scanner.scan(stream).map_err(|(_, violation)| violation)
+        scanner.scan(stream).map_err(|refusal| refusal.violation)
     }
 
     /// The same verdict whatever the byte boundaries of the reads.
@@ -457,7 +546,7 @@ mod tests {
         for byte in stream {
             scanner
                 .scan(std::slice::from_ref(byte))
-                .map_err(|(_, violation)| violation)?;
+                .map_err(|refusal| refusal.violation)?;
         }
         Ok(())
     }
@@ -470,6 +559,16 @@ mod tests {
             GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(verdict(stream), Ok(()));
         assert_eq!(verdict_bytewise(stream), Ok(()));
+    }
+
+    #[test]
+    fn the_guards_own_answer_declares_its_body_length() {
+        let text = std::str::from_utf8(BAD_REQUEST).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
     }
 
     #[test]
@@ -533,11 +632,31 @@ mod tests {
     }
 
     #[test]
-    fn the_good_prefix_ends_right_before_the_violation() {
-        let stream = b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n";
+    fn a_bad_request_is_cut_at_its_start_when_it_began_in_the_same_read() {
+        let good_request: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut stream = good_request.to_vec();
+        stream.extend_from_slice(b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
         let mut scanner = Scanner::default();
-        let (good, violation) = scanner.scan(stream).unwrap_err();
-        assert_eq!(violation, Violation::BareLf);
-        assert_eq!(&stream[..good], b"GET / HTTP/1.1\r\nHost: x");
+        let refusal = scanner.scan(&stream).unwrap_err();
+        assert_eq!(refusal.violation, Violation::InvalidChunkSize);
+        assert_eq!(&stream[..refusal.good], good_request);
+        assert!(
+            refusal.answer,
+            "hyper never sees the bad request, so the guard answers"
+        );
+    }
+
+    #[test]
+    fn a_bad_chunk_after_a_head_already_read_is_cut_right_before_it() {
+        let head: &[u8] = b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut scanner = Scanner::default();
+        assert_eq!(scanner.scan(head), Ok(()));
+        let refusal = scanner.scan(b"5\r\nhello\r\nzz\r\n").unwrap_err();
+        assert_eq!(refusal.violation, Violation::InvalidChunkSize);
+        assert_eq!(refusal.good, b"5\r\nhello\r\n".len());
+        assert!(
+            !refusal.answer,
+            "the pipeline answers a request whose body fails"
+        );
     }
 }

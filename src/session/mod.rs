@@ -29,7 +29,7 @@ pub enum SessionError {
         source: std::io::Error,
     },
     #[error(
-        "session state file {} is corrupt: {reason} (start with reset to move it aside)",
+        "session state file {} is corrupt: {reason} (start with --reset-sessions to move it aside)",
         .path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
