@@ -26,6 +26,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "OSMC_PASSWORD" => Some("not-a-real-password".to_owned()),
         "EMPTY_PASSWORD" => Some(String::new()),
+        "MULTILINE_PASSWORD" => Some("first\nsecond".to_owned()),
         _ => None,
     }
 }
@@ -53,6 +54,16 @@ fn the_base_config_of_the_error_table_is_valid() {
 #[test]
 fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
     let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "a status code that does not exist",
+            appended("\n[routes.session]\nrelogin_on = [401, 999]\n"),
+            "x.toml:15:20: routes[0].session.relogin_on[1]: 999 is not an HTTP status",
+        ),
+        (
+            "a secret that cannot go in a header is reported at its own key",
+            replaced("OSMC_PASSWORD", "MULTILINE_PASSWORD"),
+            "x.toml:12:1: routes[0].auth.password: the secret contains characters that cannot go in an HTTP header",
+        ),
         (
             "unknown key, with the nearest valid one",
             replaced("listen =", "listn ="),

@@ -157,6 +157,16 @@ pub enum When {
     Never,
 }
 
+impl When {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            When::Always => "always",
+            When::Missing => "missing",
+            When::Never => "never",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AuthPlan {
     pub when: When,
@@ -248,6 +258,16 @@ pub enum SessionKeyKind {
     Client,
     /// One session per value of this request header.
     Header(HeaderName),
+}
+
+impl std::fmt::Display for SessionKeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionKeyKind::Route => f.write_str("route"),
+            SessionKeyKind::Client => f.write_str("client"),
+            SessionKeyKind::Header(name) => write!(f, "header:{name}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

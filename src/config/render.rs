@@ -109,12 +109,16 @@ pub fn render(plan: &Plan) -> String {
                 oauth.scopes.join(" ")
             ),
         };
-        let _ = writeln!(out, "           auth {auth}, when {:?}", route.auth.when);
+        let _ = writeln!(
+            out,
+            "           auth {auth}, when {}",
+            route.auth.when.as_str()
+        );
         if let Some(session) = &route.session {
             let _ =
                 writeln!(
                 out,
-                "           session key {:?}, idle {:?}, serialize {}, relogin on {:?}, persist {}",
+                "           session key {}, idle {:?}, serialize {}, relogin on {:?}, persist {}",
                 session.key,
                 session.idle_timeout,
                 session.serialize,

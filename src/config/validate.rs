@@ -122,9 +122,9 @@ fn status_codes(codes: &[u16], path: &KeyPath) -> Checked<Vec<StatusCode>> {
     codes
         .iter()
         .enumerate()
-        .map(|(index, code)| {
-            StatusCode::from_u16(*code)
-                .or_else(|_| invalid(&path.index(index), format!("{code} is not an HTTP status")))
+        .map(|(index, code)| match StatusCode::from_u16(*code) {
+            Ok(status) if (100..=599).contains(code) => Ok(status),
+            _ => invalid(&path.index(index), format!("{code} is not an HTTP status")),
         })
         .collect()
 }
@@ -573,19 +573,19 @@ impl Validator<'_> {
             }
             _ => AuthKind::OAuth2(Box::new(self.oauth(raw, path)?)),
         };
-        let secret_ok = match &kind {
-            AuthKind::Basic { password, .. } => {
-                http::HeaderValue::from_str(password.expose()).is_ok()
-            }
-            AuthKind::Bearer { token } => http::HeaderValue::from_str(token.expose()).is_ok(),
-            AuthKind::Header { value, .. } => http::HeaderValue::from_str(value.expose()).is_ok(),
-            _ => true,
+        let header_secret = match &kind {
+            AuthKind::Basic { password, .. } => Some(("password", password)),
+            AuthKind::Bearer { token } => Some(("token", token)),
+            AuthKind::Header { value, .. } => Some(("value", value)),
+            _ => None,
         };
-        if !secret_ok {
-            return invalid(
-                path,
-                "the secret contains characters that cannot go in an HTTP header",
-            );
+        if let Some((key, secret)) = header_secret {
+            if http::HeaderValue::from_str(secret.expose()).is_err() {
+                return invalid(
+                    &path.key(key),
+                    "the secret contains characters that cannot go in an HTTP header",
+                );
+            }
         }
         Ok(AuthPlan {
             when,
