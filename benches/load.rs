@@ -1,0 +1,1045 @@
+//! Load benchmark (issue 8): provproxy against the upstream directly and against nginx and
+//! haproxy doing the same header injection, measured in one run.
+//!
+//! `cargo bench --bench load` (or `scripts/bench`, which installs wrk, nginx-light and haproxy
+//! first) runs the full benchmark; without `--bench` (as `cargo test --all-targets` runs it) it
+//! only proves in about a second that the upstream, the proxy config and the session step work.
+//!
+//! Every proxy and the upstream run as separate processes pinned to CPU 1 so that their CPU time
+//! and peak RSS can be read from /proc; the load generator (wrk, one thread) is pinned to CPU 0.
+//! Targets are measured round-robin, several rounds, so that drift hits all of them alike.
+//!
+//! Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (64),
+//! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use provproxy::config::{self, SessionKeyKind};
+use provproxy::session::{SessionKey, Sessions};
+
+const USER: &str = "svc_bench";
+const PASSWORD: &str = "bench-password-not-a-secret";
+const PATH: &str = "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646";
+/// What a connector that keeps no cookies still sends: provproxy strips it (the proxy owns the
+/// session), nginx and haproxy pass it on, so the upstream does the same work for every target.
+const CLIENT_COOKIE: &str = "JSESSIONID=from-client";
+
+/// A typical SCIM user, about 500 bytes.
+const USER_JSON: &str = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"2819c223-7f76-453a-919d-413861904646","externalId":"bjensen","userName":"bjensen@example.com","name":{"formatted":"Ms. Barbara J Jensen III","familyName":"Jensen","givenName":"Barbara"},"displayName":"Babs Jensen","active":true,"emails":[{"value":"bjensen@example.com","type":"work","primary":true}],"groups":[{"value":"e9e30dba-f08f-4109-8486-d5c6a331660a","display":"Tour Guides"}],"meta":{"resourceType":"User","created":"2010-01-23T04:56:22Z","lastModified":"2011-05-13T04:42:34Z","version":"W/\"3694e05e9dff591\""}}"#;
+const UNAUTHORIZED_JSON: &str = r#"{"code":401,"description":"The request requires user authentication","reasonPhrase":"Unauthorized"}"#;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("upstream") => run_upstream_process(),
+        Some("sessions") => sessions_process(&args),
+        _ if args.iter().any(|a| a == "--bench") => full(),
+        _ => smoke(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench load: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BenchResult<T> = Result<T, String>;
+
+fn err<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
+    move |e| format!("{context}: {e}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream: keep-alive, ~500-byte JSON, a session cookie when none is sent, 401 without
+// Authorization.
+
+async fn upstream_reply(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let authorized = req.headers().contains_key(AUTHORIZATION);
+    let has_cookie = req.headers().contains_key(COOKIE);
+    // Requests carry no body here, but a keep-alive connection must not be left with one unread.
+    let _ = req.into_body().collect().await;
+    let mut response = Response::new(Full::new(Bytes::from_static(if authorized {
+        USER_JSON.as_bytes()
+    } else {
+        UNAUTHORIZED_JSON.as_bytes()
+    })));
+    if !authorized {
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/scim+json"),
+    );
+    if !authorized {
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="bench""#),
+        );
+    } else if !has_cookie {
+        headers.insert(
+            SET_COOKIE,
+            HeaderValue::from_static("JSESSIONID=5f1d0c2a9be84e51a1c3; Path=/; HttpOnly"),
+        );
+    }
+    Ok(response)
+}
+
+async fn serve_upstream(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service_fn(upstream_reply))
+                .await;
+        });
+    }
+}
+
+/// `load upstream`: serve on an ephemeral port, print it, run until killed.
+fn run_upstream_process() -> BenchResult<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(err("runtime"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(err("bind upstream"))?;
+        let addr = listener.local_addr().map_err(err("upstream addr"))?;
+        println!("{addr}");
+        std::io::stdout().flush().map_err(err("stdout"))?;
+        serve_upstream(listener).await;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configs.
+
+fn basic_value() -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    format!("Basic {encoded}")
+}
+
+/// Basic injection + session jar + challenge expand; `trace_dir` turns HAR + JSONL on.
+fn provproxy_toml(upstream: SocketAddr, trace_dir: Option<&Path>) -> String {
+    let trace = match trace_dir {
+        Some(dir) => format!(
+            "[trace]\nhar = \"{har}\"\njsonl = \"{jsonl}\"\nbodies = true\nmax_body = \"64KiB\"\n\
+             rotate_size = \"256MiB\"\n",
+            har = dir.join("bench.har").display(),
+            jsonl = dir.join("bench.jsonl").display(),
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[admin]
+listen = "127.0.0.1:0"
+
+{trace}
+[[routes]]
+name = "scim"
+prefix = "/scim/"
+upstream = "http://{upstream}"
+
+[routes.auth]
+kind = "basic"
+username = "{USER}"
+password = {{ env = "BENCH_PASSWORD" }}
+
+[routes.session]
+cookies = true
+key = "route"
+serialize = false
+client_cookies = "strip"
+
+[routes.challenge]
+mode = "expand"
+add = ['Basic realm="scim"']
+split = true
+"#
+    )
+}
+
+fn nginx_conf(dir: &Path, listen: u16, upstream: SocketAddr) -> String {
+    let dir = dir.display();
+    format!(
+        r#"worker_processes 1;
+master_process off;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/nginx-body;
+    proxy_temp_path {dir}/nginx-proxy;
+    upstream target {{ server {upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location /scim/ {{
+            proxy_pass http://target;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "{auth}";
+        }}
+    }}
+}}
+"#,
+        auth = basic_value()
+    )
+}
+
+fn haproxy_cfg(listen: u16, upstream: SocketAddr) -> String {
+    format!(
+        r#"global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend bench
+    bind 127.0.0.1:{listen}
+    default_backend target
+backend target
+    http-reuse always
+    http-request set-header Authorization "{auth}"
+    server up {upstream}
+"#,
+        auth = basic_value()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and /proc.
+
+struct Proc {
+    child: Child,
+    /// SIGTERM rather than SIGKILL, so provproxy drains and closes its trace files.
+    graceful: bool,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// utime + stime in clock ticks, all threads.
+    fn cpu_ticks(&self) -> BenchResult<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .map_err(err("read /proc/PID/stat"))?;
+        // Fields after the parenthesised command name start at field 3 (state).
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or("malformed /proc/PID/stat")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| -> BenchResult<u64> {
+            fields
+                .get(n - 3)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| format!("no field {n} in /proc/PID/stat"))
+        };
+        Ok(field(14)? + field(15)?)
+    }
+
+    fn status_kib(&self, key: &str) -> BenchResult<u64> {
+        status_kib(&format!("/proc/{}/status", self.pid()), key)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.graceful {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.pid().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_kib(path: &str, key: &str) -> BenchResult<u64> {
+    let status = std::fs::read_to_string(path).map_err(err("read status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no {key} in {path}"))
+}
+
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// `taskset -c CPU program ...` when pinning is possible, else the program itself.
+fn pinned(cpu: Option<u32>, program: &str) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", &cpu.to_string(), program]);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+fn free_port() -> BenchResult<u16> {
+    let listener = StdListener::bind("127.0.0.1:0").map_err(err("bind"))?;
+    Ok(listener.local_addr().map_err(err("addr"))?.port())
+}
+
+fn wait_connectable(addr: SocketAddr, child: &mut Child) -> BenchResult<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "process exited before listening on {addr}: {status}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("nothing listening on {addr} after 10s"))
+}
+
+fn start_upstream(cpu: Option<u32>) -> BenchResult<(Proc, SocketAddr)> {
+    let exe = std::env::current_exe().map_err(err("current exe"))?;
+    let mut child = pinned(cpu, &exe.to_string_lossy())
+        .arg("upstream")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(err("spawn upstream"))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(err("read upstream addr"))?;
+    }
+    let addr = line
+        .trim()
+        .parse()
+        .map_err(|e| format!("upstream printed {line:?}: {e}"))?;
+    Ok((
+        Proc {
+            child,
+            graceful: false,
+        },
+        addr,
+    ))
+}
+
+/// The release binary, `run --config`; its listen and admin addresses come from its log line.
+fn start_provproxy(
+    cpu: Option<u32>,
+    config_path: &Path,
+) -> BenchResult<(Proc, SocketAddr, SocketAddr)> {
+    let mut child = pinned(cpu, env!("CARGO_BIN_EXE_provproxy"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config_path)
+        .env("BENCH_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(err("spawn provproxy"))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let mut found = None;
+    for line in lines.by_ref() {
+        let line = line.map_err(err("read provproxy log"))?;
+        if !line.contains("provproxy listening") {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(err("provproxy log line"))?;
+        let fields = &value["fields"];
+        let addr = fields["addr"].as_str().and_then(|a| a.parse().ok());
+        let admin = fields["admin"]
+            .as_str()
+            .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+        found = addr.zip(admin);
+        break;
+    }
+    // Keep draining so a chatty log can never block the proxy on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let proc = Proc {
+        child,
+        graceful: true,
+    };
+    let (addr, admin) = found.ok_or("provproxy did not log its listen addresses")?;
+    Ok((proc, addr, admin))
+}
+
+fn start_nginx(
+    cpu: Option<u32>,
+    dir: &Path,
+    upstream: SocketAddr,
+) -> BenchResult<Option<(Proc, SocketAddr)>> {
+    let Some(nginx) = find_program(&["nginx", "/usr/sbin/nginx"]) else {
+        println!("nginx: not installed (Debian package nginx-light); skipped");
+        return Ok(None);
+    };
+    let port = free_port()?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(dir, port, upstream)).map_err(err("write nginx.conf"))?;
+    let mut child = pinned(cpu, &nginx)
+        .args(["-p", &dir.display().to_string(), "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(err("spawn nginx"))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_connectable(addr, &mut child)?;
+    Ok(Some((
+        Proc {
+            child,
+            graceful: false,
+        },
+        addr,
+    )))
+}
+
+fn start_haproxy(
+    cpu: Option<u32>,
+    dir: &Path,
+    upstream: SocketAddr,
+) -> BenchResult<Option<(Proc, SocketAddr)>> {
+    let Some(haproxy) = find_program(&["haproxy", "/usr/sbin/haproxy"]) else {
+        println!("haproxy: not installed (Debian package haproxy); skipped");
+        return Ok(None);
+    };
+    let port = free_port()?;
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(&cfg, haproxy_cfg(port, upstream)).map_err(err("write haproxy.cfg"))?;
+    let mut child = pinned(cpu, &haproxy)
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(err("spawn haproxy"))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_connectable(addr, &mut child)?;
+    Ok(Some((
+        Proc {
+            child,
+            graceful: false,
+        },
+        addr,
+    )))
+}
+
+fn find_program(candidates: &[&str]) -> Option<String> {
+    candidates.iter().find_map(|name| {
+        if name.contains('/') {
+            Path::new(name).exists().then(|| (*name).to_owned())
+        } else {
+            let out = Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .ok()?;
+            let path = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+            (!path.is_empty()).then_some(path)
+        }
+    })
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`; enough for the admin endpoint.
+fn http_get(addr: SocketAddr, path: &str) -> BenchResult<String> {
+    let mut stream = TcpStream::connect(addr).map_err(err("connect"))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(err("write"))?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).map_err(err("read"))?;
+    Ok(text)
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && line.contains(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generation (wrk).
+
+const WRK_SCRIPT: &str = r#"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+"#;
+
+struct Sample {
+    requests: u64,
+    micros: u64,
+    p50_us: u64,
+    p99_us: u64,
+    bad_status: u64,
+    socket_errors: u64,
+}
+
+fn wrk(
+    cpu: Option<u32>,
+    script: &Path,
+    url: &str,
+    headers: &[String],
+    connections: u32,
+    seconds: u64,
+) -> BenchResult<Sample> {
+    let mut command = pinned(cpu, "wrk");
+    command.args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{seconds}s"),
+        "--timeout",
+        "5s",
+        "-s",
+    ]);
+    command.arg(script);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let out = command.arg(url).output().map_err(err("run wrk"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("wrk printed no result: {text}"))?;
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    match n[..] {
+        [requests, micros, p50_us, p99_us, bad_status, socket_errors] => Ok(Sample {
+            requests,
+            micros,
+            p50_us,
+            p99_us,
+            bad_status,
+            socket_errors,
+        }),
+        _ => Err(format!("unexpected wrk result line: {line}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The full run.
+
+struct Target {
+    name: &'static str,
+    url: String,
+    headers: Vec<String>,
+    /// None for "direct": there is no proxy process.
+    proc: Option<Proc>,
+    admin: Option<SocketAddr>,
+    samples: Vec<Sample>,
+    cpu_ticks: u64,
+    upstream_ticks: u64,
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+fn full() -> BenchResult<()> {
+    let rounds = env_num("BENCH_ROUNDS", 3);
+    let seconds = env_num("BENCH_SECONDS", 5);
+    let connections = u32::try_from(env_num("BENCH_CONNECTIONS", 64)).unwrap_or(64);
+    let session_count = env_num("BENCH_SESSIONS", 100_000);
+    if find_program(&["wrk"]).is_none() {
+        return Err("wrk is not installed (Debian package wrk; scripts/bench installs it)".into());
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pin = cpus >= 2 && find_program(&["taskset"]).is_some();
+    let (gen_cpu, server_cpu) = if pin {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "{} CPUs; {}; wrk -t1 -c{connections}, {rounds} rounds x {seconds}s per target, \
+         targets alternated within each round; HTTP/1.1 keep-alive on loopback.",
+        cpus,
+        if pin {
+            "load generator pinned to CPU 0, upstream and proxy to CPU 1 (taskset)"
+        } else {
+            "NOT pinned (needs 2 CPUs and taskset)"
+        }
+    );
+
+    let dir = tempfile::tempdir().map_err(err("temp dir"))?;
+    let script = dir.path().join("report.lua");
+    std::fs::write(&script, WRK_SCRIPT).map_err(err("write wrk script"))?;
+    let trace_dir = dir.path().join("traces");
+
+    let (upstream, upstream_addr) = start_upstream(server_cpu)?;
+    let plain_cfg = dir.path().join("provproxy.toml");
+    std::fs::write(&plain_cfg, provproxy_toml(upstream_addr, None)).map_err(err("write"))?;
+    let trace_cfg = dir.path().join("provproxy-trace.toml");
+    std::fs::write(&trace_cfg, provproxy_toml(upstream_addr, Some(&trace_dir)))
+        .map_err(err("write"))?;
+
+    let cookie = format!("Cookie: {CLIENT_COOKIE}");
+    let mut targets = vec![Target {
+        name: "direct",
+        url: format!("http://{upstream_addr}{PATH}"),
+        headers: vec![format!("Authorization: {}", basic_value()), cookie.clone()],
+        proc: None,
+        admin: None,
+        samples: Vec::new(),
+        cpu_ticks: 0,
+        upstream_ticks: 0,
+    }];
+    let mut add = |name, proc: Proc, addr: SocketAddr, admin| {
+        targets.push(Target {
+            name,
+            url: format!("http://{addr}{PATH}"),
+            headers: vec![cookie.clone()],
+            proc: Some(proc),
+            admin,
+            samples: Vec::new(),
+            cpu_ticks: 0,
+            upstream_ticks: 0,
+        })
+    };
+    let (proc, addr, admin) = start_provproxy(server_cpu, &plain_cfg)?;
+    add("provproxy", proc, addr, Some(admin));
+    let (proc, addr, admin) = start_provproxy(server_cpu, &trace_cfg)?;
+    add("provproxy+trace", proc, addr, Some(admin));
+    if let Some((proc, addr)) = start_nginx(server_cpu, dir.path(), upstream_addr)? {
+        add("nginx", proc, addr, None);
+    }
+    if let Some((proc, addr)) = start_haproxy(server_cpu, dir.path(), upstream_addr)? {
+        add("haproxy", proc, addr, None);
+    }
+
+    for target in &targets {
+        let warm = wrk(
+            gen_cpu,
+            &script,
+            &target.url,
+            &target.headers,
+            connections,
+            1,
+        )?;
+        if warm.requests == 0 || warm.bad_status > 0 {
+            return Err(format!(
+                "{}: warm-up got {} requests, {} non-2xx",
+                target.name, warm.requests, warm.bad_status
+            ));
+        }
+    }
+    let upstream_proc = upstream;
+    for round in 0..rounds {
+        // Rotate the order each round as well, so no target always runs right after another.
+        let n = targets.len();
+        for i in 0..n {
+            let target = &mut targets[(i + round as usize) % n];
+            let cpu0 = target.proc.as_ref().map(Proc::cpu_ticks).transpose()?;
+            let up0 = upstream_proc.cpu_ticks()?;
+            let sample = wrk(
+                gen_cpu,
+                &script,
+                &target.url,
+                &target.headers,
+                connections,
+                seconds,
+            )?;
+            if let (Some(proc), Some(before)) = (&target.proc, cpu0) {
+                target.cpu_ticks += proc.cpu_ticks()? - before;
+            }
+            target.upstream_ticks += upstream_proc.cpu_ticks()? - up0;
+            eprintln!(
+                "round {}: {:<16} {:>8.0} req/s p50 {:>5} us p99 {:>5} us",
+                round + 1,
+                target.name,
+                sample.requests as f64 / (sample.micros as f64 / 1e6),
+                sample.p50_us,
+                sample.p99_us
+            );
+            target.samples.push(sample);
+        }
+    }
+
+    let tick_us = 1e6 / clock_ticks_per_second() as f64;
+    struct Row {
+        name: &'static str,
+        rps: f64,
+        p50: u64,
+        p99: u64,
+        cpu_us: Option<f64>,
+        upstream_cpu_us: f64,
+        rss_kib: Option<u64>,
+        errors: u64,
+    }
+    let mut rows = Vec::new();
+    for target in &targets {
+        let requests: u64 = target.samples.iter().map(|s| s.requests).sum();
+        let micros: u64 = target.samples.iter().map(|s| s.micros).sum();
+        let errors: u64 = target
+            .samples
+            .iter()
+            .map(|s| s.bad_status + s.socket_errors)
+            .sum();
+        let per_req = |ticks: u64| ticks as f64 * tick_us / requests.max(1) as f64;
+        rows.push(Row {
+            name: target.name,
+            rps: requests as f64 / (micros.max(1) as f64 / 1e6),
+            p50: median(target.samples.iter().map(|s| s.p50_us).collect()),
+            p99: median(target.samples.iter().map(|s| s.p99_us).collect()),
+            cpu_us: target.proc.as_ref().map(|_| per_req(target.cpu_ticks)),
+            upstream_cpu_us: per_req(target.upstream_ticks),
+            rss_kib: target
+                .proc
+                .as_ref()
+                .map(|p| p.status_kib("VmHWM:"))
+                .transpose()?,
+            errors,
+        });
+    }
+    let find = |name: &str| rows.iter().find(|r| r.name == name);
+    let direct_rps = find("direct").map(|r| r.rps);
+    let nginx = find("nginx");
+    let _ = writeln!(
+        report,
+        "\n| target | req/s | p50 µs | p99 µs | proxy CPU µs/req | upstream CPU µs/req | \
+         proxy peak RSS MiB | req/s vs direct | CPU vs nginx | p99 vs nginx | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "–".into(),
+    };
+    for row in &rows {
+        let _ = writeln!(
+            report,
+            "| {} | {:.0} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            row.name,
+            row.rps,
+            row.p50,
+            row.p99,
+            row.cpu_us.map_or("–".into(), |c| format!("{c:.1}")),
+            row.upstream_cpu_us,
+            row.rss_kib
+                .map_or("–".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
+            ratio(Some(row.rps), direct_rps),
+            ratio(row.cpu_us, nginx.and_then(|n| n.cpu_us)),
+            ratio(Some(row.p99 as f64), nginx.map(|n| n.p99 as f64)),
+            row.errors,
+        );
+    }
+    if let Some(admin) = targets
+        .iter()
+        .find(|t| t.name == "provproxy+trace")
+        .and_then(|t| t.admin)
+    {
+        let metrics = http_get(admin, "/metrics")?;
+        let _ = writeln!(
+            report,
+            "\nprovproxy+trace: {} records written, {} dropped (writer behind), {} write errors.",
+            metric(&metrics, "trace_records_written"),
+            metric(&metrics, "trace_records_dropped"),
+            metric(&metrics, "trace_write_errors"),
+        );
+    }
+
+    // The targets of issue 8.
+    let _ = writeln!(report);
+    let plain = find("provproxy");
+    let traced = find("provproxy+trace");
+    let mut check = |what: &str, value: Option<f64>, limit: Option<f64>, unit: &str| {
+        let line = match (value, limit) {
+            (Some(v), Some(l)) => format!(
+                "- {what}: {v:.2}{unit} vs limit {l:.2}{unit}: {}",
+                if v <= l { "met" } else { "NOT met" }
+            ),
+            _ => format!("- {what}: not measured"),
+        };
+        let _ = writeln!(report, "{line}");
+    };
+    check(
+        "CPU per request ≤ 0.8 × nginx",
+        plain.and_then(|r| r.cpu_us),
+        nginx.and_then(|n| n.cpu_us).map(|c| 0.8 * c),
+        " µs",
+    );
+    check(
+        "tracing adds ≤ 15 % CPU",
+        traced.and_then(|r| r.cpu_us),
+        plain.and_then(|r| r.cpu_us).map(|c| 1.15 * c),
+        " µs",
+    );
+    check(
+        "p99 ≤ nginx p99",
+        plain.map(|r| r.p99 as f64),
+        nginx.map(|n| n.p99 as f64),
+        " µs",
+    );
+    check(
+        "RSS under load ≤ 32 MiB (provproxy)",
+        plain.and_then(|r| r.rss_kib).map(|k| k as f64 / 1024.0),
+        Some(32.0),
+        " MiB",
+    );
+    check(
+        "RSS under load ≤ 32 MiB (provproxy+trace)",
+        traced.and_then(|r| r.rss_kib).map(|k| k as f64 / 1024.0),
+        Some(32.0),
+        " MiB",
+    );
+    drop(targets);
+    drop(upstream_proc);
+
+    let sessions = measure_sessions(session_count)?;
+    let _ = writeln!(report, "\n{sessions}");
+    print!("{report}");
+    if let Ok(path) = std::env::var("BENCH_OUT") {
+        std::fs::write(&path, &report).map_err(err("write BENCH_OUT"))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle sessions in memory.
+
+const SESSIONS_TOML: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[[routes]]
+name = "scim"
+prefix = "/scim/"
+upstream = "http://127.0.0.1:9"
+
+[routes.session]
+cookies = true
+key = "header:X-Tenant"
+idle_timeout = "15m"
+"#;
+
+/// Opens `count` sessions, each holding one JSESSIONID as a target would set it, and leaves them
+/// idle. Returns how many the store holds.
+async fn open_sessions(count: u64) -> BenchResult<(Sessions, usize)> {
+    let plan = config::load_str(SESSIONS_TOML, "sessions.toml", Path::new("."), &|_| None)
+        .map_err(err("sessions config"))?;
+    let route = &plan.routes[0];
+    let kind = route
+        .session
+        .as_ref()
+        .map(|s| s.key.clone())
+        .unwrap_or(SessionKeyKind::Route);
+    let sessions = Sessions::open(&plan.routes, false).map_err(err("open sessions"))?;
+    let mut request = HeaderMap::new();
+    let mut response = HeaderMap::new();
+    for i in 0..count {
+        let tenant = HeaderValue::from_str(&format!("tenant-{i:06}")).map_err(err("header"))?;
+        request.insert("x-tenant", tenant);
+        let key = SessionKey::derive(&kind, None, &request);
+        let lease = sessions
+            .lease(&route.name, key)
+            .await
+            .ok_or("route keeps no sessions")?;
+        let _ = lease.cookie_header(PATH);
+        let cookie = format!("JSESSIONID={i:032x}; Path=/; HttpOnly");
+        response.insert(
+            SET_COOKIE,
+            HeaderValue::from_str(&cookie).map_err(err("cookie"))?,
+        );
+        lease.absorb(PATH, &response);
+    }
+    let held = usize::try_from(sessions.stats().live).unwrap_or(usize::MAX);
+    Ok((sessions, held))
+}
+
+/// `load sessions N`: a process of its own, so its RSS is the sessions' and nothing else's.
+fn sessions_process(args: &[String]) -> BenchResult<()> {
+    let count: u64 = args
+        .get(1)
+        .and_then(|n| n.parse().ok())
+        .ok_or("usage: load sessions N")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(err("runtime"))?;
+    let before = status_kib("/proc/self/status", "VmRSS:")?;
+    let (_sessions, held) = runtime.block_on(open_sessions(count))?;
+    let after = status_kib("/proc/self/status", "VmRSS:")?;
+    println!("SESSIONS {held} {before} {after}");
+    Ok(())
+}
+
+fn measure_sessions(count: u64) -> BenchResult<String> {
+    let exe = std::env::current_exe().map_err(err("current exe"))?;
+    let out = Command::new(exe)
+        .args(["sessions", &count.to_string()])
+        .output()
+        .map_err(err("run sessions step"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<u64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SESSIONS "))
+        .ok_or_else(|| format!("sessions step printed nothing: {text}"))?
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [held, before, after] = fields[..] else {
+        return Err(format!("sessions step: unexpected output {text}"));
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let grown = after.saturating_sub(before);
+    Ok(format!(
+        "Idle sessions: {held} sessions (key = \"header:X-Tenant\", one JSESSIONID each) through \
+         provproxy::session::Sessions: process RSS {:.1} MiB ({:.1} MiB for the sessions, {:.0} \
+         bytes each); limit 200 MiB: {}",
+        mib(after),
+        mib(grown),
+        grown as f64 * 1024.0 / held.max(1) as f64,
+        if mib(after) <= 200.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test mode: a second's worth of proof that the pieces work.
+
+fn smoke() -> BenchResult<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(err("runtime"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(err("bind"))?;
+        let upstream = listener.local_addr().map_err(err("addr"))?;
+        tokio::spawn(serve_upstream(listener));
+        let trace_dir = tempfile::tempdir().map_err(err("temp dir"))?;
+        for trace in [None, Some(trace_dir.path())] {
+            let toml = provproxy_toml(upstream, trace);
+            let proxy = provproxy::demo::start_proxy(&toml, &[("BENCH_PASSWORD", PASSWORD)])
+                .await
+                .map_err(err("start proxy"))?;
+            let addr = proxy.addr();
+            let (status, cookie_set) = get_once(addr).await?;
+            if status != StatusCode::OK || cookie_set {
+                return Err(format!(
+                    "through provproxy: {status}, Set-Cookie passed to client: {cookie_set}"
+                ));
+            }
+            proxy.shutdown().await;
+        }
+        let direct_unauthorized = send(upstream, None).await?.status();
+        if direct_unauthorized != StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "upstream without Authorization answered {direct_unauthorized}"
+            ));
+        }
+        let (_sessions, held) = open_sessions(1000).await?;
+        if held != 1000 {
+            return Err(format!("expected 1000 sessions, store holds {held}"));
+        }
+        println!("bench load: smoke run ok (run `cargo bench --bench load` for figures)");
+        Ok(())
+    })
+}
+
+async fn send(addr: SocketAddr, auth: Option<&str>) -> BenchResult<Response<Incoming>> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(err("connect"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(err("handshake"))?;
+    tokio::spawn(conn);
+    let mut request = Request::get(PATH)
+        .header("host", addr.to_string())
+        .header(COOKIE, CLIENT_COOKIE);
+    if let Some(auth) = auth {
+        request = request.header(AUTHORIZATION, auth);
+    }
+    let request = request
+        .body(Full::new(Bytes::new()))
+        .map_err(err("request"))?;
+    sender.send_request(request).await.map_err(err("send"))
+}
+
+async fn get_once(addr: SocketAddr) -> BenchResult<(StatusCode, bool)> {
+    let response = send(addr, None).await?;
+    let status = response.status();
+    let cookie_set = response.headers().contains_key(SET_COOKIE);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(err("body"))?
+        .to_bytes();
+    if status == StatusCode::OK && body != USER_JSON.as_bytes() {
+        return Err("the proxy changed the body".into());
+    }
+    Ok((status, cookie_set))
+}
