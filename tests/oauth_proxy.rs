@@ -633,3 +633,46 @@ async fn real_binary_never_shows_the_client_secret_the_password_or_any_token() {
         "the echoing endpoint was asked (so its echo was there to leak)"
     );
 }
+
+/// The token request shows in the trace as its own record, with the client secret, the Basic
+/// client credential and the issued token all redacted.
+#[tokio::test]
+async fn the_token_fetch_is_traced_without_the_secret_or_the_token() {
+    let endpoint = Endpoint::spawn().await;
+    let (scim, _) = endpoint.scim().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let har = dir.path().join("trace.har");
+    let url = endpoint.token_url();
+    let proxy = start(
+        &config(
+            &[Route::client_credentials("onetrust", scim.url(), &url)],
+            &format!("\n[trace]\nhar = {:?}\n", har.display().to_string()),
+        ),
+        &[(SECRET_ENV, endpoint.secret.as_str())],
+    )
+    .await;
+    let listed = get(&users_url(proxy.addr(), "onetrust"), &[]).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    proxy.shutdown().await;
+    let text = std::fs::read_to_string(&har).expect("trace written");
+    let trace: serde_json::Value = serde_json::from_str(&text).expect("HAR is JSON");
+    let entries = trace["log"]["entries"].as_array().expect("entries");
+    let fetch = entries
+        .iter()
+        .find(|entry| entry["_provproxy"]["role"] == "token")
+        .expect("a token-fetch record");
+    assert_eq!(fetch["request"]["url"], url.as_str());
+    assert_eq!(fetch["response"]["status"], 200);
+    assert!(
+        text.contains("expires_in"),
+        "the token response's public fields are kept"
+    );
+    let mut secrets = forms(&endpoint.secret);
+    secrets.extend(forms(&format!("{CLIENT_ID}:{}", endpoint.secret)));
+    for token in endpoint.stats.issued_tokens() {
+        secrets.extend(forms(&token));
+    }
+    for secret in secrets {
+        assert!(!text.contains(&secret), "the trace holds a secret");
+    }
+}

@@ -9,6 +9,7 @@ use http::{HeaderMap, StatusCode, Version};
 
 use super::forward::Head;
 use super::{ConnInfo, Route};
+use crate::auth::oauth::TokenExchange;
 use crate::server::ingress::ClientName;
 use crate::session::SessionKey;
 use crate::trace::record::{
@@ -129,5 +130,60 @@ impl Exchange<'_> {
             actions: self.actions.clone(),
             error,
         }
+    }
+}
+
+/// The record of a request the proxy made to an OAuth token endpoint on a route's behalf.
+pub fn token_fetch_record(
+    id: u64,
+    route: &str,
+    exchange: TokenExchange,
+    max_body: usize,
+) -> ExchangeRecord {
+    let TokenExchange {
+        started,
+        elapsed,
+        url,
+        request_headers,
+        request_body,
+        response,
+        error,
+    } = exchange;
+    ExchangeRecord {
+        id,
+        parent: None,
+        role: Role::TokenFetch,
+        started,
+        timings: Timings {
+            connect: None,
+            first_byte: None,
+            total: elapsed,
+        },
+        client_addr: None,
+        client_name: None,
+        route: Some(route.to_owned()),
+        session_key: None,
+        request: RequestPart {
+            method: http::Method::POST,
+            url,
+            version: Version::HTTP_11,
+            headers: request_headers,
+            body: Some(capture(&request_body, max_body)),
+        },
+        response: response.map(|(status, headers, body)| ResponsePart {
+            status,
+            version: Version::HTTP_11,
+            headers,
+            body: Some(capture(&body, max_body)),
+        }),
+        actions: Actions {
+            token_fetched: true,
+            ..Actions::default()
+        },
+        error: error.map(|(kind, detail)| ErrorInfo {
+            kind: kind.to_owned(),
+            side: "upstream",
+            detail,
+        }),
     }
 }

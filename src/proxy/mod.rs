@@ -117,6 +117,25 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(plan: &Plan, shared: Shared) -> Result<Self, RouteSetupError> {
+        let trace_max_body =
+            plan.trace
+                .as_ref()
+                .map_or(0, |trace| if trace.bodies { trace.max_body } else { 0 });
+        if let Some(tracer) = &shared.tracer {
+            for (route, tokens) in plan.routes.iter().zip(&shared.tokens) {
+                let Some(tokens) = tokens else { continue };
+                let (tracer, route) = (tracer.clone(), route.name.clone());
+                tokens.observe(Arc::new(move |exchange| {
+                    let record = exchange::token_fetch_record(
+                        tracer.next_id(),
+                        &route,
+                        exchange,
+                        trace_max_body,
+                    );
+                    tracer.submit(record);
+                }));
+            }
+        }
         let routes = plan
             .routes
             .iter()

@@ -140,6 +140,16 @@ impl OAuthError {
 }
 
 fn scrub_text(text: &str, secrets: &[&str]) -> String {
+    let out = redact_values(text, secrets);
+    // Truncate only after redaction: cutting first could leave half a secret behind.
+    out.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_TEXT)
+        .collect()
+}
+
+/// `text` with every occurrence of a known secret replaced by `[REDACTED]`.
+pub(super) fn redact_values(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_owned();
     // Longest first, so a secret that contains another is removed whole.
     let mut secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
@@ -149,11 +159,7 @@ fn scrub_text(text: &str, secrets: &[&str]) -> String {
             out = out.replace(secret, "[REDACTED]");
         }
     }
-    // Truncate only after redaction: cutting first could leave half a secret behind.
-    out.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_TEXT)
-        .collect()
+    out
 }
 
 #[cfg(test)]

@@ -120,6 +120,25 @@ struct Inner {
     state: Mutex<State>,
     fetches: AtomicU64,
     failures: AtomicU64,
+    /// Told about every token request, for the trace; set once at startup.
+    observer: std::sync::OnceLock<Observer>,
+}
+
+/// Receives each exchange with the token endpoint (the trace records it, redacted).
+pub type Observer = Arc<dyn Fn(TokenExchange) + Send + Sync>;
+
+/// One request to the token endpoint as it went over the wire. It holds the client secret and
+/// the issued token: only the trace's redaction may look at it.
+pub struct TokenExchange {
+    pub started: std::time::SystemTime,
+    pub elapsed: Duration,
+    pub url: String,
+    pub request_headers: http::HeaderMap,
+    pub request_body: Bytes,
+    /// Status, headers and body, when a response arrived.
+    pub response: Option<(http::StatusCode, http::HeaderMap, Bytes)>,
+    /// `(kind, detail)` of the failure, if the exchange failed.
+    pub error: Option<(&'static str, String)>,
 }
 
 #[derive(Default)]
@@ -202,6 +221,7 @@ impl TokenSource {
                 state: Mutex::new(State::default()),
                 fetches: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -272,6 +292,11 @@ impl TokenSource {
         &self.inner.route
     }
 
+    /// Reports every later token request to `observer`; the first observer set stays.
+    pub fn observe(&self, observer: Observer) {
+        let _ = self.inner.observer.set(observer);
+    }
+
     pub fn stats(&self) -> TokenStats {
         TokenStats {
             fetches: self.inner.fetches.load(Ordering::Relaxed),
@@ -338,6 +363,7 @@ impl Inner {
     }
 
     async fn request(&self, body: Bytes) -> Result<(Issued, Instant), OAuthError> {
+        let observed = self.observer.get().map(|_| body.clone());
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
@@ -353,16 +379,20 @@ impl Inner {
             })
         })?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        let request_headers = observed.as_ref().map(|_| request.headers().clone());
+        let started = std::time::SystemTime::now();
         // Expiry counts from when the request left: the endpoint's clock started no earlier.
         let sent_at = Instant::now();
+        let mut received = None;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|err| {
                 self.error(Failure::Connect {
                     reason: error_chain(&err),
                 })
             })?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            let (parts, body) = response.into_parts();
+            let status = parts.status;
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|err| {
@@ -372,14 +402,42 @@ impl Inner {
                     })
                 })?
                 .to_bytes();
+            received = Some((status, parts.headers, body.clone()));
             wire::interpret(status, &body).map_err(|failure| self.error(failure))
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        let result = match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result.map(|issued| (issued, sent_at)),
             Err(_) => Err(self.error(Failure::Timeout {
                 timeout: self.timeout,
             })),
+        };
+        if let (Some(observer), Some(request_body), Some(request_headers)) =
+            (self.observer.get(), observed, request_headers)
+        {
+            // The trace redacts token bodies by field name; an endpoint that echoes a
+            // credential in free text (`error_description`) is caught here, by value.
+            let secrets = self.known_secrets(&result);
+            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let scrub = |bytes: &Bytes| {
+                Bytes::from(error::redact_values(
+                    &String::from_utf8_lossy(bytes),
+                    &secrets,
+                ))
+            };
+            observer(TokenExchange {
+                started,
+                elapsed: sent_at.elapsed(),
+                url: self.uri.to_string(),
+                request_headers,
+                request_body,
+                response: received.map(|(status, headers, body)| (status, headers, scrub(&body))),
+                error: result
+                    .as_ref()
+                    .err()
+                    .map(|err| (err.kind(), error::redact_values(&err.to_string(), &secrets))),
+            });
         }
+        result
     }
 
     /// Records the outcome of a fetch and ends the single flight, atomically, so that a caller
@@ -439,6 +497,26 @@ impl Inner {
             fetched: true,
             ..token
         })
+    }
+
+    /// Every secret value this source knows: the configured ones, the refresh token, the
+    /// current token and the one just issued.
+    fn known_secrets(&self, issued: &Result<(Issued, Instant), OAuthError>) -> Vec<String> {
+        let mut secrets = self.static_secrets.clone();
+        {
+            let state = self.lock();
+            if let Some(refresh_token) = &state.refresh_token {
+                secrets.push(refresh_token.expose().to_owned());
+            }
+            if let Some(current) = &state.current {
+                secrets.push(current.token.value.access_token.expose().to_owned());
+            }
+        }
+        if let Ok((issued, _)) = issued {
+            secrets.push(issued.access_token.clone());
+            secrets.extend(issued.refresh_token.clone());
+        }
+        secrets
     }
 
     fn fail(&self, state: &mut State, error: OAuthError) -> OAuthError {
