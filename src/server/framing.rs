@@ -439,11 +439,26 @@ pub struct FramingGuard<IO> {
     answer: Option<&'static [u8]>,
 }
 
+/// Whether a connection's bytes are scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Checked,
+    /// HTTP/2 negotiated by ALPN: binary framing that hyper's h2 codec validates.
+    Unchecked,
+}
+
 impl<IO> FramingGuard<IO> {
-    pub fn new(io: IO, remote: std::net::SocketAddr) -> Self {
+    pub fn new(io: IO, remote: std::net::SocketAddr, framing: Framing) -> Self {
+        let scanner = match framing {
+            Framing::Checked => Scanner::default(),
+            Framing::Unchecked => Scanner {
+                state: State::Passthrough,
+                ..Scanner::default()
+            },
+        };
         FramingGuard {
             io,
-            scanner: Scanner::default(),
+            scanner,
             remote,
             inbox: vec![0; READ_AHEAD].into_boxed_slice(),
             start: 0,

@@ -29,8 +29,13 @@ use crate::config::Plan;
 use crate::proxy::{ConnInfo, Proxy, Shared};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
-use framing::FramingGuard;
+use framing::{Framing, FramingGuard};
 use ingress::Ingress;
+
+/// A client connection, plain or TLS, as one type so that one code path serves both.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Why the proxy could not start. Rendered once by the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -259,14 +264,7 @@ async fn serve<H, F>(
                 tls: tls.is_some(),
                 client: None,
             };
-            let service = |conn: ConnInfo| {
-                service_fn(move |request| {
-                    let handler = handler.clone();
-                    let conn = conn.clone();
-                    async move { Ok::<_, Infallible>(handler(request, conn).await) }
-                })
-            };
-            let result = match tls {
+            let (stream, framing): (Box<dyn Io>, _) = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
                         conn.client = stream
@@ -275,44 +273,37 @@ async fn serve<H, F>(
                             .peer_certificates()
                             .and_then(|chain| chain.first())
                             .and_then(|leaf| ingress.as_ref()?.identify_certificate(leaf));
-                        let service = service(conn);
-                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            // HTTP/2's binary framing is validated by hyper's h2 codec.
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection(TokioIo::new(stream), service)
-                                        .into_owned(),
-                                )
-                                .await
-                        } else {
-                            let guarded = FramingGuard::new(stream, remote);
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection(TokioIo::new(guarded), service)
-                                        .into_owned(),
-                                )
-                                .await
-                        }
+                        // HTTP/2's binary framing is validated by hyper's h2 codec.
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        (
+                            Box::new(stream),
+                            if h2 {
+                                Framing::Unchecked
+                            } else {
+                                Framing::Checked
+                            },
+                        )
                     }
                     Err(err) => {
                         tracing::debug!(%remote, "TLS handshake failed: {err}");
                         return;
                     }
                 },
-                None => {
-                    let service = service(conn);
-                    let guarded = FramingGuard::new(stream, remote);
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection(TokioIo::new(guarded), service)
-                                .into_owned(),
-                        )
-                        .await
-                }
+                None => (Box::new(stream), Framing::Checked),
             };
+            let service = service_fn(move |request| {
+                let handler = handler.clone();
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(handler(request, conn).await) }
+            });
+            let guarded = FramingGuard::new(stream, remote, framing);
+            let result = watcher
+                .watch(
+                    builder
+                        .serve_connection(TokioIo::new(guarded), service)
+                        .into_owned(),
+                )
+                .await;
             if let Err(err) = result {
                 tracing::debug!(%remote, "connection ended with an error: {err}");
             }
