@@ -135,6 +135,24 @@ impl Head {
         Ok(None)
     }
 
+    /// Takes the run of ordinary line bytes at the start of `bytes` at once, as [`Head::byte`]
+    /// would one by one; 0 when the next byte needs its rules (CR, LF, a control byte, or the
+    /// LF owed after a CR). Heads are mostly such runs, and a byte at a time cost about 100
+    /// instructions each on the proxied path.
+    fn plain_run(&mut self, bytes: &[u8]) -> usize {
+        if self.cr {
+            return 0;
+        }
+        let run = bytes
+            .iter()
+            .position(|&b| !(b == b'\t' || (b >= 0x20 && b != 0x7f)))
+            .unwrap_or(bytes.len());
+        let keep = run.min(MAX_KEPT_LINE.saturating_sub(self.line.len()));
+        self.line.extend_from_slice(&bytes[..keep]);
+        self.line_len += run;
+        run
+    }
+
     fn push(&mut self, byte: u8) {
         if self.line.len() < MAX_KEPT_LINE {
             self.line.push(byte);
@@ -307,7 +325,11 @@ impl Scanner {
                 Ok(1)
             }
             State::Passthrough | State::Rejected => Ok(bytes.len()),
-            State::Head(_) => {
+            State::Head(head) => {
+                let run = head.plain_run(bytes);
+                if run > 0 {
+                    return Ok(run);
+                }
                 self.head_byte(byte)?;
                 Ok(1)
             }
