@@ -5,10 +5,10 @@
 //! within `request_timeout` (tests/failures.rs), and a target certificate that fails
 //! verification is a 502 naming `tls` (tests/tls.rs).
 //!
-//! Nothing in the proxy bounds a target that stalls *after* its response head: `request_timeout`
-//! ends at the head and there is no idle timeout on the response body, so the client waits until
-//! it gives up itself. What the proxy does guarantee is tested: once the client goes away, the
-//! target connection is closed, the session lease is released and the record says so.
+//! A target that stalls *after* its response head is bounded by `request_timeout`, which also
+//! limits each pause in the response body: the client's response is cut off and the session is
+//! freed. When the client gives up first, the target connection is closed, the session lease is
+//! released and the record says so.
 
 mod common;
 
@@ -255,6 +255,44 @@ async fn a_client_giving_up_on_a_stalled_body_closes_the_target_connection_and_f
         .expect("a record of the stalled exchange");
     assert_eq!(stalled["error"]["kind"], "response_cut_short", "{stalled}");
     assert_eq!(stalled["error"]["side"], "client", "{stalled}");
+}
+
+#[tokio::test]
+async fn a_target_stalling_mid_body_is_cut_off_after_request_timeout_and_frees_the_session() {
+    let (target, mut events) = raw_target(vec![After::Stall, After::Finish]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = proxy(
+        &traced_route(
+            dir.path(),
+            "request_timeout = \"300ms\"\n[routes.session]\ncookies = true\nkey = \"route\"\nserialize = true",
+        ),
+        &format!("http://{target}"),
+        &[],
+    )
+    .await;
+    let addr = proxy.addr();
+    let response = send_h1(addr, request(addr, "/Users")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome = tokio::time::timeout(PATIENCE, read_to_end(response))
+        .await
+        .expect("the stalled body was cut off instead of hanging");
+    assert!(outcome.is_err(), "the body must not look complete");
+    assert_eq!(events.recv().await, Some(Event::Sent));
+    let next = tokio::time::timeout(PATIENCE, async {
+        let response = send_h1(addr, request(addr, "/Groups")).await;
+        read_to_end(response).await.map_err(|(_, err)| err)
+    })
+    .await
+    .expect("the serialised session was freed")
+    .expect("complete body");
+    assert_eq!(next.len(), 1000);
+    let records = records(proxy, dir.path()).await;
+    let stalled = records
+        .iter()
+        .find(|r| r["url"].as_str().is_some_and(|u| u.ends_with("/Users")))
+        .expect("a record of the stalled exchange");
+    assert_eq!(stalled["error"]["kind"], "response_cut_short", "{stalled}");
+    assert_eq!(stalled["error"]["side"], "upstream", "{stalled}");
 }
 
 /// The value of a counter in the Prometheus text from `/metrics`, 0 when absent.

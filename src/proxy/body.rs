@@ -39,15 +39,77 @@ pub enum ClientBodyFault {
     Malformed(String),
 }
 
+/// Why an [`IdleTimeout`] body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum IdleError<E> {
+    #[error("no body data for {0:?}")]
+    Stalled(std::time::Duration),
+    #[error(transparent)]
+    Inner(E),
+}
+
 pin_project_lite::pin_project! {
-    /// The client's request body with the route's size limit and the idle read timeout applied,
-    /// and errors tagged as [`ClientBodyFault`].
-    pub struct ClientBody<B> {
+    /// A body that fails when no frame arrives for `timeout`: a peer that stops sending midway
+    /// must not hold a connection (and, with `serialize`, a session) forever.
+    pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
         #[pin]
         idle: tokio::time::Sleep,
         timeout: std::time::Duration,
+    }
+}
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, timeout: std::time::Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle: tokio::time::sleep(timeout),
+            timeout,
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for IdleTimeout<B> {
+    type Data = B::Data;
+    type Error = IdleError<B::Error>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + *this.timeout;
+                this.idle.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(IdleError::Inner(err)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match std::future::Future::poll(this.idle, cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(IdleError::Stalled(*this.timeout)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body with the route's size limit and the idle read timeout applied,
+    /// and errors tagged as [`ClientBodyFault`].
+    pub struct ClientBody<B> {
+        #[pin]
+        inner: IdleTimeout<B>,
         limit: Option<u64>,
         received: u64,
     }
@@ -56,9 +118,7 @@ pin_project_lite::pin_project! {
 impl<B> ClientBody<B> {
     pub fn new(inner: B, limit: Option<u64>, timeout: std::time::Duration) -> Self {
         ClientBody {
-            inner,
-            idle: tokio::time::sleep(timeout),
-            timeout,
+            inner: IdleTimeout::new(inner, timeout),
             limit,
             received: 0,
         }
@@ -78,7 +138,7 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, ClientBodyFault>>> {
         use std::task::Poll;
-        let mut this = self.project();
+        let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -89,18 +149,16 @@ where
                         }
                     }
                 }
-                let deadline = tokio::time::Instant::now() + *this.timeout;
-                this.idle.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => {
+            Poll::Ready(Some(Err(IdleError::Stalled(timeout)))) => {
+                Poll::Ready(Some(Err(ClientBodyFault::Timeout(timeout))))
+            }
+            Poll::Ready(Some(Err(IdleError::Inner(err)))) => {
                 Poll::Ready(Some(Err(ClientBodyFault::Malformed(err.to_string()))))
             }
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match std::future::Future::poll(this.idle, cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyFault::Timeout(*this.timeout)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => Poll::Pending,
         }
     }
 

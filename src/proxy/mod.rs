@@ -30,7 +30,7 @@ use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{TlsSetupError, UpstreamClient};
-use body::{ClientBody, ClientBodyFault, ProxyBody};
+use body::{ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
 use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
 use forward::Head;
@@ -313,7 +313,7 @@ impl Proxy {
             let (response, first_byte) = self
                 .forward(x, &head, headers, request_body, &mut attempt)
                 .await?;
-            let mut response = response.map(body::stream);
+            let mut response = response.map(|incoming| upstream_body(x, incoming));
             absorb(x, lease.as_ref(), &head, response.headers());
             let status = response.status();
             let sent_cookie = lease.as_ref().is_some_and(Lease::sent_cookie);
@@ -527,7 +527,7 @@ impl Proxy {
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
         let (status, response_headers, captured) = drain_body(
-            response.map(body::stream),
+            response.map(|incoming| upstream_body(x, incoming)),
             x.trace.as_ref().map_or(0, |trace| trace.max_body),
         )
         .await;
@@ -624,6 +624,16 @@ fn tap_request_body(
             *slot = Some(captured);
         }
     }))
+}
+
+/// The target's response body. `request_timeout` bounds each pause in it as it bounds the wait
+/// for the head: a target that stops sending midway must not hold the client (and, with
+/// `serialize`, the whole session) forever.
+fn upstream_body(x: &Exchange<'_>, incoming: Incoming) -> ProxyBody {
+    body::stream(IdleTimeout::new(
+        incoming,
+        x.route.plan.upstream.request_timeout,
+    ))
 }
 
 /// Reads a response that will not reach the client (it is replayed), so the connection can be
