@@ -606,3 +606,27 @@ upstream = "{upstream}"
         "{warnings} refusal warnings for {BAD} refusals in {elapsed:?} (expected 1..={bound})"
     );
 }
+
+/// Without a credential every path gets the same 401 with no route named, known or not, so a
+/// stranger cannot map which prefixes the proxy serves.
+#[tokio::test]
+async fn an_unknown_client_gets_the_same_401_for_unknown_and_known_paths() {
+    let upstream = Upstream::start(ok).await;
+    let proxy = proxy(
+        &TWO_CLIENTS.replace("prefix = \"/\"", "prefix = \"/scim/\""),
+        &upstream.url(),
+        &secrets(),
+    )
+    .await;
+    let known = get(proxy.addr(), "/scim/Users", &[]).await;
+    let unknown = get(proxy.addr(), "/no-such-route/x", &[]).await;
+    assert_eq!(known.status, StatusCode::UNAUTHORIZED, "{}", known.text());
+    assert_eq!(
+        unknown.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        unknown.text()
+    );
+    assert_eq!(known.text(), unknown.text());
+    assert_eq!(challenges(&known), challenges(&unknown));
+}

@@ -181,9 +181,22 @@ impl Proxy {
     }
 
     /// Runs one exchange. Never fails: every failure becomes a response (and a record).
-    pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Response<ProxyBody> {
         let early = self.shared.tracer.as_ref().map(|_| early_request(&request));
         let Some(route_index) = self.router.find(&request) else {
+            // An unknown client gets the same 401 for every path, so it cannot map the routes.
+            let ingress = &self.shared.ingress;
+            if ingress.is_required()
+                && ingress
+                    .authenticate(request.headers_mut(), conn.client.as_ref())
+                    .is_err()
+            {
+                return self.unauthenticated();
+            }
             self.shared.metrics.unrouted();
             let err = ProxyError::NoRoute {
                 path: request.uri().path().to_owned(),
@@ -242,13 +255,20 @@ impl Proxy {
                 .tracer
                 .submit(exchange.record(attempt, None, None, Some(err.info())));
         }
-        let mut response = err.to_response(Some(route));
         if matches!(err, ProxyError::Unauthenticated) {
-            for challenge in self.shared.ingress.challenge() {
-                response
-                    .headers_mut()
-                    .append(header::WWW_AUTHENTICATE, challenge);
-            }
+            return self.unauthenticated();
+        }
+        err.to_response(Some(route))
+    }
+
+    /// 401 with the proxy's own challenge. It names no route: a client that has not proved who
+    /// it is learns nothing about what lies behind the proxy.
+    fn unauthenticated(&self) -> Response<ProxyBody> {
+        let mut response = ProxyError::Unauthenticated.to_response(None);
+        for challenge in self.shared.ingress.challenge() {
+            response
+                .headers_mut()
+                .append(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }
