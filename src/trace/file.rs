@@ -7,9 +7,9 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, Per
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::har;
 use super::redact::RedactedRecord;
 use super::writer::Sink;
-use super::{har, jsonl};
 
 /// Rotated files kept next to the live one: `file.1` (newest) to `file.KEEP`.
 pub const KEEP: usize = 3;
@@ -216,16 +216,15 @@ impl Sink for TraceFile {
         self.path.display().to_string()
     }
 
-    fn write(&mut self, record: &RedactedRecord) -> io::Result<()> {
-        let value = match self.format {
-            Format::Har => har::entry(record),
-            Format::JsonLines => jsonl::record(record),
+    fn write(&mut self, record: &RedactedRecord, line: &serde_json::Value) -> io::Result<()> {
+        let entry = match self.format {
+            Format::Har => serde_json::to_vec(&har::entry(record)),
+            Format::JsonLines => serde_json::to_vec(line).map(|mut entry| {
+                entry.push(b'\n');
+                entry
+            }),
         };
-        let mut entry = serde_json::to_vec(&value).map_err(io::Error::other)?;
-        if self.format == Format::JsonLines {
-            entry.push(b'\n');
-        }
-        self.append(&entry)
+        self.append(&entry.map_err(io::Error::other)?)
     }
 
     fn close(&mut self) -> io::Result<()> {

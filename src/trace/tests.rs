@@ -339,10 +339,12 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
         .unwrap()
         .check_always();
     let redactor = super::Redactor::new(&plan(dir.path()));
-    file.write(&redactor.redact(&record(1, Role::Client, "https://t/1")))
+    let redacted = redactor.redact(&record(1, Role::Client, "https://t/1"));
+    file.write(&redacted, &super::jsonl::record(&redacted))
         .unwrap();
     std::fs::remove_file(&path).unwrap();
-    file.write(&redactor.redact(&record(2, Role::Client, "https://t/2")))
+    let redacted = redactor.redact(&record(2, Role::Client, "https://t/2"));
+    file.write(&redacted, &super::jsonl::record(&redacted))
         .unwrap();
     let entries = har_entries(&path);
     assert_eq!(entries.len(), 1);
@@ -362,7 +364,7 @@ impl Sink for StallSink {
         "stall".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord, _: &serde_json::Value) -> io::Result<()> {
         if !self.stalled {
             self.stalled = true;
             let _ = self.entered.send(());
@@ -416,7 +418,7 @@ impl Sink for FailingSink {
         "failing".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord, _: &serde_json::Value) -> io::Result<()> {
         Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
     }
 

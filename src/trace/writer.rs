@@ -30,7 +30,9 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 pub trait Sink: Send {
     /// Names the sink in logs.
     fn name(&self) -> String;
-    fn write(&mut self, record: &RedactedRecord) -> io::Result<()>;
+    /// `line` is the record's JSON-lines form, built once per record for the ring buffer and
+    /// every sink that wants it.
+    fn write(&mut self, record: &RedactedRecord, line: &serde_json::Value) -> io::Result<()>;
     /// Flushes and closes; called once at shutdown.
     fn close(&mut self) -> io::Result<()>;
 }
@@ -244,19 +246,17 @@ impl Worker {
     fn record(&mut self, record: &ExchangeRecord) {
         let redacted = self.redactor.redact(record);
         let status = redacted.response.as_ref().map_or(0, |r| r.status);
-        self.shared.recent.push(
-            redacted.id,
-            redacted.route.clone(),
-            status,
-            jsonl::record(&redacted),
-        );
+        let line = jsonl::record(&redacted);
         for sink in &mut self.sinks {
-            if let Err(e) = sink.write(&redacted) {
+            if let Err(e) = sink.write(&redacted, &line) {
                 let counters = &self.shared.counters;
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 self.warn.warn(&sink.name(), &e);
             }
         }
+        self.shared
+            .recent
+            .push(redacted.id, redacted.route.clone(), status, line);
         self.shared.counters.written.fetch_add(1, Ordering::Relaxed);
     }
 
