@@ -9,6 +9,7 @@
 //! behind each other's reads.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -534,6 +535,23 @@ async fn acquire_serialized(session: &Arc<Session>) -> Option<(Guard, u64)> {
     ))
 }
 
+/// Under the session's read lock: `Break(None)` when the session was removed, `Break(Some)`
+/// with a shared guard when it is established, `Continue` (lock released) when it is not yet.
+async fn shared_if_established(
+    plan: &SessionPlan,
+    session: &Arc<Session>,
+) -> ControlFlow<Option<(Guard, u64)>> {
+    let read = session.gate.clone().read_owned().await;
+    if session.removed.load(Ordering::Acquire) {
+        return ControlFlow::Break(None);
+    }
+    if session.established(plan) {
+        let generation = session.state().generation;
+        return ControlFlow::Break(Some((Guard::Shared { _read: read }, generation)));
+    }
+    ControlFlow::Continue(())
+}
+
 /// Shared when the session is established; otherwise the first caller goes alone and the others
 /// wait for it, then go shared with its cookie (or the next goes alone if it got none).
 /// `None` when the session was removed meanwhile and the caller must start over.
@@ -541,25 +559,13 @@ async fn acquire_shared_or_establish(
     plan: &SessionPlan,
     session: &Arc<Session>,
 ) -> Option<(Guard, u64)> {
-    let read = session.gate.clone().read_owned().await;
-    if session.removed.load(Ordering::Acquire) {
-        return None;
+    if let ControlFlow::Break(found) = shared_if_established(plan, session).await {
+        return found;
     }
-    if session.established(plan) {
-        let generation = session.state().generation;
-        return Some((Guard::Shared { _read: read }, generation));
-    }
-    drop(read);
     let elect = session.elect.clone().lock_owned().await;
-    let read = session.gate.clone().read_owned().await;
-    if session.removed.load(Ordering::Acquire) {
-        return None;
+    if let ControlFlow::Break(found) = shared_if_established(plan, session).await {
+        return found;
     }
-    if session.established(plan) {
-        let generation = session.state().generation;
-        return Some((Guard::Shared { _read: read }, generation));
-    }
-    drop(read);
     let write = session.gate.clone().write_owned().await;
     if session.removed.load(Ordering::Acquire) {
         return None;
