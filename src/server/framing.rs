@@ -237,6 +237,14 @@ fn trim(mut value: &[u8]) -> &[u8] {
     value
 }
 
+/// Takes up to `remaining` of the `available` body bytes in one step (bodies are not scanned
+/// byte by byte) and returns how many.
+fn consume(remaining: &mut u64, available: usize) -> usize {
+    let used = available.min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+    *remaining -= used as u64;
+    used
+}
+
 /// A refused stream: how many bytes of the last read may still go to hyper, why, and whether
 /// the guard itself must answer 400 (hyper never saw the offending request's head whole).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,10 +342,7 @@ impl Scanner {
                 Ok(1)
             }
             State::Fixed(remaining) => {
-                let used = bytes
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                *remaining -= used as u64;
+                let used = consume(remaining, bytes.len());
                 if *remaining == 0 {
                     self.state = State::Head(Head::default());
                 }
@@ -388,10 +393,7 @@ impl Scanner {
                 Ok(1)
             }
             State::ChunkData(remaining) => {
-                let used = bytes
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                *remaining -= used as u64;
+                let used = consume(remaining, bytes.len());
                 if *remaining == 0 {
                     self.state = State::ChunkDataCr;
                 }
