@@ -85,11 +85,16 @@ fn main() -> ExitCode {
             for warning in &plan.warnings {
                 tracing::warn!("{warning}");
             }
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(plan.server.workers)
-                .enable_all()
-                .build()
-            {
+            // One worker needs no work-stealing scheduler: a current-thread runtime spares every
+            // task wake-up the cross-thread queue and its atomics.
+            let mut builder = if plan.server.workers == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(plan.server.workers);
+                builder
+            };
+            let runtime = match builder.enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(err) => return fail(&err),
             };
