@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// glibc's malloc was a fifth of the proxy's instructions per request (callgrind); mimalloc's
+/// thread-local free lists make the many small, short-lived allocations of an exchange cheap.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "provproxy",
