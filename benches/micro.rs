@@ -97,7 +97,7 @@ fn cookie_jar(c: &mut Criterion) {
     let mut full = Jar::new();
     full.absorb(&url, &headers);
     c.bench_function("jar cookie header (3 cookies)", |b| {
-        b.iter(|| full.cookie_header(black_box(&url)))
+        b.iter(|| full.cookie_header(black_box(&url), black_box(url.path())))
     });
     c.bench_function("jar absorb 3 Set-Cookie (rotation)", |b| {
         let mut jar = Jar::new();

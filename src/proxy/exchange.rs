@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, Version};
+use http::{HeaderMap, HeaderValue, StatusCode, Version};
 
 use super::forward::Head;
 use super::{ConnInfo, Route};
@@ -22,8 +22,8 @@ pub struct Exchange<'a> {
     pub route_index: usize,
     pub route: &'a Route,
     pub client: Option<ClientName>,
-    /// `scheme://host` the client used, for rewriting `Location`.
-    pub client_origin: Option<String>,
+    /// The host the client used (its `Host` header), for rewriting `Location`.
+    pub client_host: Option<HeaderValue>,
     pub session_key: Option<SessionKey>,
     /// What the proxy did, accumulated phase by phase; it goes into the final record.
     pub actions: Actions,

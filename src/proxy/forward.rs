@@ -2,6 +2,7 @@
 //! `X-Forwarded-*` — kept as a [`Head`] so that a replay sends the same request again.
 
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
 use hyper::body::Incoming;
 
@@ -34,6 +35,96 @@ impl Head {
     }
 }
 
+/// Where a route's requests go, parsed once from the plan so that building each request's
+/// URI and `Host` header copies instead of parsing.
+pub struct Target {
+    scheme: Scheme,
+    authority: Authority,
+    host: HeaderValue,
+    /// The upstream URL's path without its trailing `/` (maybe empty).
+    base: String,
+    matcher: RouteMatch,
+    strip_prefix: bool,
+    preserve_host: bool,
+}
+
+/// A route's upstream URL that `http` cannot represent (validation normally rules this out).
+#[derive(Debug, thiserror::Error)]
+#[error("upstream URL {url} cannot be used in a request: {reason}")]
+pub struct TargetError {
+    url: String,
+    reason: &'static str,
+}
+
+impl Target {
+    pub fn new(route: &RoutePlan) -> Result<Target, TargetError> {
+        let upstream = &route.upstream;
+        let invalid = |reason| TargetError {
+            url: upstream.url.to_string(),
+            reason,
+        };
+        Ok(Target {
+            scheme: Scheme::try_from(upstream.url.scheme()).map_err(|_| invalid("scheme"))?,
+            authority: Authority::try_from(upstream.authority.as_str())
+                .map_err(|_| invalid("host and port"))?,
+            host: HeaderValue::from_str(&upstream.authority)
+                .map_err(|_| invalid("host and port"))?,
+            base: upstream.url.path().trim_end_matches('/').to_owned(),
+            matcher: route.matcher.clone(),
+            strip_prefix: route.strip_prefix,
+            preserve_host: route.preserve_host,
+        })
+    }
+
+    /// The target URI for a client URI: the base URL plus the path after the prefix (or the
+    /// whole path), plus the query.
+    fn uri(&self, client: &Uri) -> Result<Uri, ProxyError> {
+        let path = client.path();
+        let rest = match (&self.matcher, self.strip_prefix) {
+            (RouteMatch::Prefix(prefix), true) => match path.get(prefix.len() - 1..) {
+                Some(stripped) if !stripped.is_empty() => stripped,
+                _ => "/",
+            },
+            _ => path,
+        };
+        let path_and_query = match client.path_and_query() {
+            // The common case, a target at the root and the path kept: reuse the parsed path.
+            Some(unchanged) if self.base.is_empty() && rest.len() == path.len() => {
+                unchanged.clone()
+            }
+            _ => {
+                let query = client.query();
+                let mut target = String::with_capacity(
+                    self.base.len() + rest.len() + query.map_or(0, |q| q.len() + 1),
+                );
+                target.push_str(&self.base);
+                target.push_str(rest);
+                if let Some(query) = query {
+                    target.push('?');
+                    target.push_str(query);
+                }
+                PathAndQuery::try_from(target).map_err(|_| {
+                    ProxyError::BadRequest(format!("cannot forward the path {path:?}"))
+                })?
+            }
+        };
+        let mut parts = uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts)
+            .map_err(|_| ProxyError::BadRequest(format!("cannot forward the path {path:?}")))
+    }
+
+    fn set_host(&self, headers: &mut HeaderMap, client_host: Option<HeaderValue>) {
+        let host = match client_host {
+            Some(host) if self.preserve_host => host,
+            _ => self.host.clone(),
+        };
+        headers.insert(header::HOST, host);
+    }
+}
+
 /// Splits the client's request into the upstream head and the client's body.
 pub fn prepare(
     exchange: &mut Exchange<'_>,
@@ -57,20 +148,17 @@ pub fn prepare(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let proto = if exchange.conn.tls { "https" } else { "http" };
-    exchange.client_origin = client_host
-        .as_ref()
-        .and_then(|host| host.to_str().ok())
-        .map(|host| format!("{proto}://{host}"));
-    let uri = upstream_uri(route, &parts.uri)?;
+    let target = &exchange.route.target;
+    let uri = target.uri(&parts.uri)?;
     headers::remove_hop_by_hop(&mut parts.headers);
     headers::add_forwarded(
         &mut parts.headers,
-        exchange.conn.remote.ip(),
-        proto,
+        &exchange.conn.forwarded_for,
+        exchange.conn.proto(),
         client_host.as_ref(),
     );
-    set_host(route, &mut parts.headers, client_host)?;
+    target.set_host(&mut parts.headers, client_host.clone());
+    exchange.client_host = client_host;
     Ok((
         Head {
             method: parts.method,
@@ -83,7 +171,7 @@ pub fn prepare(
 
 /// The head of a login request the proxy sends on its own (`[routes.session] login`).
 pub fn login_head(
-    route: &RoutePlan,
+    target: &Target,
     method: &Method,
     path: &str,
     content_type: Option<&str>,
@@ -92,55 +180,15 @@ pub fn login_head(
         .parse()
         .map_err(|_| ProxyError::Internal(format!("login path {path:?} is not a valid path")))?;
     let mut headers = HeaderMap::new();
-    set_host(route, &mut headers, None)?;
+    target.set_host(&mut headers, None);
     if let Some(content_type) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
         headers.insert(header::CONTENT_TYPE, content_type);
     }
     Ok(Head {
         method: method.clone(),
-        uri: upstream_uri(route, &client_uri)?,
+        uri: target.uri(&client_uri)?,
         headers,
     })
-}
-
-fn set_host(
-    route: &RoutePlan,
-    headers: &mut HeaderMap,
-    client_host: Option<HeaderValue>,
-) -> Result<(), ProxyError> {
-    let host = match client_host {
-        Some(host) if route.preserve_host => host,
-        _ => HeaderValue::from_str(&route.upstream.authority)
-            .map_err(|_| ProxyError::Internal("upstream authority is not a header value".into()))?,
-    };
-    headers.insert(header::HOST, host);
-    Ok(())
-}
-
-/// The target URL for a client URI: the route's base URL plus the path after the prefix
-/// (or the whole path), plus the query.
-fn upstream_uri(route: &RoutePlan, client: &Uri) -> Result<Uri, ProxyError> {
-    let base = route.upstream.url.path().trim_end_matches('/');
-    let path = client.path();
-    let rest = match (&route.matcher, route.strip_prefix) {
-        (RouteMatch::Prefix(prefix), true) => match path.get(prefix.len() - 1..) {
-            Some(stripped) if !stripped.is_empty() => stripped,
-            _ => "/",
-        },
-        _ => path,
-    };
-    let mut target =
-        String::with_capacity(route.upstream.origin.len() + base.len() + rest.len() + 64);
-    target.push_str(&route.upstream.origin);
-    target.push_str(base);
-    target.push_str(rest);
-    if let Some(query) = client.query() {
-        target.push('?');
-        target.push_str(query);
-    }
-    target
-        .parse()
-        .map_err(|_| ProxyError::BadRequest(format!("cannot forward the path {path:?}")))
 }
 
 /// How the route's paths map back from the target to the client, for `Location`.

@@ -19,6 +19,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes the hop-by-hop headers and every header the `Connection` header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the few headers present is cheaper than a
+    // lookup per hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     if let Some(connection) = headers.get(header::CONNECTION) {
         if let Ok(connection) = connection.to_str() {
             let named: Vec<HeaderName> = connection
@@ -35,28 +40,42 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`/`-Host` to what the
-/// client used to reach the proxy.
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// A client address as an `X-Forwarded-For` element.
+pub fn forwarded_for(client_ip: IpAddr) -> HeaderValue {
+    // An address always renders as a valid header value; RFC 7239's "unknown" is the fallback
+    // that needs no unwrap.
+    HeaderValue::try_from(client_ip.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Appends the client (`client`, from [`forwarded_for`]) to `X-Forwarded-For` and sets
+/// `X-Forwarded-Proto`/`-Host` to what the client used to reach the proxy.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client_ip: IpAddr,
+    client: &HeaderValue,
     proto: &'static str,
     client_host: Option<&HeaderValue>,
 ) {
-    const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    let value = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client_ip}"),
-        None => client_ip.to_string(),
+    let appended = match headers.get(&FORWARDED_FOR) {
+        Some(earlier) => {
+            let mut value = Vec::with_capacity(earlier.len() + 2 + client.len());
+            value.extend_from_slice(earlier.as_bytes());
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&value).ok()
+        }
+        None => Some(client.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Some(value) = appended {
         headers.insert(FORWARDED_FOR, value);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
-    );
+    headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = client_host {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        headers.insert(FORWARDED_HOST, host.clone());
     }
 }
 

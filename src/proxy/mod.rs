@@ -52,6 +52,28 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The client named by its verified TLS certificate.
     pub client: Option<ClientName>,
+    /// The client's address as it goes into `X-Forwarded-For`, rendered once per connection.
+    pub forwarded_for: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, tls: bool) -> ConnInfo {
+        ConnInfo {
+            remote,
+            tls,
+            client: None,
+            forwarded_for: headers::forwarded_for(remote.ip()),
+        }
+    }
+
+    /// The scheme the client used to reach the proxy.
+    pub fn proto(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 /// A route with everything it needs at request time, built once.
@@ -60,6 +82,7 @@ struct Route {
     upstream: UpstreamClient,
     injector: Injector,
     tokens: Option<TokenSource>,
+    target: forward::Target,
     paths: PathMap,
     /// Request bodies up to this size are kept for one replay (re-login or new token).
     replay_limit: Option<usize>,
@@ -72,6 +95,11 @@ pub enum RouteSetupError {
     Tls {
         route: String,
         source: TlsSetupError,
+    },
+    #[error("route {route:?}: {source}")]
+    Target {
+        route: String,
+        source: forward::TargetError,
     },
     #[error("route {route:?}: {source}")]
     OAuth {
@@ -159,6 +187,12 @@ impl Proxy {
                     })?,
                     injector: Injector::new(&route.auth),
                     tokens,
+                    target: forward::Target::new(route).map_err(|source| {
+                        RouteSetupError::Target {
+                            route: route.name.clone(),
+                            source,
+                        }
+                    })?,
                     paths: forward::path_map(route),
                     replay_limit,
                     plan: route.clone(),
@@ -209,7 +243,7 @@ impl Proxy {
             route_index,
             route,
             client: None,
-            client_origin: None,
+            client_host: None,
             session_key: None,
             actions: Default::default(),
             trace: self.shared.tracer.as_ref().map(|tracer| TraceContext {
@@ -531,7 +565,7 @@ impl Proxy {
             return Ok(());
         };
         let head = forward::login_head(
-            &x.route.plan,
+            &x.route.target,
             &login.method,
             &login.path,
             login.content_type.as_deref(),
@@ -600,7 +634,10 @@ fn apply_session(
         None => None,
     };
     headers.insert(header::COOKIE, merged.unwrap_or(cookie));
-    x.actions.cookies_replayed = names;
+    // Only a trace record reads the names.
+    if x.trace.is_some() {
+        x.actions.cookies_replayed = names.to_vec();
+    }
 }
 
 /// Phase: every response updates the jar (targets rotate session ids).

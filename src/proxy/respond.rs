@@ -52,8 +52,17 @@ pub fn rewrite_head(
     if proxy_owns_session {
         headers.remove(header::SET_COOKIE);
     }
-    if let Some(origin) = &exchange.client_origin {
-        headers::rewrite_locations(headers, &exchange.route.paths, origin);
+    let points_somewhere =
+        headers.contains_key(header::LOCATION) || headers.contains_key(header::CONTENT_LOCATION);
+    if points_somewhere {
+        let host = exchange
+            .client_host
+            .as_ref()
+            .and_then(|host| host.to_str().ok());
+        if let Some(host) = host {
+            let origin = format!("{}://{host}", exchange.conn.proto());
+            headers::rewrite_locations(headers, &exchange.route.paths, &origin);
+        }
     }
 }
 

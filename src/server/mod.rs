@@ -259,11 +259,7 @@ async fn serve<H, F>(
         let ingress = ingress.clone();
         let watcher = graceful.watcher();
         tokio::spawn(until_closed(closed.clone(), async move {
-            let mut conn = ConnInfo {
-                remote,
-                tls: tls.is_some(),
-                client: None,
-            };
+            let mut conn = ConnInfo::new(remote, tls.is_some());
             let (stream, framing): (Box<dyn Io>, _) = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {

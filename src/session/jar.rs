@@ -3,6 +3,7 @@
 //! prefixes, control characters, `Secure` over plain http to loopback, and §5.4 header order.
 
 use std::fmt;
+use std::sync::Arc;
 
 use cookie_store::{Cookie, CookieDomain, CookieStore, RawCookie, StoreAction};
 use http::header::SET_COOKIE;
@@ -72,6 +73,17 @@ pub struct Jar {
     /// A jar holds a handful of cookies, so a vector beats a map here.
     created: Vec<Created>,
     next_seq: u64,
+    /// Bumped by every change to the stored cookies, so a kept header is never stale.
+    version: u64,
+    last_header: Option<LastHeader>,
+}
+
+/// The header built by the last [`Jar::cookie_header`] call, and what it was built from: the
+/// jar version and the creation sequence numbers of the matching cookies in store order.
+struct LastHeader {
+    version: u64,
+    seqs: Vec<u64>,
+    header: Option<(HeaderValue, Arc<[String]>)>,
 }
 
 impl Jar {
@@ -79,43 +91,79 @@ impl Jar {
         Jar::default()
     }
 
-    /// The `Cookie` header for a request to `url` and the names it carries, or `None` when no
-    /// stored cookie applies. Longer paths first, then older cookies first (RFC 6265 §5.4).
-    pub fn cookie_header(&self, url: &Url) -> Option<(HeaderValue, Vec<String>)> {
-        let https = url.scheme() == "https";
+    /// The `Cookie` header for a request to `path` on `origin` (whose own path is ignored) and
+    /// the names it carries, or `None` when no stored cookie applies. Longer paths first, then
+    /// older cookies first (RFC 6265 §5.4).
+    ///
+    /// Matching uses the stored domain and path directly instead of cookie_store's
+    /// `matches(&Url)`, which re-parses every stored domain (IDNA) and wants a `Url` per request
+    /// path. The header of the last call is kept: a session sends the same cookies on almost
+    /// every request, so the common case builds nothing.
+    pub fn cookie_header(
+        &mut self,
+        origin: &Url,
+        path: &str,
+    ) -> Option<(HeaderValue, Arc<[String]>)> {
+        let https = origin.scheme() == "https";
+        let applies = |cookie: &&Cookie<'static>| {
+            cookie.domain.matches(origin)
+                && path_matches(&cookie.path, path)
+                // cookie_store counts http://localhost as a secure origin; the upstream is not.
+                && (https || cookie.secure() != Some(true))
+        };
+        if let Some(last) = &self.last_header {
+            let mut expected = last.seqs.iter();
+            let unchanged = last.version == self.version
+                && self
+                    .store
+                    .iter_unexpired()
+                    .filter(applies)
+                    .all(|cookie| expected.next() == Some(&self.seq_of(cookie)))
+                && expected.next().is_none();
+            if unchanged {
+                return last.header.clone();
+            }
+        }
         let mut matched: Vec<(&Cookie<'static>, u64)> = self
             .store
-            .matches(url)
-            .into_iter()
-            // cookie_store counts http://localhost as a secure origin; the upstream is not.
-            .filter(|cookie| https || cookie.secure() != Some(true))
+            .iter_unexpired()
+            .filter(applies)
             .map(|cookie| (cookie, self.seq_of(cookie)))
             .collect();
-        if matched.is_empty() {
-            return None;
-        }
+        let seqs = matched.iter().map(|(_, seq)| *seq).collect();
         matched.sort_by(|(a, a_seq), (b, b_seq)| {
             b.path
                 .len()
                 .cmp(&a.path.len())
                 .then_with(|| a_seq.cmp(b_seq))
         });
-        let mut header = String::new();
-        let mut names = Vec::with_capacity(matched.len());
-        for (cookie, _) in matched {
-            let (name, value) = cookie.name_value();
-            if !header.is_empty() {
-                header.push_str("; ");
+        let header = if matched.is_empty() {
+            None
+        } else {
+            let mut header = String::new();
+            let mut names = Vec::with_capacity(matched.len());
+            for (cookie, _) in matched {
+                let (name, value) = cookie.name_value();
+                if !header.is_empty() {
+                    header.push_str("; ");
+                }
+                header.push_str(name);
+                header.push('=');
+                header.push_str(value);
+                names.push(name.to_owned());
             }
-            header.push_str(name);
-            header.push('=');
-            header.push_str(value);
-            names.push(name.to_owned());
-        }
-        // Stored names and values passed the control-character check, so this cannot fail in
-        // practice; a cookie that somehow would is better not sent than sent mangled.
-        let value = HeaderValue::try_from(header).ok()?;
-        Some((value, names))
+            // Stored names and values passed the control-character check, so this cannot fail
+            // in practice; a cookie that somehow would is better not sent than sent mangled.
+            HeaderValue::try_from(header)
+                .ok()
+                .map(|value| (value, Arc::from(names)))
+        };
+        self.last_header = Some(LastHeader {
+            version: self.version,
+            seqs,
+            header: header.clone(),
+        });
+        header
     }
 
     /// Reads every `Set-Cookie` of a response from `url` and returns the names stored or
@@ -200,7 +248,9 @@ impl Jar {
         let domain = domain_key(&cookie.domain);
         let path = String::from(&cookie.path);
         let name = cookie.name().to_owned();
-        match self.store.insert(cookie, url) {
+        let outcome = self.store.insert(cookie, url);
+        self.version += 1;
+        match outcome {
             Ok(StoreAction::Inserted) => {
                 self.created.push(Created {
                     name,
@@ -233,6 +283,7 @@ impl Jar {
     pub fn clear(&mut self) {
         self.store.clear();
         self.created.clear();
+        self.version += 1;
     }
 
     /// Names of the unexpired cookies, oldest first: for `/sessions`, never the values.
@@ -306,6 +357,14 @@ fn domain_key(domain: &CookieDomain) -> String {
     String::from(domain)
 }
 
+/// RFC 6265 §5.1.4 path-match of a request path against a cookie path.
+fn path_matches(cookie_path: &str, request_path: &str) -> bool {
+    match request_path.strip_prefix(cookie_path) {
+        Some(rest) => rest.is_empty() || cookie_path.ends_with('/') || rest.starts_with('/'),
+        None => false,
+    }
+}
+
 /// Cookie prefixes are matched case-insensitively (RFC 6265bis §4.1.3).
 fn has_prefix(name: &str, prefix: &str) -> bool {
     name.len() >= prefix.len()
@@ -326,8 +385,9 @@ mod tests {
             .map_err(|(_, reason)| reason)
     }
 
-    fn header(jar: &Jar, at: &str) -> Option<String> {
-        jar.cookie_header(&url(at))
+    fn header(jar: &mut Jar, at: &str) -> Option<String> {
+        let at = url(at);
+        jar.cookie_header(&at, at.path())
             .map(|(value, _)| value.to_str().unwrap().to_owned())
     }
 
@@ -336,10 +396,10 @@ mod tests {
         let mut jar = Jar::new();
         set(&mut jar, "https://example.com/", "a=1").unwrap();
         assert_eq!(
-            header(&jar, "https://example.com/x").as_deref(),
+            header(&mut jar, "https://example.com/x").as_deref(),
             Some("a=1")
         );
-        assert_eq!(header(&jar, "https://api.example.com/x"), None);
+        assert_eq!(header(&mut jar, "https://api.example.com/x"), None);
     }
 
     #[test]
@@ -351,13 +411,16 @@ mod tests {
             "a=1; Domain=example.com",
         )
         .unwrap();
-        assert_eq!(header(&jar, "https://example.com/").as_deref(), Some("a=1"));
         assert_eq!(
-            header(&jar, "https://api.example.com/").as_deref(),
+            header(&mut jar, "https://example.com/").as_deref(),
             Some("a=1")
         );
-        assert_eq!(header(&jar, "https://badexample.com/"), None);
-        assert_eq!(header(&jar, "https://example.org/"), None);
+        assert_eq!(
+            header(&mut jar, "https://api.example.com/").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(header(&mut jar, "https://badexample.com/"), None);
+        assert_eq!(header(&mut jar, "https://example.org/"), None);
     }
 
     #[test]
@@ -379,15 +442,15 @@ mod tests {
         let mut jar = Jar::new();
         set(&mut jar, "https://example.com/", "a=1; Path=/api").unwrap();
         assert_eq!(
-            header(&jar, "https://example.com/api").as_deref(),
+            header(&mut jar, "https://example.com/api").as_deref(),
             Some("a=1")
         );
         assert_eq!(
-            header(&jar, "https://example.com/api/x").as_deref(),
+            header(&mut jar, "https://example.com/api/x").as_deref(),
             Some("a=1")
         );
-        assert_eq!(header(&jar, "https://example.com/apis"), None);
-        assert_eq!(header(&jar, "https://example.com/"), None);
+        assert_eq!(header(&mut jar, "https://example.com/apis"), None);
+        assert_eq!(header(&mut jar, "https://example.com/"), None);
     }
 
     #[test]
@@ -395,10 +458,10 @@ mod tests {
         let mut jar = Jar::new();
         set(&mut jar, "https://example.com/osmc/api/accounts", "a=1").unwrap();
         assert_eq!(
-            header(&jar, "https://example.com/osmc/api/x").as_deref(),
+            header(&mut jar, "https://example.com/osmc/api/x").as_deref(),
             Some("a=1")
         );
-        assert_eq!(header(&jar, "https://example.com/osmc/other"), None);
+        assert_eq!(header(&mut jar, "https://example.com/osmc/other"), None);
     }
 
     #[test]
@@ -424,10 +487,13 @@ mod tests {
         set(&mut jar, "https://localhost/", "a=1; Secure").unwrap();
         set(&mut jar, "https://localhost/", "b=2").unwrap();
         assert_eq!(
-            header(&jar, "https://localhost/").as_deref(),
+            header(&mut jar, "https://localhost/").as_deref(),
             Some("a=1; b=2")
         );
-        assert_eq!(header(&jar, "http://localhost/").as_deref(), Some("b=2"));
+        assert_eq!(
+            header(&mut jar, "http://localhost/").as_deref(),
+            Some("b=2")
+        );
     }
 
     #[test]
@@ -439,7 +505,10 @@ mod tests {
             "a=1; Max-Age=60; Expires=Thu, 01 Jan 1970 00:00:01 GMT",
         )
         .unwrap();
-        assert_eq!(header(&jar, "https://example.com/").as_deref(), Some("a=1"));
+        assert_eq!(
+            header(&mut jar, "https://example.com/").as_deref(),
+            Some("a=1")
+        );
         let stored = jar.to_stored();
         assert!(stored[0].cookie.is_persistent());
         assert!(!stored[0].cookie.is_expired());
@@ -462,7 +531,10 @@ mod tests {
             ),
             Err(Rejected::ExpiredUnknown)
         );
-        assert_eq!(header(&jar, "https://example.com/").as_deref(), Some("a=1"));
+        assert_eq!(
+            header(&mut jar, "https://example.com/").as_deref(),
+            Some("a=1")
+        );
     }
 
     #[test]
@@ -478,7 +550,7 @@ mod tests {
             Ok(Absorbed::Deleted)
         );
         assert!(jar.is_empty());
-        assert_eq!(header(&jar, "https://example.com/"), None);
+        assert_eq!(header(&mut jar, "https://example.com/"), None);
     }
 
     #[test]
@@ -574,7 +646,7 @@ mod tests {
         let mut jar = Jar::new();
         set(&mut jar, "http://localhost:8080/", "a=1; Domain=localhost").unwrap();
         assert_eq!(
-            header(&jar, "http://localhost:8080/").as_deref(),
+            header(&mut jar, "http://localhost:8080/").as_deref(),
             Some("a=1")
         );
     }
@@ -616,12 +688,12 @@ mod tests {
         set(&mut jar, at, "third=5; Path=/").unwrap();
         // Replacing a cookie keeps its creation time, so `first` stays first among Path=/.
         set(&mut jar, at, "first=6; Path=/").unwrap();
-        let (value, names) = jar.cookie_header(&url(at)).unwrap();
+        let (value, names) = jar.cookie_header(&url(at), "/a/b/c").unwrap();
         assert_eq!(
             value.to_str().unwrap(),
             "deep=2; middle=4; first=6; second=3; third=5"
         );
-        assert_eq!(names, ["deep", "middle", "first", "second", "third"]);
+        assert_eq!(*names, ["deep", "middle", "first", "second", "third"]);
     }
 
     #[test]
@@ -637,7 +709,7 @@ mod tests {
         let names = jar.absorb(&url("https://example.com/osmc/api/accounts"), &headers);
         assert_eq!(names, ["JSESSIONID", "lb"]);
         assert_eq!(
-            header(&jar, "https://example.com/osmc/api/accounts/1").as_deref(),
+            header(&mut jar, "https://example.com/osmc/api/accounts/1").as_deref(),
             Some("JSESSIONID=s1; lb=node2")
         );
     }
@@ -648,9 +720,47 @@ mod tests {
         set(&mut jar, "https://example.com/", "JSESSIONID=old; Path=/").unwrap();
         set(&mut jar, "https://example.com/", "JSESSIONID=new; Path=/").unwrap();
         assert_eq!(
-            header(&jar, "https://example.com/").as_deref(),
+            header(&mut jar, "https://example.com/").as_deref(),
             Some("JSESSIONID=new")
         );
+    }
+
+    #[test]
+    fn kept_header_follows_rotation_expiry_and_path() {
+        let mut jar = Jar::new();
+        let at = "https://example.com/api/x";
+        set(&mut jar, at, "sid=one; Path=/").unwrap();
+        set(&mut jar, at, "api=1; Path=/api").unwrap();
+        assert_eq!(header(&mut jar, at).as_deref(), Some("api=1; sid=one"));
+        // Same cookies for another path under /api: the kept header is right.
+        assert_eq!(
+            header(&mut jar, "https://example.com/api/y").as_deref(),
+            Some("api=1; sid=one")
+        );
+        // Outside /api, fewer cookies apply.
+        assert_eq!(
+            header(&mut jar, "https://example.com/other").as_deref(),
+            Some("sid=one")
+        );
+        // A rotated value is sent at once.
+        set(&mut jar, at, "sid=two; Path=/").unwrap();
+        assert_eq!(header(&mut jar, at).as_deref(), Some("api=1; sid=two"));
+        // A deleted cookie is gone at once.
+        set(&mut jar, at, "api=; Path=/api; Max-Age=0").unwrap();
+        assert_eq!(header(&mut jar, at).as_deref(), Some("sid=two"));
+        jar.clear();
+        assert_eq!(header(&mut jar, at), None);
+    }
+
+    #[test]
+    fn kept_header_drops_a_cookie_once_it_expires() {
+        let mut jar = Jar::new();
+        let at = "https://example.com/";
+        set(&mut jar, at, "sid=1; Path=/").unwrap();
+        set(&mut jar, at, "short=1; Path=/; Max-Age=1").unwrap();
+        assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1; short=1"));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1"));
     }
 
     #[test]
@@ -671,7 +781,7 @@ mod tests {
         assert!(!jar.is_empty());
         jar.clear();
         assert!(jar.is_empty());
-        assert_eq!(header(&jar, "https://example.com/"), None);
+        assert_eq!(header(&mut jar, "https://example.com/"), None);
     }
 
     #[test]
@@ -680,9 +790,9 @@ mod tests {
         set(&mut jar, "https://example.com/", "b=1; Path=/").unwrap();
         set(&mut jar, "https://example.com/", "a=2; Path=/").unwrap();
         let json = serde_json::to_string(&jar.to_stored()).unwrap();
-        let back = Jar::from_stored(serde_json::from_str(&json).unwrap());
+        let mut back = Jar::from_stored(serde_json::from_str(&json).unwrap());
         assert_eq!(
-            header(&back, "https://example.com/").as_deref(),
+            header(&mut back, "https://example.com/").as_deref(),
             Some("b=1; a=2")
         );
         assert_eq!(back.names(), ["b", "a"]);

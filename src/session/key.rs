@@ -1,7 +1,7 @@
 //! Which session a request belongs to.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
@@ -17,6 +17,10 @@ const SALT: &[u8] = b"provproxy/session-key/v1\0";
 /// 16 hex digits (64 bits): collisions stay negligible for any realistic number of sessions,
 /// and the short form is readable in `/sessions` and traces.
 const HASH_HEX_LEN: usize = 16;
+
+/// The fixed keys, allocated once rather than per request.
+static ROUTE: LazyLock<SessionKey> = LazyLock::new(|| SessionKey(Arc::from("route")));
+static ANONYMOUS: LazyLock<SessionKey> = LazyLock::new(|| SessionKey(Arc::from("anonymous")));
 
 /// The identity of one session within a route. It never holds a raw credential: values that
 /// may be secret (an `Authorization` header, a configured key header) are salted SHA-256 hashes.
@@ -37,7 +41,7 @@ impl SessionKey {
         headers: &HeaderMap,
     ) -> SessionKey {
         match kind {
-            SessionKeyKind::Route => SessionKey(Arc::from("route")),
+            SessionKeyKind::Route => ROUTE.clone(),
             SessionKeyKind::Client => match (client_name, headers.get(AUTHORIZATION)) {
                 (Some(name), _) => SessionKey(Arc::from(format!("client:{name}"))),
                 (None, Some(value)) => hashed("auth", value.as_bytes()),
@@ -51,7 +55,7 @@ impl SessionKey {
     }
 
     fn anonymous() -> SessionKey {
-        SessionKey(Arc::from("anonymous"))
+        ANONYMOUS.clone()
     }
 
     /// Rebuilds a key from its displayed form (the state file, the admin API).

@@ -636,12 +636,17 @@ impl Lease {
 
     /// The `Cookie` header for the upstream request `path` (query ignored) and the names in it.
     /// The host is always the route's logical upstream URL.
-    pub fn cookie_header(&self, path: &str) -> Option<(HeaderValue, Vec<String>)> {
+    pub fn cookie_header(&self, path: &str) -> Option<(HeaderValue, Arc<[String]>)> {
         if !self.route.plan.cookies {
             return None;
         }
-        let url = self.url_for(path);
-        let header = self.active.0.state().jar.cookie_header(&url);
+        let path = path.split('?').next().unwrap_or(path);
+        let header = self
+            .active
+            .0
+            .state()
+            .jar
+            .cookie_header(&self.route.url, path);
         self.sent_cookie.store(header.is_some(), Ordering::Relaxed);
         header
     }

@@ -308,7 +308,7 @@ async fn interleaved_operations_never_mix_cookies_between_keys() {
                         value.starts_with(&expected) && !value.contains(';'),
                         "{value}"
                     );
-                    assert_eq!(names, ["sid"]);
+                    assert_eq!(*names, ["sid"]);
                     checked += 1;
                 }
                 tokio::task::yield_now().await;
