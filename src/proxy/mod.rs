@@ -307,6 +307,8 @@ impl Proxy {
         response
     }
 
+    // The rare paths (peeking, draining, re-login) are boxed where they are awaited: inline they
+    // would grow this future, which is moved into place for every request, by kilobytes.
     async fn run(
         &self,
         x: &mut Exchange<'_>,
@@ -378,7 +380,7 @@ impl Proxy {
             let needs_body = relogin_status
                 && session_plan.is_some_and(|plan| plan.relogin_body_contains.is_some());
             let peeked = if needs_body {
-                let (peeked_response, bytes) = peek_body(response).await;
+                let (peeked_response, bytes) = Box::pin(peek_body(response)).await;
                 response = peeked_response;
                 Some(bytes)
             } else {
@@ -397,7 +399,11 @@ impl Proxy {
             if (session_gone || token_refused) && may_replay {
                 x.actions.relogin |= session_gone;
                 let drained =
-                    drain_body(response, x.trace.as_ref().map_or(0, |trace| trace.max_body)).await;
+                    Box::pin(drain_body(
+                        response,
+                        x.trace.as_ref().map_or(0, |trace| trace.max_body),
+                    ))
+                    .await;
                 if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
                     parent = Some(attempt.id);
                     let (status, headers, captured) = drained;
@@ -411,7 +417,7 @@ impl Proxy {
                 }
                 if session_gone {
                     if let Some(lease) = lease.as_mut() {
-                        self.relogin(x, lease, parent).await?;
+                        Box::pin(self.relogin(x, lease, parent)).await?;
                     }
                 }
                 role = Role::Replay;
@@ -422,7 +428,7 @@ impl Proxy {
                 // Not replayable (the body streamed): the client gets this response, and the
                 // next request starts a fresh session instead of hitting the dead one again.
                 if let Some(lease) = lease.as_mut() {
-                    if lease.begin_relogin().await == Relogin::Leader {
+                    if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
                         x.actions.relogin = true;
                     }
                 }

@@ -32,6 +32,9 @@ use crate::trace::{TraceWriter, Tracer};
 use framing::{Framing, FramingGuard};
 use ingress::Ingress;
 
+/// The header count hyper allows when none is configured.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// A client connection, plain or TLS, as one type so that one code path serves both.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 
@@ -158,8 +161,12 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(plan.server.limits.header_read_timeout)
-        .max_headers(plan.server.limits.max_headers)
         .max_buf_size(plan.server.limits.max_header_bytes.max(8192));
+    // hyper parses up to 100 headers in a stack array, but any explicit limit, 100 included,
+    // makes it build and initialise a heap array for every request head.
+    if plan.server.limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(plan.server.limits.max_headers);
+    }
     builder.http2().timer(TokioTimer::new());
     let grace = plan.server.shutdown_grace;
     let mut tasks = vec![tokio::spawn(serve(
