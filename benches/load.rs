@@ -31,6 +31,10 @@ use hyper_util::rt::TokioIo;
 use provproxy::config::{self, SessionKeyKind};
 use provproxy::session::{SessionKey, Sessions};
 
+/// The allocator the `provproxy` binary uses, so that the idle-sessions figure is the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USER: &str = "svc_bench";
 const PASSWORD: &str = "bench-password-not-a-secret";
 const PATH: &str = "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646";

@@ -398,12 +398,11 @@ impl Proxy {
             let may_replay = role == Role::Client && body.is_replayable();
             if (session_gone || token_refused) && may_replay {
                 x.actions.relogin |= session_gone;
-                let drained =
-                    Box::pin(drain_body(
-                        response,
-                        x.trace.as_ref().map_or(0, |trace| trace.max_body),
-                    ))
-                    .await;
+                let drained = Box::pin(drain_body(
+                    response,
+                    x.trace.as_ref().map_or(0, |trace| trace.max_body),
+                ))
+                .await;
                 if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
                     parent = Some(attempt.id);
                     let (status, headers, captured) = drained;

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use cookie_store::{Cookie, CookieDomain, CookieStore, RawCookie, StoreAction};
+use cookie_store::{Cookie, RawCookie};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -56,26 +56,28 @@ pub(crate) struct StoredCookie {
     pub(crate) cookie: Cookie<'static>,
 }
 
-/// Creation order of one stored cookie, identified as the RFC does: name, domain, path.
-#[derive(Debug, Clone)]
-struct Created {
-    name: String,
-    domain: String,
-    path: String,
-    seq: u64,
+/// One stored cookie and its creation order (RFC 6265 §5.4 sorts by it; cookie_store's
+/// `Cookie` does not keep it).
+struct Entry {
+    cookie: Cookie<'static>,
+    created: u64,
 }
 
 /// The cookies of one session. Not thread-safe by itself: the store keeps each jar behind its
 /// own mutex. Its `Debug` shows cookie names, never values.
+///
+/// cookie_store parses and validates each cookie (domain, path, expiry); the jar keeps them in a
+/// plain vector rather than a `CookieStore`, whose three nested hash maps cost about 1.7 KiB for
+/// a session's single cookie: with 100,000 idle sessions that was most of the proxy's memory.
 #[derive(Default)]
 pub struct Jar {
-    store: CookieStore,
-    /// A jar holds a handful of cookies, so a vector beats a map here.
-    created: Vec<Created>,
+    /// A handful of cookies at most: a vector beats a map here.
+    entries: Vec<Entry>,
     next_seq: u64,
     /// Bumped by every change to the stored cookies, so a kept header is never stale.
     version: u64,
-    last_header: Option<LastHeader>,
+    /// Boxed: most of a large number of sessions sit idle, and they pay one pointer for it.
+    last_header: Option<Box<LastHeader>>,
 }
 
 /// The header built by the last [`Jar::cookie_header`] call, and what it was built from: the
@@ -105,8 +107,10 @@ impl Jar {
         path: &str,
     ) -> Option<(HeaderValue, Arc<[String]>)> {
         let https = origin.scheme() == "https";
-        let applies = |cookie: &&Cookie<'static>| {
-            cookie.domain.matches(origin)
+        let applies = |entry: &&Entry| {
+            let cookie = &entry.cookie;
+            !cookie.is_expired()
+                && cookie.domain.matches(origin)
                 && path_matches(&cookie.path, path)
                 // cookie_store counts http://localhost as a secure origin; the upstream is not.
                 && (https || cookie.secure() != Some(true))
@@ -115,35 +119,31 @@ impl Jar {
             let mut expected = last.seqs.iter();
             let unchanged = last.version == self.version
                 && self
-                    .store
-                    .iter_unexpired()
+                    .entries
+                    .iter()
                     .filter(applies)
-                    .all(|cookie| expected.next() == Some(&self.seq_of(cookie)))
+                    .all(|entry| expected.next() == Some(&entry.created))
                 && expected.next().is_none();
             if unchanged {
                 return last.header.clone();
             }
         }
-        let mut matched: Vec<(&Cookie<'static>, u64)> = self
-            .store
-            .iter_unexpired()
-            .filter(applies)
-            .map(|cookie| (cookie, self.seq_of(cookie)))
-            .collect();
-        let seqs = matched.iter().map(|(_, seq)| *seq).collect();
-        matched.sort_by(|(a, a_seq), (b, b_seq)| {
-            b.path
+        let mut matched: Vec<&Entry> = self.entries.iter().filter(applies).collect();
+        let seqs = matched.iter().map(|entry| entry.created).collect();
+        matched.sort_by(|a, b| {
+            b.cookie
+                .path
                 .len()
-                .cmp(&a.path.len())
-                .then_with(|| a_seq.cmp(b_seq))
+                .cmp(&a.cookie.path.len())
+                .then_with(|| a.created.cmp(&b.created))
         });
         let header = if matched.is_empty() {
             None
         } else {
             let mut header = String::new();
             let mut names = Vec::with_capacity(matched.len());
-            for (cookie, _) in matched {
-                let (name, value) = cookie.name_value();
+            for entry in matched {
+                let (name, value) = entry.cookie.name_value();
                 if !header.is_empty() {
                     header.push_str("; ");
                 }
@@ -158,11 +158,11 @@ impl Jar {
                 .ok()
                 .map(|value| (value, Arc::from(names)))
         };
-        self.last_header = Some(LastHeader {
+        self.last_header = Some(Box::new(LastHeader {
             version: self.version,
             seqs,
             header: header.clone(),
-        });
+        }));
         header
     }
 
@@ -245,68 +245,74 @@ impl Jar {
         let cookie = Cookie::try_from_raw_cookie(&raw, url)
             .map_err(|_| Rejected::DomainMismatch)?
             .into_owned();
-        let domain = domain_key(&cookie.domain);
-        let path = String::from(&cookie.path);
-        let name = cookie.name().to_owned();
-        let outcome = self.store.insert(cookie, url);
+        self.store(cookie)
+    }
+
+    /// RFC 6265 §5.3 steps 11–12 for a parsed cookie: replace the cookie with the same name,
+    /// domain and path (keeping its creation time), delete it when the new one has expired.
+    fn store(&mut self, cookie: Cookie<'static>) -> Result<Absorbed, Rejected> {
         self.version += 1;
-        match outcome {
-            Ok(StoreAction::Inserted) => {
-                self.created.push(Created {
-                    name,
-                    domain,
-                    path,
-                    seq: self.next_seq,
+        // Expired cookies are evicted first (§5.3), so one cannot lend its creation time.
+        self.entries.retain(|entry| !entry.cookie.is_expired());
+        let existing = self
+            .entries
+            .iter()
+            .position(|entry| same_identity(&entry.cookie, &cookie));
+        match (existing, cookie.is_expired()) {
+            (Some(index), true) => {
+                self.entries.remove(index);
+                Ok(Absorbed::Deleted)
+            }
+            (None, true) => Err(Rejected::ExpiredUnknown),
+            (Some(index), false) => {
+                self.entries[index].cookie = cookie;
+                Ok(Absorbed::Stored)
+            }
+            (None, false) => {
+                // Exact growth: the first cookie of a session must not reserve room for four.
+                self.entries.reserve_exact(1);
+                self.entries.push(Entry {
+                    cookie,
+                    created: self.next_seq,
                 });
                 self.next_seq += 1;
                 Ok(Absorbed::Stored)
             }
-            // RFC 6265 §5.3 step 11.3: a replaced cookie keeps the old creation time.
-            Ok(StoreAction::UpdatedExisting) => Ok(Absorbed::Stored),
-            Ok(StoreAction::ExpiredExisting) => {
-                // cookie_store keeps the expired entry around; a session jar has no use for it.
-                self.store.remove(&domain, &path, &name);
-                self.created
-                    .retain(|c| !(c.name == name && c.domain == domain && c.path == path));
-                Ok(Absorbed::Deleted)
-            }
-            Err(cookie_store::CookieError::Expired) => Err(Rejected::ExpiredUnknown),
-            Err(_) => Err(Rejected::DomainMismatch),
         }
+    }
+
+    fn unexpired(&self) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .iter()
+            .filter(|entry| !entry.cookie.is_expired())
     }
 
     /// True when no unexpired cookie is left.
     pub fn is_empty(&self) -> bool {
-        self.store.iter_unexpired().next().is_none()
+        self.unexpired().next().is_none()
     }
 
     pub fn clear(&mut self) {
-        self.store.clear();
-        self.created.clear();
+        self.entries.clear();
         self.version += 1;
     }
 
     /// Names of the unexpired cookies, oldest first: for `/sessions`, never the values.
     pub fn names(&self) -> Vec<String> {
-        let mut cookies: Vec<(&Cookie<'static>, u64)> = self
-            .store
-            .iter_unexpired()
-            .map(|cookie| (cookie, self.seq_of(cookie)))
-            .collect();
-        cookies.sort_by_key(|(_, seq)| *seq);
-        cookies
+        let mut entries: Vec<&Entry> = self.unexpired().collect();
+        entries.sort_by_key(|entry| entry.created);
+        entries
             .into_iter()
-            .map(|(cookie, _)| cookie.name().to_owned())
+            .map(|entry| entry.cookie.name().to_owned())
             .collect()
     }
 
     /// The unexpired cookies, session cookies included, for the state file.
     pub(crate) fn to_stored(&self) -> Vec<StoredCookie> {
-        self.store
-            .iter_unexpired()
-            .map(|cookie| StoredCookie {
-                created: self.seq_of(cookie),
-                cookie: cookie.clone(),
+        self.unexpired()
+            .map(|entry| StoredCookie {
+                created: entry.created,
+                cookie: entry.cookie.clone(),
             })
             .collect()
     }
@@ -314,35 +320,33 @@ impl Jar {
     /// A jar from the state file; cookies that expired meanwhile are dropped.
     pub(crate) fn from_stored(cookies: Vec<StoredCookie>) -> Jar {
         let mut jar = Jar::new();
-        let mut live = Vec::with_capacity(cookies.len());
         for stored in cookies {
             if stored.cookie.is_expired() {
                 continue;
             }
-            jar.created.push(Created {
-                name: stored.cookie.name().to_owned(),
-                domain: domain_key(&stored.cookie.domain),
-                path: String::from(&stored.cookie.path),
-                seq: stored.created,
-            });
             jar.next_seq = jar.next_seq.max(stored.created + 1);
-            live.push(Ok::<_, std::convert::Infallible>(stored.cookie));
+            match jar
+                .entries
+                .iter()
+                .position(|entry| same_identity(&entry.cookie, &stored.cookie))
+            {
+                // A hand-edited file may repeat a cookie: the later line wins, as a later
+                // Set-Cookie would.
+                Some(index) => jar.entries[index].cookie = stored.cookie,
+                None => jar.entries.push(Entry {
+                    cookie: stored.cookie,
+                    created: stored.created,
+                }),
+            }
         }
-        match CookieStore::from_cookies(live, false) {
-            Ok(store) => jar.store = store,
-            Err(never) => match never {},
-        }
+        jar.entries.shrink_to_fit();
         jar
     }
+}
 
-    fn seq_of(&self, cookie: &Cookie<'static>) -> u64 {
-        let domain = cookie.domain.as_cow();
-        let domain = domain.as_deref().unwrap_or("");
-        self.created
-            .iter()
-            .find(|c| c.name == cookie.name() && c.domain == domain && *c.path == *cookie.path)
-            .map_or(u64::MAX, |c| c.seq)
-    }
+/// RFC 6265 §5.3 step 11: cookies are the same cookie when name, domain and path are equal.
+fn same_identity(a: &Cookie<'static>, b: &Cookie<'static>) -> bool {
+    a.name() == b.name() && a.domain.as_cow() == b.domain.as_cow() && *a.path == *b.path
 }
 
 impl fmt::Debug for Jar {
@@ -351,10 +355,6 @@ impl fmt::Debug for Jar {
             .field("cookies", &self.names())
             .finish()
     }
-}
-
-fn domain_key(domain: &CookieDomain) -> String {
-    String::from(domain)
 }
 
 /// RFC 6265 §5.1.4 path-match of a request path against a cookie path.
@@ -753,7 +753,7 @@ mod tests {
     }
 
     #[test]
-    fn kept_header_drops_a_cookie_once_it_expires() {
+    fn expired_cookie_leaves_the_header_and_is_evicted() {
         let mut jar = Jar::new();
         let at = "https://example.com/";
         set(&mut jar, at, "sid=1; Path=/").unwrap();
@@ -761,6 +761,10 @@ mod tests {
         assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1; short=1"));
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1"));
+        // The expired cookie was evicted: set again, it is a new cookie, younger than `sid`.
+        set(&mut jar, at, "short=2; Path=/").unwrap();
+        assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1; short=2"));
+        assert_eq!(jar.names(), ["sid", "short"]);
     }
 
     #[test]
