@@ -63,7 +63,9 @@ impl Admin {
             (&Method::GET, ["exchanges"]) => self.exchanges(request.uri().query()),
             (&Method::GET, ["exchanges", id]) => match (id.parse::<u64>().ok(), &self.tracer) {
                 (Some(id), Some(tracer)) => match tracer.get(id) {
-                    Some(exchange) => json_response(StatusCode::OK, &exchange),
+                    Some(exchange) => {
+                        text(StatusCode::OK, "application/json", exchange.to_string())
+                    }
                     None => not_found("no such exchange (it may have left the ring buffer)"),
                 },
                 (None, _) => not_found("exchange ids are numbers"),
@@ -109,8 +111,19 @@ impl Admin {
                 _ => {}
             }
         }
+        // Each exchange is a rendered JSON object already: splice them into an array.
         let exchanges = tracer.recent(route.as_deref(), status, limit);
-        json_response(StatusCode::OK, &Value::Array(exchanges))
+        let mut body =
+            String::with_capacity(2 + exchanges.iter().map(|e| e.len() + 1).sum::<usize>());
+        body.push('[');
+        for (i, exchange) in exchanges.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(exchange);
+        }
+        body.push(']');
+        text(StatusCode::OK, "application/json", body)
     }
 }
 

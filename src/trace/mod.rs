@@ -8,6 +8,7 @@
 pub mod diagnose;
 pub mod file;
 pub mod har;
+mod json_body;
 pub mod jsonl;
 pub mod record;
 pub mod redact;

@@ -3,6 +3,10 @@
 //! The rules keep what a human needs to diagnose a failure (auth schemes, cookie names, the shape
 //! of a JSON body, error messages) and drop every value that could be a credential. When a body
 //! cannot be parsed well enough to redact it, it is withheld rather than risk a leak.
+//!
+//! A [`RedactedRecord`] borrows every part that redaction leaves as it was from the
+//! [`ExchangeRecord`], and owns only what it rewrote: the writer thread renders it and drops it
+//! before the next record, so copying the untouched parts would be wasted work.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -14,6 +18,7 @@ use http::Version;
 use serde_json::Value;
 use url::form_urlencoded;
 
+use super::json_body::{self, Mode};
 use super::record::{Actions, CapturedBody, ErrorInfo, ExchangeRecord, Role, Timings};
 use crate::config::{TracePlan, DEFAULT_REDACT_FIELDS};
 
@@ -74,74 +79,75 @@ pub struct Redactor {
 
 /// A record after redaction: safe to write, keep in memory and serve.
 #[derive(Debug, Clone)]
-pub struct RedactedRecord {
+pub struct RedactedRecord<'a> {
     pub id: u64,
     pub parent: Option<u64>,
     pub role: Role,
     pub started: SystemTime,
     pub timings: Timings,
     pub client_addr: Option<SocketAddr>,
-    pub client_name: Option<String>,
-    pub route: Option<String>,
-    pub session_key: Option<String>,
-    pub request: RedactedRequest,
-    pub response: Option<RedactedResponse>,
-    pub actions: Actions,
-    pub error: Option<ErrorInfo>,
+    pub client_name: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub session_key: Option<&'a str>,
+    pub request: RedactedRequest<'a>,
+    pub response: Option<RedactedResponse<'a>>,
+    /// Borrowed unless a cookie name had to be cut short.
+    pub actions: Cow<'a, Actions>,
+    pub error: Option<&'a ErrorInfo>,
 }
 
 #[derive(Debug, Clone)]
-pub struct RedactedRequest {
-    pub method: String,
-    pub url: String,
+pub struct RedactedRequest<'a> {
+    pub method: &'a str,
+    pub url: Cow<'a, str>,
     pub http_version: &'static str,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'a str, Cow<'a, str>)>,
     /// Cookie names sent; values are never kept.
-    pub cookies: Vec<String>,
+    pub cookies: Vec<&'a str>,
     /// Decoded query pairs of the redacted URL.
     pub query: Vec<(String, String)>,
-    pub body: Option<RedactedBody>,
+    pub body: Option<RedactedBody<'a>>,
     /// Bytes on the wire, -1 when unknown.
     pub body_size: i64,
 }
 
 #[derive(Debug, Clone)]
-pub struct RedactedResponse {
+pub struct RedactedResponse<'a> {
     pub status: u16,
     pub status_text: &'static str,
     pub http_version: &'static str,
-    pub headers: Vec<(String, String)>,
-    pub cookies: Vec<SetCookie>,
-    pub body: Option<RedactedBody>,
+    pub headers: Vec<(&'a str, Cow<'a, str>)>,
+    pub cookies: Vec<SetCookie<'a>>,
+    pub body: Option<RedactedBody<'a>>,
     pub body_size: i64,
 }
 
 /// A `Set-Cookie` with its value removed.
 #[derive(Debug, Clone, Default)]
-pub struct SetCookie {
-    pub name: String,
-    pub path: Option<String>,
-    pub domain: Option<String>,
-    pub expires: Option<String>,
+pub struct SetCookie<'a> {
+    pub name: &'a str,
+    pub path: Option<&'a str>,
+    pub domain: Option<&'a str>,
+    pub expires: Option<&'a str>,
     pub http_only: bool,
     pub secure: bool,
 }
 
 #[derive(Debug, Clone)]
-pub struct RedactedBody {
+pub struct RedactedBody<'a> {
     /// The full `Content-Type`, or `application/octet-stream` when none was sent.
-    pub mime_type: String,
+    pub mime_type: &'a str,
     pub size: u64,
     pub truncated: bool,
-    pub content: BodyContent,
+    pub content: BodyContent<'a>,
 }
 
 #[derive(Debug, Clone)]
-pub enum BodyContent {
-    Text(String),
+pub enum BodyContent<'a> {
+    Text(Cow<'a, str>),
     Base64(String),
     /// Not recorded; the reason says why (too big, unparseable, bodies off).
-    Omitted(String),
+    Omitted(Cow<'static, str>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,26 +196,30 @@ impl Redactor {
         {
             return true;
         }
-        // `X-Client-Secret`, `X-Auth-Token`, `Api-Key`: compare in the fields' snake_case.
-        let normal = name.to_ascii_lowercase().replace('-', "_");
-        let bare = normal.strip_prefix("x_").unwrap_or(&normal);
+        // `X-Client-Secret`, `X-Auth-Token`, `Api-Key`: compare in the fields' snake_case, byte
+        // by byte, since this runs for every header of every traced exchange.
+        let name = name.as_bytes();
+        let bare = match name {
+            [x, dash, rest @ ..] if snake(*x) == b'x' && snake(*dash) == b'_' => rest,
+            _ => name,
+        };
         self.fields.iter().any(|f| {
-            bare == f
-                || bare
-                    .strip_suffix(f.as_str())
-                    .is_some_and(|rest| rest.ends_with('_'))
-                || bare
-                    .strip_prefix(f.as_str())
-                    .is_some_and(|rest| rest.starts_with('_'))
+            let f = f.as_bytes();
+            let n = f.len();
+            same_snake(bare, f)
+                || (bare.len() > n
+                    && same_snake(&bare[bare.len() - n..], f)
+                    && snake(bare[bare.len() - n - 1]) == b'_')
+                || (bare.len() > n && same_snake(&bare[..n], f) && snake(bare[n]) == b'_')
         })
     }
 
-    pub fn redact(&self, record: &ExchangeRecord) -> RedactedRecord {
+    pub fn redact<'a>(&self, record: &'a ExchangeRecord) -> RedactedRecord<'a> {
         let req = &record.request;
-        let url = self.url(&req.url).into_owned();
+        let url = self.url(&req.url);
         let query = query_pairs(&url);
         let request = RedactedRequest {
-            method: req.method.as_str().to_owned(),
+            method: req.method.as_str(),
             http_version: version_str(req.version),
             headers: self.headers(&req.headers),
             cookies: cookie_names(&req.headers),
@@ -227,17 +237,6 @@ impl Redactor {
             body: self.body(res.body.as_ref(), &res.headers, record.role),
             body_size: body_size(res.body.as_ref(), &res.headers),
         });
-        let mut actions = record.actions.clone();
-        // The pipeline passes names, but a `name=value` slipping in must not reach a file.
-        for name in actions
-            .cookies_replayed
-            .iter_mut()
-            .chain(actions.cookies_stored.iter_mut())
-        {
-            if let Some(eq) = name.find('=') {
-                name.truncate(eq);
-            }
-        }
         RedactedRecord {
             id: record.id,
             parent: record.parent,
@@ -245,23 +244,25 @@ impl Redactor {
             started: record.started,
             timings: record.timings.clone(),
             client_addr: record.client_addr,
-            client_name: record.client_name.clone(),
-            route: record.route.clone(),
-            session_key: record.session_key.clone(),
+            client_name: record.client_name.as_deref(),
+            route: record.route.as_deref(),
+            session_key: record.session_key.as_deref(),
             request,
             response,
-            actions,
-            error: record.error.clone(),
+            actions: actions(&record.actions),
+            error: record.error.as_ref(),
         }
     }
 
-    pub fn headers(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+    pub fn headers<'a>(&self, headers: &'a HeaderMap) -> Vec<(&'a str, Cow<'a, str>)> {
         headers
             .iter()
             .map(|(name, value)| {
-                let raw = String::from_utf8_lossy(value.as_bytes());
-                let redacted = self.header_value(name, &raw).into_owned();
-                (name.as_str().to_owned(), redacted)
+                let shown = match String::from_utf8_lossy(value.as_bytes()) {
+                    Cow::Borrowed(raw) => self.header_value(name, raw),
+                    Cow::Owned(raw) => Cow::Owned(self.header_value(name, &raw).into_owned()),
+                };
+                (name.as_str(), shown)
             })
             .collect()
     }
@@ -334,7 +335,9 @@ impl Redactor {
     }
 
     /// Replaces the value of every secret field, at any depth and inside arrays. A SCIM patch
-    /// operation `{"path": "password", "value": ...}` has its `value` replaced too.
+    /// operation `{"path": "password", "value": ...}` has its `value` replaced too. Bodies of
+    /// traced exchanges take the same rules without a tree (see [`json_body`]); this is for
+    /// JSON already parsed (a HAR to diagnose).
     pub fn json(&self, value: &mut Value) {
         match value {
             Value::Object(map) => {
@@ -356,23 +359,22 @@ impl Redactor {
         }
     }
 
-    fn body(
+    fn body<'a>(
         &self,
-        captured: Option<&CapturedBody>,
-        headers: &HeaderMap,
+        captured: Option<&'a CapturedBody>,
+        headers: &'a HeaderMap,
         role: Role,
-    ) -> Option<RedactedBody> {
+    ) -> Option<RedactedBody<'a>> {
         let captured = captured?;
         let mime_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let kind = body_kind(&mime_type, &captured.bytes);
+            .unwrap_or("");
+        let kind = self.body_kind(mime_type, &captured.bytes);
         let content = self.body_content(captured, headers, role, kind);
         Some(RedactedBody {
             mime_type: if mime_type.is_empty() {
-                "application/octet-stream".to_owned()
+                "application/octet-stream"
             } else {
                 mime_type
             },
@@ -382,18 +384,18 @@ impl Redactor {
         })
     }
 
-    fn body_content(
+    fn body_content<'a>(
         &self,
-        captured: &CapturedBody,
+        captured: &'a CapturedBody,
         headers: &HeaderMap,
         role: Role,
         kind: BodyKind,
-    ) -> BodyContent {
+    ) -> BodyContent<'a> {
         if !self.bodies {
             return BodyContent::Omitted("bodies are not recorded (trace.bodies = false)".into());
         }
         if captured.bytes.is_empty() {
-            return BodyContent::Text(String::new());
+            return BodyContent::Text(Cow::Borrowed(""));
         }
         let encoded = headers
             .get(header::CONTENT_ENCODING)
@@ -407,43 +409,114 @@ impl Redactor {
         }
         let token = role == Role::TokenFetch;
         match kind {
-            BodyKind::Json => match serde_json::from_slice::<Value>(&captured.bytes) {
-                Ok(mut value) => {
-                    if token {
-                        keep_only_public(&mut value);
-                    } else {
-                        self.json(&mut value);
-                    }
-                    BodyContent::Text(value.to_string())
+            BodyKind::Json => {
+                let mode = if token {
+                    Mode::PublicOnly
+                } else {
+                    Mode::Secrets
+                };
+                let redacted = std::str::from_utf8(&captured.bytes)
+                    .ok()
+                    .and_then(|text| json_body::redact(text, self, mode).ok());
+                match redacted {
+                    Some(text) => BodyContent::Text(text),
+                    None => BodyContent::Omitted(withheld_reason("JSON", captured).into()),
                 }
-                Err(_) => BodyContent::Omitted(withheld_reason("JSON", captured)),
-            },
+            }
             BodyKind::Form => match std::str::from_utf8(&captured.bytes) {
-                Ok(text) if token => BodyContent::Text(self.form_with(text, |name| {
-                    !TOKEN_PUBLIC_FIELDS
-                        .iter()
-                        .any(|f| f.eq_ignore_ascii_case(name))
-                })),
-                Ok(text) => BodyContent::Text(self.form(text)),
-                Err(_) => BodyContent::Omitted(withheld_reason("form", captured)),
+                Ok(text) if token => BodyContent::Text(Cow::Owned(
+                    self.form_with(text, |name| !is_token_public_field(name)),
+                )),
+                Ok(text) => BodyContent::Text(Cow::Owned(self.form(text))),
+                Err(_) => BodyContent::Omitted(withheld_reason("form", captured).into()),
             },
             _ if token => BodyContent::Omitted(
                 "token endpoint body withheld: only JSON and form bodies can be redacted".into(),
             ),
-            BodyKind::Text => {
-                BodyContent::Text(String::from_utf8_lossy(&captured.bytes).into_owned())
-            }
+            BodyKind::Text => BodyContent::Text(String::from_utf8_lossy(&captured.bytes)),
             BodyKind::Binary if captured.truncated || captured.bytes.len() > self.max_body => {
-                BodyContent::Omitted(format!(
-                    "binary body of {} bytes not recorded (over max_body)",
-                    captured.total_size
-                ))
+                BodyContent::Omitted(
+                    format!(
+                        "binary body of {} bytes not recorded (over max_body)",
+                        captured.total_size
+                    )
+                    .into(),
+                )
             }
             BodyKind::Binary => BodyContent::Base64(
                 base64::engine::general_purpose::STANDARD.encode(&captured.bytes),
             ),
         }
     }
+
+    fn body_kind(&self, mime: &str, bytes: &[u8]) -> BodyKind {
+        let essence = mime.split(';').next().unwrap_or("").trim();
+        if essence.is_empty() {
+            // No declared type: sniff, and treat anything that parses as JSON or looks like a
+            // form as such so that its secrets are redacted.
+            if json_body::is_json(bytes, self) {
+                return BodyKind::Json;
+            }
+            return match std::str::from_utf8(bytes) {
+                Ok(t) if t.contains('=') && !t.contains(char::is_whitespace) => BodyKind::Form,
+                Ok(_) => BodyKind::Text,
+                Err(_) => BodyKind::Binary,
+            };
+        }
+        let is = |name: &str| essence.eq_ignore_ascii_case(name);
+        let ends_with = |suffix: &str| {
+            essence.len() >= suffix.len()
+                && essence.as_bytes()[essence.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes())
+        };
+        if is("application/json") || ends_with("+json") {
+            BodyKind::Json
+        } else if is("application/x-www-form-urlencoded") {
+            BodyKind::Form
+        } else if essence.as_bytes()[..essence.len().min(5)].eq_ignore_ascii_case(b"text/")
+            || ends_with("+xml")
+            || is("application/xml")
+            || is("application/javascript")
+        {
+            BodyKind::Text
+        } else {
+            BodyKind::Binary
+        }
+    }
+}
+
+/// A header name's byte as the fields spell it: lower case, `-` as `_`.
+fn snake(byte: u8) -> u8 {
+    if byte == b'-' {
+        b'_'
+    } else {
+        byte.to_ascii_lowercase()
+    }
+}
+
+/// Whether a header name part equals a (lower-case, snake_case) field name.
+fn same_snake(name: &[u8], field: &[u8]) -> bool {
+    name.len() == field.len() && name.iter().zip(field).all(|(&n, &f)| snake(n) == f)
+}
+
+/// The actions as recorded; copied only when a cookie name carries a value. The pipeline passes
+/// names, but a `name=value` slipping in must not reach a file.
+fn actions(actions: &Actions) -> Cow<'_, Actions> {
+    let has_value = |names: &[String]| names.iter().any(|n| n.contains('='));
+    if !has_value(&actions.cookies_replayed) && !has_value(&actions.cookies_stored) {
+        return Cow::Borrowed(actions);
+    }
+    let mut actions = actions.clone();
+    for name in actions
+        .cookies_replayed
+        .iter_mut()
+        .chain(actions.cookies_stored.iter_mut())
+    {
+        if let Some(eq) = name.find('=') {
+            name.truncate(eq);
+        }
+    }
+    Cow::Owned(actions)
 }
 
 fn withheld_reason(what: &str, captured: &CapturedBody) -> String {
@@ -459,61 +532,16 @@ fn withheld_reason(what: &str, captured: &CapturedBody) -> String {
 }
 
 /// The attribute a SCIM path names: `password`, `urn:...:User:password`, `emails[type eq "x"]`.
-fn scim_attribute(path: &str) -> &str {
+pub(super) fn scim_attribute(path: &str) -> &str {
     let path = path.split('[').next().unwrap_or(path);
     path.rsplit(':').next().unwrap_or(path)
 }
 
-/// Token-endpoint bodies: every field but the few public ones is replaced, at any depth.
-fn keep_only_public(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if !TOKEN_PUBLIC_FIELDS
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case(key))
-                {
-                    *v = Value::String(REDACTED.to_owned());
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(keep_only_public),
-        _ => *value = Value::String(REDACTED.to_owned()),
-    }
-}
-
-fn body_kind(mime: &str, bytes: &[u8]) -> BodyKind {
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence.is_empty() {
-        // No declared type: sniff, and treat anything that parses as JSON or looks like a form
-        // as such so that its secrets are redacted.
-        if serde_json::from_slice::<Value>(bytes).is_ok() {
-            return BodyKind::Json;
-        }
-        return match std::str::from_utf8(bytes) {
-            Ok(t) if t.contains('=') && !t.contains(char::is_whitespace) => BodyKind::Form,
-            Ok(_) => BodyKind::Text,
-            Err(_) => BodyKind::Binary,
-        };
-    }
-    if essence == "application/json" || essence.ends_with("+json") {
-        BodyKind::Json
-    } else if essence == "application/x-www-form-urlencoded" {
-        BodyKind::Form
-    } else if essence.starts_with("text/")
-        || essence.ends_with("+xml")
-        || essence == "application/xml"
-        || essence == "application/javascript"
-    {
-        BodyKind::Text
-    } else {
-        BodyKind::Binary
-    }
+/// Whether a field of a token-endpoint exchange may be shown.
+pub(super) fn is_token_public_field(name: &str) -> bool {
+    TOKEN_PUBLIC_FIELDS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
 }
 
 /// Keeps the scheme and any scheme word repeated after it: `Bearer Bearer [REDACTED]`.
@@ -522,7 +550,8 @@ pub fn authorization(value: &str) -> String {
     let Some(scheme) = words.next() else {
         return String::new();
     };
-    let mut out = scheme.to_owned();
+    let mut out = String::with_capacity(scheme.len() + 1 + REDACTED.len());
+    out.push_str(scheme);
     for word in words {
         let is_scheme = word.eq_ignore_ascii_case(scheme)
             || SCHEME_NAMES.iter().any(|s| s.eq_ignore_ascii_case(word));
@@ -539,33 +568,38 @@ pub fn authorization(value: &str) -> String {
 
 /// `a=1; b=2` → `a=[REDACTED]; b=[REDACTED]`.
 fn cookie_header(value: &str) -> String {
-    value
-        .split(';')
-        .map(|pair| pair.trim())
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let name = pair.split('=').next().unwrap_or("").trim();
-            format!("{name}={REDACTED}")
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    let mut out = String::with_capacity(value.len() + REDACTED.len());
+    let pairs = value.split(';').map(str::trim).filter(|p| !p.is_empty());
+    for pair in pairs {
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(pair.split('=').next().unwrap_or("").trim());
+        out.push('=');
+        out.push_str(REDACTED);
+    }
+    out
 }
 
 /// `SID=abc; Path=/; HttpOnly` → `SID=[REDACTED]; Path=/; HttpOnly`.
 fn set_cookie_header(value: &str) -> String {
-    let mut parts = value.splitn(2, ';');
-    let name = parts
-        .next()
-        .and_then(|p| p.split('=').next())
-        .unwrap_or("")
-        .trim();
-    match parts.next() {
-        Some(attrs) => format!("{name}={REDACTED};{attrs}"),
-        None => format!("{name}={REDACTED}"),
+    let (pair, attrs) = match value.split_once(';') {
+        Some((pair, attrs)) => (pair, Some(attrs)),
+        None => (value, None),
+    };
+    let name = pair.split('=').next().unwrap_or("").trim();
+    let mut out = String::with_capacity(value.len() + REDACTED.len());
+    out.push_str(name);
+    out.push('=');
+    out.push_str(REDACTED);
+    if let Some(attrs) = attrs {
+        out.push(';');
+        out.push_str(attrs);
     }
+    out
 }
 
-fn cookie_names(headers: &HeaderMap) -> Vec<String> {
+fn cookie_names(headers: &HeaderMap) -> Vec<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -573,12 +607,12 @@ fn cookie_names(headers: &HeaderMap) -> Vec<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
             let name = pair.split('=').next()?.trim();
-            (!name.is_empty()).then(|| name.to_owned())
+            (!name.is_empty()).then_some(name)
         })
         .collect()
 }
 
-fn set_cookies(headers: &HeaderMap) -> Vec<SetCookie> {
+fn set_cookies(headers: &HeaderMap) -> Vec<SetCookie<'_>> {
     headers
         .get_all(header::SET_COOKIE)
         .iter()
@@ -587,30 +621,32 @@ fn set_cookies(headers: &HeaderMap) -> Vec<SetCookie> {
         .collect()
 }
 
-fn parse_set_cookie(value: &str) -> SetCookie {
+fn parse_set_cookie(value: &str) -> SetCookie<'_> {
     let mut parts = value.split(';');
     let name = parts
         .next()
         .and_then(|p| p.split('=').next())
         .unwrap_or("")
-        .trim()
-        .to_owned();
+        .trim();
     let mut cookie = SetCookie {
         name,
         ..SetCookie::default()
     };
     for attr in parts {
         let (key, val) = match attr.split_once('=') {
-            Some((k, v)) => (k.trim(), Some(v.trim().to_owned())),
+            Some((k, v)) => (k.trim(), Some(v.trim())),
             None => (attr.trim(), None),
         };
-        match key.to_ascii_lowercase().as_str() {
-            "path" => cookie.path = val,
-            "domain" => cookie.domain = val,
-            "expires" => cookie.expires = val,
-            "httponly" => cookie.http_only = true,
-            "secure" => cookie.secure = true,
-            _ => {}
+        if key.eq_ignore_ascii_case("path") {
+            cookie.path = val;
+        } else if key.eq_ignore_ascii_case("domain") {
+            cookie.domain = val;
+        } else if key.eq_ignore_ascii_case("expires") {
+            cookie.expires = val;
+        } else if key.eq_ignore_ascii_case("httponly") {
+            cookie.http_only = true;
+        } else if key.eq_ignore_ascii_case("secure") {
+            cookie.secure = true;
         }
     }
     cookie
@@ -679,7 +715,7 @@ mod tests {
         redactor().header_value(&name, value).into_owned()
     }
 
-    fn body(content_type: &str, body: &str, role: Role) -> BodyContent {
+    fn body(content_type: &str, body: &str, role: Role) -> BodyContent<'static> {
         let mut headers = HeaderMap::new();
         if !content_type.is_empty() {
             headers.insert(
@@ -692,15 +728,20 @@ mod tests {
             total_size: body.len() as u64,
             truncated: false,
         };
-        redactor()
+        match redactor()
             .body(Some(&captured), &headers, role)
             .unwrap()
             .content
+        {
+            BodyContent::Text(t) => BodyContent::Text(Cow::Owned(t.into_owned())),
+            BodyContent::Base64(b) => BodyContent::Base64(b),
+            BodyContent::Omitted(why) => BodyContent::Omitted(why),
+        }
     }
 
     fn text(content: BodyContent) -> String {
         match content {
-            BodyContent::Text(t) => t,
+            BodyContent::Text(t) => t.into_owned(),
             other => panic!("expected text, got {other:?}"),
         }
     }
@@ -908,8 +949,9 @@ mod tests {
             total_size: 5,
             truncated: false,
         };
+        let headers = HeaderMap::new();
         let out = Redactor::new(&p)
-            .body(Some(&captured), &HeaderMap::new(), Role::Client)
+            .body(Some(&captured), &headers, Role::Client)
             .unwrap();
         assert_eq!(out.size, 5);
         assert!(matches!(out.content, BodyContent::Omitted(_)));
@@ -975,7 +1017,7 @@ mod tests {
         assert_eq!(out.request.cookies, ["A", "B"]);
         let res = out.response.unwrap();
         assert_eq!(res.cookies[0].name, "JSESSIONID");
-        assert_eq!(res.cookies[0].path.as_deref(), Some("/"));
+        assert_eq!(res.cookies[0].path, Some("/"));
         assert!(res.cookies[0].http_only);
         assert_eq!(out.actions.cookies_stored, ["JSESSIONID"]);
     }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::file::{Format, TraceFile};
@@ -30,9 +29,9 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 pub trait Sink: Send {
     /// Names the sink in logs.
     fn name(&self) -> String;
-    /// `line` is the record's JSON-lines form, built once per record for the ring buffer and
-    /// every sink that wants it.
-    fn write(&mut self, record: &RedactedRecord, line: &serde_json::Value) -> io::Result<()>;
+    /// `line` is the record's JSON-lines form without its newline, rendered once per record for
+    /// the ring buffer and every sink that wants it.
+    fn write(&mut self, record: &RedactedRecord<'_>, line: &str) -> io::Result<()>;
     /// Flushes and closes; called once at shutdown.
     fn close(&mut self) -> io::Result<()>;
 }
@@ -135,6 +134,7 @@ impl Tracer {
             sinks,
             shared: Arc::clone(&shared),
             warn: WarnLimiter::default(),
+            line: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("provproxy-trace".into())
@@ -175,12 +175,13 @@ impl Tracer {
         self.shared.counters.snapshot()
     }
 
-    /// The most recent redacted records, newest first.
-    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Value> {
+    /// The most recent redacted records as JSON lines, newest first.
+    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Arc<str>> {
         self.shared.recent.recent(route, status, limit)
     }
 
-    pub fn get(&self, id: u64) -> Option<Value> {
+    /// One recent record as a JSON line.
+    pub fn get(&self, id: u64) -> Option<Arc<str>> {
         self.shared.recent.get(id)
     }
 }
@@ -208,6 +209,8 @@ struct Worker {
     sinks: Vec<Box<dyn Sink>>,
     shared: Arc<Shared>,
     warn: WarnLimiter,
+    /// The current record's JSON line; reused so that rendering does not allocate.
+    line: Vec<u8>,
 }
 
 impl Worker {
@@ -246,18 +249,34 @@ impl Worker {
     fn record(&mut self, record: &ExchangeRecord) {
         let redacted = self.redactor.redact(record);
         let status = redacted.response.as_ref().map_or(0, |r| r.status);
-        let line = jsonl::record(&redacted);
+        self.line.clear();
+        let rendered = serde_json::to_writer(&mut self.line, &jsonl::record(&redacted))
+            .map_err(io::Error::other)
+            .and_then(|()| std::str::from_utf8(&self.line).map_err(io::Error::other));
+        let counters = &self.shared.counters;
+        let line = match rendered {
+            Ok(line) => line,
+            Err(e) => {
+                // Unreachable in practice (the record is strings and numbers rendered into
+                // memory), but a record that cannot be rendered is a failed write, not a panic.
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.warn.warn("renderer", &e);
+                return;
+            }
+        };
         for sink in &mut self.sinks {
-            if let Err(e) = sink.write(&redacted, &line) {
-                let counters = &self.shared.counters;
+            if let Err(e) = sink.write(&redacted, line) {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 self.warn.warn(&sink.name(), &e);
             }
         }
-        self.shared
-            .recent
-            .push(redacted.id, redacted.route.clone(), status, line);
-        self.shared.counters.written.fetch_add(1, Ordering::Relaxed);
+        self.shared.recent.push(
+            redacted.id,
+            redacted.route.map(str::to_owned),
+            status,
+            Arc::from(line),
+        );
+        counters.written.fetch_add(1, Ordering::Relaxed);
     }
 
     fn close(&mut self) {
