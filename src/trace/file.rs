@@ -7,9 +7,9 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, Per
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::har;
 use super::redact::RedactedRecord;
 use super::writer::Sink;
+use super::{har, json_out};
 
 /// Rotated files kept next to the live one: `file.1` (newest) to `file.KEEP`.
 pub const KEEP: usize = 3;
@@ -221,8 +221,9 @@ impl Sink for TraceFile {
         self.buf
             .extend_from_slice(self.format.separator().as_bytes());
         match self.format {
-            Format::Har => serde_json::to_writer(&mut self.buf, &har::entry(record))
-                .map_err(io::Error::other)?,
+            Format::Har => {
+                json_out::write(&mut self.buf, &har::entry(record)).map_err(io::Error::other)?
+            }
             Format::JsonLines => {
                 self.buf.extend_from_slice(line.as_bytes());
                 self.buf.push(b'\n');

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use super::json_out::plain_len;
 use super::redact::{scim_attribute, Redactor, REDACTED};
 
 /// serde_json refuses the 128th level of nesting; so do we, so that a body deep enough to stop
@@ -270,19 +271,23 @@ impl<'a> Pass<'a, '_> {
     /// only escapes and control characters need checking.
     fn string(&mut self) -> Result<Token<'a>, Invalid> {
         let start = self.pos;
-        self.pos += 1;
         let mut escaped = false;
+        let mut pos = start + 1;
         loop {
-            match self.next()? {
-                b'"' => break,
-                b'\\' => {
+            pos += plain_len(&self.bytes[pos..]);
+            match self.bytes.get(pos) {
+                Some(b'"') => break,
+                Some(b'\\') => {
                     escaped = true;
+                    self.pos = pos + 1;
                     self.escape()?;
+                    pos = self.pos;
                 }
-                0..=0x1f => return Err(Invalid),
-                _ => {}
+                // A control character, or the end of the text.
+                _ => return Err(Invalid),
             }
         }
+        self.pos = pos + 1;
         Ok(Token {
             quoted: &self.text[start..self.pos],
             escaped,

@@ -5,11 +5,10 @@
 //! order the lines have always had.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 
 use serde::{Serialize, Serializer};
 
-use super::har::{ms, ActionsView, ErrorView, Timestamp};
+use super::har::{ms, ActionsView, Addr, ErrorView, Timestamp};
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie};
 
 pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
@@ -19,7 +18,7 @@ pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
     Line {
         actions: ActionsView::new(&rec.actions),
         client: rec.client_name,
-        client_addr: rec.client_addr,
+        client_addr: rec.client_addr.map(Addr),
         connect_ms: t.connect.map(ms),
         error: rec.error.map(ErrorView::new),
         first_byte_ms: t.first_byte.map(ms),
@@ -48,7 +47,7 @@ pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
 pub struct Line<'r> {
     actions: ActionsView<'r>,
     client: Option<&'r str>,
-    client_addr: Option<SocketAddr>,
+    client_addr: Option<Addr>,
     connect_ms: Option<f64>,
     error: Option<ErrorView<'r>>,
     first_byte_ms: Option<f64>,

@@ -73,6 +73,9 @@ const TOKEN_PUBLIC_FIELDS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Redactor {
     fields: Vec<String>,
+    /// Bit `n` is set when a field name is `n` bytes long (bit 63: 63 or more). Every key of
+    /// every JSON body is looked up, and most differ from every field in length alone.
+    field_lengths: u64,
     bodies: bool,
     max_body: usize,
 }
@@ -160,32 +163,31 @@ enum BodyKind {
 
 impl Redactor {
     pub fn new(plan: &TracePlan) -> Self {
-        Redactor {
-            fields: plan
-                .redact_fields
-                .iter()
-                .map(|f| f.to_ascii_lowercase())
-                .collect(),
-            bodies: plan.bodies,
-            max_body: plan.max_body,
-        }
+        Self::with_fields(&plan.redact_fields, plan.bodies, plan.max_body)
     }
 
     /// The built-in field names only, for text that comes from outside (a HAR to diagnose).
     pub fn with_default_fields() -> Self {
+        Self::with_fields(DEFAULT_REDACT_FIELDS, true, 0)
+    }
+
+    fn with_fields(fields: &[impl AsRef<str>], bodies: bool, max_body: usize) -> Self {
+        let fields: Vec<String> = fields
+            .iter()
+            .map(|f| f.as_ref().to_ascii_lowercase())
+            .collect();
         Redactor {
-            fields: DEFAULT_REDACT_FIELDS
-                .iter()
-                .map(|f| f.to_ascii_lowercase())
-                .collect(),
-            bodies: true,
-            max_body: 0,
+            field_lengths: fields.iter().fold(0, |bits, f| bits | length_bit(f)),
+            fields,
+            bodies,
+            max_body,
         }
     }
 
     /// Whether a query, form or JSON field of this name holds a secret.
     pub fn is_secret_field(&self, name: &str) -> bool {
-        self.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
+        self.field_lengths & length_bit(name) != 0
+            && self.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
     }
 
     /// Whether a header of this name carries a credential in its value.
@@ -258,9 +260,12 @@ impl Redactor {
         headers
             .iter()
             .map(|(name, value)| {
-                let shown = match String::from_utf8_lossy(value.as_bytes()) {
-                    Cow::Borrowed(raw) => self.header_value(name, raw),
-                    Cow::Owned(raw) => Cow::Owned(self.header_value(name, &raw).into_owned()),
+                let shown = match std::str::from_utf8(value.as_bytes()) {
+                    Ok(raw) => self.header_value(name, raw),
+                    Err(_) => {
+                        let raw = String::from_utf8_lossy(value.as_bytes());
+                        Cow::Owned(self.header_value(name, &raw).into_owned())
+                    }
                 };
                 (name.as_str(), shown)
             })
@@ -483,6 +488,10 @@ impl Redactor {
             BodyKind::Binary
         }
     }
+}
+
+fn length_bit(name: &str) -> u64 {
+    1 << name.len().min(63)
 }
 
 /// A header name's byte as the fields spell it: lower case, `-` as `_`.

@@ -183,6 +183,13 @@ fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
+/// Written by the trace's own serializer rather than serde_json.
+fn ours(value: &impl serde::Serialize) -> String {
+    let mut out = Vec::new();
+    super::json_out::write(&mut out, value).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 fn json_line(redacted: &RedactedRecord<'_>) -> String {
     serde_json::to_string(&super::jsonl::record(redacted)).unwrap()
 }
@@ -617,9 +624,15 @@ fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
     assert_eq!(har.lines().count(), redacted.len());
     assert_eq!(jsonl.lines().count(), redacted.len());
     for ((rec, want_har), want_line) in redacted.iter().zip(har.lines()).zip(jsonl.lines()) {
-        let entry = serde_json::to_string(&super::har::entry(rec)).unwrap();
-        assert_eq!(entry, want_har, "HAR entry of record {}", rec.id);
-        assert_eq!(json_line(rec), want_line, "JSON line of record {}", rec.id);
+        for entry in [
+            serde_json::to_string(&super::har::entry(rec)).unwrap(),
+            ours(&super::har::entry(rec)),
+        ] {
+            assert_eq!(entry, want_har, "HAR entry of record {}", rec.id);
+        }
+        for line in [json_line(rec), ours(&super::jsonl::record(rec))] {
+            assert_eq!(line, want_line, "JSON line of record {}", rec.id);
+        }
     }
 }
 

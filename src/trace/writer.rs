@@ -18,7 +18,7 @@ use super::file::{Format, TraceFile};
 use super::record::ExchangeRecord;
 use super::redact::{RedactedRecord, Redactor};
 use super::ring::Recent;
-use super::{jsonl, TraceError};
+use super::{json_out, jsonl, TraceError};
 use crate::config::TracePlan;
 
 /// At most one warning per this long about failing trace writes.
@@ -250,7 +250,7 @@ impl Worker {
         let redacted = self.redactor.redact(record);
         let status = redacted.response.as_ref().map_or(0, |r| r.status);
         self.line.clear();
-        let rendered = serde_json::to_writer(&mut self.line, &jsonl::record(&redacted))
+        let rendered = json_out::write(&mut self.line, &jsonl::record(&redacted))
             .map_err(io::Error::other)
             .and_then(|()| std::str::from_utf8(&self.line).map_err(io::Error::other));
         let counters = &self.shared.counters;
