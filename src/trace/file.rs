@@ -215,15 +215,19 @@ impl Sink for TraceFile {
         self.path.display().to_string()
     }
 
-    fn write(&mut self, record: &RedactedRecord<'_>, line: &str) -> io::Result<()> {
+    fn write(
+        &mut self,
+        record: &RedactedRecord<'_>,
+        line: &str,
+        memo: &mut json_out::Memo,
+    ) -> io::Result<()> {
         // Separator, entry and tail are rendered into one buffer, written with one call.
         self.buf.clear();
         self.buf
             .extend_from_slice(self.format.separator().as_bytes());
         match self.format {
-            Format::Har => {
-                json_out::write(&mut self.buf, &har::entry(record)).map_err(io::Error::other)?
-            }
+            Format::Har => json_out::write(&mut self.buf, &har::entry(record), memo)
+                .map_err(io::Error::other)?,
             Format::JsonLines => {
                 self.buf.extend_from_slice(line.as_bytes());
                 self.buf.push(b'\n');

@@ -5,7 +5,8 @@
 //! serde_json escapes every string, field names included, one byte at a time and writes each
 //! run between two escapes separately; here strings are checked eight bytes at a time and field
 //! names, which are our own identifiers, are written as they are. Numbers are left to serde_json
-//! so that they are formatted exactly as before.
+//! so that they are formatted exactly as before. A record's long strings (its bodies) are
+//! escaped once and copied into its second rendering (see [`Memo`]).
 
 use std::fmt::Display;
 
@@ -24,8 +25,63 @@ impl ser::Error for Error {
 }
 
 /// Appends `value` to `out` as compact JSON.
-pub fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
-    value.serialize(&mut Writer { out })
+pub fn write<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+    memo: &mut Memo,
+) -> Result<(), Error> {
+    value.serialize(&mut Writer { out, memo })
+}
+
+/// Strings at least this long are remembered escaped; a shorter one costs about as much to
+/// compare as to escape again.
+const MEMO_MIN: usize = 256;
+/// A request body and a response body.
+const MEMO_SLOTS: usize = 2;
+
+/// The long strings of one record, escaped, as written by [`write`]: the JSON line and the HAR
+/// entry of a record both hold its bodies, which are most of its bytes. Entries are found by
+/// content, so a stale one is never used in place of another string; [`Memo::clear`] between
+/// records keeps the lookups short.
+#[derive(Debug, Default)]
+pub struct Memo {
+    slots: Vec<Slot>,
+    used: usize,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    text: Vec<u8>,
+    escaped: Vec<u8>,
+}
+
+impl Memo {
+    /// Forgets the strings but keeps the buffers.
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    fn find(&self, text: &str) -> Option<&[u8]> {
+        self.slots[..self.used]
+            .iter()
+            .find(|slot| slot.text == text.as_bytes())
+            .map(|slot| slot.escaped.as_slice())
+    }
+
+    fn remember(&mut self, text: &str, escaped: &[u8]) {
+        if self.used == MEMO_SLOTS {
+            return;
+        }
+        if self.used == self.slots.len() {
+            self.slots.push(Slot::default());
+        }
+        let slot = &mut self.slots[self.used];
+        slot.text.clear();
+        slot.text.extend_from_slice(text.as_bytes());
+        slot.escaped.clear();
+        slot.escaped.extend_from_slice(escaped);
+        self.used += 1;
+    }
 }
 
 /// How many leading bytes of `bytes` stand for themselves inside a JSON string: all but `"`,
@@ -58,57 +114,165 @@ pub fn plain_len(bytes: &[u8]) -> usize {
 
 /// The index of the first `"`, `\` or control character in 8 bytes.
 fn first_special(chunk: &[u8; 8]) -> Option<usize> {
+    let flags = special_flags(u64::from_le_bytes(*chunk));
+    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
+}
+
+/// The high bit of every byte that is `"`, `\` or a control character, and maybe of bytes
+/// above such a byte (little-endian: after it). These are the bit tricks for "a byte is zero"
+/// and "a byte is below n"; a borrow only runs upwards from a byte that matches, so the lowest
+/// flag is exact.
+fn special_flags(word: u64) -> u64 {
     const ONES: u64 = u64::from_le_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    let word = u64::from_le_bytes(*chunk);
-    // The bit tricks for "a byte is zero" and "a byte is below n": a borrow only runs upwards
-    // from a byte that matches, so the lowest flagged byte is the first match.
     let quote = word ^ (ONES * u64::from(b'"'));
     let backslash = word ^ (ONES * u64::from(b'\\'));
-    let flags = ((quote.wrapping_sub(ONES) & !quote)
+    ((quote.wrapping_sub(ONES) & !quote)
         | (backslash.wrapping_sub(ONES) & !backslash)
         | (word.wrapping_sub(ONES * 0x20) & !word))
-        & HIGH;
-    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
+        & HIGH
+}
+
+/// [`special_flags`] for 4 bytes.
+fn special_flags4(word: u32) -> u32 {
+    const ONES: u32 = u32::from_le_bytes([0x01; 4]);
+    const HIGH: u32 = u32::from_le_bytes([0x80; 4]);
+    let quote = word ^ (ONES * u32::from(b'"'));
+    let backslash = word ^ (ONES * u32::from(b'\\'));
+    ((quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (word.wrapping_sub(ONES * 0x20) & !word))
+        & HIGH
 }
 
 /// `s` as a JSON string, escaped as serde_json escapes it: the two-character forms for
 /// `\b \t \n \f \r " \`, `\u00xx` for the other control characters, all else as it is.
 fn string(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut rest = s.as_bytes();
-    loop {
-        let plain = plain_len(rest);
-        out.extend_from_slice(&rest[..plain]);
-        let Some((&byte, tail)) = rest[plain..].split_first() else {
-            break;
-        };
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x09 => out.extend_from_slice(b"\\t"),
-            0x0a => out.extend_from_slice(b"\\n"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            0x0d => out.extend_from_slice(b"\\r"),
-            _ => out.extend_from_slice(&[
+    if !short_plain(out, bytes) {
+        escaped(out, bytes);
+    }
+    out.push(b'"');
+}
+
+/// Appends a string of at most 16 bytes that needs no escape, read and written as two words
+/// that overlap: most strings of a record (every field name) are that short, and for them a
+/// call to `memcpy` costs more than the rest of the work. False, with nothing written, for any
+/// other string.
+fn short_plain(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let plain = if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk()) {
+        bytes.len() <= 16
+            && special_flags(u64::from_le_bytes(*head)) | special_flags(u64::from_le_bytes(*tail))
+                == 0
+    } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk()) {
+        special_flags4(u32::from_le_bytes(*head)) | special_flags4(u32::from_le_bytes(*tail)) == 0
+    } else {
+        !bytes.iter().any(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
+    };
+    if plain {
+        copy(out, bytes);
+    }
+    plain
+}
+
+/// Appends `bytes`; one of 16 bytes or fewer as two words that overlap, without `memcpy`.
+fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
+    let at = out.len();
+    let len = bytes.len();
+    if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        if len > 16 {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        out.extend_from_slice(head);
+        out.truncate(at + len - 8);
+        out.extend_from_slice(tail);
+    } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        out.extend_from_slice(head);
+        out.truncate(at + len - 4);
+        out.extend_from_slice(tail);
+    } else {
+        for &b in bytes {
+            out.push(b);
+        }
+    }
+}
+
+/// The contents of a string that is long or needs escapes. Up to the first escape it is
+/// copied as it is; from there a block at a time is escaped into a buffer on the stack and
+/// appended with one copy: bytes that need no escape are moved a word at a time, and a body's
+/// text has an escape every few bytes, which would otherwise cost a copy each.
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    const BLOCK: usize = 64;
+    let plain = plain_len(bytes);
+    out.extend_from_slice(&bytes[..plain]);
+    let bytes = &bytes[plain..];
+    if bytes.is_empty() {
+        return;
+    }
+    // Every byte may become six (`\u001f`); a word is written whole even when only its first
+    // bytes are kept.
+    let mut buf = [0u8; BLOCK * 6 + 8];
+    for block in bytes.chunks(BLOCK) {
+        let mut len = 0;
+        let mut rest = block;
+        while let Some(word) = rest.first_chunk::<8>() {
+            buf[len..len + 8].copy_from_slice(word);
+            let flags = special_flags(u64::from_le_bytes(*word));
+            if flags == 0 {
+                len += 8;
+                rest = &rest[8..];
+                continue;
+            }
+            let plain = flags.trailing_zeros() as usize / 8;
+            len += plain;
+            len += escape(&mut buf[len..], rest[plain]);
+            rest = &rest[plain + 1..];
+        }
+        for &byte in rest {
+            if matches!(byte, b'"' | b'\\' | 0..=0x1f) {
+                len += escape(&mut buf[len..], byte);
+            } else {
+                buf[len] = byte;
+                len += 1;
+            }
+        }
+        out.extend_from_slice(&buf[..len]);
+    }
+}
+
+/// Writes the escape of `byte` at the start of `to`, and says how long it is.
+fn escape(to: &mut [u8], byte: u8) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match byte {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        0x08 => b'b',
+        0x09 => b't',
+        0x0a => b'n',
+        0x0c => b'f',
+        0x0d => b'r',
+        _ => {
+            to[..6].copy_from_slice(&[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
                 HEX[usize::from(byte >> 4)],
                 HEX[usize::from(byte & 0xf)],
-            ]),
+            ]);
+            return 6;
         }
-        rest = tail;
-    }
-    out.push(b'"');
+    };
+    to[..2].copy_from_slice(&[b'\\', short]);
+    2
 }
 
 struct Writer<'b> {
     out: &'b mut Vec<u8>,
+    memo: &'b mut Memo,
 }
 
 impl<'b> Writer<'b> {
@@ -204,7 +368,15 @@ impl<'s, 'b> ser::Serializer for &'s mut Writer<'b> {
     }
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        string(self.out, v);
+        if v.len() < MEMO_MIN {
+            string(self.out, v);
+        } else if let Some(escaped) = self.memo.find(v) {
+            self.out.extend_from_slice(escaped);
+        } else {
+            let start = self.out.len();
+            string(self.out, v);
+            self.memo.remember(v, &self.out[start..]);
+        }
         Ok(())
     }
 
@@ -319,6 +491,7 @@ struct Compound<'s, 'b> {
 }
 
 impl Compound<'_, '_> {
+    #[inline(always)]
     fn comma(&mut self) {
         if self.first {
             self.first = false;
@@ -332,10 +505,24 @@ impl Compound<'_, '_> {
         value.serialize(&mut *self.writer)
     }
 
+    /// Always inlined into the `Serialize` impls that serde derives, where `key` is a literal:
+    /// the compiler then checks it for escapes and copies it at compile time, and a field name
+    /// costs a few stores. A record has a hundred.
+    #[inline(always)]
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
         self.comma();
-        string(self.writer.out, key);
-        self.writer.out.push(b':');
+        let out = &mut *self.writer.out;
+        let key = key.as_bytes();
+        if key.iter().all(|b| !matches!(b, b'"' | b'\\' | 0..=0x1f)) {
+            out.reserve(key.len() + 3);
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+        } else {
+            out.push(b'"');
+            escaped(out, key);
+            out.extend_from_slice(b"\":");
+        }
         value.serialize(&mut *self.writer)
     }
 
@@ -425,6 +612,7 @@ impl ser::SerializeStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
 
+    #[inline(always)]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -442,6 +630,7 @@ impl ser::SerializeStructVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
 
+    #[inline(always)]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -465,7 +654,7 @@ mod tests {
 
     fn ours<T: Serialize + ?Sized>(value: &T) -> String {
         let mut out = Vec::new();
-        write(&mut out, value).unwrap();
+        write(&mut out, value, &mut Memo::default()).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -500,6 +689,18 @@ mod tests {
         for byte in 0..=0x7fu8 {
             let s = char::from(byte).to_string();
             assert_eq!(ours(&s), serde_json::to_string(&s).unwrap(), "{byte:#x}");
+        }
+        // Every length around the word sizes, with one byte to escape at every place.
+        for len in 0..=24 {
+            let plain = "abcdefghijklmnopqrstuvwxyz"[..len].to_owned();
+            assert_eq!(ours(&plain), serde_json::to_string(&plain).unwrap());
+            for at in 0..len {
+                for special in ["\"", "\\", "\n", "\u{1f}", "\u{0}"] {
+                    let mut s = plain.clone();
+                    s.replace_range(at..=at, special);
+                    assert_eq!(ours(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
         }
     }
 
@@ -563,6 +764,27 @@ mod tests {
     fn a_map_key_that_is_not_a_string_is_an_error() {
         let mut map = BTreeMap::new();
         map.insert(1, 2);
-        assert!(write(&mut Vec::new(), &map).is_err());
+        assert!(write(&mut Vec::new(), &map, &mut Memo::default()).is_err());
+    }
+
+    #[test]
+    fn a_long_string_is_escaped_once_and_copied_while_remembered() {
+        let long = |c: char| format!("{c}\"{}\"\n", "x".repeat(MEMO_MIN));
+        let (a, b, c) = (long('a'), long('b'), long('c'));
+        let mut memo = Memo::default();
+        let mut first = Vec::new();
+        write(&mut first, &[&a, &b, &c], &mut memo).unwrap();
+        // Two slots: `a` and `b` are remembered, `c` is not. Escaped, each has two quotes
+        // around it, and a backslash before two quotes and for the newline.
+        assert_eq!(memo.find(&a).map(<[u8]>::len), Some(a.len() + 5));
+        assert!(memo.find(&b).is_some() && memo.find(&c).is_none());
+        let mut second = Vec::new();
+        write(&mut second, &[&c, &b, &a], &mut memo).unwrap();
+        assert_eq!(second, serde_json::to_vec(&[&c, &b, &a]).unwrap());
+        memo.clear();
+        assert!(memo.find(&a).is_none());
+        let mut third = Vec::new();
+        write(&mut third, &[&b, &a], &mut memo).unwrap();
+        assert_eq!(third, serde_json::to_vec(&[&b, &a]).unwrap());
     }
 }

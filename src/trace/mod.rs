@@ -9,7 +9,7 @@ pub mod diagnose;
 pub mod file;
 pub mod har;
 mod json_body;
-mod json_out;
+pub mod json_out;
 pub mod jsonl;
 pub mod record;
 pub mod redact;

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use serde_json::Value;
 
 use super::file::{rotated, Format, TraceFile};
+use super::json_out::Memo;
 use super::record::*;
 use super::redact::RedactedRecord;
 use super::{Sink, Tracer};
@@ -186,7 +187,7 @@ fn parse(line: &str) -> Value {
 /// Written by the trace's own serializer rather than serde_json.
 fn ours(value: &impl serde::Serialize) -> String {
     let mut out = Vec::new();
-    super::json_out::write(&mut out, value).unwrap();
+    super::json_out::write(&mut out, value, &mut Memo::default()).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -357,11 +358,13 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
     let redactor = super::Redactor::new(&plan(dir.path()));
     let first = record(1, Role::Client, "https://t/1");
     let redacted = redactor.redact(&first);
-    file.write(&redacted, &json_line(&redacted)).unwrap();
+    file.write(&redacted, &json_line(&redacted), &mut Memo::default())
+        .unwrap();
     std::fs::remove_file(&path).unwrap();
     let second = record(2, Role::Client, "https://t/2");
     let redacted = redactor.redact(&second);
-    file.write(&redacted, &json_line(&redacted)).unwrap();
+    file.write(&redacted, &json_line(&redacted), &mut Memo::default())
+        .unwrap();
     let entries = har_entries(&path);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["_provproxy"]["id"], 2);
@@ -380,7 +383,7 @@ impl Sink for StallSink {
         "stall".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord<'_>, _: &str) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord<'_>, _: &str, _: &mut Memo) -> io::Result<()> {
         if !self.stalled {
             self.stalled = true;
             let _ = self.entered.send(());
@@ -434,7 +437,7 @@ impl Sink for FailingSink {
         "failing".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord<'_>, _: &str) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord<'_>, _: &str, _: &mut Memo) -> io::Result<()> {
         Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
     }
 

@@ -30,8 +30,14 @@ pub trait Sink: Send {
     /// Names the sink in logs.
     fn name(&self) -> String;
     /// `line` is the record's JSON-lines form without its newline, rendered once per record for
-    /// the ring buffer and every sink that wants it.
-    fn write(&mut self, record: &RedactedRecord<'_>, line: &str) -> io::Result<()>;
+    /// the ring buffer and every sink that wants it; `memo` holds the record's long strings as
+    /// escaped for it, for a sink that renders the record again with [`json_out::write`].
+    fn write(
+        &mut self,
+        record: &RedactedRecord<'_>,
+        line: &str,
+        memo: &mut json_out::Memo,
+    ) -> io::Result<()>;
     /// Flushes and closes; called once at shutdown.
     fn close(&mut self) -> io::Result<()>;
 }
@@ -135,6 +141,7 @@ impl Tracer {
             shared: Arc::clone(&shared),
             warn: WarnLimiter::default(),
             line: Vec::new(),
+            memo: json_out::Memo::default(),
         };
         let thread = std::thread::Builder::new()
             .name("provproxy-trace".into())
@@ -211,6 +218,7 @@ struct Worker {
     warn: WarnLimiter,
     /// The current record's JSON line; reused so that rendering does not allocate.
     line: Vec<u8>,
+    memo: json_out::Memo,
 }
 
 impl Worker {
@@ -250,7 +258,8 @@ impl Worker {
         let redacted = self.redactor.redact(record);
         let status = redacted.response.as_ref().map_or(0, |r| r.status);
         self.line.clear();
-        let rendered = json_out::write(&mut self.line, &jsonl::record(&redacted))
+        self.memo.clear();
+        let rendered = json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo)
             .map_err(io::Error::other)
             .and_then(|()| std::str::from_utf8(&self.line).map_err(io::Error::other));
         let counters = &self.shared.counters;
@@ -265,7 +274,7 @@ impl Worker {
             }
         };
         for sink in &mut self.sinks {
-            if let Err(e) = sink.write(&redacted, line) {
+            if let Err(e) = sink.write(&redacted, line, &mut self.memo) {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 self.warn.warn(&sink.name(), &e);
             }
