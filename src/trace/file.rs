@@ -218,7 +218,7 @@ impl Sink for TraceFile {
     fn write(
         &mut self,
         record: &RedactedRecord<'_>,
-        line: &str,
+        line: &[u8],
         memo: &mut json_out::Memo,
     ) -> io::Result<()> {
         // Separator, entry and tail are rendered into one buffer, written with one call.
@@ -229,7 +229,7 @@ impl Sink for TraceFile {
             Format::Har => json_out::write(&mut self.buf, &har::entry(record), memo)
                 .map_err(io::Error::other)?,
             Format::JsonLines => {
-                self.buf.extend_from_slice(line.as_bytes());
+                self.buf.extend_from_slice(line);
                 self.buf.push(b'\n');
             }
         }

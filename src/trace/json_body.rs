@@ -70,23 +70,26 @@ struct Pass<'a, 'r> {
     redactor: &'r Redactor,
 }
 
-/// A string token: its text with the quotes, and whether it holds an escape.
+/// A string token: where it is, quotes included, and whether it holds an escape. Most strings
+/// are values that are only skipped; a key is looked at through [`Token::decode`].
 #[derive(Debug, Clone, Copy)]
-struct Token<'a> {
-    quoted: &'a str,
+struct Token {
+    start: usize,
+    end: usize,
     escaped: bool,
 }
 
-impl<'a> Token<'a> {
+impl Token {
     /// The string's value. Only escaped strings are decoded: an escaped key can still name a
     /// secret field (`"pass\u0077ord"`).
-    fn decode(self) -> Result<Cow<'a, str>, Invalid> {
+    fn decode(self, text: &str) -> Result<Cow<'_, str>, Invalid> {
+        let quoted = text.get(self.start..self.end).ok_or(Invalid)?;
         if self.escaped {
-            serde_json::from_str(self.quoted)
+            serde_json::from_str(quoted)
                 .map(Cow::Owned)
                 .map_err(|_| Invalid)
         } else {
-            Ok(Cow::Borrowed(&self.quoted[1..self.quoted.len() - 1]))
+            Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
         }
     }
 }
@@ -101,16 +104,21 @@ impl<'a> Pass<'a, '_> {
         self.copied = self.pos;
     }
 
+    // The small steps below are always inlined: they run for every token of every body, and
+    // a call costs about as much as the step.
+    #[inline(always)]
     fn peek(&self) -> Result<u8, Invalid> {
         self.bytes.get(self.pos).copied().ok_or(Invalid)
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Result<u8, Invalid> {
         let byte = self.peek()?;
         self.pos += 1;
         Ok(byte)
     }
 
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
@@ -158,7 +166,7 @@ impl<'a> Pass<'a, '_> {
             match mode {
                 Mode::Keep => self.value(Mode::Keep, depth)?,
                 Mode::PublicOnly => {
-                    let key = key.decode()?;
+                    let key = key.decode(self.text)?;
                     let public = super::redact::is_token_public_field(&key);
                     self.skip_whitespace();
                     let start = self.pos;
@@ -168,14 +176,14 @@ impl<'a> Pass<'a, '_> {
                     }
                 }
                 Mode::Secrets => {
-                    let key = key.decode()?;
+                    let key = key.decode(self.text)?;
                     let secret = if self.redactor.is_secret_field(&key) {
                         true
                     } else if key == "value" {
                         match names_secret {
                             Some(known) => known,
                             None => {
-                                let found = self.names_secret_attribute(open, depth)?;
+                                let found = self.names_secret_attribute(open)?;
                                 names_secret = Some(found);
                                 found
                             }
@@ -202,8 +210,9 @@ impl<'a> Pass<'a, '_> {
         }
     }
 
-    /// A member's key and the colon after it.
-    fn key(&mut self) -> Result<Token<'a>, Invalid> {
+    /// A member's key and the colon after it. Always inlined, like [`Pass::peek`].
+    #[inline(always)]
+    fn key(&mut self) -> Result<Token, Invalid> {
         if self.peek()? != b'"' {
             return Err(Invalid);
         }
@@ -215,35 +224,40 @@ impl<'a> Pass<'a, '_> {
         Ok(key)
     }
 
-    /// Reads the object opening at `open` once more, without output, for a `path` or `name`
-    /// member whose string value names a secret attribute. Each object is looked at this way at
-    /// most once, so a body costs at most one extra read per level of nesting.
-    fn names_secret_attribute(&mut self, open: usize, depth: u32) -> Result<bool, Invalid> {
-        let resume = self.pos;
-        self.pos = open + 1;
+    /// Whether the object opening at `open` has a `path` or `name` member whose string value
+    /// names a secret attribute. Read for its structure only, without checking it: this pass
+    /// checks the whole body anyway, and withholds it if it is not JSON. Each object is looked
+    /// at this way at most once, so a body costs at most one extra read per level of nesting.
+    fn names_secret_attribute(&self, open: usize) -> Result<bool, Invalid> {
+        let bytes = self.bytes;
+        let mut pos = open + 1;
         let mut found = false;
-        self.skip_whitespace();
-        if self.peek()? != b'}' {
-            loop {
-                self.skip_whitespace();
-                let key = self.key()?.decode()?;
-                self.skip_whitespace();
-                if (key == "path" || key == "name") && self.peek()? == b'"' {
-                    let value = self.string()?.decode()?;
-                    found |= self.redactor.is_secret_field(scim_attribute(&value));
-                } else {
-                    self.value(Mode::Keep, depth)?;
-                }
-                self.skip_whitespace();
-                match self.next()? {
-                    b',' => {}
-                    b'}' => break,
-                    _ => return Err(Invalid),
-                }
+        loop {
+            pos = skip_whitespace(bytes, pos);
+            if bytes.get(pos) != Some(&b'"') {
+                return Ok(found);
             }
+            let key = skip_string(bytes, pos)?;
+            pos = skip_whitespace(bytes, key.end);
+            if bytes.get(pos) != Some(&b':') {
+                return Ok(found);
+            }
+            pos = skip_whitespace(bytes, pos + 1);
+            let key = key.decode(self.text)?;
+            if (key == "path" || key == "name") && bytes.get(pos) == Some(&b'"') {
+                let value = skip_string(bytes, pos)?;
+                pos = value.end;
+                let value = value.decode(self.text)?;
+                found |= self.redactor.is_secret_field(scim_attribute(&value));
+            } else {
+                pos = skip_value(bytes, pos)?;
+            }
+            pos = skip_whitespace(bytes, pos);
+            if bytes.get(pos) != Some(&b',') {
+                return Ok(found);
+            }
+            pos += 1;
         }
-        self.pos = resume;
-        Ok(found)
     }
 
     fn array(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
@@ -268,8 +282,9 @@ impl<'a> Pass<'a, '_> {
     }
 
     /// A string from its opening quote to past its closing one. The text is UTF-8 already, so
-    /// only escapes and control characters need checking.
-    fn string(&mut self) -> Result<Token<'a>, Invalid> {
+    /// only escapes and control characters need checking. Always inlined, like [`Pass::peek`].
+    #[inline(always)]
+    fn string(&mut self) -> Result<Token, Invalid> {
         let start = self.pos;
         let mut escaped = false;
         let mut pos = start + 1;
@@ -289,7 +304,8 @@ impl<'a> Pass<'a, '_> {
         }
         self.pos = pos + 1;
         Ok(Token {
-            quoted: &self.text[start..self.pos],
+            start,
+            end: self.pos,
             escaped,
         })
     }
@@ -373,6 +389,58 @@ impl<'a> Pass<'a, '_> {
             Ok(())
         } else {
             Err(Invalid)
+        }
+    }
+}
+
+fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(pos) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The string opening at `start`, its escapes skipped rather than checked.
+fn skip_string(bytes: &[u8], start: usize) -> Result<Token, Invalid> {
+    let mut pos = start + 1;
+    let mut escaped = false;
+    loop {
+        pos += plain_len(bytes.get(pos..).ok_or(Invalid)?);
+        match bytes.get(pos) {
+            Some(b'"') => {
+                return Ok(Token {
+                    start,
+                    end: pos + 1,
+                    escaped,
+                })
+            }
+            Some(b'\\') => {
+                escaped = true;
+                pos += 2;
+            }
+            Some(_) => pos += 1,
+            None => return Err(Invalid),
+        }
+    }
+}
+
+/// Past the value at `pos`: at the `,`, `}` or `]` after it at its own level.
+fn skip_value(bytes: &[u8], mut pos: usize) -> Result<usize, Invalid> {
+    let mut depth = 0usize;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(Invalid),
+            Some(b'"') => pos = skip_string(bytes, pos)?.end,
+            Some(b',' | b'}' | b']') if depth == 0 => return Ok(pos),
+            Some(b'{' | b'[') => {
+                depth += 1;
+                pos += 1;
+            }
+            Some(b'}' | b']') => {
+                depth -= 1;
+                pos += 1;
+            }
+            Some(_) => pos += 1,
         }
     }
 }

@@ -276,6 +276,7 @@ struct Writer<'b> {
 }
 
 impl<'b> Writer<'b> {
+    /// Numbers go through serde_json, so that they read exactly as before.
     fn number(&mut self, value: impl Serialize) -> Result<(), Error> {
         serde_json::to_writer(&mut *self.out, &value).map_err(|e| Error(e.to_string()))
     }
@@ -717,6 +718,7 @@ mod tests {
         #[serde(rename = "_odd \"key\"")]
         odd: (),
         numbers: (i8, u16, i32, u64, i128, u128, f32, f64, f64, f64),
+        integers: [i64; 6],
         text: &'a str,
         bytes: &'a [u8],
         shapes: Vec<Shape>,
@@ -743,6 +745,7 @@ mod tests {
                 f64::NAN,
                 -0.000_123,
             ),
+            integers: [0, -1, 9, 10, i64::MIN, i64::MAX],
             text: "line\nbreak",
             bytes: &[0, 255],
             shapes: vec![

@@ -8,8 +8,9 @@ use std::borrow::Cow;
 
 use serde::{Serialize, Serializer};
 
-use super::har::{ms, ActionsView, Addr, ErrorView, Timestamp};
+use super::har::{ms, ActionsView, ErrorView};
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie};
+use super::text::{Addr, Timestamp};
 
 pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
     let req = &rec.request;
@@ -18,7 +19,7 @@ pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
     Line {
         actions: ActionsView::new(&rec.actions),
         client: rec.client_name,
-        client_addr: rec.client_addr.map(Addr),
+        client_addr: rec.client_addr.as_ref(),
         connect_ms: t.connect.map(ms),
         error: rec.error.map(ErrorView::new),
         first_byte_ms: t.first_byte.map(ms),
@@ -35,7 +36,7 @@ pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
         role: rec.role.as_str(),
         route: rec.route,
         session: rec.session_key,
-        started: Timestamp(rec.started),
+        started: &rec.started,
         status: res.map_or(0, |r| r.status),
         total_ms: ms(t.total),
         url: &req.url,
@@ -47,7 +48,7 @@ pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
 pub struct Line<'r> {
     actions: ActionsView<'r>,
     client: Option<&'r str>,
-    client_addr: Option<Addr>,
+    client_addr: Option<&'r Addr>,
     connect_ms: Option<f64>,
     error: Option<ErrorView<'r>>,
     first_byte_ms: Option<f64>,
@@ -64,7 +65,7 @@ pub struct Line<'r> {
     role: &'static str,
     route: Option<&'r str>,
     session: Option<&'r str>,
-    started: Timestamp,
+    started: &'r Timestamp,
     status: u16,
     total_ms: f64,
     url: &'r str,

@@ -15,6 +15,7 @@ pub mod record;
 pub mod redact;
 pub mod ring;
 pub mod tap;
+pub mod text;
 pub mod writer;
 
 #[cfg(test)]

@@ -9,8 +9,6 @@
 //! before the next record, so copying the untouched parts would be wasted work.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
-use std::time::SystemTime;
 
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName};
@@ -20,6 +18,7 @@ use url::form_urlencoded;
 
 use super::json_body::{self, Mode};
 use super::record::{Actions, CapturedBody, ErrorInfo, ExchangeRecord, Role, Timings};
+use super::text::{Addr, Timestamp};
 use crate::config::{TracePlan, DEFAULT_REDACT_FIELDS};
 
 pub const REDACTED: &str = "[REDACTED]";
@@ -73,9 +72,13 @@ const TOKEN_PUBLIC_FIELDS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Redactor {
     fields: Vec<String>,
-    /// Bit `n` is set when a field name is `n` bytes long (bit 63: 63 or more). Every key of
-    /// every JSON body is looked up, and most differ from every field in length alone.
-    field_lengths: u64,
+    /// The [`signature`] bits of the field names. Every key of every JSON body is looked up,
+    /// and most have a signature bit no field has.
+    field_signatures: u64,
+    /// [`pair_bit`]s of the first two and of the last two bytes of the field names, which a
+    /// header name matching a field must start or end with; all bits when a field is shorter.
+    field_heads: u64,
+    field_tails: u64,
     bodies: bool,
     max_body: usize,
 }
@@ -86,9 +89,10 @@ pub struct RedactedRecord<'a> {
     pub id: u64,
     pub parent: Option<u64>,
     pub role: Role,
-    pub started: SystemTime,
+    /// Formatted once here for both the JSON line and the HAR entry.
+    pub started: Timestamp,
     pub timings: Timings,
-    pub client_addr: Option<SocketAddr>,
+    pub client_addr: Option<Addr>,
     pub client_name: Option<&'a str>,
     pub route: Option<&'a str>,
     pub session_key: Option<&'a str>,
@@ -176,8 +180,16 @@ impl Redactor {
             .iter()
             .map(|f| f.as_ref().to_ascii_lowercase())
             .collect();
+        let pairs = |pick: fn(&[u8]) -> Option<(u8, u8)>| {
+            fields.iter().fold(0, |bits, f| match pick(f.as_bytes()) {
+                Some((a, b)) => bits | pair_bit(a, b),
+                None => u64::MAX,
+            })
+        };
         Redactor {
-            field_lengths: fields.iter().fold(0, |bits, f| bits | length_bit(f)),
+            field_signatures: fields.iter().fold(0, |bits, f| bits | signature(f)),
+            field_heads: pairs(head_pair),
+            field_tails: pairs(tail_pair),
             fields,
             bodies,
             max_body,
@@ -186,7 +198,7 @@ impl Redactor {
 
     /// Whether a query, form or JSON field of this name holds a secret.
     pub fn is_secret_field(&self, name: &str) -> bool {
-        self.field_lengths & length_bit(name) != 0
+        self.field_signatures & signature(name) != 0
             && self.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
     }
 
@@ -205,6 +217,15 @@ impl Redactor {
             [x, dash, rest @ ..] if snake(*x) == b'x' && snake(*dash) == b'_' => rest,
             _ => name,
         };
+        // Equal to a field, or a field and `_` before or after it: either way the name starts
+        // or ends with a field's first or last two bytes. Most headers do neither.
+        // A name too short to have two bytes is not filtered.
+        let bit = |pair: Option<(u8, u8)>| pair.map_or(u64::MAX, |(a, b)| pair_bit(a, b));
+        if bit(head_pair(bare)) & self.field_heads == 0
+            && bit(tail_pair(bare)) & self.field_tails == 0
+        {
+            return false;
+        }
         self.fields.iter().any(|f| {
             let f = f.as_bytes();
             let n = f.len();
@@ -219,7 +240,11 @@ impl Redactor {
     pub fn redact<'a>(&self, record: &'a ExchangeRecord) -> RedactedRecord<'a> {
         let req = &record.request;
         let url = self.url(&req.url);
-        let query = query_pairs(&url);
+        // A URL left as it was has neither a query nor a fragment.
+        let query = match &url {
+            Cow::Borrowed(_) => Vec::new(),
+            Cow::Owned(url) => query_pairs(url),
+        };
         let request = RedactedRequest {
             method: req.method.as_str(),
             http_version: version_str(req.version),
@@ -243,9 +268,9 @@ impl Redactor {
             id: record.id,
             parent: record.parent,
             role: record.role,
-            started: record.started,
+            started: Timestamp::new(record.started),
             timings: record.timings.clone(),
-            client_addr: record.client_addr,
+            client_addr: record.client_addr.map(Addr::new),
             client_name: record.client_name.as_deref(),
             route: record.route.as_deref(),
             session_key: record.session_key.as_deref(),
@@ -257,19 +282,18 @@ impl Redactor {
     }
 
     pub fn headers<'a>(&self, headers: &'a HeaderMap) -> Vec<(&'a str, Cow<'a, str>)> {
-        headers
-            .iter()
-            .map(|(name, value)| {
-                let shown = match std::str::from_utf8(value.as_bytes()) {
-                    Ok(raw) => self.header_value(name, raw),
-                    Err(_) => {
-                        let raw = String::from_utf8_lossy(value.as_bytes());
-                        Cow::Owned(self.header_value(name, &raw).into_owned())
-                    }
-                };
-                (name.as_str(), shown)
-            })
-            .collect()
+        let mut shown = Vec::with_capacity(headers.len());
+        shown.extend(headers.iter().map(|(name, value)| {
+            let value = match std::str::from_utf8(value.as_bytes()) {
+                Ok(raw) => self.header_value(name, raw),
+                Err(_) => {
+                    let raw = String::from_utf8_lossy(value.as_bytes());
+                    Cow::Owned(self.header_value(name, &raw).into_owned())
+                }
+            };
+            (name.as_str(), value)
+        }));
+        shown
     }
 
     /// One header value as it may be shown.
@@ -291,7 +315,7 @@ impl Redactor {
 
     /// The URL with secret query and fragment parameters replaced.
     pub fn url<'a>(&self, url: &'a str) -> Cow<'a, str> {
-        let Some(q) = url.find(['?', '#']) else {
+        let Some(q) = url.bytes().position(|b| matches!(b, b'?' | b'#')) else {
             return Cow::Borrowed(url);
         };
         let mut out = String::with_capacity(url.len());
@@ -375,8 +399,7 @@ impl Redactor {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let kind = self.body_kind(mime_type, &captured.bytes);
-        let content = self.body_content(captured, headers, role, kind);
+        let content = self.body_content(captured, headers, mime_type, role);
         Some(RedactedBody {
             mime_type: if mime_type.is_empty() {
                 "application/octet-stream"
@@ -393,8 +416,8 @@ impl Redactor {
         &self,
         captured: &'a CapturedBody,
         headers: &HeaderMap,
+        mime_type: &str,
         role: Role,
-        kind: BodyKind,
     ) -> BodyContent<'a> {
         if !self.bodies {
             return BodyContent::Omitted("bodies are not recorded (trace.bodies = false)".into());
@@ -402,6 +425,7 @@ impl Redactor {
         if captured.bytes.is_empty() {
             return BodyContent::Text(Cow::Borrowed(""));
         }
+        let kind = self.body_kind(mime_type, &captured.bytes);
         let encoded = headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
@@ -490,8 +514,39 @@ impl Redactor {
     }
 }
 
-fn length_bit(name: &str) -> u64 {
-    1 << name.len().min(63)
+/// One of 64 bits for a name's length and first and last bytes, ignoring ASCII case: names
+/// equal but for case have the same.
+fn signature(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let (first, last) = match bytes {
+        [] => (0, 0),
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+    };
+    let mix = (bytes.len() as u64)
+        ^ u64::from(first.to_ascii_lowercase()) << 8
+        ^ u64::from(last.to_ascii_lowercase()) << 16;
+    1 << (mix.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
+}
+
+/// One of 64 bits for two bytes of a header name, as the fields spell them.
+fn pair_bit(a: u8, b: u8) -> u64 {
+    let mix = u64::from(snake(a)) << 8 | u64::from(snake(b));
+    1 << (mix.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
+}
+
+fn head_pair(bytes: &[u8]) -> Option<(u8, u8)> {
+    match bytes {
+        [a, b, ..] => Some((*a, *b)),
+        _ => None,
+    }
+}
+
+fn tail_pair(bytes: &[u8]) -> Option<(u8, u8)> {
+    match bytes {
+        [.., a, b] => Some((*a, *b)),
+        _ => None,
+    }
 }
 
 /// A header name's byte as the fields spell it: lower case, `-` as `_`.
@@ -698,6 +753,7 @@ mod tests {
     use crate::trace::record::{RequestPart, ResponsePart};
     use bytes::Bytes;
     use http::{HeaderValue, Method, StatusCode};
+    use std::time::SystemTime;
 
     fn plan(extra: &[&str]) -> TracePlan {
         TracePlan {
@@ -813,6 +869,84 @@ mod tests {
             header(header::CONTENT_TYPE, "application/json"),
             "application/json"
         );
+    }
+
+    /// The checks as they were written before the prefilters: allocating, and plainly right.
+    fn reference(fields: &[String], name: &str, header: bool) -> bool {
+        if !header {
+            return fields.iter().any(|f| f.eq_ignore_ascii_case(name));
+        }
+        if CREDENTIAL_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            return true;
+        }
+        let normal = name.to_ascii_lowercase().replace('-', "_");
+        let bare = normal.strip_prefix("x_").unwrap_or(&normal);
+        fields.iter().any(|f| {
+            bare == f
+                || bare
+                    .strip_suffix(f.as_str())
+                    .is_some_and(|rest| rest.ends_with('_'))
+                || bare
+                    .strip_prefix(f.as_str())
+                    .is_some_and(|rest| rest.starts_with('_'))
+        })
+    }
+
+    #[test]
+    fn the_prefilters_never_hide_a_secret_field_or_header() {
+        let configs: [&[&str]; 3] = [&[], &["sessionSecret", "X"], &["a_b", "ToKeN2"]];
+        let words = [
+            "",
+            "x",
+            "X-",
+            "x-",
+            "host",
+            "date",
+            "content-type",
+            "user-agent",
+            "accept",
+            "x-forwarded-for",
+            "authorization",
+            "cookie",
+            "id",
+            "schemas",
+            "userName",
+            "value",
+        ];
+        for extra in configs {
+            let r = Redactor::new(&plan(extra));
+            let mut names: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+            for field in r.fields.clone() {
+                for form in [
+                    field.clone(),
+                    field.to_ascii_uppercase(),
+                    field.replace('_', "-"),
+                    format!("x-{field}"),
+                    format!("X-Client-{field}"),
+                    format!("{field}-id"),
+                    format!("{field}s"),
+                    format!("my{field}"),
+                    format!("x_{}", field.to_ascii_uppercase()),
+                ] {
+                    names.push(form);
+                }
+            }
+            for name in &names {
+                assert_eq!(
+                    r.is_secret_field(name),
+                    reference(&r.fields, name, false),
+                    "field {name:?} with {extra:?}"
+                );
+                assert_eq!(
+                    r.is_secret_header(name),
+                    reference(&r.fields, name, true),
+                    "header {name:?} with {extra:?}"
+                );
+            }
+        }
     }
 
     #[test]

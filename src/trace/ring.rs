@@ -9,9 +9,9 @@ struct Item {
     route: Option<String>,
     /// 0 when the exchange got no response.
     status: u16,
-    /// The record's JSON line as written to the JSON-lines file: the admin API serves it as it
-    /// is, so it is rendered once per record and never parsed again.
-    line: Arc<str>,
+    /// The record's JSON line (UTF-8) as written to the JSON-lines file: the admin API serves
+    /// it as it is, so it is rendered once per record and never parsed again.
+    line: Arc<[u8]>,
 }
 
 /// A bounded buffer of records in their flat JSON shape, newest last. The lock is held only to
@@ -30,7 +30,7 @@ impl Recent {
         }
     }
 
-    pub fn push(&self, id: u64, route: Option<String>, status: u16, line: Arc<str>) {
+    pub fn push(&self, id: u64, route: Option<String>, status: u16, line: Arc<[u8]>) {
         if self.capacity == 0 {
             return;
         }
@@ -47,7 +47,7 @@ impl Recent {
     }
 
     /// Newest first, at most `limit`, optionally only one route and/or one status.
-    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Arc<str>> {
+    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Arc<[u8]>> {
         let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         items
             .iter()
@@ -59,7 +59,7 @@ impl Recent {
             .collect()
     }
 
-    pub fn get(&self, id: u64) -> Option<Arc<str>> {
+    pub fn get(&self, id: u64) -> Option<Arc<[u8]>> {
         let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         items
             .iter()

@@ -180,8 +180,12 @@ fn har_entries(path: &Path) -> Vec<Value> {
     doc["log"]["entries"].as_array().unwrap().clone()
 }
 
-fn parse(line: &str) -> Value {
-    serde_json::from_str(line).unwrap()
+fn parse(line: &[u8]) -> Value {
+    serde_json::from_slice(line).unwrap()
+}
+
+fn text(line: &[u8]) -> String {
+    String::from_utf8(line.to_vec()).unwrap()
 }
 
 /// Written by the trace's own serializer rather than serde_json.
@@ -211,9 +215,9 @@ async fn no_secret_reaches_files_or_the_ring() {
     let mut shown: Vec<String> = tracer
         .recent(None, None, 100)
         .iter()
-        .map(|line| line.to_string())
+        .map(|line| text(line))
         .collect();
-    shown.extend((1..=3).map(|id| tracer.get(id).unwrap().to_string()));
+    shown.extend((1..=3).map(|id| text(&tracer.get(id).unwrap())));
     writer.shutdown().await;
 
     for entry in std::fs::read_dir(dir.path().join("traces")).unwrap() {
@@ -358,13 +362,21 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
     let redactor = super::Redactor::new(&plan(dir.path()));
     let first = record(1, Role::Client, "https://t/1");
     let redacted = redactor.redact(&first);
-    file.write(&redacted, &json_line(&redacted), &mut Memo::default())
-        .unwrap();
+    file.write(
+        &redacted,
+        json_line(&redacted).as_bytes(),
+        &mut Memo::default(),
+    )
+    .unwrap();
     std::fs::remove_file(&path).unwrap();
     let second = record(2, Role::Client, "https://t/2");
     let redacted = redactor.redact(&second);
-    file.write(&redacted, &json_line(&redacted), &mut Memo::default())
-        .unwrap();
+    file.write(
+        &redacted,
+        json_line(&redacted).as_bytes(),
+        &mut Memo::default(),
+    )
+    .unwrap();
     let entries = har_entries(&path);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["_provproxy"]["id"], 2);
@@ -383,7 +395,7 @@ impl Sink for StallSink {
         "stall".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord<'_>, _: &str, _: &mut Memo) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord<'_>, _: &[u8], _: &mut Memo) -> io::Result<()> {
         if !self.stalled {
             self.stalled = true;
             let _ = self.entered.send(());
@@ -437,7 +449,7 @@ impl Sink for FailingSink {
         "failing".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord<'_>, _: &str, _: &mut Memo) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord<'_>, _: &[u8], _: &mut Memo) -> io::Result<()> {
         Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
     }
 
@@ -479,7 +491,7 @@ async fn the_ring_keeps_the_most_recent_and_filters_by_route_and_status() {
         tracer.submit(rec);
     }
     tracer.flush().await;
-    let ids = |lines: Vec<Arc<str>>| -> Vec<u64> {
+    let ids = |lines: Vec<Arc<[u8]>>| -> Vec<u64> {
         lines
             .iter()
             .map(|l| parse(l)["id"].as_u64().unwrap())
@@ -651,7 +663,7 @@ async fn the_ring_serves_the_same_bytes_as_the_json_lines_file() {
     let mut served: Vec<String> = tracer
         .recent(None, None, 100)
         .iter()
-        .map(|l| l.to_string())
+        .map(|l| text(l))
         .collect();
     served.reverse();
     writer.shutdown().await;

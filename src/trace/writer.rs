@@ -29,13 +29,14 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 pub trait Sink: Send {
     /// Names the sink in logs.
     fn name(&self) -> String;
-    /// `line` is the record's JSON-lines form without its newline, rendered once per record for
-    /// the ring buffer and every sink that wants it; `memo` holds the record's long strings as
-    /// escaped for it, for a sink that renders the record again with [`json_out::write`].
+    /// `line` is the record's JSON-lines form (UTF-8) without its newline, rendered once per
+    /// record for the ring buffer and every sink that wants it; `memo` holds the record's long
+    /// strings as escaped for it, for a sink that renders the record again with
+    /// [`json_out::write`].
     fn write(
         &mut self,
         record: &RedactedRecord<'_>,
-        line: &str,
+        line: &[u8],
         memo: &mut json_out::Memo,
     ) -> io::Result<()>;
     /// Flushes and closes; called once at shutdown.
@@ -182,13 +183,13 @@ impl Tracer {
         self.shared.counters.snapshot()
     }
 
-    /// The most recent redacted records as JSON lines, newest first.
-    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Arc<str>> {
+    /// The most recent redacted records as JSON lines (UTF-8), newest first.
+    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Arc<[u8]>> {
         self.shared.recent.recent(route, status, limit)
     }
 
-    /// One recent record as a JSON line.
-    pub fn get(&self, id: u64) -> Option<Arc<str>> {
+    /// One recent record as a JSON line (UTF-8).
+    pub fn get(&self, id: u64) -> Option<Arc<[u8]>> {
         self.shared.recent.get(id)
     }
 }
@@ -259,20 +260,16 @@ impl Worker {
         let status = redacted.response.as_ref().map_or(0, |r| r.status);
         self.line.clear();
         self.memo.clear();
-        let rendered = json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo)
-            .map_err(io::Error::other)
-            .and_then(|()| std::str::from_utf8(&self.line).map_err(io::Error::other));
+        let rendered = json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo);
         let counters = &self.shared.counters;
-        let line = match rendered {
-            Ok(line) => line,
-            Err(e) => {
-                // Unreachable in practice (the record is strings and numbers rendered into
-                // memory), but a record that cannot be rendered is a failed write, not a panic.
-                counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.warn.warn("renderer", &e);
-                return;
-            }
-        };
+        if let Err(e) = rendered {
+            // Unreachable in practice (the record is strings and numbers rendered into memory),
+            // but a record that cannot be rendered is a failed write, not a panic.
+            counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.warn.warn("renderer", &io::Error::other(e));
+            return;
+        }
+        let line = self.line.as_slice();
         for sink in &mut self.sinks {
             if let Err(e) = sink.write(&redacted, line, &mut self.memo) {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
