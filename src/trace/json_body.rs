@@ -83,13 +83,15 @@ impl Token {
     /// The string's value. Only escaped strings are decoded: an escaped key can still name a
     /// secret field (`"pass\u0077ord"`).
     fn decode(self, text: &str) -> Result<Cow<'_, str>, Invalid> {
-        let quoted = text.get(self.start..self.end).ok_or(Invalid)?;
         if self.escaped {
+            let quoted = text.get(self.start..self.end).ok_or(Invalid)?;
             serde_json::from_str(quoted)
                 .map(Cow::Owned)
                 .map_err(|_| Invalid)
         } else {
-            Ok(Cow::Borrowed(&quoted[1..quoted.len() - 1]))
+            // Inside the quotes, which are one byte each.
+            let inner = text.get(self.start + 1..self.end - 1).ok_or(Invalid)?;
+            Ok(Cow::Borrowed(inner))
         }
     }
 }
