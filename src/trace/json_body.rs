@@ -4,7 +4,8 @@
 //! that must not be shown are replaced by `"[REDACTED]"`. The pass is as strict as serde_json's
 //! parser: the same grammar, string escapes checked (surrogates paired), the same nesting limit
 //! and nothing but whitespace after the value. Anything else is an error, so a body is either
-//! read the way every JSON reader reads it or withheld whole by the caller.
+//! read the way every JSON reader reads it or withheld whole by the caller. (One difference: a
+//! number too large for an `f64`, which is valid JSON, is kept as it is; serde_json refuses it.)
 
 use std::borrow::Cow;
 
@@ -122,9 +123,7 @@ impl<'a> Pass<'a, '_> {
 
     #[inline(always)]
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.pos) {
-            self.pos += 1;
-        }
+        self.pos = skip_whitespace(self.bytes, self.pos);
     }
 
     fn value(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
@@ -395,6 +394,8 @@ impl<'a> Pass<'a, '_> {
     }
 }
 
+/// Past the whitespace at `pos`. Always inlined, like [`Pass::peek`].
+#[inline(always)]
 fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(pos) {
         pos += 1;

@@ -3,10 +3,11 @@
 //!
 //! A trace record is mostly strings (header values, URLs, body text) and a hundred field names.
 //! serde_json escapes every string, field names included, one byte at a time and writes each
-//! run between two escapes separately; here strings are checked eight bytes at a time and field
-//! names, which are our own identifiers, are written as they are. Numbers are left to serde_json
-//! so that they are formatted exactly as before. A record's long strings (its bodies) are
-//! escaped once and copied into its second rendering (see [`Memo`]).
+//! run between two escapes separately. Here strings are checked eight bytes at a time, short
+//! ones copied without a call to `memcpy`, and field names, which the derived `Serialize` impls
+//! pass as literals, checked and copied at compile time. Numbers are left to serde_json so that
+//! they are formatted exactly as before. A record's long strings (its bodies) are escaped once
+//! and copied into its second rendering (see [`Memo`]).
 
 use std::fmt::Display;
 
