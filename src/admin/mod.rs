@@ -46,7 +46,7 @@ impl Admin {
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (request.method(), segments.as_slice()) {
-            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, ["metrics"]) => text(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -63,7 +63,7 @@ impl Admin {
             (&Method::GET, ["exchanges"]) => self.exchanges(request.uri().query()),
             (&Method::GET, ["exchanges", id]) => match (id.parse::<u64>().ok(), &self.tracer) {
                 (Some(id), Some(tracer)) => match tracer.get(id) {
-                    Some(exchange) => json_response(StatusCode::OK, &exchange),
+                    Some(exchange) => text(StatusCode::OK, "application/json", exchange.to_vec()),
                     None => not_found("no such exchange (it may have left the ring buffer)"),
                 },
                 (None, _) => not_found("exchange ids are numbers"),
@@ -109,8 +109,18 @@ impl Admin {
                 _ => {}
             }
         }
+        // Each exchange is a rendered JSON object already: splice them into an array.
         let exchanges = tracer.recent(route.as_deref(), status, limit);
-        json_response(StatusCode::OK, &Value::Array(exchanges))
+        let mut body = Vec::with_capacity(2 + exchanges.iter().map(|e| e.len() + 1).sum::<usize>());
+        body.push(b'[');
+        for (i, exchange) in exchanges.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(exchange);
+        }
+        body.push(b']');
+        text(StatusCode::OK, "application/json", body)
     }
 }
 
@@ -131,7 +141,11 @@ fn not_found(why: &str) -> Response<ProxyBody> {
     )
 }
 
-fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ProxyBody> {
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<ProxyBody> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response

@@ -7,9 +7,9 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, Per
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::har;
 use super::redact::RedactedRecord;
 use super::writer::Sink;
+use super::{har, json_out};
 
 /// Rotated files kept next to the live one: `file.1` (newest) to `file.KEEP`.
 pub const KEEP: usize = 3;
@@ -101,33 +101,32 @@ impl TraceFile {
         &self.path
     }
 
-    /// Appends one serialized entry, keeping the file a complete document.
-    fn append(&mut self, entry: &[u8]) -> io::Result<()> {
+    /// Appends the entry in `buf`, which holds it between the separator and the tail, keeping
+    /// the file a complete document.
+    fn append(&mut self) -> io::Result<()> {
         self.recover();
         if self.file.is_none() {
             return Err(io::Error::other("trace file unavailable, will retry"));
         }
-        let (sep, tail) = (self.format.separator(), self.format.tail());
-        let sep = if self.entries > 0 { sep } else { "" };
-        let grows_to = self.size + (sep.len() + entry.len()) as u64;
-        let empty = (self.format.head().len() + tail.len()) as u64;
+        let (sep, tail) = (self.format.separator().len(), self.format.tail().len());
+        // The separator goes only between entries.
+        let start = if self.entries > 0 { 0 } else { sep };
+        let len = self.buf.len() - start;
+        let grows_to = self.size + (len - tail) as u64;
+        let empty = (self.format.head().len() + tail) as u64;
         if self.rotate_bytes > 0 && self.size > empty && grows_to > self.rotate_bytes {
             self.rotate()?;
-            return self.append(entry);
+            return self.append();
         }
-        self.buf.clear();
-        self.buf.extend_from_slice(sep.as_bytes());
-        self.buf.extend_from_slice(entry);
-        self.buf.extend_from_slice(tail.as_bytes());
-        let offset = self.size - tail.len() as u64;
+        let offset = self.size - tail as u64;
         let Some(file) = &self.file else {
             return Err(io::Error::other("trace file unavailable, will retry"));
         };
         // One positioned write over the old tail: the file is a complete document before and
         // after it, and only a crash inside the write itself leaves a torn tail.
-        match file.write_all_at(&self.buf, offset) {
+        match file.write_all_at(&self.buf[start..], offset) {
             Ok(()) => {
-                self.size = offset + self.buf.len() as u64;
+                self.size = offset + len as u64;
                 self.entries += 1;
                 Ok(())
             }
@@ -216,15 +215,26 @@ impl Sink for TraceFile {
         self.path.display().to_string()
     }
 
-    fn write(&mut self, record: &RedactedRecord, line: &serde_json::Value) -> io::Result<()> {
-        let entry = match self.format {
-            Format::Har => serde_json::to_vec(&har::entry(record)),
-            Format::JsonLines => serde_json::to_vec(line).map(|mut entry| {
-                entry.push(b'\n');
-                entry
-            }),
-        };
-        self.append(&entry.map_err(io::Error::other)?)
+    fn write(
+        &mut self,
+        record: &RedactedRecord<'_>,
+        line: &[u8],
+        memo: &mut json_out::Memo,
+    ) -> io::Result<()> {
+        // Separator, entry and tail are rendered into one buffer, written with one call.
+        self.buf.clear();
+        self.buf
+            .extend_from_slice(self.format.separator().as_bytes());
+        match self.format {
+            Format::Har => json_out::write(&mut self.buf, &har::entry(record), memo)
+                .map_err(io::Error::other)?,
+            Format::JsonLines => {
+                self.buf.extend_from_slice(line);
+                self.buf.push(b'\n');
+            }
+        }
+        self.buf.extend_from_slice(self.format.tail().as_bytes());
+        self.append()
     }
 
     fn close(&mut self) -> io::Result<()> {

@@ -3,14 +3,19 @@
 //! The file is a complete HAR document after every record: it is created as an empty log whose
 //! last bytes are [`TAIL`], and each entry overwrites that tail with `,entry` followed by the
 //! tail again (see [`super::file::TraceFile`]).
+//!
+//! An entry is serialised straight from the record through the borrowing views below, with no
+//! JSON tree in between. Their fields are declared in sorted key order, which is the order our
+//! HAR files have always had.
 
-use std::time::{Duration, SystemTime};
+use std::borrow::Cow;
+use std::time::Duration;
 
-use serde_json::{json, Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use serde::{Serialize, Serializer};
 
-use super::redact::{BodyContent, RedactedBody, RedactedRecord};
+use super::record::{Actions, ErrorInfo};
+use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie, REDACTED};
+use super::text::{Addr, Timestamp};
 
 pub const HEAD: &str = concat!(
     r#"{"log":{"version":"1.2","creator":{"name":"provproxy","version":""#,
@@ -22,168 +27,343 @@ pub const TAIL: &str = "\n]}}\n";
 pub const SEPARATOR: &str = ",\n";
 
 /// The HAR entry for one record. Failed exchanges get status 0 and `_provproxy.error`.
-pub fn entry(rec: &RedactedRecord) -> Value {
+pub fn entry<'r>(rec: &'r RedactedRecord<'_>) -> Entry<'r> {
     let req = &rec.request;
-    let mut request = json!({
-        "method": req.method,
-        "url": req.url,
-        "httpVersion": req.http_version,
-        "cookies": req.cookies.iter().map(|name| json!({"name": name, "value": super::redact::REDACTED})).collect::<Vec<_>>(),
-        "headers": name_values(&req.headers),
-        "queryString": name_values(&req.query),
-        "headersSize": -1,
-        "bodySize": req.body_size,
-    });
-    if let Some(body) = &req.body {
-        request["postData"] = post_data(body);
-    }
-
-    let response = match &rec.response {
-        Some(res) => {
-            let location = res
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("location"))
-                .map_or("", |(_, v)| v.as_str());
-            json!({
-                "status": res.status,
-                "statusText": res.status_text,
-                "httpVersion": res.http_version,
-                "cookies": res.cookies.iter().map(|c| {
-                    let mut cookie = json!({"name": c.name, "value": super::redact::REDACTED});
-                    if let Some(path) = &c.path { cookie["path"] = json!(path); }
-                    if let Some(domain) = &c.domain { cookie["domain"] = json!(domain); }
-                    if let Some(expires) = &c.expires { cookie["expires"] = json!(expires); }
-                    cookie["httpOnly"] = json!(c.http_only);
-                    cookie["secure"] = json!(c.secure);
-                    cookie
-                }).collect::<Vec<_>>(),
-                "headers": name_values(&res.headers),
-                "content": content(res.body.as_ref()),
-                "redirectURL": location,
-                "headersSize": -1,
-                "bodySize": res.body_size,
-            })
-        }
-        None => json!({
-            "status": 0,
-            "statusText": "",
-            "httpVersion": req.http_version,
-            "cookies": [],
-            "headers": [],
-            "content": {"size": 0, "mimeType": "x-unknown"},
-            "redirectURL": "",
-            "headersSize": -1,
-            "bodySize": -1,
-        }),
-    };
-
     let t = &rec.timings;
     let connect = t.connect.unwrap_or_default();
     let first_byte = t.first_byte.unwrap_or(t.total);
-    json!({
-        "startedDateTime": datetime(rec.started),
-        "time": ms(t.total),
-        "request": request,
-        "response": response,
-        "cache": {},
-        "timings": {
-            "connect": t.connect.map_or(-1.0, ms),
-            "send": 0.0,
-            "wait": ms(first_byte.saturating_sub(connect)),
-            "receive": ms(t.total.saturating_sub(first_byte)),
+    Entry {
+        provproxy: Provproxy {
+            actions: ActionsView::new(&rec.actions),
+            client: rec.client_name,
+            client_addr: rec.client_addr.as_ref(),
+            error: rec.error.map(ErrorView::new),
+            id: rec.id,
+            parent: rec.parent,
+            role: rec.role.as_str(),
+            route: rec.route,
+            session: rec.session_key,
         },
-        "_provproxy": provproxy_fields(rec),
-    })
+        cache: Cache {},
+        request: Request {
+            body_size: req.body_size,
+            cookies: RequestCookies(&req.cookies),
+            headers: NameValues(&req.headers),
+            headers_size: -1,
+            http_version: req.http_version,
+            method: req.method,
+            post_data: req.body.as_ref().map(PostData::new),
+            query_string: NameValues(&req.query),
+            url: &req.url,
+        },
+        response: match &rec.response {
+            Some(res) => Response {
+                body_size: res.body_size,
+                content: Content::new(res.body.as_ref()),
+                cookies: ResponseCookies(&res.cookies),
+                headers: NameValues(&res.headers),
+                headers_size: -1,
+                http_version: res.http_version,
+                redirect_url: res
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("location"))
+                    .map_or("", |(_, v)| v.as_ref()),
+                status: res.status,
+                status_text: res.status_text,
+            },
+            None => Response {
+                body_size: -1,
+                content: Content::new(None),
+                cookies: ResponseCookies(&[]),
+                headers: NameValues(&[]),
+                headers_size: -1,
+                http_version: req.http_version,
+                redirect_url: "",
+                status: 0,
+                status_text: "",
+            },
+        },
+        started_date_time: &rec.started,
+        time: ms(t.total),
+        timings: Timings {
+            connect: t.connect.map_or(-1.0, ms),
+            receive: ms(t.total.saturating_sub(first_byte)),
+            send: 0.0,
+            wait: ms(first_byte.saturating_sub(connect)),
+        },
+    }
 }
 
-fn provproxy_fields(rec: &RedactedRecord) -> Value {
-    let mut fields = Map::new();
-    fields.insert("id".into(), json!(rec.id));
-    fields.insert("parent".into(), json!(rec.parent));
-    fields.insert("role".into(), json!(rec.role.as_str()));
-    fields.insert("route".into(), json!(rec.route));
-    fields.insert("session".into(), json!(rec.session_key));
-    fields.insert("client".into(), json!(rec.client_name));
-    fields.insert(
-        "clientAddr".into(),
-        json!(rec.client_addr.map(|a| a.to_string())),
-    );
-    fields.insert("actions".into(), actions(&rec.actions));
-    fields.insert(
-        "error".into(),
-        rec.error.as_ref().map_or(
-            Value::Null,
-            |e| json!({"kind": e.kind, "side": e.side, "detail": e.detail}),
-        ),
-    );
-    Value::Object(fields)
+/// One HAR entry, borrowing from its record.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry<'r> {
+    #[serde(rename = "_provproxy")]
+    provproxy: Provproxy<'r>,
+    cache: Cache,
+    request: Request<'r>,
+    response: Response<'r>,
+    started_date_time: &'r Timestamp,
+    time: f64,
+    timings: Timings,
 }
 
-/// The actions as JSON; shared with the JSON-lines writer.
-pub fn actions(a: &super::record::Actions) -> Value {
-    json!({
-        "authInjected": a.auth_injected,
-        "cookiesReplayed": a.cookies_replayed,
-        "cookiesStored": a.cookies_stored,
-        "sessionOpened": a.session_opened,
-        "relogin": a.relogin,
-        "replayed": a.replayed,
-        "challengeBefore": a.challenge_before,
-        "challengeAfter": a.challenge_after,
-        "authorizationNormalised": a.authorization_normalised,
-        "tokenFetched": a.token_fetched,
-        "warnings": a.warnings,
-    })
+/// HAR requires the object; we never know anything about caches.
+#[derive(Debug, Serialize)]
+struct Cache {}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Provproxy<'r> {
+    actions: ActionsView<'r>,
+    client: Option<&'r str>,
+    client_addr: Option<&'r Addr>,
+    error: Option<ErrorView<'r>>,
+    id: u64,
+    parent: Option<u64>,
+    role: &'static str,
+    route: Option<&'r str>,
+    session: Option<&'r str>,
 }
 
-fn post_data(body: &RedactedBody) -> Value {
-    let mut data = json!({"mimeType": body.mime_type});
-    match &body.content {
-        BodyContent::Text(text) => data["text"] = json!(text),
-        // HAR has no encoding for request bodies; the custom field says how to read `text`.
-        BodyContent::Base64(b64) => {
-            data["text"] = json!(b64);
-            data["_encoding"] = json!("base64");
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Request<'r> {
+    body_size: i64,
+    cookies: RequestCookies<'r>,
+    headers: NameValues<'r, &'r str, Cow<'r, str>>,
+    headers_size: i64,
+    http_version: &'static str,
+    method: &'r str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post_data: Option<PostData<'r>>,
+    query_string: NameValues<'r, String, String>,
+    url: &'r str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response<'r> {
+    body_size: i64,
+    content: Content<'r>,
+    cookies: ResponseCookies<'r>,
+    headers: NameValues<'r, &'r str, Cow<'r, str>>,
+    headers_size: i64,
+    http_version: &'static str,
+    #[serde(rename = "redirectURL")]
+    redirect_url: &'r str,
+    status: u16,
+    status_text: &'static str,
+}
+
+/// A request body. HAR has no encoding for request bodies; `_encoding` says how to read `text`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PostData<'r> {
+    #[serde(rename = "_encoding", skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    #[serde(rename = "_truncated", skip_serializing_if = "is_false")]
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'r str>,
+    mime_type: &'r str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'r str>,
+}
+
+impl<'r> PostData<'r> {
+    fn new(body: &'r RedactedBody<'_>) -> Self {
+        let (text, encoding, comment) = content_parts(&body.content);
+        PostData {
+            encoding,
+            truncated: body.truncated,
+            comment,
+            mime_type: body.mime_type,
+            text,
         }
-        BodyContent::Omitted(reason) => data["comment"] = json!(reason),
     }
-    if body.truncated {
-        data["_truncated"] = json!(true);
-    }
-    data
 }
 
-fn content(body: Option<&RedactedBody>) -> Value {
-    let Some(body) = body else {
-        return json!({"size": 0, "mimeType": "x-unknown"});
-    };
-    let mut content = json!({"size": body.size, "mimeType": body.mime_type});
-    match &body.content {
-        BodyContent::Text(text) => content["text"] = json!(text),
-        BodyContent::Base64(b64) => {
-            content["text"] = json!(b64);
-            content["encoding"] = json!("base64");
+/// A response body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Content<'r> {
+    #[serde(rename = "_truncated", skip_serializing_if = "is_false")]
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'r str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    mime_type: &'r str,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'r str>,
+}
+
+impl<'r> Content<'r> {
+    fn new(body: Option<&'r RedactedBody<'_>>) -> Self {
+        let Some(body) = body else {
+            return Content {
+                truncated: false,
+                comment: None,
+                encoding: None,
+                mime_type: "x-unknown",
+                size: 0,
+                text: None,
+            };
+        };
+        let (text, encoding, comment) = content_parts(&body.content);
+        Content {
+            truncated: body.truncated,
+            comment,
+            encoding,
+            mime_type: body.mime_type,
+            size: body.size,
+            text,
         }
-        BodyContent::Omitted(reason) => content["comment"] = json!(reason),
     }
-    if body.truncated {
-        content["_truncated"] = json!(true);
-    }
-    content
 }
 
-fn name_values(pairs: &[(String, String)]) -> Vec<Value> {
-    pairs
-        .iter()
-        .map(|(name, value)| json!({"name": name, "value": value}))
-        .collect()
+/// The text, its encoding and the reason it was left out: whichever apply.
+fn content_parts<'r>(
+    content: &'r BodyContent<'_>,
+) -> (Option<&'r str>, Option<&'static str>, Option<&'r str>) {
+    match content {
+        BodyContent::Text(text) => (Some(text.as_ref()), None, None),
+        BodyContent::Base64(b64) => (Some(b64.as_str()), Some("base64"), None),
+        BodyContent::Omitted(reason) => (None, None, Some(reason.as_ref())),
+    }
 }
 
-pub fn datetime(t: SystemTime) -> String {
-    OffsetDateTime::from(t)
-        .format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+#[derive(Debug, Serialize)]
+struct Timings {
+    connect: f64,
+    receive: f64,
+    send: f64,
+    wait: f64,
+}
+
+/// `{"name": ..., "value": ...}`
+#[derive(Debug, Serialize)]
+struct NameValue<'r> {
+    name: &'r str,
+    value: &'r str,
+}
+
+/// Headers or query parameters as a HAR list of name-value objects.
+#[derive(Debug)]
+struct NameValues<'r, N, V>(&'r [(N, V)]);
+
+impl<N: AsRef<str>, V: AsRef<str>> Serialize for NameValues<'_, N, V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(name, value)| NameValue {
+            name: name.as_ref(),
+            value: value.as_ref(),
+        }))
+    }
+}
+
+/// Request cookies by name; the value shown is always [`REDACTED`].
+#[derive(Debug)]
+struct RequestCookies<'r>(&'r [&'r str]);
+
+impl Serialize for RequestCookies<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|&name| NameValue {
+            name,
+            value: REDACTED,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct ResponseCookies<'r>(&'r [SetCookie<'r>]);
+
+impl Serialize for ResponseCookies<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|c| ResponseCookie {
+            domain: c.domain,
+            expires: c.expires,
+            http_only: c.http_only,
+            name: c.name,
+            path: c.path,
+            secure: c.secure,
+            value: REDACTED,
+        }))
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseCookie<'r> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'r str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires: Option<&'r str>,
+    http_only: bool,
+    name: &'r str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'r str>,
+    secure: bool,
+    value: &'static str,
+}
+
+/// What the proxy did; shared with the JSON-lines writer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ActionsView<'r> {
+    auth_injected: Option<&'static str>,
+    authorization_normalised: Option<&'r str>,
+    challenge_after: &'r [String],
+    challenge_before: &'r [String],
+    cookies_replayed: &'r [String],
+    cookies_stored: &'r [String],
+    relogin: bool,
+    replayed: bool,
+    session_opened: bool,
+    token_fetched: bool,
+    warnings: &'r [String],
+}
+
+impl<'r> ActionsView<'r> {
+    pub(super) fn new(a: &'r Actions) -> Self {
+        ActionsView {
+            auth_injected: a.auth_injected,
+            authorization_normalised: a.authorization_normalised.as_deref(),
+            challenge_after: &a.challenge_after,
+            challenge_before: &a.challenge_before,
+            cookies_replayed: &a.cookies_replayed,
+            cookies_stored: &a.cookies_stored,
+            relogin: a.relogin,
+            replayed: a.replayed,
+            session_opened: a.session_opened,
+            token_fetched: a.token_fetched,
+            warnings: &a.warnings,
+        }
+    }
+}
+
+/// Why an exchange failed; shared with the JSON-lines writer.
+#[derive(Debug, Serialize)]
+pub(super) struct ErrorView<'r> {
+    detail: &'r str,
+    kind: &'r str,
+    side: &'static str,
+}
+
+impl<'r> ErrorView<'r> {
+    pub(super) fn new(e: &'r ErrorInfo) -> Self {
+        ErrorView {
+            detail: &e.detail,
+            kind: &e.kind,
+            side: e.side,
+        }
+    }
 }
 
 pub fn ms(d: Duration) -> f64 {

@@ -8,11 +8,14 @@
 pub mod diagnose;
 pub mod file;
 pub mod har;
+mod json_body;
+pub mod json_out;
 pub mod jsonl;
 pub mod record;
 pub mod redact;
 pub mod ring;
 pub mod tap;
+pub mod text;
 pub mod writer;
 
 #[cfg(test)]

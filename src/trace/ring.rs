@@ -1,9 +1,7 @@
 //! The most recent redacted records, for the admin API's `/exchanges`.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-
-use serde_json::Value;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
 struct Item {
@@ -11,7 +9,9 @@ struct Item {
     route: Option<String>,
     /// 0 when the exchange got no response.
     status: u16,
-    json: Value,
+    /// The record's JSON line (UTF-8) as written to the JSON-lines file: the admin API serves
+    /// it as it is, so it is rendered once per record and never parsed again.
+    line: Arc<[u8]>,
 }
 
 /// A bounded buffer of records in their flat JSON shape, newest last. The lock is held only to
@@ -30,7 +30,7 @@ impl Recent {
         }
     }
 
-    pub fn push(&self, id: u64, route: Option<String>, status: u16, json: Value) {
+    pub fn push(&self, id: u64, route: Option<String>, status: u16, line: Arc<[u8]>) {
         if self.capacity == 0 {
             return;
         }
@@ -42,12 +42,12 @@ impl Recent {
             id,
             route,
             status,
-            json,
+            line,
         });
     }
 
     /// Newest first, at most `limit`, optionally only one route and/or one status.
-    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Value> {
+    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Arc<[u8]>> {
         let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         items
             .iter()
@@ -55,16 +55,16 @@ impl Recent {
             .filter(|i| route.is_none_or(|r| i.route.as_deref() == Some(r)))
             .filter(|i| status.is_none_or(|s| i.status == s))
             .take(limit)
-            .map(|i| i.json.clone())
+            .map(|i| Arc::clone(&i.line))
             .collect()
     }
 
-    pub fn get(&self, id: u64) -> Option<Value> {
+    pub fn get(&self, id: u64) -> Option<Arc<[u8]>> {
         let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         items
             .iter()
             .rev()
             .find(|i| i.id == id)
-            .map(|i| i.json.clone())
+            .map(|i| Arc::clone(&i.line))
     }
 }

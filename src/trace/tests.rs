@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -13,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use serde_json::Value;
 
 use super::file::{rotated, Format, TraceFile};
+use super::json_out::Memo;
 use super::record::*;
 use super::redact::RedactedRecord;
 use super::{Sink, Tracer};
@@ -178,6 +180,25 @@ fn har_entries(path: &Path) -> Vec<Value> {
     doc["log"]["entries"].as_array().unwrap().clone()
 }
 
+fn parse(line: &[u8]) -> Value {
+    serde_json::from_slice(line).unwrap()
+}
+
+fn text(line: &[u8]) -> String {
+    String::from_utf8(line.to_vec()).unwrap()
+}
+
+/// Written by the trace's own serializer rather than serde_json.
+fn ours(value: &impl serde::Serialize) -> String {
+    let mut out = Vec::new();
+    super::json_out::write(&mut out, value, &mut Memo::default()).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn json_line(redacted: &RedactedRecord<'_>) -> String {
+    serde_json::to_string(&super::jsonl::record(redacted)).unwrap()
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -194,9 +215,9 @@ async fn no_secret_reaches_files_or_the_ring() {
     let mut shown: Vec<String> = tracer
         .recent(None, None, 100)
         .iter()
-        .map(Value::to_string)
+        .map(|line| text(line))
         .collect();
-    shown.extend((1..=3).map(|id| tracer.get(id).unwrap().to_string()));
+    shown.extend((1..=3).map(|id| text(&tracer.get(id).unwrap())));
     writer.shutdown().await;
 
     for entry in std::fs::read_dir(dir.path().join("traces")).unwrap() {
@@ -339,13 +360,23 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
         .unwrap()
         .check_always();
     let redactor = super::Redactor::new(&plan(dir.path()));
-    let redacted = redactor.redact(&record(1, Role::Client, "https://t/1"));
-    file.write(&redacted, &super::jsonl::record(&redacted))
-        .unwrap();
+    let first = record(1, Role::Client, "https://t/1");
+    let redacted = redactor.redact(&first);
+    file.write(
+        &redacted,
+        json_line(&redacted).as_bytes(),
+        &mut Memo::default(),
+    )
+    .unwrap();
     std::fs::remove_file(&path).unwrap();
-    let redacted = redactor.redact(&record(2, Role::Client, "https://t/2"));
-    file.write(&redacted, &super::jsonl::record(&redacted))
-        .unwrap();
+    let second = record(2, Role::Client, "https://t/2");
+    let redacted = redactor.redact(&second);
+    file.write(
+        &redacted,
+        json_line(&redacted).as_bytes(),
+        &mut Memo::default(),
+    )
+    .unwrap();
     let entries = har_entries(&path);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["_provproxy"]["id"], 2);
@@ -364,7 +395,7 @@ impl Sink for StallSink {
         "stall".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord, _: &serde_json::Value) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord<'_>, _: &[u8], _: &mut Memo) -> io::Result<()> {
         if !self.stalled {
             self.stalled = true;
             let _ = self.entered.send(());
@@ -418,7 +449,7 @@ impl Sink for FailingSink {
         "failing".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord, _: &serde_json::Value) -> io::Result<()> {
+    fn write(&mut self, _: &RedactedRecord<'_>, _: &[u8], _: &mut Memo) -> io::Result<()> {
         Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
     }
 
@@ -460,14 +491,186 @@ async fn the_ring_keeps_the_most_recent_and_filters_by_route_and_status() {
         tracer.submit(rec);
     }
     tracer.flush().await;
-    let ids = |values: Vec<Value>| -> Vec<u64> {
-        values.iter().map(|v| v["id"].as_u64().unwrap()).collect()
+    let ids = |lines: Vec<Arc<[u8]>>| -> Vec<u64> {
+        lines
+            .iter()
+            .map(|l| parse(l)["id"].as_u64().unwrap())
+            .collect()
     };
     assert_eq!(ids(tracer.recent(None, None, 10)), [5, 4, 3]);
     assert_eq!(ids(tracer.recent(None, None, 2)), [5, 4]);
     assert_eq!(ids(tracer.recent(Some("osmc"), None, 10)), [5, 3]);
     assert_eq!(ids(tracer.recent(None, Some(401), 10)), [4]);
     assert!(tracer.get(1).is_none());
-    assert_eq!(tracer.get(4).unwrap()["status"], 401);
+    assert_eq!(parse(&tracer.get(4).unwrap())["status"], 401);
     writer.shutdown().await;
+}
+
+/// Records that between them use every field of the HAR entry and the JSON line, with bodies whose
+/// JSON is already compact and key-sorted so that redaction leaves their shape as it was.
+fn golden_records() -> Vec<ExchangeRecord> {
+    let started = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+    let mut client = record(
+        7,
+        Role::Client,
+        "https://osmc.example.com/api/users?access_token=QTOK&user=bob%20b&x#frag=1&id_token=F",
+    );
+    client.started = started;
+    client.parent = Some(3);
+    client.request.method = Method::POST;
+    client.request.headers = headers(&[
+        ("authorization", "Basic c3ZjOnB3"),
+        ("cookie", "JSESSIONID=S1; other=O2"),
+        ("x-api-key", "AK"),
+        ("referer", "https://app/x?client_secret=CS&k=v"),
+        ("content-type", "application/scim+json"),
+        ("x-note", "caf\u{e9} \"quoted\" back\\slash"),
+    ]);
+    client.request.body = body(
+        r#"{"Operations":[{"op":"replace","path":"password","value":"PV"}],"items":[{"apiKey":"K","n":1.5,"z":null}],"user":{"password":"P"}}"#,
+    );
+    let response = client.response.as_mut().unwrap();
+    response.status = StatusCode::FOUND;
+    response.headers = headers(&[
+        (
+            "set-cookie",
+            "JSESSIONID=S2; Path=/api; Domain=example.com; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Secure; HttpOnly",
+        ),
+        ("set-cookie", "plain=v"),
+        ("location", "https://app/cb#access_token=FT&state=s"),
+        ("content-type", "application/json"),
+    ]);
+    response.body = body(r#"{"password":"BROKEN""#);
+    client.actions = Actions {
+        auth_injected: Some("basic"),
+        cookies_replayed: vec!["JSESSIONID".into()],
+        cookies_stored: vec!["JSESSIONID=leak".into(), "other".into()],
+        session_opened: true,
+        relogin: true,
+        replayed: false,
+        challenge_before: vec!["Basic realm=\"a\", Bearer".into()],
+        challenge_after: vec!["Basic realm=\"a\"".into(), "Bearer".into()],
+        authorization_normalised: Some("doubled scheme Bearer".into()),
+        token_fetched: true,
+        warnings: vec!["w1".into(), "line\nbreak\u{1}".into()],
+    };
+
+    let mut login = record(8, Role::Login, "https://osmc.example.com/login");
+    login.started = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_001, 500_000_000);
+    login.client_addr = Some(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 8443)));
+    login.client_name = None;
+    login.request.method = Method::POST;
+    login.request.version = Version::HTTP_2;
+    login.request.headers = headers(&[
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("authorization", "Bearer Bearer BT"),
+    ]);
+    login.request.body = body("username=svc&password=FP&remember=1");
+    let response = login.response.as_mut().unwrap();
+    response.version = Version::HTTP_2;
+    response.headers = headers(&[("content-type", "image/png")]);
+    response.body = Some(CapturedBody {
+        bytes: Bytes::from_static(&[0x89, b'P', b'N', b'G', 0, 1]),
+        total_size: 6,
+        truncated: false,
+    });
+
+    let mut token = record(9, Role::TokenFetch, "https://login.example.com/oauth/token");
+    token.started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_002);
+    token.parent = Some(7);
+    token.session_key = None;
+    token.timings.connect = None;
+    token.request.method = Method::POST;
+    token.request.headers = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+    token.request.body = body("grant_type=client_credentials&client_id=cid&client_secret=CS");
+    token.response.as_mut().unwrap().body = body(
+        r#"{"access_token":"AT","expires_in":3600,"refresh_token":"RT","scope":"a b","token_type":"Bearer"}"#,
+    );
+
+    let mut binary = record(10, Role::Replay, "https://t/upload");
+    binary.started = started;
+    binary.request.method = Method::PUT;
+    binary.request.headers = headers(&[
+        ("content-type", "application/octet-stream"),
+        ("content-length", "4"),
+    ]);
+    binary.request.body = Some(CapturedBody {
+        bytes: Bytes::from_static(&[0, 1, 2, 255]),
+        total_size: 4,
+        truncated: false,
+    });
+    let response = binary.response.as_mut().unwrap();
+    response.status = StatusCode::from_u16(599).unwrap();
+    response.headers = headers(&[("content-type", "text/plain; charset=utf-8")]);
+    response.body = Some(CapturedBody {
+        bytes: Bytes::from_static("tab\tnew\nline \u{7f} \u{2028} caf\u{e9}".as_bytes()),
+        total_size: 90_000,
+        truncated: true,
+    });
+
+    let mut failed = failed_record(11);
+    failed.started = started;
+    failed.timings.connect = None;
+    failed.request.headers = headers(&[("content-length", "12")]);
+
+    let mut truncated = record(12, Role::Client, "https://t/big");
+    truncated.started = started;
+    truncated.request.method = Method::POST;
+    truncated.request.headers = headers(&[("content-type", "application/json")]);
+    truncated.request.body = Some(CapturedBody {
+        bytes: Bytes::from_static(br#"{"password":"hun"#),
+        total_size: 70_000,
+        truncated: true,
+    });
+    truncated.response.as_mut().unwrap().headers = HeaderMap::new();
+    truncated.response.as_mut().unwrap().body = None;
+    vec![client, login, token, binary, failed, truncated]
+}
+
+/// The golden files were written by the writers that built a `serde_json::Value` per entry; the
+/// views that replaced them must produce the same bytes.
+#[test]
+fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
+    let redactor = super::Redactor::new(&plan(Path::new("/unused")));
+    let records = golden_records();
+    let redacted: Vec<RedactedRecord<'_>> = records.iter().map(|r| redactor.redact(r)).collect();
+    let har = include_str!("testdata/golden.har-entries");
+    let jsonl = include_str!("testdata/golden.jsonl");
+    assert_eq!(har.lines().count(), redacted.len());
+    assert_eq!(jsonl.lines().count(), redacted.len());
+    for ((rec, want_har), want_line) in redacted.iter().zip(har.lines()).zip(jsonl.lines()) {
+        for entry in [
+            serde_json::to_string(&super::har::entry(rec)).unwrap(),
+            ours(&super::har::entry(rec)),
+        ] {
+            assert_eq!(entry, want_har, "HAR entry of record {}", rec.id);
+        }
+        for line in [json_line(rec), ours(&super::jsonl::record(rec))] {
+            assert_eq!(line, want_line, "JSON line of record {}", rec.id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_ring_serves_the_same_bytes_as_the_json_lines_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    for rec in golden_records() {
+        tracer.submit(rec);
+    }
+    tracer.flush().await;
+    let mut served: Vec<String> = tracer
+        .recent(None, None, 100)
+        .iter()
+        .map(|l| text(l))
+        .collect();
+    served.reverse();
+    writer.shutdown().await;
+    let file = std::fs::read_to_string(plan.jsonl.unwrap()).unwrap();
+    assert_eq!(served, file.lines().collect::<Vec<_>>());
+    assert_eq!(
+        served.join("\n") + "\n",
+        include_str!("testdata/golden.jsonl")
+    );
 }

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::file::{Format, TraceFile};
 use super::record::ExchangeRecord;
 use super::redact::{RedactedRecord, Redactor};
 use super::ring::Recent;
-use super::{jsonl, TraceError};
+use super::{json_out, jsonl, TraceError};
 use crate::config::TracePlan;
 
 /// At most one warning per this long about failing trace writes.
@@ -30,9 +29,16 @@ const WARN_EVERY: Duration = Duration::from_secs(30);
 pub trait Sink: Send {
     /// Names the sink in logs.
     fn name(&self) -> String;
-    /// `line` is the record's JSON-lines form, built once per record for the ring buffer and
-    /// every sink that wants it.
-    fn write(&mut self, record: &RedactedRecord, line: &serde_json::Value) -> io::Result<()>;
+    /// `line` is the record's JSON-lines form (UTF-8) without its newline, rendered once per
+    /// record for the ring buffer and every sink that wants it; `memo` holds the record's long
+    /// strings as escaped for it, for a sink that renders the record again with
+    /// [`json_out::write`].
+    fn write(
+        &mut self,
+        record: &RedactedRecord<'_>,
+        line: &[u8],
+        memo: &mut json_out::Memo,
+    ) -> io::Result<()>;
     /// Flushes and closes; called once at shutdown.
     fn close(&mut self) -> io::Result<()>;
 }
@@ -135,6 +141,8 @@ impl Tracer {
             sinks,
             shared: Arc::clone(&shared),
             warn: WarnLimiter::default(),
+            line: Vec::new(),
+            memo: json_out::Memo::default(),
         };
         let thread = std::thread::Builder::new()
             .name("provproxy-trace".into())
@@ -175,12 +183,13 @@ impl Tracer {
         self.shared.counters.snapshot()
     }
 
-    /// The most recent redacted records, newest first.
-    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Value> {
+    /// The most recent redacted records as JSON lines (UTF-8), newest first.
+    pub fn recent(&self, route: Option<&str>, status: Option<u16>, limit: usize) -> Vec<Arc<[u8]>> {
         self.shared.recent.recent(route, status, limit)
     }
 
-    pub fn get(&self, id: u64) -> Option<Value> {
+    /// One recent record as a JSON line (UTF-8).
+    pub fn get(&self, id: u64) -> Option<Arc<[u8]>> {
         self.shared.recent.get(id)
     }
 }
@@ -208,6 +217,9 @@ struct Worker {
     sinks: Vec<Box<dyn Sink>>,
     shared: Arc<Shared>,
     warn: WarnLimiter,
+    /// The current record's JSON line; reused so that rendering does not allocate.
+    line: Vec<u8>,
+    memo: json_out::Memo,
 }
 
 impl Worker {
@@ -246,18 +258,31 @@ impl Worker {
     fn record(&mut self, record: &ExchangeRecord) {
         let redacted = self.redactor.redact(record);
         let status = redacted.response.as_ref().map_or(0, |r| r.status);
-        let line = jsonl::record(&redacted);
+        self.line.clear();
+        self.memo.clear();
+        let rendered = json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo);
+        let counters = &self.shared.counters;
+        if let Err(e) = rendered {
+            // Unreachable in practice (the record is strings and numbers rendered into memory),
+            // but a record that cannot be rendered is a failed write, not a panic.
+            counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.warn.warn("renderer", &io::Error::other(e));
+            return;
+        }
+        let line = self.line.as_slice();
         for sink in &mut self.sinks {
-            if let Err(e) = sink.write(&redacted, &line) {
-                let counters = &self.shared.counters;
+            if let Err(e) = sink.write(&redacted, line, &mut self.memo) {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 self.warn.warn(&sink.name(), &e);
             }
         }
-        self.shared
-            .recent
-            .push(redacted.id, redacted.route.clone(), status, line);
-        self.shared.counters.written.fetch_add(1, Ordering::Relaxed);
+        self.shared.recent.push(
+            redacted.id,
+            redacted.route.map(str::to_owned),
+            status,
+            Arc::from(line),
+        );
+        counters.written.fetch_add(1, Ordering::Relaxed);
     }
 
     fn close(&mut self) {

@@ -1,0 +1,747 @@
+//! JSON bodies redacted in one pass over their text, without building a tree.
+//!
+//! The body is kept byte for byte as it came (key order, spacing, escapes) and only the values
+//! that must not be shown are replaced by `"[REDACTED]"`. The pass is as strict as serde_json's
+//! parser: the same grammar, string escapes checked (surrogates paired), the same nesting limit
+//! and nothing but whitespace after the value. Anything else is an error, so a body is either
+//! read the way every JSON reader reads it or withheld whole by the caller. (One difference: a
+//! number too large for an `f64`, which is valid JSON, is kept as it is; serde_json refuses it.)
+
+use std::borrow::Cow;
+
+use super::json_out::plain_len;
+use super::redact::{scim_attribute, Redactor, REDACTED};
+
+/// serde_json refuses the 128th level of nesting; so do we, so that a body deep enough to stop
+/// a reader is withheld rather than passed on.
+const MAX_DEPTH: u32 = 127;
+
+/// The body is not JSON that could be redacted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invalid;
+
+/// What a pass does with the values it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Replaces the value of every secret field at any depth, and the `value` of an object whose
+    /// `path` or `name` names a secret attribute (a SCIM patch operation).
+    Secrets,
+    /// A token endpoint's body: the values of public fields are kept, every other value is
+    /// replaced, at any depth of arrays.
+    PublicOnly,
+    /// Checks the syntax and keeps the text as it is.
+    Keep,
+}
+
+/// `text` with the values `mode` selects replaced; borrowed when nothing was.
+pub fn redact<'a>(text: &'a str, redactor: &Redactor, mode: Mode) -> Result<Cow<'a, str>, Invalid> {
+    let mut pass = Pass {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+        out: String::new(),
+        copied: 0,
+        redactor,
+    };
+    pass.value(mode, 0)?;
+    pass.skip_whitespace();
+    if pass.pos != pass.bytes.len() {
+        return Err(Invalid);
+    }
+    if pass.out.is_empty() {
+        return Ok(Cow::Borrowed(text));
+    }
+    pass.out.push_str(&text[pass.copied..]);
+    Ok(Cow::Owned(pass.out))
+}
+
+/// Whether `bytes` is one JSON document that [`redact`] accepts.
+pub fn is_json(bytes: &[u8], redactor: &Redactor) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|text| redact(text, redactor, Mode::Keep).is_ok())
+}
+
+struct Pass<'a, 'r> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    /// The redacted text up to `copied`; empty until the first replacement.
+    out: String,
+    /// Input before this offset is in `out` already.
+    copied: usize,
+    redactor: &'r Redactor,
+}
+
+/// A string token: where it is, quotes included, and whether it holds an escape. Most strings
+/// are values that are only skipped; a key is looked at through [`Token::decode`].
+#[derive(Debug, Clone, Copy)]
+struct Token {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+impl Token {
+    /// The string's value. Only escaped strings are decoded: an escaped key can still name a
+    /// secret field (`"pass\u0077ord"`).
+    fn decode(self, text: &str) -> Result<Cow<'_, str>, Invalid> {
+        if self.escaped {
+            let quoted = text.get(self.start..self.end).ok_or(Invalid)?;
+            serde_json::from_str(quoted)
+                .map(Cow::Owned)
+                .map_err(|_| Invalid)
+        } else {
+            // Inside the quotes, which are one byte each.
+            let inner = text.get(self.start + 1..self.end - 1).ok_or(Invalid)?;
+            Ok(Cow::Borrowed(inner))
+        }
+    }
+}
+
+impl<'a> Pass<'a, '_> {
+    /// Replaces the input from `start` to the current position, which is one whole value.
+    fn replace(&mut self, start: usize) {
+        self.out.push_str(&self.text[self.copied..start]);
+        self.out.push('"');
+        self.out.push_str(REDACTED);
+        self.out.push('"');
+        self.copied = self.pos;
+    }
+
+    // The small steps below are always inlined: they run for every token of every body, and
+    // a call costs about as much as the step.
+    #[inline(always)]
+    fn peek(&self) -> Result<u8, Invalid> {
+        self.bytes.get(self.pos).copied().ok_or(Invalid)
+    }
+
+    #[inline(always)]
+    fn next(&mut self) -> Result<u8, Invalid> {
+        let byte = self.peek()?;
+        self.pos += 1;
+        Ok(byte)
+    }
+
+    #[inline(always)]
+    fn skip_whitespace(&mut self) {
+        self.pos = skip_whitespace(self.bytes, self.pos);
+    }
+
+    fn value(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
+        self.skip_whitespace();
+        let start = self.pos;
+        match self.peek()? {
+            b'{' => return self.object(mode, depth + 1),
+            b'[' => return self.array(mode, depth + 1),
+            b'"' => {
+                self.string()?;
+            }
+            b'-' | b'0'..=b'9' => self.number()?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => return Err(Invalid),
+        }
+        if mode == Mode::PublicOnly {
+            self.replace(start);
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
+        if depth > MAX_DEPTH {
+            return Err(Invalid);
+        }
+        let open = self.pos;
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Ok(());
+        }
+        // Whether a `path` or `name` member names a secret attribute: looked up on the first
+        // `value` member, since it may come before or after it.
+        let mut names_secret = None;
+        loop {
+            self.skip_whitespace();
+            let key = self.key()?;
+            match mode {
+                Mode::Keep => self.value(Mode::Keep, depth)?,
+                Mode::PublicOnly => {
+                    let key = key.decode(self.text)?;
+                    let public = super::redact::is_token_public_field(&key);
+                    self.skip_whitespace();
+                    let start = self.pos;
+                    self.value(Mode::Keep, depth)?;
+                    if !public {
+                        self.replace(start);
+                    }
+                }
+                Mode::Secrets => {
+                    let key = key.decode(self.text)?;
+                    let secret = if self.redactor.is_secret_field(&key) {
+                        true
+                    } else if key == "value" {
+                        match names_secret {
+                            Some(known) => known,
+                            None => {
+                                let found = self.names_secret_attribute(open)?;
+                                names_secret = Some(found);
+                                found
+                            }
+                        }
+                    } else {
+                        false
+                    };
+                    if secret {
+                        self.skip_whitespace();
+                        let start = self.pos;
+                        self.value(Mode::Keep, depth)?;
+                        self.replace(start);
+                    } else {
+                        self.value(Mode::Secrets, depth)?;
+                    }
+                }
+            }
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Ok(()),
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    /// A member's key and the colon after it. Always inlined, like [`Pass::peek`].
+    #[inline(always)]
+    fn key(&mut self) -> Result<Token, Invalid> {
+        if self.peek()? != b'"' {
+            return Err(Invalid);
+        }
+        let key = self.string()?;
+        self.skip_whitespace();
+        if self.next()? != b':' {
+            return Err(Invalid);
+        }
+        Ok(key)
+    }
+
+    /// Whether the object opening at `open` has a `path` or `name` member whose string value
+    /// names a secret attribute. Read for its structure only, without checking it: this pass
+    /// checks the whole body anyway, and withholds it if it is not JSON. Each object is looked
+    /// at this way at most once, so a body costs at most one extra read per level of nesting.
+    fn names_secret_attribute(&self, open: usize) -> Result<bool, Invalid> {
+        let bytes = self.bytes;
+        let mut pos = open + 1;
+        let mut found = false;
+        loop {
+            pos = skip_whitespace(bytes, pos);
+            if bytes.get(pos) != Some(&b'"') {
+                return Ok(found);
+            }
+            let key = skip_string(bytes, pos)?;
+            pos = skip_whitespace(bytes, key.end);
+            if bytes.get(pos) != Some(&b':') {
+                return Ok(found);
+            }
+            pos = skip_whitespace(bytes, pos + 1);
+            let key = key.decode(self.text)?;
+            if (key == "path" || key == "name") && bytes.get(pos) == Some(&b'"') {
+                let value = skip_string(bytes, pos)?;
+                pos = value.end;
+                let value = value.decode(self.text)?;
+                found |= self.redactor.is_secret_field(scim_attribute(&value));
+            } else {
+                pos = skip_value(bytes, pos)?;
+            }
+            pos = skip_whitespace(bytes, pos);
+            if bytes.get(pos) != Some(&b',') {
+                return Ok(found);
+            }
+            pos += 1;
+        }
+    }
+
+    fn array(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
+        if depth > MAX_DEPTH {
+            return Err(Invalid);
+        }
+        self.pos += 1;
+        self.skip_whitespace();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(mode, depth)?;
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => {}
+                b']' => return Ok(()),
+                _ => return Err(Invalid),
+            }
+        }
+    }
+
+    /// A string from its opening quote to past its closing one. The text is UTF-8 already, so
+    /// only escapes and control characters need checking. Always inlined, like [`Pass::peek`].
+    #[inline(always)]
+    fn string(&mut self) -> Result<Token, Invalid> {
+        let start = self.pos;
+        let mut escaped = false;
+        let mut pos = start + 1;
+        loop {
+            pos += plain_len(&self.bytes[pos..]);
+            match self.bytes.get(pos) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos = pos + 1;
+                    self.escape()?;
+                    pos = self.pos;
+                }
+                // A control character, or the end of the text.
+                _ => return Err(Invalid),
+            }
+        }
+        self.pos = pos + 1;
+        Ok(Token {
+            start,
+            end: self.pos,
+            escaped,
+        })
+    }
+
+    /// The rest of an escape after its backslash. A `\u` escape of a UTF-16 surrogate must be
+    /// a leading one followed by a trailing one, as serde_json requires of a string.
+    fn escape(&mut self) -> Result<(), Invalid> {
+        match self.next()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            b'u' => match self.hex4()? {
+                0xD800..=0xDBFF => {
+                    if self.next()? != b'\\' || self.next()? != b'u' {
+                        return Err(Invalid);
+                    }
+                    match self.hex4()? {
+                        0xDC00..=0xDFFF => Ok(()),
+                        _ => Err(Invalid),
+                    }
+                }
+                0xDC00..=0xDFFF => Err(Invalid),
+                _ => Ok(()),
+            },
+            _ => Err(Invalid),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u16, Invalid> {
+        let mut n = 0u16;
+        for _ in 0..4 {
+            let digit = char::from(self.next()?).to_digit(16).ok_or(Invalid)?;
+            n = n << 4 | digit as u16;
+        }
+        Ok(n)
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Result<(), Invalid> {
+        if self.peek()? == b'-' {
+            self.pos += 1;
+        }
+        match self.next()? {
+            // `01` is not a number.
+            b'0' if self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) => {
+                return Err(Invalid)
+            }
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return Err(Invalid),
+        }
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.bytes.get(self.pos) {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.bytes.get(self.pos) {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while self.bytes.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Result<(), Invalid> {
+        if !self.peek()?.is_ascii_digit() {
+            return Err(Invalid);
+        }
+        self.digits();
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), Invalid> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(Invalid)
+        }
+    }
+}
+
+/// Past the whitespace at `pos`. Always inlined, like [`Pass::peek`].
+#[inline(always)]
+fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = bytes.get(pos) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The string opening at `start`, its escapes skipped rather than checked.
+fn skip_string(bytes: &[u8], start: usize) -> Result<Token, Invalid> {
+    let mut pos = start + 1;
+    let mut escaped = false;
+    loop {
+        pos += plain_len(bytes.get(pos..).ok_or(Invalid)?);
+        match bytes.get(pos) {
+            Some(b'"') => {
+                return Ok(Token {
+                    start,
+                    end: pos + 1,
+                    escaped,
+                })
+            }
+            Some(b'\\') => {
+                escaped = true;
+                pos += 2;
+            }
+            Some(_) => pos += 1,
+            None => return Err(Invalid),
+        }
+    }
+}
+
+/// Past the value at `pos`: at the `,`, `}` or `]` after it at its own level.
+fn skip_value(bytes: &[u8], mut pos: usize) -> Result<usize, Invalid> {
+    let mut depth = 0usize;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(Invalid),
+            Some(b'"') => pos = skip_string(bytes, pos)?.end,
+            Some(b',' | b'}' | b']') if depth == 0 => return Ok(pos),
+            Some(b'{' | b'[') => {
+                depth += 1;
+                pos += 1;
+            }
+            Some(b'}' | b']') => {
+                depth -= 1;
+                pos += 1;
+            }
+            Some(_) => pos += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::config::TracePlan;
+
+    fn redactor() -> Redactor {
+        Redactor::with_default_fields()
+    }
+
+    fn secrets(text: &str) -> Result<Cow<'_, str>, Invalid> {
+        redact(text, &redactor(), Mode::Secrets)
+    }
+
+    fn redacted(text: &str) -> String {
+        secrets(text).expect("valid JSON").into_owned()
+    }
+
+    /// The rules applied to a parsed tree: what bodies got before this module.
+    fn tree_secrets(text: &str) -> Value {
+        let mut value: Value = serde_json::from_str(text).unwrap();
+        redactor().json(&mut value);
+        value
+    }
+
+    fn tree_public_only(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if !super::super::redact::is_token_public_field(key) {
+                        *v = Value::String(REDACTED.to_owned());
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(tree_public_only),
+            _ => *value = Value::String(REDACTED.to_owned()),
+        }
+    }
+
+    /// Every value in `tree` is in `ours` too, or `ours` has it redacted.
+    fn covers(ours: &Value, tree: &Value) -> bool {
+        if ours == &Value::String(REDACTED.to_owned()) {
+            return true;
+        }
+        match (ours, tree) {
+            (Value::Object(a), Value::Object(b)) => {
+                a.len() == b.len()
+                    && b.iter()
+                        .all(|(k, v)| a.get(k).is_some_and(|mine| covers(mine, v)))
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| covers(x, y))
+            }
+            _ => ours == tree,
+        }
+    }
+
+    #[test]
+    fn a_body_without_secrets_is_kept_byte_for_byte_and_not_copied() {
+        let body =
+            "{ \"b\" : [1, 2.5e3, -0, true, false, null],\n  \"a\": {\"\\u00e9\": \"\\\"x\\\"\"} }";
+        assert!(matches!(secrets(body), Ok(Cow::Borrowed(b)) if b == body));
+    }
+
+    #[test]
+    fn secret_values_are_replaced_whole_at_any_depth_keeping_the_rest_as_sent() {
+        let body = r#"{"z":1, "password" : {"a":[1,{"b":2}]}, "list":[[{"token":"t1"}],[{"x":[{"SECRET":"s"}]}]],"emails":[{"type":"work","value":"e@x"}]}"#;
+        assert_eq!(
+            redacted(body),
+            r#"{"z":1, "password" : "[REDACTED]", "list":[[{"token":"[REDACTED]"}],[{"x":[{"SECRET":"[REDACTED]"}]}]],"emails":[{"type":"work","value":"e@x"}]}"#
+        );
+    }
+
+    #[test]
+    fn an_escaped_key_is_matched_by_what_it_decodes_to() {
+        let out =
+            redacted(r#"{"pass\u0077ord":"p1","\u0070ath":"x","a":{"client\u005fsecret":"c1"}}"#);
+        assert!(!out.contains("p1") && !out.contains("c1"), "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["password"], REDACTED);
+        assert_eq!(v["a"]["client_secret"], REDACTED);
+    }
+
+    #[test]
+    fn every_duplicate_of_a_secret_key_is_replaced() {
+        let out = redacted(r#"{"password":"first","password":"second","apiKey":1,"APIKEY":[2]}"#);
+        assert_eq!(
+            out,
+            r#"{"password":"[REDACTED]","password":"[REDACTED]","apiKey":"[REDACTED]","APIKEY":"[REDACTED]"}"#
+        );
+    }
+
+    #[test]
+    fn a_scim_patch_value_is_replaced_whether_its_path_comes_before_or_after_it() {
+        let out = redacted(concat!(
+            r#"[{"op":"replace","path":"password","value":"v1"},"#,
+            r#"{"value":"v2","op":"replace","path":"urn:ietf:params:scim:schemas:core:2.0:User:password"},"#,
+            r#"{"value":"v3","value":"v4","name":"pass\u0077ord"},"#,
+            r#"{"v\u0061lue":"v5","path":"secret[type eq \"x\"]"},"#,
+            r#"{"op":"replace","path":"active","value":false},"#,
+            r#"{"path":{"nested":"password"},"value":"kept"}]"#
+        ));
+        for secret in ["v1", "v2", "v3", "v4", "v5"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains(r#""value":false"#) && out.contains(r#""value":"kept""#));
+    }
+
+    #[test]
+    fn token_bodies_keep_only_public_fields_and_no_scalars() {
+        let mode = Mode::PublicOnly;
+        let r = redactor();
+        let out = redact(
+            r#"{"access_token":"at","scope":"a b","error":{"x":"kept"},"n":[1]}"#,
+            &r,
+            mode,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"access_token":"[REDACTED]","scope":"a b","error":{"x":"kept"},"n":"[REDACTED]"}"#
+        );
+        assert_eq!(
+            redact(r#""raw-token""#, &r, mode).unwrap(),
+            r#""[REDACTED]""#
+        );
+        assert_eq!(
+            redact(r#"[1,{"token_type":"Bearer"},[true]]"#, &r, mode).unwrap(),
+            r#"["[REDACTED]",{"token_type":"Bearer"},["[REDACTED]"]]"#
+        );
+    }
+
+    #[test]
+    fn bodies_serde_json_refuses_are_refused() {
+        let deep_ok = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        let deep_bad = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        let deep_obj = format!("{}1{}", r#"{"a":"#.repeat(128), "}".repeat(128));
+        let cases: Vec<&str> = vec![
+            "",
+            " ",
+            "{",
+            "}",
+            "[",
+            "[1,]",
+            "{\"a\":1,}",
+            "{,}",
+            "[,1]",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{'a':1}",
+            "01",
+            "-",
+            "-01",
+            "1.",
+            ".5",
+            "+1",
+            "1e",
+            "1e+",
+            "0x10",
+            "NaN",
+            "Infinity",
+            "tru",
+            "nul",
+            "truex",
+            "[1 2]",
+            "{\"a\":1 \"b\":2}",
+            "\"abc",
+            "\"a\u{1}b\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"\\u12G4\"",
+            "\"\\ud800\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\ud800\"",
+            "\"\\ud83d\\ude00\"",
+            "{} {}",
+            "[] x",
+            "1 2",
+            "\u{feff}{}",
+            "/* c */ {}",
+            "{\"a\":1}//",
+            "\"\t\"",
+            "[\"\\\"]",
+            "{\"a\":1}\n",
+            "\t[ ]\r\n",
+            "-0.0e-0",
+            "1E+2",
+            "0",
+            "[\"\\/\\b\\f\\n\\r\\t\\\\\\\"\"]",
+            &deep_ok,
+            &deep_bad,
+            &deep_obj,
+        ];
+        for case in cases {
+            let theirs = serde_json::from_str::<Value>(case).is_ok();
+            assert_eq!(secrets(case).is_ok(), theirs, "{case:?}");
+            assert_eq!(is_json(case.as_bytes(), &redactor()), theirs, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn redaction_matches_the_tree_rules_on_valid_bodies() {
+        let bodies = [
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"emails","value":[{"value":"a@b"}]},{"op":"replace","path":"password","value":{"deep":["x"]}}]}"#,
+            r#"{"userName":"bob","name":{"givenName":"B"},"password":"p","meta":{"version":"W/\"1\""}}"#,
+            "[\n  {\"token\": null},\n  {\"a\": [ {\"refresh_token\": [1, 2]} ]}\n]",
+            r#"{"name":"client_secret","value":"x","other":{"name":"ok","value":"y"}}"#,
+            r#""just a string""#,
+            "12345678901234567890123",
+            r#"{"caf\u00e9":"\ud83d\ude00","secret":"\u0000"}"#,
+        ];
+        for body in bodies {
+            let ours: Value = serde_json::from_str(&redacted(body)).unwrap();
+            assert_eq!(ours, tree_secrets(body), "{body}");
+            let mut tree: Value = serde_json::from_str(body).unwrap();
+            tree_public_only(&mut tree);
+            let ours = redact(body, &redactor(), Mode::PublicOnly).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Value>(&ours).unwrap(),
+                tree,
+                "{body}"
+            );
+        }
+    }
+
+    /// Mutated bodies: accepted exactly when serde_json accepts them (short of numbers too big
+    /// for an f64, which are valid JSON), and then never showing a value the tree rules hide.
+    #[test]
+    fn mutated_bodies_are_refused_like_serde_json_and_never_show_more_than_the_tree_rules() {
+        let seeds = [
+            r#"{"Operations":[{"op":"replace","path":"password","value":"PV"}],"user":{"password":"P","n":[1,-2.5e3,true,null]}}"#,
+            r#"[{"value":"v","name":"secret"},{"token":{"a":"\u0041\n"}},"x\"y"]"#,
+            r#"{"access_token":"AT","expires_in":3600,"scope":"a b","nested":[{"error":"e"}]}"#,
+        ];
+        let alphabet = br#"{}[]:,"\ u0aeE.-+19tfnl"#;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let plan = TracePlan {
+            har: None,
+            jsonl: None,
+            bodies: true,
+            max_body: 0,
+            redact_fields: vec!["password".into(), "token".into(), "secret".into()],
+            rotate_bytes: 0,
+            channel_capacity: 1,
+            recent: 0,
+        };
+        let r = Redactor::new(&plan);
+        for round in 0..6000 {
+            let mut body = seeds[round % seeds.len()].as_bytes().to_vec();
+            for _ in 0..1 + random(3) {
+                let at = random(body.len() + 1);
+                match random(3) {
+                    0 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    1 => body.insert(at, alphabet[random(alphabet.len())]),
+                    _ => {
+                        let end = (at + random(8)).min(body.len());
+                        let piece = body[at..end].to_vec();
+                        body.splice(at..at, piece);
+                    }
+                }
+            }
+            let Ok(text) = std::str::from_utf8(&body) else {
+                continue;
+            };
+            let theirs = serde_json::from_str::<Value>(text);
+            for mode in [Mode::Secrets, Mode::PublicOnly] {
+                let ours = redact(text, &r, mode);
+                match (&ours, &theirs) {
+                    (Ok(ours), Ok(tree)) => {
+                        let mut tree = tree.clone();
+                        match mode {
+                            Mode::Secrets => r.json(&mut tree),
+                            _ => tree_public_only(&mut tree),
+                        }
+                        let ours: Value = serde_json::from_str(ours).unwrap();
+                        assert!(covers(&ours, &tree), "{text}\nours {ours}\ntree {tree}");
+                    }
+                    (Err(_), Err(_)) => {}
+                    (Ok(_), Err(e)) => {
+                        assert!(e.to_string().contains("out of range"), "{text}: {e}")
+                    }
+                    (Err(_), Ok(_)) => panic!("refused valid JSON {text}"),
+                }
+            }
+        }
+    }
+}

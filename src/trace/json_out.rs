@@ -1,0 +1,794 @@
+//! The JSON serializer for trace records: compact JSON, byte for byte what
+//! `serde_json::to_writer` writes (the tests compare the two), for much less work.
+//!
+//! A trace record is mostly strings (header values, URLs, body text) and a hundred field names.
+//! serde_json escapes every string, field names included, one byte at a time and writes each
+//! run between two escapes separately. Here strings are checked eight bytes at a time, short
+//! ones copied without a call to `memcpy`, and field names, which the derived `Serialize` impls
+//! pass as literals, checked and copied at compile time. Numbers are left to serde_json so that
+//! they are formatted exactly as before. A record's long strings (its bodies) are escaped once
+//! and copied into its second rendering (see [`Memo`]).
+
+use std::fmt::Display;
+
+use serde::ser::{self, Serialize};
+
+/// A value that cannot be written as JSON (a map key that is not a string, a failing
+/// `Serialize` impl).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(String);
+
+impl ser::Error for Error {
+    fn custom<T: Display>(msg: T) -> Self {
+        Error(msg.to_string())
+    }
+}
+
+/// Appends `value` to `out` as compact JSON.
+pub fn write<T: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+    memo: &mut Memo,
+) -> Result<(), Error> {
+    value.serialize(&mut Writer { out, memo })
+}
+
+/// Strings at least this long are remembered escaped; a shorter one costs about as much to
+/// compare as to escape again.
+const MEMO_MIN: usize = 256;
+/// A request body and a response body.
+const MEMO_SLOTS: usize = 2;
+
+/// The long strings of one record, escaped, as written by [`write`]: the JSON line and the HAR
+/// entry of a record both hold its bodies, which are most of its bytes. Entries are found by
+/// content, so a stale one is never used in place of another string; [`Memo::clear`] between
+/// records keeps the lookups short.
+#[derive(Debug, Default)]
+pub struct Memo {
+    slots: Vec<Slot>,
+    used: usize,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    text: Vec<u8>,
+    escaped: Vec<u8>,
+}
+
+impl Memo {
+    /// Forgets the strings but keeps the buffers.
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    fn find(&self, text: &str) -> Option<&[u8]> {
+        self.slots[..self.used]
+            .iter()
+            .find(|slot| slot.text == text.as_bytes())
+            .map(|slot| slot.escaped.as_slice())
+    }
+
+    fn remember(&mut self, text: &str, escaped: &[u8]) {
+        if self.used == MEMO_SLOTS {
+            return;
+        }
+        if self.used == self.slots.len() {
+            self.slots.push(Slot::default());
+        }
+        let slot = &mut self.slots[self.used];
+        slot.text.clear();
+        slot.text.extend_from_slice(text.as_bytes());
+        slot.escaped.clear();
+        slot.escaped.extend_from_slice(escaped);
+        self.used += 1;
+    }
+}
+
+/// How many leading bytes of `bytes` stand for themselves inside a JSON string: all but `"`,
+/// `\` and control characters. Also how JSON bodies are scanned (see `json_body`): a string runs
+/// to the first of those bytes.
+///
+/// Eight bytes are looked at at once, and a string's last bytes as the word that ends it, so a
+/// plain string of 8 bytes or more is never read byte by byte.
+pub fn plain_len(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(chunk) = bytes[at..].first_chunk::<8>() {
+        if let Some(first) = first_special(chunk) {
+            return at + first;
+        }
+        at += 8;
+    }
+    if at == bytes.len() {
+        return at;
+    }
+    if let Some(last) = bytes.last_chunk::<8>() {
+        // The bytes this word shares with the ones already read are plain.
+        let start = bytes.len() - 8;
+        return first_special(last).map_or(bytes.len(), |first| start + first);
+    }
+    bytes
+        .iter()
+        .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f))
+        .unwrap_or(bytes.len())
+}
+
+/// The index of the first `"`, `\` or control character in 8 bytes.
+fn first_special(chunk: &[u8; 8]) -> Option<usize> {
+    let flags = special_flags(u64::from_le_bytes(*chunk));
+    (flags != 0).then(|| flags.trailing_zeros() as usize / 8)
+}
+
+/// The high bit of every byte that is `"`, `\` or a control character, and maybe of bytes
+/// above such a byte (little-endian: after it). These are the bit tricks for "a byte is zero"
+/// and "a byte is below n"; a borrow only runs upwards from a byte that matches, so the lowest
+/// flag is exact.
+fn special_flags(word: u64) -> u64 {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    ((quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (word.wrapping_sub(ONES * 0x20) & !word))
+        & HIGH
+}
+
+/// [`special_flags`] for 4 bytes.
+fn special_flags4(word: u32) -> u32 {
+    const ONES: u32 = u32::from_le_bytes([0x01; 4]);
+    const HIGH: u32 = u32::from_le_bytes([0x80; 4]);
+    let quote = word ^ (ONES * u32::from(b'"'));
+    let backslash = word ^ (ONES * u32::from(b'\\'));
+    ((quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash)
+        | (word.wrapping_sub(ONES * 0x20) & !word))
+        & HIGH
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it: the two-character forms for
+/// `\b \t \n \f \r " \`, `\u00xx` for the other control characters, all else as it is.
+fn string(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    if !short_plain(out, bytes) {
+        escaped(out, bytes);
+    }
+    out.push(b'"');
+}
+
+/// Appends a string of at most 16 bytes that needs no escape, read and written as two words
+/// that overlap: most strings of a record (every field name) are that short, and for them a
+/// call to `memcpy` costs more than the rest of the work. False, with nothing written, for any
+/// other string.
+fn short_plain(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
+    let plain = if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk()) {
+        bytes.len() <= 16
+            && special_flags(u64::from_le_bytes(*head)) | special_flags(u64::from_le_bytes(*tail))
+                == 0
+    } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk()) {
+        special_flags4(u32::from_le_bytes(*head)) | special_flags4(u32::from_le_bytes(*tail)) == 0
+    } else {
+        !bytes.iter().any(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
+    };
+    if plain {
+        copy(out, bytes);
+    }
+    plain
+}
+
+/// Appends `bytes`; one of 16 bytes or fewer as two words that overlap, without `memcpy`.
+fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
+    let at = out.len();
+    let len = bytes.len();
+    if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        if len > 16 {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        out.extend_from_slice(head);
+        out.truncate(at + len - 8);
+        out.extend_from_slice(tail);
+    } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        out.extend_from_slice(head);
+        out.truncate(at + len - 4);
+        out.extend_from_slice(tail);
+    } else {
+        for &b in bytes {
+            out.push(b);
+        }
+    }
+}
+
+/// The contents of a string that is long or needs escapes. Up to the first escape it is
+/// copied as it is; from there a block at a time is escaped into a buffer on the stack and
+/// appended with one copy: bytes that need no escape are moved a word at a time, and a body's
+/// text has an escape every few bytes, which would otherwise cost a copy each.
+fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    const BLOCK: usize = 64;
+    let plain = plain_len(bytes);
+    out.extend_from_slice(&bytes[..plain]);
+    let bytes = &bytes[plain..];
+    if bytes.is_empty() {
+        return;
+    }
+    // Every byte may become six (`\u001f`); a word is written whole even when only its first
+    // bytes are kept.
+    let mut buf = [0u8; BLOCK * 6 + 8];
+    for block in bytes.chunks(BLOCK) {
+        let mut len = 0;
+        let mut rest = block;
+        while let Some(word) = rest.first_chunk::<8>() {
+            buf[len..len + 8].copy_from_slice(word);
+            let flags = special_flags(u64::from_le_bytes(*word));
+            if flags == 0 {
+                len += 8;
+                rest = &rest[8..];
+                continue;
+            }
+            let plain = flags.trailing_zeros() as usize / 8;
+            len += plain;
+            len += escape(&mut buf[len..], rest[plain]);
+            rest = &rest[plain + 1..];
+        }
+        for &byte in rest {
+            if matches!(byte, b'"' | b'\\' | 0..=0x1f) {
+                len += escape(&mut buf[len..], byte);
+            } else {
+                buf[len] = byte;
+                len += 1;
+            }
+        }
+        out.extend_from_slice(&buf[..len]);
+    }
+}
+
+/// Writes the escape of `byte` at the start of `to`, and says how long it is.
+fn escape(to: &mut [u8], byte: u8) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match byte {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        0x08 => b'b',
+        0x09 => b't',
+        0x0a => b'n',
+        0x0c => b'f',
+        0x0d => b'r',
+        _ => {
+            to[..6].copy_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]);
+            return 6;
+        }
+    };
+    to[..2].copy_from_slice(&[b'\\', short]);
+    2
+}
+
+struct Writer<'b> {
+    out: &'b mut Vec<u8>,
+    memo: &'b mut Memo,
+}
+
+impl<'b> Writer<'b> {
+    /// Numbers go through serde_json, so that they read exactly as before.
+    fn number(&mut self, value: impl Serialize) -> Result<(), Error> {
+        serde_json::to_writer(&mut *self.out, &value).map_err(|e| Error(e.to_string()))
+    }
+
+    /// `{"variant":` before the content of an enum variant with data.
+    fn variant(&mut self, variant: &str) {
+        self.out.push(b'{');
+        string(self.out, variant);
+        self.out.push(b':');
+    }
+
+    fn compound<'s>(&'s mut self, open: u8, close: &'static [u8]) -> Compound<'s, 'b> {
+        self.out.push(open);
+        Compound {
+            writer: self,
+            first: true,
+            close,
+        }
+    }
+}
+
+impl<'s, 'b> ser::Serializer for &'s mut Writer<'b> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Compound<'s, 'b>;
+    type SerializeTuple = Compound<'s, 'b>;
+    type SerializeTupleStruct = Compound<'s, 'b>;
+    type SerializeTupleVariant = Compound<'s, 'b>;
+    type SerializeMap = Compound<'s, 'b>;
+    type SerializeStruct = Compound<'s, 'b>;
+    type SerializeStructVariant = Compound<'s, 'b>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_i128(self, v: i128) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_u128(self, v: u128) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        self.number(v)
+    }
+
+    fn serialize_char(self, v: char) -> Result<(), Error> {
+        string(self.out, v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        if v.len() < MEMO_MIN {
+            string(self.out, v);
+        } else if let Some(escaped) = self.memo.find(v) {
+            self.out.extend_from_slice(escaped);
+        } else {
+            let start = self.out.len();
+            string(self.out, v);
+            self.memo.remember(v, &self.out[start..]);
+        }
+        Ok(())
+    }
+
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
+        use ser::SerializeSeq as _;
+        let mut seq = self.compound(b'[', b"]");
+        for byte in v {
+            seq.serialize_element(byte)?;
+        }
+        seq.end()
+    }
+
+    fn serialize_none(self) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        self.serialize_str(variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.variant(variant);
+        value.serialize(&mut *self)?;
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'s, 'b>, Error> {
+        Ok(self.compound(b'[', b"]"))
+    }
+
+    fn serialize_tuple(self, _len: usize) -> Result<Compound<'s, 'b>, Error> {
+        Ok(self.compound(b'[', b"]"))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'s, 'b>, Error> {
+        Ok(self.compound(b'[', b"]"))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'s, 'b>, Error> {
+        self.variant(variant);
+        Ok(self.compound(b'[', b"]}"))
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'s, 'b>, Error> {
+        Ok(self.compound(b'{', b"}"))
+    }
+
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'s, 'b>, Error> {
+        Ok(self.compound(b'{', b"}"))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'s, 'b>, Error> {
+        self.variant(variant);
+        Ok(self.compound(b'{', b"}}"))
+    }
+}
+
+/// An array or object being written: a comma before every element but the first.
+struct Compound<'s, 'b> {
+    writer: &'s mut Writer<'b>,
+    first: bool,
+    close: &'static [u8],
+}
+
+impl Compound<'_, '_> {
+    #[inline(always)]
+    fn comma(&mut self) {
+        if self.first {
+            self.first = false;
+        } else {
+            self.writer.out.push(b',');
+        }
+    }
+
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.comma();
+        value.serialize(&mut *self.writer)
+    }
+
+    /// Always inlined into the `Serialize` impls that serde derives, where `key` is a literal:
+    /// the compiler then checks it for escapes and copies it at compile time, and a field name
+    /// costs a few stores. A record has a hundred.
+    #[inline(always)]
+    fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
+        self.comma();
+        let out = &mut *self.writer.out;
+        let key = key.as_bytes();
+        if key.iter().all(|b| !matches!(b, b'"' | b'\\' | 0..=0x1f)) {
+            out.reserve(key.len() + 3);
+            out.push(b'"');
+            out.extend_from_slice(key);
+            out.extend_from_slice(b"\":");
+        } else {
+            out.push(b'"');
+            escaped(out, key);
+            out.extend_from_slice(b"\":");
+        }
+        value.serialize(&mut *self.writer)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        self.writer.out.extend_from_slice(self.close);
+        Ok(())
+    }
+}
+
+impl ser::SerializeSeq for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeTuple for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeTupleStruct for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeMap for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        let at = self.writer.out.len() + usize::from(!self.first);
+        self.element(key)?;
+        // JSON object keys are strings; serde_json would quote a number, we need neither.
+        if self.writer.out.get(at) != Some(&b'"') {
+            return Err(Error("a map key that is not a string".into()));
+        }
+        self.writer.out.push(b':');
+        Ok(())
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        value.serialize(&mut *self.writer)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeStruct for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    #[inline(always)]
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.field(key, value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self)
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    #[inline(always)]
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.field(key, value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    use super::*;
+
+    fn ours<T: Serialize + ?Sized>(value: &T) -> String {
+        let mut out = Vec::new();
+        write(&mut out, value, &mut Memo::default()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pieces = [
+            "a", "bcdefgh", "\"", "\\", "\n", "\t", "\r", "\u{8}", "\u{c}", "\u{0}", "\u{1f}",
+            "\u{7f}", "é", "\u{2028}", "😀", "/", " ", "12345678",
+        ];
+        for _ in 0..5000 {
+            let len = (random() % 40) as usize;
+            let s: String = (0..len)
+                .map(|_| pieces[(random() % pieces.len() as u64) as usize])
+                .collect();
+            assert_eq!(ours(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+            let plain = plain_len(s.as_bytes());
+            assert!(s.as_bytes()[..plain]
+                .iter()
+                .all(|b| !matches!(b, b'"' | b'\\' | 0..=0x1f)));
+            assert!(s
+                .as_bytes()
+                .get(plain)
+                .is_none_or(|b| matches!(b, b'"' | b'\\' | 0..=0x1f)));
+        }
+        for byte in 0..=0x7fu8 {
+            let s = char::from(byte).to_string();
+            assert_eq!(ours(&s), serde_json::to_string(&s).unwrap(), "{byte:#x}");
+        }
+        // Every length around the word sizes, with one byte to escape at every place.
+        for len in 0..=24 {
+            let plain = "abcdefghijklmnopqrstuvwxyz"[..len].to_owned();
+            assert_eq!(ours(&plain), serde_json::to_string(&plain).unwrap());
+            for at in 0..len {
+                for special in ["\"", "\\", "\n", "\u{1f}", "\u{0}"] {
+                    let mut s = plain.clone();
+                    s.replace_range(at..=at, special);
+                    assert_eq!(ours(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    enum Shape {
+        Unit,
+        Newtype(u8),
+        Tuple(i64, f64),
+        Struct { a: Option<bool>, b: char },
+    }
+
+    #[derive(Serialize)]
+    struct Everything<'a> {
+        #[serde(rename = "_odd \"key\"")]
+        odd: (),
+        numbers: (i8, u16, i32, u64, i128, u128, f32, f64, f64, f64),
+        integers: [i64; 6],
+        text: &'a str,
+        bytes: &'a [u8],
+        shapes: Vec<Shape>,
+        map: BTreeMap<&'a str, Vec<Option<u8>>>,
+        empty: (Vec<u8>, BTreeMap<String, u8>),
+    }
+
+    #[test]
+    fn every_kind_of_value_is_written_as_serde_json_writes_it() {
+        let mut map = BTreeMap::new();
+        map.insert("k\"1", vec![Some(1), None]);
+        map.insert("", vec![]);
+        let value = Everything {
+            odd: (),
+            numbers: (
+                -8,
+                16,
+                -32,
+                u64::MAX,
+                i128::MIN,
+                u128::MAX,
+                1.5,
+                12.0,
+                f64::NAN,
+                -0.000_123,
+            ),
+            integers: [0, -1, 9, 10, i64::MIN, i64::MAX],
+            text: "line\nbreak",
+            bytes: &[0, 255],
+            shapes: vec![
+                Shape::Unit,
+                Shape::Newtype(7),
+                Shape::Tuple(-1, 1e300),
+                Shape::Struct {
+                    a: Some(true),
+                    b: '"',
+                },
+            ],
+            map,
+            empty: (Vec::new(), BTreeMap::new()),
+        };
+        assert_eq!(ours(&value), serde_json::to_string(&value).unwrap());
+    }
+
+    #[test]
+    fn a_map_key_that_is_not_a_string_is_an_error() {
+        let mut map = BTreeMap::new();
+        map.insert(1, 2);
+        assert!(write(&mut Vec::new(), &map, &mut Memo::default()).is_err());
+    }
+
+    #[test]
+    fn a_long_string_is_escaped_once_and_copied_while_remembered() {
+        let long = |c: char| format!("{c}\"{}\"\n", "x".repeat(MEMO_MIN));
+        let (a, b, c) = (long('a'), long('b'), long('c'));
+        let mut memo = Memo::default();
+        let mut first = Vec::new();
+        write(&mut first, &[&a, &b, &c], &mut memo).unwrap();
+        // Two slots: `a` and `b` are remembered, `c` is not. Escaped, each has two quotes
+        // around it, and a backslash before two quotes and for the newline.
+        assert_eq!(memo.find(&a).map(<[u8]>::len), Some(a.len() + 5));
+        assert!(memo.find(&b).is_some() && memo.find(&c).is_none());
+        let mut second = Vec::new();
+        write(&mut second, &[&c, &b, &a], &mut memo).unwrap();
+        assert_eq!(second, serde_json::to_vec(&[&c, &b, &a]).unwrap());
+        memo.clear();
+        assert!(memo.find(&a).is_none());
+        let mut third = Vec::new();
+        write(&mut third, &[&b, &a], &mut memo).unwrap();
+        assert_eq!(third, serde_json::to_vec(&[&b, &a]).unwrap());
+    }
+}
