@@ -17,7 +17,7 @@ use provproxy::session::Jar;
 use provproxy::trace::record::{
     Actions, CapturedBody, ExchangeRecord, RequestPart, ResponsePart, Role, Timings,
 };
-use provproxy::trace::{har, jsonl, Redactor};
+use provproxy::trace::{har, json_out, jsonl, Redactor};
 use url::Url;
 
 const PLAN: &str = r#"
@@ -211,11 +211,22 @@ fn trace(c: &mut Criterion) {
         b.iter(|| redactor.redact(black_box(&record)))
     });
     let redacted = redactor.redact(&record);
+    // As the writer task does: one buffer and one memo of escaped bodies reused per record.
+    let mut out = Vec::new();
+    let mut memo = json_out::Memo::default();
     c.bench_function("trace HAR entry to bytes", |b| {
-        b.iter(|| serde_json::to_vec(&har::entry(black_box(&redacted))))
+        b.iter(|| {
+            out.clear();
+            memo.clear();
+            json_out::write(&mut out, &har::entry(black_box(&redacted)), &mut memo)
+        })
     });
     c.bench_function("trace JSON line to bytes", |b| {
-        b.iter(|| serde_json::to_vec(&jsonl::record(black_box(&redacted))))
+        b.iter(|| {
+            out.clear();
+            memo.clear();
+            json_out::write(&mut out, &jsonl::record(black_box(&redacted)), &mut memo)
+        })
     });
 }
 
