@@ -1,5 +1,8 @@
-//! Trace files: created 0600, kept a valid document after every record, rotated by size, and
+//! Trace files: created 0600, kept a valid document after every write, rotated by size, and
 //! reopened after an I/O error or when the file was removed or moved away under us.
+//!
+//! Records are gathered in memory and written with one call per batch (see [`Sink::flush`]):
+//! a `pwrite` per record cost the kernel about as much as the redaction and rendering of it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -17,6 +20,8 @@ pub const KEEP: usize = 3;
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often to check that the path still names the file we write to.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
+/// A batch this large is written without waiting for the writer's flush.
+const FLUSH_AT: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -60,6 +65,10 @@ pub struct TraceFile {
     next_check: Instant,
     check_every: Duration,
     buf: Vec<u8>,
+    /// Records not yet written, as they go into the file from `pending_at` on (each one
+    /// overwriting the previous one's tail), so that one write puts them all in place.
+    pending: Vec<u8>,
+    pending_at: u64,
 }
 
 impl TraceFile {
@@ -84,6 +93,8 @@ impl TraceFile {
             next_check: now + CHECK_EVERY,
             check_every: CHECK_EVERY,
             buf: Vec::new(),
+            pending: Vec::new(),
+            pending_at: 0,
         };
         file.reopen()?;
         Ok(file)
@@ -104,7 +115,8 @@ impl TraceFile {
     /// Appends the entry in `buf`, which holds it between the separator and the tail, keeping
     /// the file a complete document.
     fn append(&mut self) -> io::Result<()> {
-        self.recover();
+        // A failure to write what the old file was owed does not cost this record its place.
+        let earlier = self.recover();
         if self.file.is_none() {
             return Err(io::Error::other("trace file unavailable, will retry"));
         }
@@ -115,26 +127,42 @@ impl TraceFile {
         let grows_to = self.size + (len - tail) as u64;
         let empty = (self.format.head().len() + tail) as u64;
         if self.rotate_bytes > 0 && self.size > empty && grows_to > self.rotate_bytes {
+            self.write_pending()?;
             self.rotate()?;
             return self.append();
         }
         let offset = self.size - tail as u64;
-        let Some(file) = &self.file else {
-            return Err(io::Error::other("trace file unavailable, will retry"));
-        };
-        // One positioned write over the old tail: the file is a complete document before and
-        // after it, and only a crash inside the write itself leaves a torn tail.
-        match file.write_all_at(&self.buf[start..], offset) {
-            Ok(()) => {
-                self.size = offset + len as u64;
-                self.entries += 1;
-                Ok(())
-            }
-            Err(e) => {
-                self.broken();
-                Err(e)
-            }
+        if self.pending.is_empty() {
+            self.pending_at = offset;
+        } else {
+            // The batch ends at `self.size`; this record starts where its tail does.
+            self.pending.truncate((offset - self.pending_at) as usize);
         }
+        self.pending.extend_from_slice(&self.buf[start..]);
+        self.size = offset + len as u64;
+        self.entries += 1;
+        if self.pending.len() >= FLUSH_AT {
+            self.write_pending()?;
+        }
+        earlier
+    }
+
+    /// Writes the gathered records in one positioned write over the old tail: the file is a
+    /// complete document before and after it, and only a crash inside the write itself leaves a
+    /// torn tail. On failure the batch is lost and the file is reopened later.
+    fn write_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = match &self.file {
+            Some(file) => file.write_all_at(&self.pending, self.pending_at),
+            None => Err(io::Error::other("trace file unavailable, will retry")),
+        };
+        self.pending.clear();
+        if written.is_err() {
+            self.broken();
+        }
+        written
     }
 
     fn broken(&mut self) {
@@ -143,8 +171,9 @@ impl TraceFile {
     }
 
     /// Reopens a broken file once its retry time has come, and a live one whose path now names
-    /// another file or nothing (removed, or moved away by logrotate).
-    fn recover(&mut self) {
+    /// another file or nothing (removed, or moved away by logrotate). Fails when the records
+    /// gathered for the old file could not be written to it.
+    fn recover(&mut self) -> io::Result<()> {
         let now = Instant::now();
         let stale = match &self.file {
             None => now >= self.retry_at,
@@ -154,9 +183,15 @@ impl TraceFile {
             }
             Some(_) => false,
         };
-        if stale && self.reopen().is_err() {
-            self.broken();
+        let mut owed = Ok(());
+        if stale {
+            // What was gathered belongs to the old file (moved away by logrotate, say).
+            owed = self.write_pending();
+            if self.reopen().is_err() {
+                self.broken();
+            }
         }
+        owed
     }
 
     fn reopen(&mut self) -> io::Result<()> {
@@ -237,7 +272,12 @@ impl Sink for TraceFile {
         self.append()
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()
+    }
+
     fn close(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         match self.file.take() {
             Some(file) => file.sync_all(),
             None => Ok(()),

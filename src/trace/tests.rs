@@ -368,6 +368,7 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
         &mut Memo::default(),
     )
     .unwrap();
+    file.flush().unwrap();
     std::fs::remove_file(&path).unwrap();
     let second = record(2, Role::Client, "https://t/2");
     let redacted = redactor.redact(&second);
@@ -377,10 +378,69 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
         &mut Memo::default(),
     )
     .unwrap();
+    file.flush().unwrap();
     let entries = har_entries(&path);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["_provproxy"]["id"], 2);
     assert_eq!(mode(&path), 0o600);
+}
+
+/// Writes records to `file` as the writer thread does, without flushing.
+fn write_records(file: &mut TraceFile, ids: std::ops::RangeInclusive<u64>) {
+    let redactor = super::Redactor::new(&plan(Path::new("/unused")));
+    for id in ids {
+        let record = record(id, Role::Client, &format!("https://t/{id}"));
+        let redacted = redactor.redact(&record);
+        file.write(
+            &redacted,
+            json_line(&redacted).as_bytes(),
+            &mut Memo::default(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_batch_reaches_the_file_in_one_flush_and_leaves_a_valid_har() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.har");
+    let mut file = TraceFile::open(&path, Format::Har, 0).unwrap();
+    write_records(&mut file, 1..=3);
+    assert!(har_entries(&path).is_empty(), "written before the flush");
+    file.flush().unwrap();
+    write_records(&mut file, 4..=5);
+    file.flush().unwrap();
+    assert_valid_har(std::slice::from_ref(&path));
+    let ids: Vec<u64> = har_entries(&path)
+        .iter()
+        .map(|e| e["_provproxy"]["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn records_gathered_before_a_logrotate_move_land_in_the_moved_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.har");
+    let moved = dir.path().join("t.har.old");
+    let mut file = TraceFile::open(&path, Format::Har, 0)
+        .unwrap()
+        .check_always();
+    write_records(&mut file, 1..=1);
+    file.flush().unwrap();
+    write_records(&mut file, 2..=2);
+    std::fs::rename(&path, &moved).unwrap();
+    write_records(&mut file, 3..=3);
+    file.flush().unwrap();
+    assert_valid_har(&[path.clone(), moved.clone()]);
+    let ids = |p: &Path| -> Vec<u64> {
+        har_entries(p)
+            .iter()
+            .map(|e| e["_provproxy"]["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&moved), [1, 2]);
+    assert_eq!(ids(&path), [3]);
 }
 
 /// A sink that blocks inside its first write until the test releases it.
