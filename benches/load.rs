@@ -255,8 +255,8 @@ impl Proc {
         self.child.id()
     }
 
-    /// utime + stime in clock ticks, all threads.
-    fn cpu_ticks(&self) -> BenchResult<u64> {
+    /// utime and stime in clock ticks, all threads.
+    fn cpu_ticks(&self) -> BenchResult<CpuTicks> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
             .map_err(err("read /proc/PID/stat"))?;
         // Fields after the parenthesised command name start at field 3 (state).
@@ -271,7 +271,10 @@ impl Proc {
                 .and_then(|f| f.parse().ok())
                 .ok_or_else(|| format!("no field {n} in /proc/PID/stat"))
         };
-        Ok(field(14)? + field(15)?)
+        Ok(CpuTicks {
+            user: field(14)?,
+            kernel: field(15)?,
+        })
     }
 
     fn status_kib(&self, key: &str) -> BenchResult<u64> {
@@ -580,6 +583,37 @@ fn wrk(
 // ---------------------------------------------------------------------------------------------
 // The full run.
 
+/// A process's CPU time split by where it was spent: the proxy's own code against the kernel's
+/// socket work, which every proxy pays about equally.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTicks {
+    user: u64,
+    kernel: u64,
+}
+
+impl CpuTicks {
+    fn total(self) -> u64 {
+        self.user + self.kernel
+    }
+}
+
+impl std::ops::Sub for CpuTicks {
+    type Output = CpuTicks;
+    fn sub(self, earlier: CpuTicks) -> CpuTicks {
+        CpuTicks {
+            user: self.user - earlier.user,
+            kernel: self.kernel - earlier.kernel,
+        }
+    }
+}
+
+impl std::ops::AddAssign for CpuTicks {
+    fn add_assign(&mut self, more: CpuTicks) {
+        self.user += more.user;
+        self.kernel += more.kernel;
+    }
+}
+
 struct Target {
     name: &'static str,
     url: String,
@@ -588,7 +622,7 @@ struct Target {
     proc: Option<Proc>,
     admin: Option<SocketAddr>,
     samples: Vec<Sample>,
-    cpu_ticks: u64,
+    cpu_ticks: CpuTicks,
     upstream_ticks: u64,
 }
 
@@ -652,7 +686,7 @@ fn full() -> BenchResult<()> {
         proc: None,
         admin: None,
         samples: Vec::new(),
-        cpu_ticks: 0,
+        cpu_ticks: CpuTicks::default(),
         upstream_ticks: 0,
     }];
     let mut add = |name, proc: Proc, addr: SocketAddr, admin| {
@@ -663,7 +697,7 @@ fn full() -> BenchResult<()> {
             proc: Some(proc),
             admin,
             samples: Vec::new(),
-            cpu_ticks: 0,
+            cpu_ticks: CpuTicks::default(),
             upstream_ticks: 0,
         })
     };
@@ -701,7 +735,7 @@ fn full() -> BenchResult<()> {
         for i in 0..n {
             let target = &mut targets[(i + round as usize) % n];
             let cpu0 = target.proc.as_ref().map(Proc::cpu_ticks).transpose()?;
-            let up0 = upstream_proc.cpu_ticks()?;
+            let up0 = upstream_proc.cpu_ticks()?.total();
             let sample = wrk(
                 gen_cpu,
                 &script,
@@ -713,7 +747,7 @@ fn full() -> BenchResult<()> {
             if let (Some(proc), Some(before)) = (&target.proc, cpu0) {
                 target.cpu_ticks += proc.cpu_ticks()? - before;
             }
-            target.upstream_ticks += upstream_proc.cpu_ticks()? - up0;
+            target.upstream_ticks += upstream_proc.cpu_ticks()?.total() - up0;
             eprintln!(
                 "round {}: {:<16} {:>8.0} req/s p50 {:>5} us p99 {:>5} us",
                 round + 1,
@@ -733,6 +767,7 @@ fn full() -> BenchResult<()> {
         p50: u64,
         p99: u64,
         cpu_us: Option<f64>,
+        user_kernel_us: Option<(f64, f64)>,
         upstream_cpu_us: f64,
         rss_kib: Option<u64>,
         errors: u64,
@@ -752,7 +787,16 @@ fn full() -> BenchResult<()> {
             rps: requests as f64 / (micros.max(1) as f64 / 1e6),
             p50: median(target.samples.iter().map(|s| s.p50_us).collect()),
             p99: median(target.samples.iter().map(|s| s.p99_us).collect()),
-            cpu_us: target.proc.as_ref().map(|_| per_req(target.cpu_ticks)),
+            cpu_us: target
+                .proc
+                .as_ref()
+                .map(|_| per_req(target.cpu_ticks.total())),
+            user_kernel_us: target.proc.as_ref().map(|_| {
+                (
+                    per_req(target.cpu_ticks.user),
+                    per_req(target.cpu_ticks.kernel),
+                )
+            }),
             upstream_cpu_us: per_req(target.upstream_ticks),
             rss_kib: target
                 .proc
@@ -767,9 +811,10 @@ fn full() -> BenchResult<()> {
     let nginx = find("nginx");
     let _ = writeln!(
         report,
-        "\n| target | req/s | p50 µs | p99 µs | proxy CPU µs/req | upstream CPU µs/req | \
-         proxy peak RSS MiB | req/s vs direct | CPU vs nginx | p99 vs nginx | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "\n| target | req/s | p50 µs | p99 µs | proxy CPU µs/req | user + kernel | \
+         upstream CPU µs/req | proxy peak RSS MiB | req/s vs direct | CPU vs nginx | \
+         p99 vs nginx | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
@@ -778,12 +823,14 @@ fn full() -> BenchResult<()> {
     for row in &rows {
         let _ = writeln!(
             report,
-            "| {} | {:.0} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
             row.name,
             row.rps,
             row.p50,
             row.p99,
             row.cpu_us.map_or("–".into(), |c| format!("{c:.1}")),
+            row.user_kernel_us
+                .map_or("–".into(), |(u, k)| format!("{u:.1} + {k:.1}")),
             row.upstream_cpu_us,
             row.rss_kib
                 .map_or("–".into(), |k| format!("{:.1}", k as f64 / 1024.0)),
