@@ -40,6 +40,8 @@ impl Head {
 pub struct Target {
     scheme: Scheme,
     authority: Authority,
+    /// `scheme://authority`, what the route's connections dial.
+    origin: Uri,
     host: HeaderValue,
     /// The upstream URL's path without its trailing `/` (maybe empty).
     base: String,
@@ -63,10 +65,19 @@ impl Target {
             url: upstream.url.to_string(),
             reason,
         };
+        let scheme = Scheme::try_from(upstream.url.scheme()).map_err(|_| invalid("scheme"))?;
+        let authority = Authority::try_from(upstream.authority.as_str())
+            .map_err(|_| invalid("host and port"))?;
+        let origin = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|_| invalid("host and port"))?;
         Ok(Target {
-            scheme: Scheme::try_from(upstream.url.scheme()).map_err(|_| invalid("scheme"))?,
-            authority: Authority::try_from(upstream.authority.as_str())
-                .map_err(|_| invalid("host and port"))?,
+            scheme,
+            authority,
+            origin,
             host: HeaderValue::from_str(&upstream.authority)
                 .map_err(|_| invalid("host and port"))?,
             base: upstream.url.path().trim_end_matches('/').to_owned(),
@@ -74,6 +85,10 @@ impl Target {
             strip_prefix: route.strip_prefix,
             preserve_host: route.preserve_host,
         })
+    }
+
+    pub fn origin(&self) -> &Uri {
+        &self.origin
     }
 
     /// The target URI for a client URI: the base URL plus the path after the prefix (or the

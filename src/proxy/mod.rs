@@ -29,7 +29,7 @@ use crate::server::ingress::{ClientName, Ingress};
 use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
-use crate::upstream::{TlsSetupError, UpstreamClient};
+use crate::upstream::{TlsSetupError, UpstreamBody, UpstreamClient};
 use body::{ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
 use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
@@ -178,21 +178,20 @@ impl Proxy {
                     (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
                     (None, None) => None,
                 };
+                let target =
+                    forward::Target::new(route).map_err(|source| RouteSetupError::Target {
+                        route: route.name.clone(),
+                        source,
+                    })?;
                 Ok(Route {
-                    upstream: UpstreamClient::new(&route.upstream).map_err(|source| {
-                        RouteSetupError::Tls {
+                    upstream: UpstreamClient::new(&route.upstream, target.origin().clone())
+                        .map_err(|source| RouteSetupError::Tls {
                             route: route.name.clone(),
                             source,
-                        }
-                    })?,
+                        })?,
                     injector: Injector::new(&route.auth),
                     tokens,
-                    target: forward::Target::new(route).map_err(|source| {
-                        RouteSetupError::Target {
-                            route: route.name.clone(),
-                            source,
-                        }
-                    })?,
+                    target,
                     paths: forward::path_map(route),
                     replay_limit,
                     plan: route.clone(),
@@ -526,7 +525,7 @@ impl Proxy {
         headers: HeaderMap,
         body: ProxyBody,
         attempt: &mut Option<AttemptTrace>,
-    ) -> Result<(Response<Incoming>, Duration), ProxyError> {
+    ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
         let clock = Instant::now();
         let sent = x.route.upstream.send(head.request(headers, body)).await;
         let elapsed = clock.elapsed();
@@ -691,7 +690,7 @@ fn tap_request_body(
 /// The target's response body. `request_timeout` bounds each pause in it as it bounds the wait
 /// for the head: a target that stops sending midway must not hold the client (and, with
 /// `serialize`, the whole session) forever.
-fn upstream_body(x: &Exchange<'_>, incoming: Incoming) -> ProxyBody {
+fn upstream_body(x: &Exchange<'_>, incoming: UpstreamBody) -> ProxyBody {
     body::stream(IdleTimeout::new(
         incoming,
         x.route.plan.upstream.request_timeout,

@@ -1,23 +1,28 @@
-//! The upstream side: a hyper-util HTTP/1.1 keep-alive pool per route over rustls, with
-//! connect and response-head timeouts, and failures classified for the client's error body.
+//! The upstream side: an HTTP/1.1 keep-alive pool per route over rustls, with connect and
+//! response-head timeouts, and failures classified for the client's error body.
 
+mod pool;
 pub mod tls;
 
 use std::error::Error as StdError;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::{Request, Response, Uri};
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::Upstream as UpstreamPlan;
 use crate::proxy::body::{ClientBodyFault, ProxyBody};
 
+use pool::Pool;
+pub use pool::UpstreamBody;
 pub use tls::TlsSetupError;
+
+/// How long a connection may sit idle in the pool before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a request did not get a response head from the target.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +76,6 @@ impl UpstreamError {
     }
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
-
 /// The HTTP/1.1 connector over rustls that every outbound connection uses (targets and token
 /// endpoints), trusting the public roots plus `ca_file`.
 pub fn connector(
@@ -94,22 +97,24 @@ pub fn connector(
 /// The client for one route's target.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: HttpsClient,
+    pool: Arc<Pool>,
     authority: String,
     connect_timeout: Duration,
     request_timeout: Duration,
 }
 
+/// Where an exchange failed: setting up the connection or using it.
+enum Failure {
+    Connect(pool::ConnectError),
+    Exchange(hyper::Error),
+}
+
 impl UpstreamClient {
-    pub fn new(plan: &UpstreamPlan) -> Result<Self, TlsSetupError> {
+    /// `origin` is the target's `scheme://authority`, the address every connection dials.
+    pub fn new(plan: &UpstreamPlan, origin: Uri) -> Result<Self, TlsSetupError> {
         let connector = connector(plan.ca_file.as_deref(), plan.connect_timeout)?;
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         Ok(UpstreamClient {
-            client,
+            pool: Pool::new(connector, origin, IDLE_TIMEOUT),
             authority: plan.authority.clone(),
             connect_timeout: plan.connect_timeout,
             request_timeout: plan.request_timeout,
@@ -120,10 +125,11 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        match tokio::time::timeout(self.request_timeout, self.client.request(request)).await {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(self.classify(&err)),
+            Ok(Err(Failure::Connect(err))) => Err(self.classify(&*err, true)),
+            Ok(Err(Failure::Exchange(err))) => Err(self.classify(&err, false)),
             Err(_) => Err(UpstreamError::ResponseTimeout {
                 authority: self.authority.clone(),
                 timeout: self.request_timeout,
@@ -131,9 +137,44 @@ impl UpstreamClient {
         }
     }
 
-    fn classify(&self, err: &hyper_util::client::legacy::Error) -> UpstreamError {
+    async fn exchange(
+        &self,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, Failure> {
+        // The target gets the path and query only; the pool's connection is the authority.
+        if let Some(path_and_query) = request.uri().path_and_query() {
+            *request.uri_mut() = Uri::from(path_and_query.clone());
+        }
+        let (mut sender, reused) = match self.pool.idle().await {
+            Some(sender) => (sender, true),
+            None => (self.fresh().await?, false),
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            Err(mut failed) => match failed.take_message() {
+                // The connection closed between its last use and this request, before a
+                // byte of the request was written: the request goes again on a new one.
+                Some(unsent) if reused => {
+                    sender = self.fresh().await?;
+                    sender
+                        .send_request(unsent)
+                        .await
+                        .map_err(Failure::Exchange)?
+                }
+                _ => return Err(Failure::Exchange(failed.into_error())),
+            },
+        };
+        let pool = self.pool.clone();
+        Ok(response.map(|incoming| UpstreamBody::new(incoming, sender, pool)))
+    }
+
+    async fn fresh(&self) -> Result<SendRequest<ProxyBody>, Failure> {
+        self.pool.connect().await.map_err(Failure::Connect)
+    }
+
+    fn classify(&self, err: &(dyn StdError + 'static), connecting: bool) -> UpstreamError {
         let authority = self.authority.clone();
-        let mut source: Option<&(dyn StdError + 'static)> = err.source();
+        let mut source: Option<&(dyn StdError + 'static)> = Some(err);
         while let Some(cause) = source {
             if let Some(fault) = cause.downcast_ref::<ClientBodyFault>() {
                 return UpstreamError::RequestBody(fault.clone());
@@ -149,7 +190,7 @@ impl UpstreamClient {
                     io::ErrorKind::ConnectionRefused => {
                         return UpstreamError::Refused { authority }
                     }
-                    io::ErrorKind::TimedOut if err.is_connect() => {
+                    io::ErrorKind::TimedOut if connecting => {
                         return UpstreamError::ConnectTimeout {
                             authority,
                             timeout: self.connect_timeout,
@@ -167,7 +208,7 @@ impl UpstreamClient {
             }
             source = cause.source();
         }
-        if err.is_connect() {
+        if connecting {
             UpstreamError::Connect {
                 authority,
                 detail: innermost(err),
