@@ -6,7 +6,7 @@
 
 use std::error::Error as StdError;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -64,10 +64,7 @@ impl Pool {
     }
 
     fn pop_fresh(&self) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self.lock();
         while let Some(newest) = idle.pop() {
             if newest.since.elapsed() >= self.idle_timeout {
                 // The newest is too old, so are all the others.
@@ -94,14 +91,17 @@ impl Pool {
         Ok(sender)
     }
 
+    /// The idle list; a panic elsewhere while it was held leaves it consistent (every change is
+    /// one push, pop, clear or retain), so a poisoned lock is still used.
+    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn checkin(&self, sender: SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self.lock();
         idle.push(Idle {
             sender,
             since: Instant::now(),
@@ -121,10 +121,7 @@ impl Pool {
                 let Some(pool) = pool.upgrade() else {
                     return;
                 };
-                let mut idle = pool
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut idle = pool.lock();
                 idle.retain(|entry| {
                     entry.since.elapsed() < pool.idle_timeout && !entry.sender.is_closed()
                 });
@@ -134,7 +131,7 @@ impl Pool {
 
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+        self.lock().len()
     }
 }
 
