@@ -284,12 +284,17 @@ mod tests {
         UpstreamBody::new(incoming, sender, pool.clone())
     }
 
+    /// One request's body, read to its end.
+    async fn fetch(pool: &Arc<Pool>) -> Bytes {
+        get(pool).await.collect().await.expect("body").to_bytes()
+    }
+
     #[tokio::test]
     async fn a_body_read_to_the_end_returns_its_connection_for_the_next_request() {
         let (dial, accepted) = counting_target("{\"ok\":true}", Ending::KeepAlive).await;
         let pool = pool(dial, Duration::from_secs(60));
         for _ in 0..5 {
-            let body = get(&pool).await.collect().await.expect("body").to_bytes();
+            let body = fetch(&pool).await;
             assert_eq!(&body[..], b"{\"ok\":true}");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -302,7 +307,7 @@ mod tests {
         let pool = pool(dial, Duration::from_secs(60));
         drop(get(&pool).await);
         assert_eq!(pool.idle_count(), 0);
-        get(&pool).await.collect().await.expect("body");
+        fetch(&pool).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -319,9 +324,9 @@ mod tests {
     async fn an_idle_connection_past_the_idle_timeout_is_not_reused() {
         let (dial, accepted) = counting_target("x", Ending::KeepAlive).await;
         let pool = pool(dial, Duration::from_millis(50));
-        get(&pool).await.collect().await.expect("body");
+        fetch(&pool).await;
         tokio::time::sleep(Duration::from_millis(80)).await;
-        get(&pool).await.collect().await.expect("body");
+        fetch(&pool).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -329,7 +334,7 @@ mod tests {
     async fn the_reaper_closes_idle_connections_when_no_request_comes() {
         let (dial, _) = counting_target("x", Ending::KeepAlive).await;
         let pool = pool(dial, Duration::from_millis(40));
-        get(&pool).await.collect().await.expect("body");
+        fetch(&pool).await;
         assert_eq!(pool.idle_count(), 1);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(pool.idle_count(), 0);
@@ -340,7 +345,7 @@ mod tests {
         let (dial, accepted) = counting_target("x", Ending::Announced).await;
         let pool = pool(dial, Duration::from_secs(60));
         for _ in 0..3 {
-            let body = get(&pool).await.collect().await.expect("body").to_bytes();
+            let body = fetch(&pool).await;
             assert_eq!(&body[..], b"x");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
@@ -351,9 +356,9 @@ mod tests {
         let (dial, accepted) =
             counting_target("x", Ending::Silently(Duration::from_millis(10))).await;
         let pool = pool(dial, Duration::from_secs(60));
-        get(&pool).await.collect().await.expect("body");
+        fetch(&pool).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let body = get(&pool).await.collect().await.expect("body").to_bytes();
+        let body = fetch(&pool).await;
         assert_eq!(&body[..], b"x");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
