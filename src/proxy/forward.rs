@@ -38,9 +38,8 @@ impl Head {
 /// Where a route's requests go, parsed once from the plan so that building each request's
 /// URI and `Host` header copies instead of parsing.
 pub struct Target {
-    scheme: Scheme,
-    authority: Authority,
-    /// `scheme://authority`, what the route's connections dial.
+    /// `scheme://authority/`: what the route's connections dial, and the scheme and authority
+    /// of every request URI.
     origin: Uri,
     host: HeaderValue,
     /// The upstream URL's path without its trailing `/` (maybe empty).
@@ -69,14 +68,12 @@ impl Target {
         let authority = Authority::try_from(upstream.authority.as_str())
             .map_err(|_| invalid("host and port"))?;
         let origin = Uri::builder()
-            .scheme(scheme.clone())
-            .authority(authority.clone())
+            .scheme(scheme)
+            .authority(authority)
             .path_and_query("/")
             .build()
             .map_err(|_| invalid("host and port"))?;
         Ok(Target {
-            scheme,
-            authority,
             origin,
             host: HeaderValue::from_str(&upstream.authority)
                 .map_err(|_| invalid("host and port"))?,
@@ -124,8 +121,8 @@ impl Target {
             }
         };
         let mut parts = uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
+        parts.scheme = self.origin.scheme().cloned();
+        parts.authority = self.origin.authority().cloned();
         parts.path_and_query = Some(path_and_query);
         Uri::from_parts(parts)
             .map_err(|_| ProxyError::BadRequest(format!("cannot forward the path {path:?}")))
