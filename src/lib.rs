@@ -7,6 +7,8 @@ pub mod auth;
 pub mod challenge;
 pub mod config;
 pub mod demo;
+pub mod diagnose;
+pub mod lockfile;
 pub mod proxy;
 pub mod server;
 pub mod session;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use provproxy::config::{TracePlan, DEFAULT_REDACT_FIELDS};
-use provproxy::trace::diagnose::{diagnose, render_json, render_text, Class, Report};
+use provproxy::diagnose::{diagnose, render_json, render_text, Class, Report};
 use provproxy::trace::record::{
     Actions, CapturedBody, ExchangeRecord, RequestPart, ResponsePart, Role, Timings,
 };
@@ -223,6 +223,7 @@ async fn a_trace_written_by_provproxy_diagnoses_the_session_locked_sequence() {
             .map(|s| s.to_string())
             .collect(),
         rotate_bytes: 0,
+        keep: 10,
         channel_capacity: 16,
         recent: 0,
     };

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub trace: Option<RawTrace>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub log: Option<RawLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +72,13 @@ pub struct RawTrace {
     pub rotate_size: Option<String>,
     pub channel_capacity: Option<usize>,
     pub recent: Option<usize>,
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

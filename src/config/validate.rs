@@ -62,12 +62,30 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .map(|trace| validator.trace(trace, &root.key("trace")))
         .transpose()?;
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
+    let log = log(raw.log.unwrap_or_default(), &root.key("log"))?;
     Ok(Plan {
         server,
         admin,
         trace,
         routes,
+        log,
         warnings: validator.warnings,
+    })
+}
+
+fn log(raw: RawLog, path: &KeyPath) -> Checked<LogPlan> {
+    Ok(LogPlan {
+        access: one_of(
+            raw.access.as_deref(),
+            AccessLog::Text,
+            &[
+                ("text", AccessLog::Text),
+                ("json", AccessLog::Json),
+                ("off", AccessLog::Off),
+            ],
+            "value",
+            &path.key("access"),
+        )?,
     })
 }
 
@@ -321,6 +339,7 @@ impl Validator<'_> {
                 .unwrap_or(64 << 20),
             channel_capacity: raw.channel_capacity.unwrap_or(1024).max(1),
             recent: raw.recent.unwrap_or(256),
+            keep: raw.keep.unwrap_or(10),
         })
     }
 
