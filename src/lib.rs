@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: listener → route → session → auth → upstream → challenge → trace.
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod challenge;

@@ -657,6 +657,10 @@ fn golden_records() -> Vec<ExchangeRecord> {
         challenge_after: vec!["Basic realm=\"a\"".into(), "Bearer".into()],
         authorization_normalised: Some("doubled scheme Bearer".into()),
         token_fetched: true,
+        token_refused: true,
+        cookies_withheld: vec!["JSESSIONID".into(), "plain".into()],
+        headers_removed: vec!["connection".into()],
+        location_rewritten: Some("http://127.0.0.1:8080/cb".into()),
         warnings: vec!["w1".into(), "line\nbreak\u{1}".into()],
     };
 
