@@ -137,12 +137,16 @@ fn run(config: &Path, reset_sessions: bool) -> ExitCode {
         Err(err) => return fail(&err, FAILURE),
     };
     runtime.block_on(async {
+        let stop = match stop_signals() {
+            Ok(stop) => stop,
+            Err(err) => return fail(&format!("cannot handle signals: {err}"), FAILURE),
+        };
         let options = provproxy::server::StartOptions { reset_sessions };
         let running = match provproxy::server::start_with(plan, options).await {
             Ok(running) => running,
             Err(err) => return fail(&err, FAILURE),
         };
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
         ExitCode::SUCCESS
@@ -225,23 +229,16 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// SIGINT or SIGTERM. Installed before the proxy listens: a SIGTERM that arrives as soon as it
+/// does (systemd stopping a unit that just started) must drain and exit 0, not kill it.
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }
