@@ -551,3 +551,50 @@ fn version_and_help_tell_the_version_and_the_exit_codes() {
     let (status, _, stderr) = output(unreadable);
     assert_eq!(status.code(), Some(2), "{stderr}");
 }
+
+#[test]
+fn the_readme_names_the_paths_the_examples_write_and_diagnose_advises_what_they_set() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let any_env = |_: &str| Some("example-secret".to_owned());
+    let load = |name: &str| {
+        let text = std::fs::read_to_string(root.join("config").join(name)).expect("example");
+        provproxy::config::load_str(&text, name, Path::new("config"), &any_env)
+            .unwrap_or_else(|err| panic!("{err}"))
+    };
+    let locked = load("session-locked.toml");
+    let har = locked
+        .trace
+        .as_ref()
+        .and_then(|t| t.har.clone())
+        .expect("a HAR");
+    assert!(
+        readme.contains(&format!("provproxy diagnose {}", har.display())),
+        "the README's diagnose command reads {}",
+        har.display()
+    );
+    let jsonl = load("scoped-token.toml")
+        .trace
+        .and_then(|t| t.jsonl)
+        .expect("JSON lines");
+    assert!(readme.contains(&format!("provproxy diagnose {}", jsonl.display())));
+
+    // What diagnose advises for a session-locked target is what the example sets.
+    let report = provproxy::diagnose::diagnose(
+        &std::fs::read_to_string(root.join("tests/fixtures/sailpoint_session_locked.har"))
+            .expect("fixture"),
+    )
+    .expect("diagnose");
+    let fix = &report.findings[0].fix;
+    let session = locked.routes[0].session.as_ref().expect("a session");
+    assert!(fix.contains("cookies = true") && session.cookies);
+    assert!(fix.contains(r#"key = "route""#) && session.key.to_string() == "route");
+    assert!(
+        !session.serialize && fix.contains("serialize = true only if"),
+        "serialize = false is what the advice allows: {fix}"
+    );
+    let ignored = std::fs::read_to_string(root.join(".gitignore")).expect(".gitignore");
+    for dir in ["/config/state/", "/config/traces/"] {
+        assert!(ignored.lines().any(|line| line == dir), "{dir} is ignored");
+    }
+}
