@@ -598,3 +598,67 @@ fn the_readme_names_the_paths_the_examples_write_and_diagnose_advises_what_they_
         assert!(ignored.lines().any(|line| line == dir), "{dir} is ignored");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_logged_recovered_and_diagnosed_as_token_revoked_from_json_lines() {
+    use provproxy::demo::oauth_target::{
+        spawn_scim_target, spawn_token_endpoint, TokenEndpointConfig, SCIM_USERS_PATH, TOKEN_PATH,
+    };
+    const CLIENT_SECRET: &str = "client-secret-h5-4a0c";
+    let (endpoint, tokens) = spawn_token_endpoint(TokenEndpointConfig {
+        client_id: "provproxy".into(),
+        client_secret: CLIENT_SECRET.into(),
+        ..TokenEndpointConfig::default()
+    })
+    .await
+    .expect("token endpoint");
+    let (scim, _) = spawn_scim_target(&tokens).await.expect("SCIM target");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("scoped.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+[trace]
+jsonl = "traces/onetrust.jsonl"
+[[routes]]
+name = "onetrust"
+prefix = "/scim/"
+strip_prefix = true
+upstream = "{}/scim/"
+[routes.auth]
+kind = "oauth2"
+token_url = "{}{TOKEN_PATH}"
+client_id = "provproxy"
+client_secret = {{ env = "H5_CLIENT_SECRET" }}
+scopes = ["scim"]
+"#,
+            scim.url(),
+            endpoint.url()
+        ),
+    )
+    .expect("write config");
+    let instance = Instance::start(&config, &[("H5_CLIENT_SECRET", CLIENT_SECRET)]);
+    let users = SCIM_USERS_PATH.trim_start_matches("/scim/");
+    assert_eq!(get(instance.addr, &format!("/scim/{users}"), &[]).await.status, 200);
+    tokens.revoke_all();
+    assert_eq!(get(instance.addr, &format!("/scim/{users}"), &[]).await.status, 200);
+    let (status, stderr) = instance.stop();
+    assert!(status.success(), "{stderr}");
+
+    assert_eq!(stderr.matches("token fetched").count(), 2, "{stderr}");
+    assert!(stderr.contains("replay after a refused token succeeded"), "{stderr}");
+    let access = stderr.lines().filter(|l| l.contains(" upstream=")).count();
+    assert_eq!(access, 2, "{stderr}");
+    for secret in std::iter::once(CLIENT_SECRET.to_owned()).chain(tokens.issued_tokens()) {
+        assert!(!stderr.contains(&secret), "a secret in the log:\n{stderr}");
+    }
+    let (code, stdout, _) = diagnose(&dir.path().join("traces/onetrust.jsonl"), false);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("recovered (token_revoked)"), "{stdout}");
+    assert_eq!(
+        stdout.lines().last(),
+        Some("2 exchanges, 0 failed; 1 recovered: 1 token_revoked")
+    );
+}
