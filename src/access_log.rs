@@ -177,6 +177,8 @@ impl Line {
         let end = match end {
             BodyEnd::Complete => None,
             BodyEnd::Error => Some("target_failed_midway"),
+            // hyper drops the body of a response to HEAD unread.
+            BodyEnd::Dropped if self.started.method == Method::HEAD => None,
             BodyEnd::Dropped => Some("client_went_away"),
         };
         match self.format {

@@ -192,16 +192,15 @@ async fn a_second_run_on_the_same_config_fails_naming_the_lock_holder_and_change
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starts_without_traffic_leave_no_empty_rotation_and_a_start_after_traffic_keeps_it() {
+async fn starts_without_traffic_leave_no_rotation_and_the_last_runs_trace_in_place() {
     let (upstream, _target) = target().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), &upstream.url(), r#"access = "off""#);
     let har = dir.path().join("traces/osmc.har");
-    for _ in 0..2 {
-        let (status, _) = Instance::start(&config, ENV).stop();
-        assert!(status.success());
-    }
-    let traces: Vec<String> = std::fs::read_dir(dir.path().join("traces"))
+    let rotated = |n: usize| PathBuf::from(format!("{}.{n}", har.display()));
+    instance_without_traffic(&config);
+    instance_without_traffic(&config);
+    let mut traces: Vec<String> = std::fs::read_dir(dir.path().join("traces"))
         .expect("trace directory")
         .map(|entry| {
             entry
@@ -212,7 +211,6 @@ async fn starts_without_traffic_leave_no_empty_rotation_and_a_start_after_traffi
         })
         .filter(|name| !name.ends_with(".lock"))
         .collect();
-    let mut traces = traces;
     traces.sort();
     assert_eq!(traces, ["osmc.har", "osmc.jsonl"], "no rotation");
 
@@ -222,13 +220,28 @@ async fn starts_without_traffic_leave_no_empty_rotation_and_a_start_after_traffi
     assert!(status.success(), "{status}: {stderr}");
     instance_without_traffic(&config);
     instance_without_traffic(&config);
-    assert_eq!(
-        har_entries(&PathBuf::from(format!("{}.1", har.display()))).len(),
-        1
+    assert!(
+        !rotated(1).exists(),
+        "restarts without traffic rotate nothing"
     );
-    assert!(har_entries(&har).is_empty());
-    assert!(!PathBuf::from(format!("{}.2", har.display())).exists());
-    har_validator::assert_valid_har(&[har.clone(), PathBuf::from(format!("{}.1", har.display()))]);
+    assert_eq!(
+        har_entries(&har).len(),
+        1,
+        "the last run's trace is where it was"
+    );
+
+    let instance = Instance::start(&config, ENV);
+    assert_eq!(get(instance.addr, "/osmc/Users/1", &[]).await.status, 200);
+    let (status, _) = instance.stop();
+    assert!(status.success());
+    assert_eq!(
+        har_entries(&rotated(1)).len(),
+        1,
+        "rotated by the next run's first record"
+    );
+    assert_eq!(har_entries(&har).len(), 1);
+    assert!(!rotated(2).exists());
+    har_validator::assert_valid_har(&[har.clone(), rotated(1)]);
 }
 
 fn instance_without_traffic(config: &Path) {
@@ -641,14 +654,27 @@ scopes = ["scim"]
     .expect("write config");
     let instance = Instance::start(&config, &[("H5_CLIENT_SECRET", CLIENT_SECRET)]);
     let users = SCIM_USERS_PATH.trim_start_matches("/scim/");
-    assert_eq!(get(instance.addr, &format!("/scim/{users}"), &[]).await.status, 200);
+    assert_eq!(
+        get(instance.addr, &format!("/scim/{users}"), &[])
+            .await
+            .status,
+        200
+    );
     tokens.revoke_all();
-    assert_eq!(get(instance.addr, &format!("/scim/{users}"), &[]).await.status, 200);
+    assert_eq!(
+        get(instance.addr, &format!("/scim/{users}"), &[])
+            .await
+            .status,
+        200
+    );
     let (status, stderr) = instance.stop();
     assert!(status.success(), "{stderr}");
 
     assert_eq!(stderr.matches("token fetched").count(), 2, "{stderr}");
-    assert!(stderr.contains("replay after a refused token succeeded"), "{stderr}");
+    assert!(
+        stderr.contains("replay after a refused token succeeded"),
+        "{stderr}"
+    );
     let access = stderr.lines().filter(|l| l.contains(" upstream=")).count();
     assert_eq!(access, 2, "{stderr}");
     for secret in std::iter::once(CLIENT_SECRET.to_owned()).chain(tokens.issued_tokens()) {

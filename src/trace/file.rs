@@ -6,7 +6,8 @@
 //!
 //! A file is opened only once the process holds its lock (see [`crate::lockfile`]), so nothing
 //! here guards against a second writer. A HAR left by an earlier run is rotated away only when
-//! it holds entries: restarts without traffic do not push evidence out of the kept rotations.
+//! this run writes its first record, and only if it holds entries: failed starts and restarts
+//! without traffic do not push evidence out of the kept rotations.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -80,9 +81,11 @@ pub struct TraceFile {
 }
 
 impl TraceFile {
-    /// Opens `path`, creating its parent directories (0700) and the file (0600). An existing HAR
-    /// with entries is rotated away rather than appended to; an existing JSON-lines file is
-    /// appended to.
+    /// Opens `path`, creating its parent directories (0700) and the file (0600). An existing
+    /// JSON-lines file is appended to. An existing HAR is left as it is until the first record
+    /// comes; then it is rotated away if it has entries. So a start that fails after this, or a
+    /// run without traffic, pushes nothing out of the kept rotations, and until this run records
+    /// something the last run's trace is where the operator looks for it.
     pub fn open(path: &Path, format: Format, rotate_bytes: u64, keep: usize) -> io::Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::DirBuilder::new()
@@ -106,6 +109,14 @@ impl TraceFile {
             pending: Vec::new(),
             pending_at: 0,
         };
+        let earlier_har =
+            format == Format::Har && fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
+        if earlier_har {
+            // Fails now, at startup, if the file cannot be written; its content stays as it is.
+            open_0600(path, false)?;
+            // No file yet: the first append reopens it, rotating first (see `recover`).
+            return Ok(file);
+        }
         file.reopen()?;
         Ok(file)
     }

@@ -355,22 +355,39 @@ async fn a_har_that_already_exists_is_rotated_not_corrupted() {
 }
 
 #[tokio::test]
-async fn a_har_without_entries_is_reused_not_rotated() {
+async fn an_earlier_har_is_rotated_only_by_a_run_that_records_and_only_if_it_has_entries() {
     let dir = tempfile::tempdir().unwrap();
     let plan = plan(dir.path());
     let har = plan.har.clone().unwrap();
-    for _ in 0..2 {
-        let (_, writer) = Tracer::start(&plan).unwrap();
-        writer.shutdown().await;
-    }
-    assert!(!rotated(&har, 1).exists(), "no rotation of an empty HAR");
-    let (tracer, writer) = Tracer::start(&plan).unwrap();
-    tracer.submit(record(1, Role::Client, "https://t/first"));
-    writer.shutdown().await;
-    let (_, writer) = Tracer::start(&plan).unwrap();
-    writer.shutdown().await;
-    assert_eq!(har_entries(&rotated(&har, 1)).len(), 1);
-    assert!(har_entries(&har).is_empty());
+    let run = |urls: &'static [&'static str]| {
+        let plan = plan.clone();
+        async move {
+            let (tracer, writer) = Tracer::start(&plan).unwrap();
+            for (id, url) in urls.iter().enumerate() {
+                tracer.submit(record(id as u64 + 1, Role::Client, url));
+            }
+            writer.shutdown().await;
+        }
+    };
+    run(&[]).await;
+    run(&["https://t/first"]).await;
+    assert!(
+        !rotated(&har, 1).exists(),
+        "an empty HAR is reused, not rotated"
+    );
+    run(&[]).await;
+    run(&[]).await;
+    assert!(
+        !rotated(&har, 1).exists(),
+        "runs without records rotate nothing"
+    );
+    assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/first");
+    run(&["https://t/second"]).await;
+    assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/second");
+    assert_eq!(
+        har_entries(&rotated(&har, 1))[0]["request"]["url"],
+        "https://t/first"
+    );
     assert!(!rotated(&har, 2).exists());
 }
 
@@ -381,7 +398,8 @@ async fn keep_zero_rotates_into_nothing_and_a_torn_har_is_kept() {
     let har = plan.har.clone().unwrap();
     std::fs::create_dir_all(har.parent().unwrap()).unwrap();
     std::fs::write(&har, "{\"log\":{\"entries\":[{\"torn").unwrap();
-    let (_, writer) = Tracer::start(&plan).unwrap();
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    tracer.submit(record(1, Role::Client, "https://t/first"));
     writer.shutdown().await;
     assert!(std::fs::read_to_string(rotated(&har, 1))
         .unwrap()
@@ -389,12 +407,10 @@ async fn keep_zero_rotates_into_nothing_and_a_torn_har_is_kept() {
     plan.keep = 0;
     std::fs::remove_file(rotated(&har, 1)).unwrap();
     let (tracer, writer) = Tracer::start(&plan).unwrap();
-    tracer.submit(record(1, Role::Client, "https://t/first"));
-    writer.shutdown().await;
-    let (_, writer) = Tracer::start(&plan).unwrap();
+    tracer.submit(record(1, Role::Client, "https://t/second"));
     writer.shutdown().await;
     assert!(!rotated(&har, 1).exists());
-    assert!(har_entries(&har).is_empty());
+    assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/second");
 }
 
 #[test]
