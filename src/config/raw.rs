@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub trace: Option<RawTrace>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub state: Option<RawState>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +74,14 @@ pub struct RawTrace {
     pub recent: Option<usize>,
 }
 
+/// `[state]`: where sessions live and how they are kept at rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub encryption_key: Option<RawSecret>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
@@ -128,6 +137,8 @@ pub struct RawSession {
     pub persist: Option<String>,
     pub client_cookies: Option<String>,
     pub login: Option<RawLogin>,
+    pub max_sessions: Option<usize>,
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +147,7 @@ pub struct RawLogin {
     pub method: Option<String>,
     pub path: String,
     pub expect_status: Option<Vec<u16>>,
-    pub body: Option<String>,
+    pub body: Option<RawSecret>,
     pub content_type: Option<String>,
 }
 
