@@ -1,6 +1,7 @@
-//! Cookie jars per session key, single-flight establishment, re-login, persistence.
+//! Cookie jars per session key, single-flight establishment, re-login, bounds, persistence.
 //!
-//! The pipeline derives a [`SessionKey`], takes a [`Lease`] from [`Sessions`], sends the jar's
+//! The pipeline asks [`Sessions::key_for`] for the request's [`SessionKey`] (a keyed hash,
+//! scoped to the authenticated client), takes a [`Lease`] from [`Sessions`], sends the jar's
 //! `Cookie` header, absorbs every response's `Set-Cookie`, and on a response for which
 //! [`is_session_gone`] holds, calls [`Lease::begin_relogin`] and replays once.
 

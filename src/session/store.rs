@@ -1,5 +1,6 @@
 //! The session store: one jar per (route, session key), leases that decide who may talk to the
-//! target with which cookie, re-login, idle expiry, and the persistence schedule.
+//! target with which cookie, re-login, idle expiry, the `max_sessions` bound (least recently
+//! used idle session out), and the persistence schedule.
 //!
 //! Each session has two async locks. `gate` (a RwLock) is held for the whole exchange: read =
 //! shared use of an established session, write = alone (establishing, re-login, `serialize`).
