@@ -637,12 +637,13 @@ async fn an_unknown_client_gets_the_same_401_for_unknown_and_known_paths() {
 
 /// A route injecting the stored Basic credential, on a loopback proxy without clients: what a
 /// web page in a browser on the connector host could reach.
-fn browser_target_config(server_extra: &str, upstream: &str) -> String {
+/// `extra` goes at the end of `[server]` (and may open tables of its own).
+fn browser_target_config(extra: &str, upstream: &str) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
-{server_extra}
+{extra}
 
 [[routes]]
 name = "scim"
@@ -689,7 +690,13 @@ async fn post(addr: SocketAddr, headers: &[(&str, &str)]) -> Reply {
 #[tokio::test]
 async fn a_browsers_cross_site_post_is_refused_before_any_credential_and_the_target_sees_nothing() {
     let mut upstream = Upstream::start(ok).await;
-    let (binary, addr) = start_binary(&browser_target_config("", &upstream.url()));
+    let (binary, addr, admin) = Binary::start(
+        &browser_target_config("[admin]\nlisten = \"127.0.0.1:0\"", &upstream.url()),
+        support_binary::Options {
+            env: &secrets(),
+            uid: None,
+        },
+    );
     // What a page on evil.example makes a browser send (a "simple" request, no preflight), both
     // to the proxy's own name and through DNS rebinding to evil.example itself.
     let page = [
@@ -731,6 +738,13 @@ async fn a_browsers_cross_site_post_is_refused_before_any_credential_and_the_tar
             upstream.only().header("authorization"),
             Some(ROUTE_AUTHORIZATION)
         );
+    }
+    let metrics = get(admin.expect("admin listener"), "/metrics", &[])
+        .await
+        .text();
+    for (kind, refused) in [("misdirected_request", 1), ("cross_site_request", 5)] {
+        let name = format!("provproxy_errors_total{{kind=\"{kind}\"}}");
+        assert_eq!(counter(&metrics, &name), refused, "{name}");
     }
     drop(binary);
 }
