@@ -54,6 +54,12 @@ pub enum ProxyError {
     SessionsFull { max: usize },
     #[error("{0}")]
     Internal(String),
+    #[error(
+        "this proxy does not serve the host this request is addressed to; add it to server.hosts"
+    )]
+    Misdirected,
+    #[error("a browser's cross-site request is refused; set server.allow_browsers = true to serve browsers")]
+    CrossSite,
 }
 
 impl From<UpstreamError> for ProxyError {
@@ -82,6 +88,8 @@ impl ProxyError {
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::SessionKeyMissing { .. } => StatusCode::BAD_REQUEST,
             ProxyError::SessionsFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::CrossSite => StatusCode::FORBIDDEN,
         }
     }
 
@@ -101,6 +109,8 @@ impl ProxyError {
             ProxyError::Internal(_) => "internal",
             ProxyError::SessionKeyMissing { .. } => "session_key_missing",
             ProxyError::SessionsFull { .. } => "sessions_full",
+            ProxyError::Misdirected => "misdirected_request",
+            ProxyError::CrossSite => "cross_site_request",
         }
     }
 
@@ -112,7 +122,9 @@ impl ProxyError {
             | ProxyError::Unauthenticated
             | ProxyError::ClientNotAllowed { .. }
             | ProxyError::ClientBody(_)
-            | ProxyError::SessionKeyMissing { .. } => Side::Client,
+            | ProxyError::SessionKeyMissing { .. }
+            | ProxyError::Misdirected
+            | ProxyError::CrossSite => Side::Client,
             ProxyError::Upstream(_) | ProxyError::Token(_) | ProxyError::LoginFailed { .. } => {
                 Side::Upstream
             }
