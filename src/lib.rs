@@ -9,6 +9,7 @@ pub mod challenge;
 pub mod config;
 pub mod demo;
 pub mod diagnose;
+pub mod hardening;
 pub mod lockfile;
 pub mod proxy;
 pub mod server;

@@ -90,6 +90,12 @@ fn main() -> ExitCode {
         "info"
     };
     init_logging(cli.log_format, default_level);
+    // Before any secret is read: `check` and `run` both resolve the config's secrets.
+    if matches!(cli.command, Command::Check { .. } | Command::Run { .. }) {
+        if let Err(err) = provproxy::hardening::disable_core_dumps() {
+            return fail(&err, FAILURE);
+        }
+    }
     match cli.command {
         Command::Check { config } => match provproxy::config::load(&config) {
             Ok(plan) => print_out(&provproxy::config::render(&plan)).unwrap_or(ExitCode::SUCCESS),

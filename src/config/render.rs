@@ -19,7 +19,12 @@ pub fn render(plan: &Plan) -> String {
     if let Some(admin) = &plan.admin {
         out.table("admin");
         out.string("listen", &admin.listen.to_string());
+        if let Some(token) = &admin.token {
+            out.secret("token", token);
+        }
+        out.strings("hosts", &admin.hosts);
     }
+    state(&mut out, &plan.state);
     out.table("log");
     out.string("access", plan.log.access.as_str());
     match &plan.trace {
@@ -62,6 +67,8 @@ fn server(out: &mut Toml, server: &ServerPlan) {
     if let Some(max) = limits.max_request_body {
         out.size("max_request_body", max);
     }
+    out.strings("hosts", &server.hosts);
+    out.raw("allow_browsers", server.allow_browsers);
     if server.clients.is_empty() && !server.allow_anyone {
         out.comment("no [[server.clients]]: only loopback clients can reach the listener");
     }
@@ -76,6 +83,15 @@ fn server(out: &mut Toml, server: &ServerPlan) {
             }
             ClientCredential::Certificate => out.raw("certificate", true),
         }
+    }
+}
+
+fn state(out: &mut Toml, state: &StatePlan) {
+    out.table("state");
+    out.string("backend", "file");
+    match &state.encryption_key {
+        Some(key) => out.secret("encryption_key", key),
+        None => out.comment("no encryption_key: cookie values are stored in the clear"),
     }
 }
 
@@ -214,6 +230,10 @@ fn session(out: &mut Toml, session: &SessionPlan) {
         .map(|status| status.as_u16().to_string())
         .collect();
     out.raw("relogin_on", format!("[{}]", relogin_on.join(", ")));
+    out.raw("max_sessions", session.max_sessions);
+    if let Some(key) = &session.default_key {
+        out.string("default_key", key);
+    }
     if let Some(text) = &session.relogin_body_contains {
         out.string("relogin_body_contains", text);
     }
@@ -240,9 +260,8 @@ fn session(out: &mut Toml, session: &SessionPlan) {
             ("path", quote(&login.path)),
             ("expect_status", format!("[{}]", expect.join(", "))),
         ];
-        // A login body can carry the password: it is shown as a secret.
-        if login.body.is_some() {
-            inline.push(("body", "<literal>".to_owned()));
+        if let Some(body) = &login.body {
+            inline.push(("body", secret(body)));
         }
         if let Some(content_type) = &login.content_type {
             inline.push(("content_type", quote(content_type)));
@@ -289,13 +308,8 @@ impl Toml {
         self.string(key, &size(bytes));
     }
 
-    fn secret(&mut self, key: &str, secret: &Secret) {
-        let source = match secret.source() {
-            SecretSource::Env(name) => format!("<env {name}>"),
-            SecretSource::File(file) => format!("<file {}>", path(file)),
-            SecretSource::Literal => "<literal>".to_owned(),
-        };
-        self.raw(key, source);
+    fn secret(&mut self, key: &str, value: &Secret) {
+        self.raw(key, secret(value));
     }
 
     /// `key = { a = 1, b = "x" }` from already rendered values.
@@ -305,6 +319,15 @@ impl Toml {
             .map(|(name, value)| format!("{name} = {value}"))
             .collect();
         self.raw(key, format!("{{ {} }}", pairs.join(", ")));
+    }
+}
+
+/// Where a secret comes from: `<env NAME>`, `<file PATH>`, `<literal>`.
+fn secret(secret: &Secret) -> String {
+    match secret.source() {
+        SecretSource::Env(name) => format!("<env {name}>"),
+        SecretSource::File(file) => format!("<file {}>", path(file)),
+        SecretSource::Literal => "<literal>".to_owned(),
     }
 }
 
