@@ -32,6 +32,11 @@ pub struct ServerPlan {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
     pub limits: Limits,
+    /// `Host` names served besides loopback names, host routes and the listen address, each
+    /// `host` or `host:port`, lower-case.
+    pub hosts: Vec<String>,
+    /// Serve requests that a browser sent cross-site (refused with 403 unless set).
+    pub allow_browsers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +77,10 @@ pub enum ClientCredential {
 #[derive(Debug, Clone)]
 pub struct AdminPlan {
     pub listen: SocketAddr,
+    /// Bearer token every endpoint but `/healthz` needs; required off loopback.
+    pub token: Option<Secret>,
+    /// `Host` names served besides loopback names and the listen address, lower-case.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

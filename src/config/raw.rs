@@ -32,6 +32,8 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub max_request_body: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub allow_browsers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +59,9 @@ pub struct RawClient {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    pub token: Option<RawSecret>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,11 +51,7 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
     let server = validator.server(raw.server.unwrap_or_default(), &root.key("server"))?;
     let admin = raw
         .admin
-        .map(|admin| {
-            Ok::<_, Invalid>(AdminPlan {
-                listen: socket_addr(&admin.listen, &root.key("admin").key("listen"))?,
-            })
-        })
+        .map(|admin| validator.admin(admin, &root.key("admin")))
         .transpose()?;
     let trace = raw
         .trace
@@ -126,6 +122,25 @@ fn status_codes(codes: &[u16], path: &KeyPath) -> Checked<Vec<StatusCode>> {
             Ok(status) if (100..=599).contains(code) => Ok(status),
             _ => invalid(&path.index(index), format!("{code} is not an HTTP status")),
         })
+        .collect()
+}
+
+/// A `hosts` list: each `host` or `host:port`, kept lower-case.
+fn host_names(names: &[String], path: &KeyPath) -> Checked<Vec<String>> {
+    names
+        .iter()
+        .enumerate()
+        .map(
+            |(index, name)| match crate::server::origin::Authority::parse(name) {
+                Some(_) => Ok(name.to_ascii_lowercase()),
+                None => invalid(
+                    &path.index(index),
+                    format!(
+                        "{name:?} is not a host name; write it like \"provproxy.internal\" or \"provproxy.internal:8443\""
+                    ),
+                ),
+            },
+        )
         .collect()
 }
 
@@ -260,6 +275,32 @@ impl Validator<'_> {
                 )?,
                 max_request_body,
             },
+            hosts: host_names(raw.hosts.as_deref().unwrap_or_default(), &path.key("hosts"))?,
+            allow_browsers: raw.allow_browsers.unwrap_or(false),
+        })
+    }
+
+    fn admin(&mut self, raw: RawAdmin, path: &KeyPath) -> Checked<AdminPlan> {
+        let listen = socket_addr(&raw.listen, &path.key("listen"))?;
+        let token = raw
+            .token
+            .as_ref()
+            .map(|token| self.secret(token, &path.key("token")))
+            .transpose()?;
+        if !listen.ip().is_loopback() && token.is_none() {
+            return invalid(
+                &path.key("listen"),
+                format!(
+                    "{listen} is reachable from other hosts, but admin.token is not set: anyone who \
+                     can connect could read the exchanges and drop sessions. Set admin.token = \
+                     {{ env = \"PROVPROXY_ADMIN_TOKEN\" }} or listen on 127.0.0.1"
+                ),
+            );
+        }
+        Ok(AdminPlan {
+            listen,
+            token,
+            hosts: host_names(&raw.hosts, &path.key("hosts"))?,
         })
     }
 

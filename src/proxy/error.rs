@@ -50,6 +50,12 @@ pub enum ProxyError {
     LoginFailed { status: StatusCode, path: String },
     #[error("{0}")]
     Internal(String),
+    #[error(
+        "this proxy does not serve the host this request is addressed to; add it to server.hosts"
+    )]
+    Misdirected,
+    #[error("a browser's cross-site request is refused; set server.allow_browsers = true to serve browsers")]
+    CrossSite,
 }
 
 impl From<UpstreamError> for ProxyError {
@@ -76,6 +82,8 @@ impl ProxyError {
             ProxyError::ClientBody(ClientBodyFault::Malformed(_)) => StatusCode::BAD_REQUEST,
             ProxyError::Token(_) | ProxyError::LoginFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::CrossSite => StatusCode::FORBIDDEN,
         }
     }
 
@@ -93,6 +101,8 @@ impl ProxyError {
             ProxyError::Token(err) => err.kind(),
             ProxyError::LoginFailed { .. } => "login_failed",
             ProxyError::Internal(_) => "internal",
+            ProxyError::Misdirected => "misdirected_request",
+            ProxyError::CrossSite => "cross_site_request",
         }
     }
 
@@ -103,7 +113,9 @@ impl ProxyError {
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::Unauthenticated
             | ProxyError::ClientNotAllowed { .. }
-            | ProxyError::ClientBody(_) => Side::Client,
+            | ProxyError::ClientBody(_)
+            | ProxyError::Misdirected
+            | ProxyError::CrossSite => Side::Client,
             ProxyError::Upstream(_) | ProxyError::Token(_) | ProxyError::LoginFailed { .. } => {
                 Side::Upstream
             }

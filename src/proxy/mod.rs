@@ -25,7 +25,7 @@ use crate::admin::metrics::Metrics;
 use crate::auth::oauth::TokenSource;
 use crate::auth::{Injected, Injector};
 use crate::config::{ClientCookies, Plan, RoutePlan};
-use crate::server::ingress::{ClientName, Ingress};
+use crate::server::ingress::{ClientName, Ingress, Screened};
 use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
@@ -49,6 +49,8 @@ const RELOGIN_BODY_PEEK: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
+    /// The proxy's own address this connection came in on.
+    pub local: SocketAddr,
     pub tls: bool,
     /// The client named by its verified TLS certificate.
     pub client: Option<ClientName>,
@@ -57,9 +59,10 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool) -> ConnInfo {
+    pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
         ConnInfo {
             remote,
+            local,
             tls,
             client: None,
             forwarded_for: headers::forwarded_for(remote.ip()),
@@ -219,6 +222,9 @@ impl Proxy {
         mut request: Request<Incoming>,
         conn: &ConnInfo,
     ) -> Response<ProxyBody> {
+        if let Err(screened) = self.shared.ingress.screen(&request, conn.local) {
+            return self.screened(screened, conn);
+        }
         let early = self.shared.tracer.as_ref().map(|_| early_request(&request));
         let Some(route_index) = self.router.find(&request) else {
             // An unknown client gets the same 401 for every path, so it cannot map the routes.
@@ -292,6 +298,21 @@ impl Proxy {
             return self.unauthenticated();
         }
         err.to_response(Some(route))
+    }
+
+    /// A request refused before routing, so that nothing of it is injected or forwarded: not
+    /// addressed to the proxy, or a browser's cross-site request. Counted, and logged at a
+    /// bounded rate like refused credentials.
+    fn screened(&self, screened: Screened, conn: &ConnInfo) -> Response<ProxyBody> {
+        let err = match screened {
+            Screened::Misdirected => ProxyError::Misdirected,
+            Screened::CrossSite => ProxyError::CrossSite,
+        };
+        self.shared.metrics.error(err.kind());
+        if self.shared.ingress.should_log_denial() {
+            tracing::warn!(client = %conn.remote, kind = err.kind(), "refused: {err}");
+        }
+        err.to_response(None)
     }
 
     /// 401 with the proxy's own challenge. It names no route: a client that has not proved who

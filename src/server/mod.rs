@@ -2,6 +2,7 @@
 
 mod framing;
 pub mod ingress;
+pub mod origin;
 mod tls;
 
 use std::convert::Infallible;
@@ -122,7 +123,11 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         None => (None, None),
     };
     let tokens = crate::proxy::token_sources(&plan)?;
-    let ingress = Arc::new(Ingress::new(&plan.server.clients));
+    let ingress = Arc::new(Ingress::new(
+        &plan.server.clients,
+        origin::ServedNames::for_proxy(&plan),
+        plan.server.allow_browsers,
+    ));
     let metrics = Metrics::new(
         &plan.routes,
         ModuleStats {
@@ -185,7 +190,12 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
     if let Some(admin_plan) = &plan.admin {
         let listener = bind(admin_plan.listen, "admin").await?;
         admin_addr = Some(local_addr(&listener, admin_plan.listen, "admin")?);
-        let admin = Arc::new(admin::Admin::new(metrics, sessions.clone(), tracer));
+        let admin = Arc::new(admin::Admin::new(
+            metrics,
+            sessions.clone(),
+            tracer,
+            admin::access::Access::new(admin_plan),
+        ));
         tasks.push(tokio::spawn(serve(
             listener,
             builder,
@@ -193,9 +203,9 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
             None,
             stopped,
             grace,
-            move |request, _conn| {
+            move |request, conn: ConnInfo| {
                 let admin = admin.clone();
-                async move { admin.handle(request).await }
+                async move { admin.handle(request, conn.local).await }
             },
         )));
     }
@@ -260,13 +270,18 @@ async fn serve<H, F>(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // With a `0.0.0.0`/`::` listener, the address this connection came in on is the one its
+        // client may name in `Host`; unknown, it is unspecified, which serves no name.
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let builder = builder.clone();
         let handler = handler.clone();
         let tls = tls.clone();
         let ingress = ingress.clone();
         let watcher = graceful.watcher();
         tokio::spawn(until_closed(closed.clone(), async move {
-            let mut conn = ConnInfo::new(remote, tls.is_some());
+            let mut conn = ConnInfo::new(remote, local, tls.is_some());
             let (stream, framing): (Box<dyn Io>, _) = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {
