@@ -4,11 +4,11 @@
 //! proxy's own TLS listener speaking HTTP/1.1 and HTTP/2.
 
 mod common;
+mod support_binary;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -19,7 +19,8 @@ use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 
-use common::{error_body, get, get_tls, json, ok, proxy, serve, ConnMeta, Pki, Upstream, PATIENCE};
+use common::{error_body, get, get_tls, json, ok, proxy, serve, ConnMeta, Pki, Upstream};
+use support_binary::{Binary, Options};
 
 fn https_route(ca_file: Option<&std::path::Path>) -> String {
     let ca_file = ca_file
@@ -350,65 +351,15 @@ async fn a_pin_also_holds_for_a_self_signed_target() {
     }
 }
 
-/// The real binary on a config file, with `SSL_CERT_FILE` standing in for the system's roots;
-/// the log lines up to "provproxy listening", and its address.
-struct Binary {
-    child: std::process::Child,
-    addr: SocketAddr,
-    startup_log: Vec<String>,
-}
-
-impl Binary {
-    async fn start(config: &Path, system_roots: &Path) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provproxy"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("SSL_CERT_FILE", system_roots)
-            .env_remove("SSL_CERT_DIR")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start provproxy");
-        let stderr = child.stderr.take().expect("stderr");
-        let (found, started) = tokio::sync::oneshot::channel();
-        // Reads the log to its end so the process never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut found = Some(found);
-            let mut lines = Vec::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.push(line.clone());
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if value["fields"]["message"] != "provproxy listening" {
-                    continue;
-                }
-                let addr = value["fields"]["addr"]
-                    .as_str()
-                    .and_then(|a| a.parse().ok());
-                if let (Some(found), Some(addr)) = (found.take(), addr) {
-                    let _ = found.send((addr, std::mem::take(&mut lines)));
-                }
-            }
-        });
-        let (addr, startup_log) = tokio::time::timeout(PATIENCE, started)
-            .await
-            .expect("provproxy started in time")
-            .expect("provproxy exited before listening");
-        Binary {
-            child,
-            addr,
-            startup_log,
-        }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real binary on `toml`, with `SSL_CERT_FILE` standing in for the system's roots.
+fn binary_with_system_roots(toml: &str, system_roots: &Path) -> (Binary, SocketAddr) {
+    let roots = system_roots.to_str().expect("a UTF-8 path");
+    let options = Options {
+        env: &[("SSL_CERT_FILE", roots)],
+        ..Options::default()
+    };
+    let (binary, addr, _) = Binary::start(toml, options);
+    (binary, addr)
 }
 
 #[tokio::test]
@@ -418,8 +369,6 @@ async fn ca_file_only_refuses_a_certificate_that_chains_only_to_a_system_root() 
     let system = Pki::new();
     let private = Pki::new();
     let target = Upstream::start_tls(&system, ok).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("proxy.toml");
     let route = |name: &str, trust: &str, ca: &Path| {
         format!(
             "[[routes]]\nname = \"{name}\"\nprefix = \"/{name}/\"\nstrip_prefix = true\n\
@@ -428,21 +377,17 @@ async fn ca_file_only_refuses_a_certificate_that_chains_only_to_a_system_root() 
             ca.display()
         )
     };
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}{}{}",
-            route("system", "system+ca_file", &private.ca),
-            route("only", "ca_file_only", &private.ca),
-            route("own", "ca_file_only", &system.ca),
-        ),
-    )
-    .expect("write config");
-    let binary = Binary::start(&config, &system.ca).await;
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n{}{}{}",
+        route("system", "system+ca_file", &private.ca),
+        route("only", "ca_file_only", &private.ca),
+        route("own", "ca_file_only", &system.ca),
+    );
+    let (_binary, addr) = binary_with_system_roots(&toml, &system.ca);
 
-    let reply = get(binary.addr, "/system/Users", &[]).await;
+    let reply = get(addr, "/system/Users", &[]).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    let reply = get(binary.addr, "/only/Users", &[]).await;
+    let reply = get(addr, "/only/Users", &[]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
     let body = error_body(&reply);
     assert_eq!(body["error"], "tls", "{body}");
@@ -456,7 +401,7 @@ async fn ca_file_only_refuses_a_certificate_that_chains_only_to_a_system_root() 
             .contains("invalid peer certificate"),
         "{body}"
     );
-    let reply = get(binary.addr, "/own/Users", &[]).await;
+    let reply = get(addr, "/own/Users", &[]).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
 }
 
@@ -464,12 +409,8 @@ async fn ca_file_only_refuses_a_certificate_that_chains_only_to_a_system_root() 
 async fn check_prints_each_routes_trust_and_run_warns_about_plain_http_to_a_remote_host() {
     let pki = Pki::new();
     let pin = pki_server_pin(&pki);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[server]
+    let toml = format!(
+        r#"[server]
 listen = "127.0.0.1:0"
 
 [[routes]]
@@ -494,14 +435,24 @@ name = "sidecar"
 prefix = "/sidecar/"
 upstream = "http://127.0.0.1:8081"
 "#,
-            ca = pki.ca.display()
-        ),
-    )
-    .expect("write config");
+        ca = pki.ca.display()
+    );
+    let (binary, _) = binary_with_system_roots(&toml, &pki.ca);
+    let warnings: Vec<&str> = binary
+        .stderr
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("plain http"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", binary.stderr);
+    assert!(
+        warnings[0].contains("routes[2].upstream"),
+        "{}",
+        warnings[0]
+    );
 
     let check = Command::new(env!("CARGO_BIN_EXE_provproxy"))
         .args(["check", "--config"])
-        .arg(&config)
+        .arg(&binary.config)
         .env_remove("RUST_LOG")
         .output()
         .expect("run provproxy check");
@@ -533,19 +484,6 @@ upstream = "http://127.0.0.1:8081"
     assert!(
         !stdout.contains("routes[3].upstream"),
         "loopback is not warned about: {stdout}"
-    );
-
-    let binary = Binary::start(&config, &pki.ca).await;
-    let warnings: Vec<&String> = binary
-        .startup_log
-        .iter()
-        .filter(|line| line.contains("WARN") && line.contains("plain http"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "{:#?}", binary.startup_log);
-    assert!(
-        warnings[0].contains("routes[2].upstream"),
-        "{}",
-        warnings[0]
     );
 }
 
