@@ -19,6 +19,14 @@ pub struct Plan {
     pub routes: Vec<RoutePlan>,
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
+    pub state: StatePlan,
+}
+
+/// `[state]`: how sessions are kept at rest. Only the file backend exists so far.
+#[derive(Debug, Clone, Default)]
+pub struct StatePlan {
+    /// Present: cookie values in state files are encrypted with a key derived from it.
+    pub encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +289,10 @@ pub struct SessionPlan {
     pub persist: Option<PathBuf>,
     pub client_cookies: ClientCookies,
     pub login: Option<LoginPlan>,
+    /// Sessions kept for the route; past it the least recently used idle one is dropped.
+    pub max_sessions: usize,
+    /// `header:NAME` keys: the value used when a request lacks the header (else it gets 400).
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +329,8 @@ pub struct LoginPlan {
     /// Path on the proxy side (it goes through the route like any request).
     pub path: String,
     pub expect_status: Vec<StatusCode>,
-    pub body: Option<String>,
+    /// A secret: it usually carries the service account's password.
+    pub body: Option<Secret>,
     pub content_type: Option<String>,
 }
 

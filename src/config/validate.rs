@@ -24,6 +24,12 @@ pub struct Invalid {
 
 type Checked<T> = Result<T, Invalid>;
 
+/// Sessions a route keeps unless `max_sessions` says otherwise.
+const DEFAULT_MAX_SESSIONS: usize = 10_000;
+
+/// The state key is stretched by HKDF, not a password hash: it has to carry the entropy itself.
+const MIN_ENCRYPTION_KEY_BYTES: usize = 32;
+
 fn invalid<T>(path: &KeyPath, message: impl Into<String>) -> Checked<T> {
     Err(Invalid {
         path: path.clone(),
@@ -58,12 +64,14 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .map(|trace| validator.trace(trace, &root.key("trace")))
         .transpose()?;
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
+    let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
     Ok(Plan {
         server,
         admin,
         trace,
         routes,
         warnings: validator.warnings,
+        state,
     })
 }
 
@@ -847,11 +855,26 @@ impl Validator<'_> {
                         login.expect_status.as_deref().unwrap_or(&[200, 204]),
                         &login_path.key("expect_status"),
                     )?,
-                    body: login.body.clone(),
+                    body: login
+                        .body
+                        .as_ref()
+                        .map(|body| self.secret(body, &login_path.key("body")))
+                        .transpose()?,
                     content_type: login.content_type.clone(),
                 })
             })
             .transpose()?;
+        let max_sessions = match raw.max_sessions {
+            Some(0) => return invalid(&path.key("max_sessions"), "must be at least 1"),
+            Some(max) => max,
+            None => DEFAULT_MAX_SESSIONS,
+        };
+        if raw.default_key.is_some() && !matches!(key, SessionKeyKind::Header(_)) {
+            return invalid(
+                &path.key("default_key"),
+                "only used with key = \"header:NAME\" (it stands in for a missing header)",
+            );
+        }
         Ok(SessionPlan {
             cookies: raw.cookies.unwrap_or(true),
             key,
@@ -876,7 +899,42 @@ impl Validator<'_> {
                 &path.key("client_cookies"),
             )?,
             login,
+            max_sessions,
+            default_key: raw.default_key.clone(),
         })
+    }
+
+    fn state(&mut self, raw: RawState, path: &KeyPath) -> Checked<StatePlan> {
+        match raw.backend.as_deref() {
+            None | Some("file") => {}
+            Some("redis") => return invalid(
+                &path.key("backend"),
+                "backend \"redis\" is not supported yet; use \"file\" (each route's persist file)",
+            ),
+            Some(other) => {
+                return invalid(
+                    &path.key("backend"),
+                    format!("unknown backend {other:?}, expected file"),
+                )
+            }
+        }
+        let encryption_key = raw
+            .encryption_key
+            .as_ref()
+            .map(|key| self.secret(key, &path.key("encryption_key")))
+            .transpose()?;
+        if let Some(key) = &encryption_key {
+            if key.expose().len() < MIN_ENCRYPTION_KEY_BYTES {
+                return invalid(
+                    &path.key("encryption_key"),
+                    format!(
+                        "too short: at least {MIN_ENCRYPTION_KEY_BYTES} characters of random text \
+                         (for example the output of `openssl rand -base64 32`)"
+                    ),
+                );
+            }
+        }
+        Ok(StatePlan { encryption_key })
     }
 
     fn challenge(&mut self, raw: &RawChallenge, path: &KeyPath) -> Checked<ChallengePlan> {

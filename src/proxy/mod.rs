@@ -26,7 +26,7 @@ use crate::auth::oauth::TokenSource;
 use crate::auth::{Injected, Injector};
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
-use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
+use crate::session::{is_session_gone, Lease, LeaseError, Relogin, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{TlsSetupError, UpstreamBody, UpstreamClient};
@@ -346,11 +346,13 @@ impl Proxy {
         }
         let session_plan = x.route.plan.session.as_ref();
         if let Some(plan) = session_plan {
-            x.session_key = Some(SessionKey::derive(
-                &plan.key,
-                x.client.as_deref(),
-                &head.headers,
-            ));
+            x.session_key = self
+                .shared
+                .sessions
+                .key_for(&x.route.plan.name, x.client.as_deref(), &head.headers)
+                .map_err(|missing| ProxyError::SessionKeyMissing {
+                    header: missing.header,
+                })?;
             if plan.cookies && plan.client_cookies == ClientCookies::Strip {
                 head.headers.remove(header::COOKIE);
             }
@@ -367,12 +369,13 @@ impl Proxy {
             None => ReplayBody::Streaming(client_body),
         };
         let mut lease = match &x.session_key {
-            Some(key) => {
+            Some(key) => Some(
                 self.shared
                     .sessions
                     .lease(&x.route.plan.name, key.clone())
                     .await
-            }
+                    .map_err(lease_error)?,
+            ),
             None => None,
         };
         let mut role = Role::Client;
@@ -601,11 +604,20 @@ impl Proxy {
         )?;
         let mut headers = head.headers.clone();
         self.authorize(x, &mut headers).await?;
-        let login_body = login.body.clone().map(Bytes::from);
-        let mut attempt = x
-            .trace
+        let login_body = login
+            .body
             .as_ref()
-            .map(|trace| trace.attempt(Role::Login, parent, &head, &headers, login_body.as_ref()));
+            .map(|body| Bytes::copy_from_slice(body.expose().as_bytes()));
+        let mut attempt = x.trace.as_ref().map(|trace| {
+            let mut attempt = trace.attempt(Role::Login, parent, &head, &headers, None);
+            // The login body is a secret: its record shows the size, never the bytes.
+            attempt.request.body = login_body.as_ref().map(|body| CapturedBody {
+                bytes: Bytes::new(),
+                total_size: body.len() as u64,
+                truncated: true,
+            });
+            attempt
+        });
         let body = login_body.map_or_else(body::empty, body::full);
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
@@ -772,6 +784,14 @@ fn early_request(request: &Request<Incoming>) -> RequestPart {
         version: request.version(),
         headers: request.headers().clone(),
         body: None,
+    }
+}
+
+fn lease_error(err: LeaseError) -> ProxyError {
+    match err {
+        LeaseError::Full { max, .. } => ProxyError::SessionsFull { max },
+        // The proxy and the store are built from one plan: a route with a key keeps sessions.
+        LeaseError::NoSessions(_) => ProxyError::Internal(err.to_string()),
     }
 }
 
