@@ -190,6 +190,30 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Which roots the target's certificate may chain to (`[routes.tls] trust`).
+    pub trust: Trust,
+    /// SHA-256 digests of SubjectPublicKeyInfos; when any are given, the target's certificate
+    /// must carry one of these public keys in addition to passing verification.
+    pub pin_sha256: Vec<[u8; 32]>,
+}
+
+/// The roots a target's certificate is verified against. No choice turns verification off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// The system's and webpki's public roots, plus the route's `ca_file`.
+    #[default]
+    SystemAndCaFile,
+    /// Only the route's `ca_file`: a private CA or the target's own self-signed certificate.
+    CaFileOnly,
+}
+
+impl Trust {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::SystemAndCaFile => "system+ca_file",
+            Trust::CaFileOnly => "ca_file_only",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -112,6 +112,15 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
     pub session: Option<RawSession>,
     pub challenge: Option<RawChallenge>,
+    pub tls: Option<RawTargetTls>,
+}
+
+/// `[routes.tls]`: how the target's certificate is trusted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargetTls {
+    pub trust: Option<String>,
+    pub pin_sha256: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -139,6 +139,7 @@ fn route(out: &mut Toml, route: &RoutePlan) {
     if let Some(max) = route.max_request_body {
         out.size("max_request_body", max);
     }
+    target_tls(out, upstream);
     auth(out, &route.auth);
     if let Some(session) = &route.session {
         self::session(out, session);
@@ -157,6 +158,33 @@ fn route(out: &mut Toml, route: &RoutePlan) {
         out.strings("add", &challenge.add);
         out.strings("remove", &challenge.remove);
         out.raw("split", challenge.split);
+    }
+}
+
+/// What the route trusts for its target's certificate.
+fn target_tls(out: &mut Toml, upstream: &Upstream) {
+    use base64::Engine as _;
+    if upstream.url.scheme() != "https" {
+        out.comment("plain http: no TLS to the target");
+        return;
+    }
+    out.table("routes.tls");
+    out.string("trust", upstream.trust.as_str());
+    if !upstream.pin_sha256.is_empty() {
+        let pins: Vec<String> = upstream
+            .pin_sha256
+            .iter()
+            .map(|pin| base64::engine::general_purpose::STANDARD.encode(pin))
+            .collect();
+        out.strings("pin_sha256", &pins);
+    }
+    match (&upstream.ca_file, upstream.trust) {
+        (Some(ca), Trust::SystemAndCaFile) => out.comment(&format!(
+            "trusted: the system and webpki roots, plus {}",
+            path(ca)
+        )),
+        (Some(ca), Trust::CaFileOnly) => out.comment(&format!("trusted: only {}", path(ca))),
+        (None, _) => out.comment("trusted: the system and webpki roots"),
     }
 }
 

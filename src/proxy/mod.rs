@@ -533,7 +533,11 @@ impl Proxy {
                 _ => None,
             };
             x.attempted = true;
-            return Ok(respond::respond(response, lease, pending));
+            let read_ahead = respond::ReadAhead {
+                bytes: session_plan.map_or(DEFAULT_REPLAY_LIMIT, |plan| plan.replay_body_limit),
+                stall: x.route.plan.upstream.request_timeout,
+            };
+            return Ok(respond::respond(response, lease, pending, read_ahead));
         }
     }
 
