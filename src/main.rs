@@ -15,7 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success; for diagnose: no exchange failed as the client saw it
-  1  diagnose found failed exchanges; check found the config invalid; run could not start
+  1  diagnose found failed exchanges; check found the config invalid (or, with --strict, a
+     secret missing); run could not start
      (a file locked by another instance, an address in use, a bad state file, ...)
   2  usage error, or a file that cannot be read (the config, the trace)";
 
@@ -56,6 +57,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Fail (exit 1) when a secret's env var or file is missing; without it, a missing
+        /// secret is a warning, so a config can be checked away from the secrets it runs with.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run the field cases against built-in targets, as they are and through the proxy.
     Demo {
@@ -97,10 +102,7 @@ fn main() -> ExitCode {
         }
     }
     match cli.command {
-        Command::Check { config } => match provproxy::config::load(&config) {
-            Ok(plan) => print_out(&provproxy::config::render(&plan)).unwrap_or(ExitCode::SUCCESS),
-            Err(err) => config_failure(&err),
-        },
+        Command::Check { config, strict } => check(&config, strict),
         Command::Run {
             config,
             reset_sessions,
@@ -157,6 +159,29 @@ fn run(config: &Path, reset_sessions: bool) -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+fn check(config: &Path, strict: bool) -> ExitCode {
+    let plan = match provproxy::config::load_without_secrets(config) {
+        Ok(plan) => plan,
+        Err(err) => return config_failure(&err),
+    };
+    for missing in &plan.missing_secrets {
+        eprintln!("provproxy: warning: {}: {missing}", config.display());
+    }
+    if let Some(failed) = print_out(&provproxy::config::render(&plan)) {
+        return failed;
+    }
+    if strict && !plan.missing_secrets.is_empty() {
+        return fail(
+            &format!(
+                "{} secret(s) missing, and --strict makes that an error",
+                plan.missing_secrets.len()
+            ),
+            FAILURE,
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn diagnose(trace: &Path, json: bool) -> ExitCode {
