@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// glibc's malloc was a fifth of the proxy's instructions per request (callgrind); mimalloc's
 /// thread-local free lists make the many small, short-lived allocations of an exchange cheap.
@@ -79,6 +79,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `provproxy completions bash > /etc/bash_completion.d/provproxy`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff): `provproxy man > /usr/share/man/man1/provproxy.1`.
+    Man,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Findings, an invalid config, a failed start.
@@ -108,6 +122,23 @@ fn main() -> ExitCode {
             reset_sessions,
         } => run(&config, reset_sessions),
         Command::Diagnose { trace, json } => diagnose(&trace, json),
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "provproxy", &mut script);
+            print_out(&String::from_utf8_lossy(&script)).unwrap_or(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            if let Err(err) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                return fail(&format!("cannot render the man page: {err}"), FAILURE);
+            }
+            print_out(&String::from_utf8_lossy(&page)).unwrap_or(ExitCode::SUCCESS)
+        }
         Command::Demo { trace_dir } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,

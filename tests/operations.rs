@@ -115,3 +115,48 @@ fn run_with_a_missing_env_secret_still_refuses_to_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn completions_for_bash_zsh_and_fish_name_every_subcommand() {
+    for shell in ["bash", "zsh", "fish"] {
+        let mut command = provproxy();
+        command.args(["completions", shell]);
+        let (status, stdout, stderr) = output(command);
+        assert!(status.success(), "{shell}: {stderr}");
+        for subcommand in ["run", "check", "diagnose", "demo", "completions", "man"] {
+            assert!(stdout.contains(subcommand), "{shell} lacks {subcommand}");
+        }
+        assert!(stdout.contains("strict"), "{shell} lacks check's --strict");
+    }
+}
+
+#[test]
+fn bash_completion_script_is_valid_bash() {
+    let mut command = provproxy();
+    command.args(["completions", "bash"]);
+    let (_, script, _) = output(command);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("provproxy.bash");
+    std::fs::write(&file, script).expect("write script");
+    let mut bash = std::process::Command::new("bash");
+    bash.arg("-n").arg(&file);
+    let (status, _, stderr) = output(bash);
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn man_page_is_roff_with_the_commands_and_exit_codes() {
+    let mut command = provproxy();
+    command.arg("man");
+    let (status, page, stderr) = output(command);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH provproxy"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Exit codes"),
+        "the exit codes are in the page"
+    );
+    assert!(page.contains("diagnose"), "subcommands are listed");
+}
