@@ -43,7 +43,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve until SIGINT/SIGTERM, then drain in-flight requests.
+    /// Serve until SIGINT/SIGTERM, then drain in-flight requests. SIGHUP reloads the config,
+    /// SIGUSR1 reopens the trace files.
     #[command(after_help = EXIT_CODES)]
     Run {
         #[arg(long, short)]
@@ -180,12 +181,32 @@ fn run(config: &Path, reset_sessions: bool) -> ExitCode {
             Ok(stop) => stop,
             Err(err) => return fail(&format!("cannot handle signals: {err}"), FAILURE),
         };
-        let options = provproxy::server::StartOptions { reset_sessions };
+        let options = provproxy::server::StartOptions {
+            reset_sessions,
+            config: Some(config.to_owned()),
+        };
+        let mut operator = match operator_signals() {
+            Ok(operator) => operator,
+            Err(err) => return fail(&format!("cannot handle signals: {err}"), FAILURE),
+        };
         let running = match provproxy::server::start_with(plan, options).await {
             Ok(running) => running,
             Err(err) => return fail(&err, FAILURE),
         };
-        stop.await;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = operator.hangup.recv() => {
+                    // Logged, counted and told to systemd by the server, whatever the outcome.
+                    let _ = running.reload().await;
+                }
+                _ = operator.user1.recv() => match running.reopen_traces().await {
+                    Ok(()) => tracing::info!("trace files reopened (SIGUSR1)"),
+                    Err(err) => tracing::error!("trace files could not be reopened: {err}"),
+                },
+            }
+        }
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
         ExitCode::SUCCESS
@@ -289,6 +310,22 @@ fn init_logging(format: LogFormat, default_level: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// SIGHUP reloads the config (nginx's habit, and systemd's `ExecReload`); SIGUSR1 reopens the
+/// trace files after logrotate moved them. Installed before the proxy listens, as the stop
+/// signals are: their default action would kill the process.
+struct OperatorSignals {
+    hangup: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
+}
+
+fn operator_signals() -> std::io::Result<OperatorSignals> {
+    use tokio::signal::unix::{signal, SignalKind};
+    Ok(OperatorSignals {
+        hangup: signal(SignalKind::hangup())?,
+        user1: signal(SignalKind::user_defined1())?,
+    })
 }
 
 /// SIGINT or SIGTERM. Installed before the proxy listens: a SIGTERM that arrives as soon as it

@@ -19,8 +19,9 @@ use crate::server::origin::{self, ServedNames};
 /// The cookie a console session carries the token in (HttpOnly, SameSite=Strict).
 pub const COOKIE: &str = "provproxy_admin";
 
-/// Endpoints that answer without the token: liveness probes carry none.
-const PUBLIC: &[&str] = &["healthz"];
+/// Endpoints that answer without the token: liveness and readiness probes (a load balancer's,
+/// Kubernetes') carry none, and neither shows anything but the process's state.
+const PUBLIC: &[&str] = &["healthz", "readyz"];
 
 pub struct Access {
     /// SHA-256 of the token, so comparisons take the same time whatever the lengths.
