@@ -110,7 +110,10 @@ fn main() -> ExitCode {
                 Err(err) => return fail(&err),
             };
             runtime.block_on(async {
-                let options = provproxy::server::StartOptions { reset_sessions };
+                let options = provproxy::server::StartOptions {
+                    reset_sessions,
+                    ..Default::default()
+                };
                 let running = match provproxy::server::start_with(plan, options).await {
                     Ok(running) => running,
                     Err(err) => return fail(&err),

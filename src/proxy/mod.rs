@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use crate::admin::metrics::Metrics;
 use crate::auth::oauth::TokenSource;
 use crate::auth::{Injected, Injector};
+use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
 use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
@@ -121,18 +122,23 @@ pub struct Shared {
     pub tokens: Vec<Option<TokenSource>>,
 }
 
-/// The token source of every OAuth route, in route order. Built before the proxy so that the
-/// metrics can read their counters.
-pub fn token_sources(plan: &Plan) -> Result<Vec<Option<TokenSource>>, RouteSetupError> {
+/// The token source of every OAuth route, in route order, reading time from `clock`. Built
+/// before the proxy so that the metrics can read their counters.
+pub fn token_sources(
+    plan: &Plan,
+    clock: &SharedClock,
+) -> Result<Vec<Option<TokenSource>>, RouteSetupError> {
     plan.routes
         .iter()
         .map(|route| match &route.auth.kind {
-            crate::config::AuthKind::OAuth2(oauth) => TokenSource::new(&route.name, oauth)
-                .map(Some)
-                .map_err(|source| RouteSetupError::OAuth {
-                    route: route.name.clone(),
-                    source,
-                }),
+            crate::config::AuthKind::OAuth2(oauth) => {
+                TokenSource::with_clock(&route.name, oauth, clock.clone())
+                    .map(Some)
+                    .map_err(|source| RouteSetupError::OAuth {
+                        route: route.name.clone(),
+                        source,
+                    })
+            }
             _ => Ok(None),
         })
         .collect()

@@ -12,7 +12,7 @@ mod wire;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
@@ -23,10 +23,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 pub use error::{Failure, OAuthError};
 
+use crate::clock::SharedClock;
 use crate::config::{Grant, OAuthPlan, Secret, SecretSource};
 use wire::{Issued, Requests};
 
@@ -114,6 +114,8 @@ struct Inner {
     requests: Requests,
     requested_scopes: Vec<String>,
     timeout: Duration,
+    /// Expiry, refresh ahead and backoff are decided by this clock's time.
+    clock: SharedClock,
     refresh_skew: Option<Duration>,
     /// The client secret and password, raw and encoded, to scrub from endpoint text.
     static_secrets: Vec<String>,
@@ -176,6 +178,15 @@ impl TokenSource {
     /// Builds the token client and the prepared requests for `route_name`. Does not contact
     /// the endpoint: the first [`token`](Self::token) call does.
     pub fn new(route_name: &str, plan: &OAuthPlan) -> Result<TokenSource, OAuthError> {
+        Self::with_clock(route_name, plan, crate::clock::system())
+    }
+
+    /// Like [`new`](Self::new), reading time from `clock`.
+    pub fn with_clock(
+        route_name: &str,
+        plan: &OAuthPlan,
+        clock: SharedClock,
+    ) -> Result<TokenSource, OAuthError> {
         let route: Arc<str> = Arc::from(route_name);
         let url: Arc<str> = Arc::from(display_url(&plan.token_url).as_str());
         let setup = |reason: String| {
@@ -216,6 +227,7 @@ impl TokenSource {
                 requests,
                 requested_scopes: plan.scopes.clone(),
                 timeout: plan.timeout,
+                clock,
                 refresh_skew: plan.refresh_skew,
                 static_secrets,
                 state: Mutex::new(State::default()),
@@ -231,7 +243,7 @@ impl TokenSource {
     pub async fn token(&self) -> Result<Token, OAuthError> {
         let mut outcome = {
             let mut state = self.inner.lock();
-            let now = Instant::now();
+            let now = self.inner.clock.now();
             if let Some(cached) = state.current.as_ref().filter(|c| now < c.expires_at) {
                 let token = cached.token.clone();
                 // Refresh ahead: this caller starts the fetch but keeps the still-valid token.
@@ -382,7 +394,7 @@ impl Inner {
         let request_headers = observed.as_ref().map(|_| request.headers().clone());
         let started = std::time::SystemTime::now();
         // Expiry counts from when the request left: the endpoint's clock started no earlier.
-        let sent_at = Instant::now();
+        let sent_at = self.clock.now();
         let mut received = None;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|err| {
@@ -426,7 +438,7 @@ impl Inner {
             };
             observer(TokenExchange {
                 started,
-                elapsed: sent_at.elapsed(),
+                elapsed: self.clock.now().saturating_duration_since(sent_at),
                 url: self.uri.to_string(),
                 request_headers,
                 request_body,
@@ -532,7 +544,7 @@ impl Inner {
         let error = error.scrub(&secrets);
         tracing::warn!(route = %self.route, kind = error.kind(), "token fetch failed: {error}");
         state.backoff = Some(Backoff {
-            until: Instant::now() + backoff_delay(state.consecutive_failures),
+            until: self.clock.now() + backoff_delay(state.consecutive_failures),
             error: error.clone(),
         });
         error
