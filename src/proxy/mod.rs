@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use crate::admin::metrics::Metrics;
 use crate::auth::oauth::TokenSource;
 use crate::auth::{Injected, Injector};
+use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
@@ -86,6 +87,8 @@ struct Route {
     upstream: UpstreamClient,
     injector: Injector,
     tokens: Option<TokenSource>,
+    /// The route's challenge policy, prepared from its plan.
+    rewriter: Rewriter,
     target: forward::Target,
     paths: PathMap,
     /// Request bodies up to this size are kept for one replay (re-login or new token).
@@ -104,6 +107,11 @@ pub enum RouteSetupError {
     Target {
         route: String,
         source: forward::TargetError,
+    },
+    #[error("route {route:?}: {source}")]
+    Challenge {
+        route: String,
+        source: ChallengeConfigError,
     },
     #[error("route {route:?}: {source}")]
     OAuth {
@@ -200,6 +208,12 @@ impl Proxy {
                         })?,
                     injector: Injector::new(&route.auth),
                     tokens,
+                    rewriter: Rewriter::new(&route.challenge).map_err(|source| {
+                        RouteSetupError::Challenge {
+                            route: route.name.clone(),
+                            source,
+                        }
+                    })?,
                     target,
                     paths: forward::path_map(route),
                     replay_limit,
