@@ -7,6 +7,7 @@ pub mod error;
 mod exchange;
 mod forward;
 pub mod headers;
+mod next;
 pub mod replay;
 mod respond;
 pub mod route;
@@ -22,13 +23,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::admin::metrics::Metrics;
-use crate::auth::oauth::TokenSource;
+use crate::auth::oauth::{TokenSource, TokenVerdict};
 use crate::auth::{Injected, Injector};
 use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
-use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
+use crate::session::{Lease, Relogin, SessionKey, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{TlsSetupError, UpstreamBody, UpstreamClient};
@@ -37,6 +38,7 @@ use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
 use forward::Head;
 use headers::PathMap;
+use next::{Next, SessionVerdict};
 use replay::ReplayBody;
 use respond::PendingRecord;
 use route::Router;
@@ -415,10 +417,7 @@ impl Proxy {
             let sent_cookie = lease.as_ref().is_some_and(Lease::sent_cookie);
             // Decided before any await: a borrow of the plan held across one trips rustc's
             // higher-ranked `Send` check on the spawned connection future.
-            let relogin_status =
-                sent_cookie && session_plan.is_some_and(|plan| plan.relogin_on.contains(&status));
-            let needs_body = relogin_status
-                && session_plan.is_some_and(|plan| plan.relogin_body_contains.is_some());
+            let needs_body = SessionVerdict::needs_body(session_plan, sent_cookie, status);
             let peeked = if needs_body {
                 let (peeked_response, bytes) = Box::pin(peek_body(response)).await;
                 response = peeked_response;
@@ -426,51 +425,54 @@ impl Proxy {
             } else {
                 None
             };
-            let session_gone = relogin_status
-                && session_plan
-                    .is_some_and(|plan| is_session_gone(plan, status, true, peeked.as_deref()));
-            let token_refused = token_generation.is_some() && status == StatusCode::UNAUTHORIZED;
-            if let (Some(tokens), Some(generation), true) =
-                (&x.route.tokens, token_generation, token_refused)
-            {
-                tokens.invalidate(generation);
-            }
             let may_replay = role == Role::Client && body.is_replayable();
-            if (session_gone || token_refused) && may_replay {
-                x.actions.relogin |= session_gone;
-                let drained = Box::pin(drain_body(
-                    response,
-                    x.trace.as_ref().map_or(0, |trace| trace.max_body),
-                ))
-                .await;
-                if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
-                    parent = Some(attempt.id);
-                    let (status, headers, captured) = drained;
-                    let record = x.record(
-                        attempt,
-                        Some((status, http::Version::HTTP_11, headers, Some(captured))),
-                        Some(first_byte),
-                        None,
-                    );
-                    trace.tracer.submit(record);
+            let session = SessionVerdict::decide(
+                session_plan,
+                sent_cookie,
+                status,
+                peeked.as_deref(),
+                may_replay,
+            );
+            let token = match (&x.route.tokens, token_generation) {
+                (Some(tokens), Some(generation)) => tokens.verdict(generation, status),
+                _ => TokenVerdict::Keep,
+            };
+            match Next::of(session, token, may_replay) {
+                Next::Replay { relogin } => {
+                    x.actions.relogin |= relogin;
+                    let drained = Box::pin(drain_body(
+                        response,
+                        x.trace.as_ref().map_or(0, |trace| trace.max_body),
+                    ))
+                    .await;
+                    if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
+                        parent = Some(attempt.id);
+                        let (status, headers, captured) = drained;
+                        let record = x.record(
+                            attempt,
+                            Some((status, http::Version::HTTP_11, headers, Some(captured))),
+                            Some(first_byte),
+                            None,
+                        );
+                        trace.tracer.submit(record);
+                    }
+                    if relogin {
+                        if let Some(lease) = lease.as_mut() {
+                            Box::pin(self.relogin(x, lease, parent)).await?;
+                        }
+                    }
+                    role = Role::Replay;
+                    x.actions.replayed = true;
+                    continue;
                 }
-                if session_gone {
+                Next::Respond { start_fresh: true } => {
                     if let Some(lease) = lease.as_mut() {
-                        Box::pin(self.relogin(x, lease, parent)).await?;
+                        if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
+                            x.actions.relogin = true;
+                        }
                     }
                 }
-                role = Role::Replay;
-                x.actions.replayed = true;
-                continue;
-            }
-            if session_gone {
-                // Not replayable (the body streamed): the client gets this response, and the
-                // next request starts a fresh session instead of hitting the dead one again.
-                if let Some(lease) = lease.as_mut() {
-                    if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
-                        x.actions.relogin = true;
-                    }
-                }
+                Next::Respond { start_fresh: false } => {}
             }
             respond::rewrite_head(x, response.headers_mut(), status);
             let pending = match (&x.trace, attempt) {

@@ -3,8 +3,9 @@
 //! token endpoint from stampedes (single-flight fetches, backoff after failures).
 //!
 //! The pipeline calls [`TokenSource::token`] per request and injects
-//! [`Token::authorization`]; on a 401 from the target it calls
-//! [`TokenSource::invalidate`] with the token's generation, fetches once more and replays once.
+//! [`Token::authorization`]; on the target's answer it asks [`TokenSource::verdict`], which
+//! drops a refused token and tells the pipeline to fetch once more and replay once. Expiry,
+//! refresh ahead and backoff follow the source's injected clock.
 
 mod error;
 mod wire;
@@ -90,6 +91,16 @@ impl fmt::Debug for Token {
             .field("fetched", &self.fetched)
             .finish()
     }
+}
+
+/// The auth phase's verdict on the target's answer to a request that carried a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenVerdict {
+    /// The target took the token, or said nothing about it.
+    Keep,
+    /// The target refused the token: it is gone from the cache, and the next attempt gets a
+    /// new one (a token that is not dropped on a 401 would be injected again and again).
+    Refetch,
 }
 
 /// Counters for metrics and tests.
@@ -298,6 +309,17 @@ impl TokenSource {
         {
             state.current = None;
         }
+    }
+
+    /// The verdict on the target's `status` for a request that carried the token of
+    /// `generation`: a 401 refuses the token, which is dropped as by
+    /// [`invalidate`](Self::invalidate).
+    pub fn verdict(&self, generation: u64, status: http::StatusCode) -> TokenVerdict {
+        if status != http::StatusCode::UNAUTHORIZED {
+            return TokenVerdict::Keep;
+        }
+        self.invalidate(generation);
+        TokenVerdict::Refetch
     }
 
     pub fn route(&self) -> &str {
