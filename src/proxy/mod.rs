@@ -11,6 +11,8 @@ mod next;
 pub mod replay;
 mod respond;
 pub mod route;
+#[cfg(test)]
+mod stand_in_tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -32,7 +34,7 @@ use crate::server::ingress::{ClientName, Ingress, Screened};
 use crate::session::{Lease, Relogin, SessionKey, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
-use crate::upstream::{TlsSetupError, UpstreamBody, UpstreamClient};
+use crate::upstream::{DynForward, Forward, TlsSetupError, UpstreamBody, UpstreamClient};
 use body::{ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
 use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
@@ -86,7 +88,7 @@ impl ConnInfo {
 /// A route with everything it needs at request time, built once.
 struct Route {
     plan: RoutePlan,
-    upstream: UpstreamClient,
+    upstream: Forwarder,
     injector: Injector,
     tokens: Option<TokenSource>,
     /// The route's challenge policy, prepared from its plan.
@@ -95,6 +97,14 @@ struct Route {
     paths: PathMap,
     /// Request bodies up to this size are kept for one replay (re-login or new token).
     replay_limit: Option<usize>,
+}
+
+/// Where a route's attempts go. An enum rather than a trait object, so that the real client is
+/// called directly, with no boxed future per request.
+enum Forwarder {
+    Target(UpstreamClient),
+    /// Put in place by a test through [`Proxy::forward_to`].
+    StandIn(Arc<dyn DynForward>),
 }
 
 /// A route whose upstream client or token source could not be built.
@@ -204,6 +214,7 @@ impl Proxy {
                     })?;
                 Ok(Route {
                     upstream: UpstreamClient::new(&route.upstream, target.origin().clone())
+                        .map(Forwarder::Target)
                         .map_err(|source| RouteSetupError::Tls {
                             route: route.name.clone(),
                             source,
@@ -236,6 +247,18 @@ impl Proxy {
                 }
             }),
         })
+    }
+
+    /// Sends the attempts of the route named `route` to `stand_in` instead of its target, so
+    /// that a test sees exactly what would reach the target. False when no route has that name.
+    pub fn forward_to(&mut self, route: &str, stand_in: Arc<dyn DynForward>) -> bool {
+        match self.routes.iter_mut().find(|r| r.plan.name == route) {
+            Some(found) => {
+                found.upstream = Forwarder::StandIn(stand_in);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Runs one exchange. Never fails: every failure becomes a response (and a record).
@@ -408,10 +431,9 @@ impl Proxy {
                 .as_ref()
                 .map(|trace| trace.attempt(role, parent, &head, &headers, body.buffered()));
             let request_body = tap_request_body(x, attempt.as_mut(), body.take());
-            let (response, first_byte) = self
+            let (mut response, first_byte) = self
                 .forward(x, &head, headers, request_body, &mut attempt)
                 .await?;
-            let mut response = response.map(|incoming| upstream_body(x, incoming));
             absorb(x, lease.as_ref(), &head, response.headers());
             let status = response.status();
             let sent_cookie = lease.as_ref().is_some_and(Lease::sent_cookie);
@@ -568,9 +590,16 @@ impl Proxy {
         headers: HeaderMap,
         body: ProxyBody,
         attempt: &mut Option<AttemptTrace>,
-    ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
+    ) -> Result<(Response<ProxyBody>, Duration), ProxyError> {
         let clock = Instant::now();
-        let sent = x.route.upstream.send(head.request(headers, body)).await;
+        let request = head.request(headers, body);
+        let sent = match &x.route.upstream {
+            Forwarder::Target(client) => client
+                .forward(request)
+                .await
+                .map(|response| response.map(|incoming| upstream_body(x, incoming))),
+            Forwarder::StandIn(stand_in) => stand_in.forward_boxed(request).await,
+        };
         let elapsed = clock.elapsed();
         self.shared
             .metrics
@@ -627,11 +656,8 @@ impl Proxy {
         let body = login_body.map_or_else(body::empty, body::full);
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
-        let (status, response_headers, captured) = drain_body(
-            response.map(|incoming| upstream_body(x, incoming)),
-            x.trace.as_ref().map_or(0, |trace| trace.max_body),
-        )
-        .await;
+        let (status, response_headers, captured) =
+            drain_body(response, x.trace.as_ref().map_or(0, |trace| trace.max_body)).await;
         if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
             let record = x.record(
                 attempt,
