@@ -19,6 +19,14 @@ pub struct Plan {
     pub routes: Vec<RoutePlan>,
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
+    pub state: StatePlan,
+}
+
+/// `[state]`: how sessions are kept at rest. Only the file backend exists so far.
+#[derive(Debug, Clone, Default)]
+pub struct StatePlan {
+    /// Present: cookie values in state files are encrypted with a key derived from it.
+    pub encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +161,30 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Which roots the target's certificate may chain to (`[routes.tls] trust`).
+    pub trust: Trust,
+    /// SHA-256 digests of SubjectPublicKeyInfos; when any are given, the target's certificate
+    /// must carry one of these public keys in addition to passing verification.
+    pub pin_sha256: Vec<[u8; 32]>,
+}
+
+/// The roots a target's certificate is verified against. No choice turns verification off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// The system's and webpki's public roots, plus the route's `ca_file`.
+    #[default]
+    SystemAndCaFile,
+    /// Only the route's `ca_file`: a private CA or the target's own self-signed certificate.
+    CaFileOnly,
+}
+
+impl Trust {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::SystemAndCaFile => "system+ca_file",
+            Trust::CaFileOnly => "ca_file_only",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +288,10 @@ pub struct SessionPlan {
     pub persist: Option<PathBuf>,
     pub client_cookies: ClientCookies,
     pub login: Option<LoginPlan>,
+    /// Sessions kept for the route; past it the least recently used idle one is dropped.
+    pub max_sessions: usize,
+    /// `header:NAME` keys: the value used when a request lacks the header (else it gets 400).
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -292,7 +328,8 @@ pub struct LoginPlan {
     /// Path on the proxy side (it goes through the route like any request).
     pub path: String,
     pub expect_status: Vec<StatusCode>,
-    pub body: Option<String>,
+    /// A secret: it usually carries the service account's password.
+    pub body: Option<Secret>,
     pub content_type: Option<String>,
 }
 

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub trace: Option<RawTrace>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub state: Option<RawState>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +79,14 @@ pub struct RawTrace {
     pub recent: Option<usize>,
 }
 
+/// `[state]`: where sessions live and how they are kept at rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub encryption_key: Option<RawSecret>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
@@ -95,6 +104,15 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
     pub session: Option<RawSession>,
     pub challenge: Option<RawChallenge>,
+    pub tls: Option<RawTargetTls>,
+}
+
+/// `[routes.tls]`: how the target's certificate is trusted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargetTls {
+    pub trust: Option<String>,
+    pub pin_sha256: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -133,6 +151,8 @@ pub struct RawSession {
     pub persist: Option<String>,
     pub client_cookies: Option<String>,
     pub login: Option<RawLogin>,
+    pub max_sessions: Option<usize>,
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,7 +161,7 @@ pub struct RawLogin {
     pub method: Option<String>,
     pub path: String,
     pub expect_status: Option<Vec<u16>>,
-    pub body: Option<String>,
+    pub body: Option<RawSecret>,
     pub content_type: Option<String>,
 }
 

@@ -108,6 +108,7 @@ pub fn render(plan: &Plan) -> String {
                 .map(|ca| format!(", CA {}", ca.display()))
                 .unwrap_or_default()
         );
+        let _ = writeln!(out, "           tls {}", target_trust(&route.upstream));
         let auth = match &route.auth.kind {
             AuthKind::None => "none".to_owned(),
             AuthKind::Basic { username, password } => format!("basic {username} / {password:?}"),
@@ -160,4 +161,31 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "warning: {warning}");
     }
     out
+}
+
+/// What the route trusts for its target's certificate, as `check` shows it.
+fn target_trust(upstream: &Upstream) -> String {
+    use base64::Engine as _;
+    if upstream.url.scheme() != "https" {
+        return "none (plain http)".to_owned();
+    }
+    let mut text = format!("trust {}", upstream.trust.as_str());
+    match (&upstream.ca_file, upstream.trust) {
+        (Some(ca), Trust::SystemAndCaFile) => {
+            let _ = write!(text, " (system and webpki roots, plus {})", ca.display());
+        }
+        (Some(ca), Trust::CaFileOnly) => {
+            let _ = write!(text, " (only {})", ca.display());
+        }
+        (None, _) => text.push_str(" (system and webpki roots)"),
+    }
+    if !upstream.pin_sha256.is_empty() {
+        let pins: Vec<String> = upstream
+            .pin_sha256
+            .iter()
+            .map(|pin| base64::engine::general_purpose::STANDARD.encode(pin))
+            .collect();
+        let _ = write!(text, ", pin_sha256 [{}]", pins.join(", "));
+    }
+    text
 }

@@ -31,7 +31,7 @@ use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
-use crate::session::{Lease, Relogin, SessionKey, Sessions};
+use crate::session::{Lease, LeaseError, Relogin, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{DynForward, Forward, TlsSetupError, UpstreamBody, UpstreamClient};
@@ -391,11 +391,13 @@ impl Proxy {
         }
         let session_plan = x.route.plan.session.as_ref();
         if let Some(plan) = session_plan {
-            x.session_key = Some(SessionKey::derive(
-                &plan.key,
-                x.client.as_deref(),
-                &head.headers,
-            ));
+            x.session_key = self
+                .shared
+                .sessions
+                .key_for(&x.route.plan.name, x.client.as_deref(), &head.headers)
+                .map_err(|missing| ProxyError::SessionKeyMissing {
+                    header: missing.header,
+                })?;
             if plan.cookies && plan.client_cookies == ClientCookies::Strip {
                 head.headers.remove(header::COOKIE);
             }
@@ -412,12 +414,13 @@ impl Proxy {
             None => ReplayBody::Streaming(client_body),
         };
         let mut lease = match &x.session_key {
-            Some(key) => {
+            Some(key) => Some(
                 self.shared
                     .sessions
                     .lease(&x.route.plan.name, key.clone())
                     .await
-            }
+                    .map_err(lease_error)?,
+            ),
             None => None,
         };
         let mut role = Role::Client;
@@ -522,7 +525,11 @@ impl Proxy {
                 _ => None,
             };
             x.attempted = true;
-            return Ok(respond::respond(response, lease, pending));
+            let read_ahead = respond::ReadAhead {
+                bytes: session_plan.map_or(DEFAULT_REPLAY_LIMIT, |plan| plan.replay_body_limit),
+                stall: x.route.plan.upstream.request_timeout,
+            };
+            return Ok(respond::respond(response, lease, pending, read_ahead));
         }
     }
 
@@ -648,11 +655,20 @@ impl Proxy {
         )?;
         let mut headers = head.headers.clone();
         self.authorize(x, &mut headers).await?;
-        let login_body = login.body.clone().map(Bytes::from);
-        let mut attempt = x
-            .trace
+        let login_body = login
+            .body
             .as_ref()
-            .map(|trace| trace.attempt(Role::Login, parent, &head, &headers, login_body.as_ref()));
+            .map(|body| Bytes::copy_from_slice(body.expose().as_bytes()));
+        let mut attempt = x.trace.as_ref().map(|trace| {
+            let mut attempt = trace.attempt(Role::Login, parent, &head, &headers, None);
+            // The login body is a secret: its record shows the size, never the bytes.
+            attempt.request.body = login_body.as_ref().map(|body| CapturedBody {
+                bytes: Bytes::new(),
+                total_size: body.len() as u64,
+                truncated: true,
+            });
+            attempt
+        });
         let body = login_body.map_or_else(body::empty, body::full);
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
@@ -816,6 +832,14 @@ fn early_request(request: &Request<Incoming>) -> RequestPart {
         version: request.version(),
         headers: request.headers().clone(),
         body: None,
+    }
+}
+
+fn lease_error(err: LeaseError) -> ProxyError {
+    match err {
+        LeaseError::Full { max, .. } => ProxyError::SessionsFull { max },
+        // The proxy and the store are built from one plan: a route with a key keeps sessions.
+        LeaseError::NoSessions(_) => ProxyError::Internal(err.to_string()),
     }
 }
 

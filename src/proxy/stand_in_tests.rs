@@ -113,7 +113,7 @@ relogin_on = [401]
 async fn proxy_in_front_of(target: Arc<SessionLocked>) -> std::net::SocketAddr {
     let plan = crate::config::load_str(CONFIG, "t.toml", std::path::Path::new("."), &|_| None)
         .expect("valid config");
-    let sessions = Sessions::open(&plan.routes, false).expect("sessions");
+    let sessions = Sessions::open(&plan.routes, &plan.state, false).expect("sessions");
     let ingress = Arc::new(Ingress::new(
         &plan.server.clients,
         ServedNames::for_proxy(&plan),

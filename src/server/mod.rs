@@ -116,7 +116,7 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
 }
 
 pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, StartupError> {
-    let sessions = Sessions::open(&plan.routes, options.reset_sessions)?;
+    let sessions = Sessions::open(&plan.routes, &plan.state, options.reset_sessions)?;
     let (tracer, trace_writer) = match &plan.trace {
         Some(trace) => {
             let (tracer, writer) = Tracer::start(trace)?;
