@@ -458,29 +458,34 @@ upstream = "http://127.0.0.1:8081"
         .expect("run provproxy check");
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(0), "{stdout}");
-    let line_after = |route: &str| {
-        let mut lines = stdout
+    // The lines of one route, from its name to the next route.
+    let route_block = |route: &str| -> Vec<String> {
+        stdout
             .lines()
-            .skip_while(|l| !l.contains(&format!("route    {route}:")));
-        lines
-            .find(|l| l.trim_start().starts_with("tls "))
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
+            .skip_while(|l| *l != format!("name = \"{route}\""))
+            .take_while(|l| *l != "[[routes]]")
+            .map(str::to_owned)
+            .collect()
     };
-    assert_eq!(
-        line_after("pinned"),
-        format!(
-            "tls trust ca_file_only (only {}), pin_sha256 [{pin}]",
-            pki.ca.display()
-        )
+    let pinned = route_block("pinned");
+    for line in [
+        "[routes.tls]".to_owned(),
+        "trust = \"ca_file_only\"".to_owned(),
+        format!("pin_sha256 = [\"{pin}\"]"),
+        format!("# trusted: only {}", pki.ca.display()),
+    ] {
+        assert!(pinned.contains(&line), "{line} in {pinned:#?}");
+    }
+    let public = route_block("public");
+    assert!(
+        public.contains(&"trust = \"system+ca_file\"".to_owned()),
+        "{public:#?}"
     );
-    assert_eq!(
-        line_after("public"),
-        "tls trust system+ca_file (system and webpki roots)"
-    );
-    assert_eq!(line_after("cleartext"), "tls none (plain http)");
-    assert!(stdout.contains("warning: routes[2].upstream: http://192.0.2.10:8080/ is plain http"));
+    assert!(public.contains(&"# trusted: the system and webpki roots".to_owned()));
+    let cleartext = route_block("cleartext");
+    assert!(cleartext.contains(&"# plain http: no TLS to the target".to_owned()));
+    assert!(!cleartext.contains(&"[routes.tls]".to_owned()));
+    assert!(stdout.contains("# warning: routes[2].upstream: http://192.0.2.10:8080/ is plain http"));
     assert!(
         !stdout.contains("routes[3].upstream"),
         "loopback is not warned about: {stdout}"
@@ -505,11 +510,11 @@ fn routes_tls_mistakes_are_one_line_naming_the_key_and_the_fix() {
     let cases = [
         (
             route("tls = { trust = \"ca_file_only\" }"),
-            "x.toml:5:9: routes[0].tls.trust: \"ca_file_only\" needs the route's ca_file",
+            "x.toml:5:17: routes[0].tls.trust: \"ca_file_only\" needs the route's ca_file",
         ),
         (
             route("ca_file = \"ca.pem\"\ntls = { trust = \"system\" }"),
-            "x.toml:6:9: routes[0].tls.trust: unknown trust \"system\", expected one of system+ca_file, ca_file_only",
+            "x.toml:6:17: routes[0].tls.trust: unknown trust \"system\", expected one of system+ca_file, ca_file_only",
         ),
         (
             route(&format!("tls = {{ pin_sha256 = [\"{pin_32}\", \"{pin_20}\"] }}")),

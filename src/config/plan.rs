@@ -17,6 +17,7 @@ pub struct Plan {
     /// `None` when the file has no `[trace]` table: no record is built at all.
     pub trace: Option<TracePlan>,
     pub routes: Vec<RoutePlan>,
+    pub log: LogPlan,
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
     pub state: StatePlan,
@@ -105,11 +106,38 @@ pub struct TracePlan {
     pub channel_capacity: usize,
     /// Recent exchanges kept in memory for `GET /exchanges`.
     pub recent: usize,
+    /// Rotated files kept next to each trace file (`file.1` newest .. `file.KEEP`).
+    pub keep: usize,
 }
 
 impl TracePlan {
     pub fn writes_files(&self) -> bool {
         self.har.is_some() || self.jsonl.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPlan {
+    pub access: AccessLog,
+}
+
+/// How the access log writes its line per exchange on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// A line for people, in the log's own format.
+    Text,
+    /// One JSON object per line, whatever the log's format.
+    Json,
+    Off,
+}
+
+impl AccessLog {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLog::Text => "text",
+            AccessLog::Json => "json",
+            AccessLog::Off => "off",
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub state: Option<RawState>,
+    pub log: Option<RawLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +78,13 @@ pub struct RawTrace {
     pub rotate_size: Option<String>,
     pub channel_capacity: Option<usize>,
     pub recent: Option<usize>,
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<String>,
 }
 
 /// `[state]`: where sessions live and how they are kept at rest.

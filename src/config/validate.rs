@@ -65,13 +65,31 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .transpose()?;
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
     let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
+    let log = log(raw.log.unwrap_or_default(), &root.key("log"))?;
     Ok(Plan {
         server,
         admin,
         trace,
         routes,
+        log,
         warnings: validator.warnings,
         state,
+    })
+}
+
+fn log(raw: RawLog, path: &KeyPath) -> Checked<LogPlan> {
+    Ok(LogPlan {
+        access: one_of(
+            raw.access.as_deref(),
+            AccessLog::Text,
+            &[
+                ("text", AccessLog::Text),
+                ("json", AccessLog::Json),
+                ("off", AccessLog::Off),
+            ],
+            "value",
+            &path.key("access"),
+        )?,
     })
 }
 
@@ -370,6 +388,7 @@ impl Validator<'_> {
                 .unwrap_or(64 << 20),
             channel_capacity: raw.channel_capacity.unwrap_or(1024).max(1),
             recent: raw.recent.unwrap_or(256),
+            keep: raw.keep.unwrap_or(10),
         })
     }
 

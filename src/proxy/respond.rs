@@ -11,6 +11,7 @@ use http::Response;
 use super::body::{self, ProxyBody};
 use super::exchange::{CaptureSlot, Exchange};
 use super::headers;
+use crate::access_log::Did;
 use crate::challenge::Outcome;
 use crate::config::ClientCookies;
 use crate::session::Lease;
@@ -26,8 +27,8 @@ pub struct PendingRecord {
     pub max_body: usize,
 }
 
-/// Rewrites the response head in place. Runs before the record of the head is taken, so the
-/// record shows what the client got, with the challenge's before/after in its actions.
+/// Rewrites the response head in place. The record keeps the target's head, taken before;
+/// the challenge's before/after go into its actions.
 pub fn rewrite_head(
     exchange: &mut Exchange<'_>,
     headers: &mut HeaderMap,
@@ -37,6 +38,7 @@ pub fn rewrite_head(
     match exchange.route.rewriter.rewrite(status, headers) {
         Outcome::Untouched => {}
         Outcome::Rewritten { before, after } => {
+            exchange.did.add(Did::CHALLENGE_REWRITTEN);
             exchange.actions.challenge_before = before;
             exchange.actions.challenge_after = after;
         }
