@@ -184,6 +184,7 @@ fn run(config: &Path, reset_sessions: bool) -> ExitCode {
         let options = provproxy::server::StartOptions {
             reset_sessions,
             config: Some(config.to_owned()),
+            ..Default::default()
         };
         let mut operator = match operator_signals() {
             Ok(operator) => operator,

@@ -27,6 +27,7 @@ use crate::admin::{
     metrics::{Metrics, ModuleStats},
 };
 use crate::auth::oauth::TokenSource;
+use crate::clock::SharedClock;
 use crate::config::{Plan, RoutePlan};
 use crate::lockfile::FileLock;
 use crate::proxy::{ConnInfo, Proxy, Shared};
@@ -72,6 +73,8 @@ pub struct StartOptions {
     pub reset_sessions: bool,
     /// The file the plan was read from: SIGHUP and `POST /reload` read it again.
     pub config: Option<PathBuf>,
+    /// Where token caches read the time; the system clock when `None`. Tests pass a manual one.
+    pub clock: Option<crate::clock::SharedClock>,
 }
 
 /// Everything built from one plan. A reload builds the next one beside it and swaps; requests
@@ -112,6 +115,8 @@ impl Listener {
 /// one at a time.
 struct Supervisor {
     config: Option<PathBuf>,
+    /// Where the token caches of every plan read the time.
+    clock: SharedClock,
     current: Current,
     status: Arc<Status>,
     proxy: Listener,
@@ -225,7 +230,8 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         None => String::new(),
     };
     let (status, reloads) = Status::new(hash, plan.routes.len());
-    let generation = build(plan, sessions, None, tracer.clone(), &status)?;
+    let clock = options.clock.unwrap_or_else(crate::clock::system);
+    let generation = build(plan, sessions, None, tracer.clone(), &status, &clock)?;
     let addr = local_addr(&listener, generation.plan.server.listen, "proxy")?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let plan = &current.load().plan;
@@ -254,6 +260,7 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
     let session_writer = current.load().sessions.spawn_background();
     let supervisor = Arc::new(tokio::sync::Mutex::new(Supervisor {
         config: options.config,
+        clock,
         current: current.clone(),
         status: status.clone(),
         proxy,
@@ -299,6 +306,7 @@ fn build(
     previous: Option<&Generation>,
     tracer: Option<Tracer>,
     status: &Arc<Status>,
+    clock: &SharedClock,
 ) -> Result<Generation, StartupError> {
     let same = |route: &RoutePlan| {
         previous.and_then(|previous| {
@@ -311,7 +319,7 @@ fn build(
             (route_identity(old) == route_identity(route)).then_some((previous, index, old))
         })
     };
-    let fresh = crate::proxy::token_sources(&plan)?;
+    let fresh = crate::proxy::token_sources(&plan, clock)?;
     let tokens: Vec<Option<TokenSource>> = plan
         .routes
         .iter()
@@ -493,8 +501,15 @@ impl Supervisor {
             }
             (_, None) => None,
         };
-        let generation = build(plan, sessions, Some(&current), tracer.clone(), &self.status)
-            .map_err(|err| failed(err.to_string()))?;
+        let generation = build(
+            plan,
+            sessions,
+            Some(&current),
+            tracer.clone(),
+            &self.status,
+            &self.clock,
+        )
+        .map_err(|err| failed(err.to_string()))?;
         let plan = &generation.plan;
         let proxy_key = (plan.server.listen, plan.server.tls.is_some());
         let proxy_socket = if proxy_key == self.proxy.key {
