@@ -395,3 +395,47 @@ async fn no_connection_is_refused_while_1000_requests_run_across_5_reloads() {
     );
     assert!(service.stop().success());
 }
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_listen_address_serves_on_the_new_socket_and_the_old_one_closes() {
+    let upstream = Upstream::start(common::ok).await;
+    let setup = Setup::new();
+    setup.password("a", "p");
+    let (old_port, new_port) = (free_port(), free_port());
+    let config_at = |port: u16| {
+        let path = setup.config(&route("a", &upstream.url()));
+        let text = std::fs::read_to_string(&path).expect("config");
+        let text = text.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        );
+        std::fs::write(&path, text).expect("config");
+        path
+    };
+    let config = config_at(old_port);
+    let mut service = Service::start(&config);
+    assert_eq!(service.addr.port(), old_port);
+
+    config_at(new_port);
+    let outcome = service.reload();
+    assert!(outcome.contains("config reloaded"), "{outcome}");
+    assert!(
+        service.log.contains("proxy listener moved"),
+        "{}",
+        service.log
+    );
+    let new_addr = std::net::SocketAddr::from(([127, 0, 0, 1], new_port));
+    assert_eq!(get(new_addr, "/a/x", &[]).await.status, 200);
+    // The old socket drains (nothing in flight) and closes.
+    service::eventually("the old listener is closed", || {
+        std::net::TcpStream::connect(service.addr).is_err()
+    });
+    assert!(service.stop().success());
+}

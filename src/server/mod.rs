@@ -422,7 +422,9 @@ impl Supervisor {
         let mut reloading = vec![sd_notify::NotifyState::Reloading];
         reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
         notify(&reloading);
+        let started = std::time::Instant::now();
         let result = self.swap().await;
+        let took_ms = started.elapsed().as_millis();
         match &result {
             Ok(reloaded) => {
                 for route in &reloaded.reset {
@@ -438,6 +440,7 @@ impl Supervisor {
                     reset = ?reloaded.reset,
                     added = ?reloaded.added,
                     removed = ?reloaded.removed,
+                    took_ms,
                     "config reloaded"
                 );
             }
