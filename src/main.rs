@@ -62,6 +62,10 @@ enum Command {
         /// Where the demo writes its HAR and JSON-lines traces.
         #[arg(long, default_value_os_t = std::env::temp_dir().join("provproxy-demo"))]
         trace_dir: PathBuf,
+        /// Afterwards, keep the session-locked case running behind a proxy with its admin
+        /// listener on loopback and print the console's URL; Ctrl-C stops it.
+        #[arg(long)]
+        console: bool,
     },
     /// Read a trace — a HAR (provproxy's, a browser's, Fiddler's, Charles', mitmproxy's) or
     /// provproxy's JSON lines — and name the likely cause of each exchange that failed as the
@@ -123,16 +127,29 @@ fn main() -> ExitCode {
             ..
         } => diagnose(&trace, json),
         Command::Diagnose { .. } => fail(&"diagnose needs a trace file or --compare", UNREADABLE),
-        Command::Demo { trace_dir } => {
+        Command::Demo { trace_dir, console } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(err) => return fail(&err, FAILURE),
             };
             let mut stdout = std::io::stdout();
-            match runtime.block_on(provproxy::demo::run(&mut stdout, &trace_dir)) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(err) => fail(&err, FAILURE),
+            let passed = match runtime.block_on(provproxy::demo::run(&mut stdout, &trace_dir)) {
+                Ok(passed) => passed,
+                Err(err) => return fail(&err, FAILURE),
+            };
+            if console {
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                let served = provproxy::demo::console::run(&mut stdout, stop);
+                if let Err(err) = runtime.block_on(served) {
+                    return fail(&err, FAILURE);
+                }
+            }
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

@@ -81,6 +81,10 @@
     const bare = key.replace(/^sha256:/, "");
     return bare.length > 10 ? bare.slice(0, 10) + "…" : bare;
   }
+  function ms(value) {
+    const v = value || 0;
+    return v < 10 ? v.toFixed(1) : String(Math.round(v));
+  }
   function time(started) {
     return (started || "").replace(/^.*T/, "").replace(/\.(\d{3})\d*Z$/, ".$1");
   }
@@ -152,7 +156,7 @@
     pick.append(box);
     tr.append(pick, el("td", record.id), el("td", time(record.started)), el("td", record.route || ""),
       el("td", record.method), el("td", pathOf(record.url), "path"),
-      el("td", record.status || "—", "status"), el("td", Math.round(record.total_ms || 0)),
+      el("td", record.status || "—", "status"), el("td", ms(record.total_ms)),
       el("td", shortKey(record.session), "session"));
     const what = el("td", null, "badges");
     for (const [text, kind, link] of badges(record)) {
