@@ -222,7 +222,7 @@ async fn the_api_filters_explains_a_failure_compares_and_exports() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("console.har");
     std::fs::write(&file, &text).unwrap();
-    har_validator::assert_valid_har(&[file.clone()]);
+    har_validator::assert_valid_har(&[file]);
     // Our own export reads back in diagnose, finding for finding.
     let report = provproxy::diagnose::diagnose(&text).expect("diagnose reads the export");
     assert_eq!(report.findings.len(), 2);
