@@ -185,9 +185,8 @@ pub struct RoutePlan {
     pub max_request_body: Option<u64>,
     pub auth: AuthPlan,
     pub session: Option<SessionPlan>,
+    /// Checked at load time; the pipeline builds its rewriter from it.
     pub challenge: ChallengePlan,
-    /// `challenge`, parsed and checked once by the challenge module.
-    pub rewriter: crate::challenge::Rewriter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

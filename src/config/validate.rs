@@ -478,7 +478,7 @@ impl Validator<'_> {
             Some(challenge) => self.challenge(challenge, &path.key("challenge"))?,
             None => ChallengePlan::default(),
         };
-        let rewriter = crate::challenge::Rewriter::new(&challenge)
+        crate::challenge::check(&challenge)
             .or_else(|err| invalid(&path.key("challenge"), err.to_string()))?;
         Ok(RoutePlan {
             name: raw.name,
@@ -495,7 +495,6 @@ impl Validator<'_> {
             auth,
             session,
             challenge,
-            rewriter,
         })
     }
 
