@@ -646,6 +646,59 @@ mod tests {
         );
     }
 
+    fn exchange(id: u64) -> crate::trace::ExchangeRecord {
+        use crate::trace::record::{Actions, RequestPart, Role, Timings};
+        crate::trace::ExchangeRecord {
+            id,
+            parent: None,
+            role: Role::Client,
+            started: std::time::SystemTime::now(),
+            timings: Timings::default(),
+            client_addr: None,
+            client_name: None,
+            route: Some("r".into()),
+            session_key: None,
+            request: RequestPart {
+                method: http::Method::GET,
+                url: format!("http://t.example/{id}"),
+                version: http::Version::HTTP_11,
+                headers: HeaderMap::new(),
+                body: None,
+            },
+            response: None,
+            actions: Actions::default(),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_browser_that_falls_behind_is_told_how_many_records_it_missed_and_the_stream_ends_at_shutdown(
+    ) {
+        use http_body_util::BodyExt;
+        let (tracer, writer) =
+            Tracer::start(&crate::config::TracePlan::in_memory()).expect("tracer");
+        let mut body = feed(&tracer).into_body();
+        // Nobody reads the stream while 300 records go by: its queue keeps the first 256.
+        for id in 1..=300 {
+            tracer.submit(exchange(id));
+        }
+        tracer.flush().await;
+        let mut text = String::new();
+        while text.matches("data: {\"actions").count() < 256 {
+            let frame = body.frame().await.expect("open").expect("no error");
+            text.push_str(&String::from_utf8_lossy(&frame.into_data().expect("data")));
+        }
+        let lagging = text
+            .find("event: lagging\ndata: {\"dropped\":44}\n\n")
+            .expect(&text);
+        assert!(lagging < text.find("data: {\"actions").expect("a record"));
+        assert!(text.contains("\"id\":256,") && !text.contains("\"id\":257,"));
+        assert_eq!(tracer.feed_stats().dropped, 44);
+        writer.end_streams();
+        assert!(body.frame().await.is_none(), "the stream ends");
+        writer.shutdown().await;
+    }
+
     #[test]
     fn console_answers_carry_the_strict_policy() {
         let response = asset("").expect("index");
