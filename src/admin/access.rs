@@ -20,8 +20,16 @@ use crate::server::origin::{self, ServedNames};
 pub const COOKIE: &str = "provproxy_admin";
 
 /// Endpoints that answer without the token: liveness and readiness probes (a load balancer's,
-/// Kubernetes') carry none, and neither shows anything but the process's state.
-const PUBLIC: &[&str] = &["healthz", "readyz"];
+/// Kubernetes') carry none and show only the process's state, and the console's page and assets
+/// (no data in them) must load to ask for it.
+const PUBLIC: &[&str] = &[
+    "healthz",
+    "readyz",
+    "ui",
+    "ui/index.html",
+    "ui/console.js",
+    "ui/console.css",
+];
 
 pub struct Access {
     /// SHA-256 of the token, so comparisons take the same time whatever the lengths.

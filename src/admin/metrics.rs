@@ -248,6 +248,11 @@ impl prometheus_client::collector::Collector for ModuleStats {
                 "Times the trace files were reopened (SIGUSR1, or a reload that moved them)",
                 trace.reopened,
             )?;
+            counter(
+                "feed_records_dropped",
+                "Exchange records lost to a live console stream whose queue was full",
+                tracer.feed_stats().dropped,
+            )?;
         }
         let fetches: u64 = self
             .tokens

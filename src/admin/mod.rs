@@ -3,6 +3,7 @@
 //! decides who may ask.
 
 pub mod access;
+pub mod console;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -19,6 +20,9 @@ use crate::session::Sessions;
 use crate::trace::Tracer;
 use access::Access;
 use metrics::Metrics;
+
+/// The largest `POST /api/compare` body: a HAR the user imported.
+const COMPARE_BODY_LIMIT: usize = 32 << 20;
 
 /// Exchanges returned by `GET /exchanges` unless `limit` says otherwise.
 const DEFAULT_EXCHANGES: usize = 50;
@@ -55,10 +59,93 @@ impl Admin {
     }
 
     /// Answers one admin request; `local` is the connection's own address.
-    pub async fn handle<B>(&self, request: Request<B>, local: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle<B>(&self, request: Request<B>, local: SocketAddr) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<crate::proxy::body::BoxError>,
+    {
         if let Err(refusal) = self.access.check(&request, local) {
             return refusal.response();
         }
+        let path = request.uri().path();
+        if path == "/ui" || path.starts_with("/ui/") || path.starts_with("/api/") {
+            return self.console(request).await;
+        }
+        if path == "/reload" && request.method() == Method::POST {
+            return self.reload().await;
+        }
+        self.endpoints(request)
+    }
+
+    /// `POST /reload`: 200 JSON saying what the new plan kept, or 400 JSON with the error.
+    async fn reload(&self) -> Response<ProxyBody> {
+        match &self.status {
+            Some(status) => match status.reload().await {
+                Ok(reloaded) => json_response(StatusCode::OK, &reloaded.to_json()),
+                Err(failed) => json_response(StatusCode::BAD_REQUEST, &failed.to_json()),
+            },
+            None => not_found("this proxy was not started from a config file"),
+        }
+    }
+
+    /// The console's page and its API (`/ui/…`, `/api/…`); the other endpoints otherwise.
+    async fn console<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<crate::proxy::body::BoxError>,
+    {
+        let path = request.uri().path().to_owned();
+        if path == "/ui" {
+            let mut response = text(StatusCode::MOVED_PERMANENTLY, "text/plain", "");
+            response
+                .headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/ui/"));
+            return response;
+        }
+        let method = request.method().clone();
+        let query = request.uri().query().map(str::to_owned);
+        let query = query.as_deref();
+        if let Some(name) = path.strip_prefix("/ui/") {
+            return match method {
+                Method::GET => console::asset(name).unwrap_or_else(|| not_found("no such page")),
+                Method::POST if name == "login" => console::login(request.headers()),
+                _ => not_found("unknown console page"),
+            };
+        }
+        let api = path.strip_prefix("/api/").unwrap_or_default();
+        let Some(tracer) = &self.tracer else {
+            return not_found("no exchange records: the admin listener has no tracer");
+        };
+        let segments: Vec<&str> = api.split('/').collect();
+        match (method, segments.as_slice()) {
+            (Method::GET, ["feed"]) => console::feed(tracer),
+            (Method::GET, ["exchanges"]) => console::exchanges(tracer, query),
+            (Method::GET, ["exchanges", id]) => match id.parse() {
+                Ok(id) => console::detail(tracer, id),
+                Err(_) => not_found("exchange ids are numbers"),
+            },
+            (Method::GET, ["exchanges", id, "curl"]) => match id.parse() {
+                Ok(id) => console::curl(tracer, id),
+                Err(_) => not_found("exchange ids are numbers"),
+            },
+            (Method::GET, ["export.har"]) => console::export_har(tracer, query),
+            (Method::GET, ["compare"]) => console::compare_ids(tracer, query),
+            (Method::POST, ["compare"]) => {
+                // An imported HAR is the largest thing the console sends.
+                let limited = http_body_util::Limited::new(request.into_body(), COMPARE_BODY_LIMIT);
+                match http_body_util::BodyExt::collect(limited).await {
+                    Ok(body) => console::compare_posted(tracer, &body.to_bytes()),
+                    Err(_) => json_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &json!({ "error": "too_large", "detail": "the compare request is larger than 32 MiB or was cut off" }),
+                    ),
+                }
+            }
+            _ => not_found("unknown console API endpoint"),
+        }
+    }
+
+    fn endpoints<B>(&self, request: Request<B>) -> Response<ProxyBody> {
         let path = request.uri().path();
         let segments: Vec<String> = path
             .trim_matches('/')
@@ -83,13 +170,6 @@ impl Admin {
                     json_response(code, &body)
                 }
                 None => json_response(StatusCode::OK, &json!({ "ready": true })),
-            },
-            (&Method::POST, ["reload"]) => match &self.status {
-                Some(status) => match status.reload().await {
-                    Ok(reloaded) => json_response(StatusCode::OK, &reloaded.to_json()),
-                    Err(failed) => json_response(StatusCode::BAD_REQUEST, &failed.to_json()),
-                },
-                None => not_found("this proxy was not started from a config file"),
             },
             (&Method::GET, ["metrics"]) => text(
                 StatusCode::OK,

@@ -185,6 +185,10 @@ impl Running {
         for task in retired {
             let _ = task.await;
         }
+        // The console's live streams would hold the admin listener's connections open.
+        if let Some(writer) = &supervisor.trace_writer {
+            writer.end_streams();
+        }
         if let Some(admin) = &mut supervisor.admin {
             let _ = admin.stop.send(true);
             let _ = (&mut admin.task).await;
@@ -216,7 +220,7 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         None => None,
     };
     let sessions = Sessions::open(&plan.routes, &plan.state, options.reset_sessions)?;
-    let (tracer, trace_writer) = match &plan.trace {
+    let (tracer, trace_writer) = match recording(&plan).as_ref() {
         Some(trace) => {
             let (tracer, writer) = Tracer::start(trace)?;
             (Some(tracer), Some(writer))
@@ -494,7 +498,8 @@ impl Supervisor {
         // A plan that adds [trace] gets a writer; one that drops it keeps the old writer for
         // the records of requests still in flight, and the new plan records nothing.
         let mut started_tracer = None;
-        let tracer = match (&self.tracer, &plan.trace) {
+        let recorded = recording(&plan);
+        let tracer = match (&self.tracer, &recorded) {
             (Some(tracer), Some(_)) => Some(tracer.clone()),
             (None, Some(trace)) => {
                 let (tracer, writer) =
@@ -534,7 +539,7 @@ impl Supervisor {
             _ => None,
         };
         if let (Some(tracer), Some(old), Some(new)) =
-            (&self.tracer, &current.plan.trace, &plan.trace)
+            (&self.tracer, recording(&current.plan), &recorded)
         {
             if format!("{old:?}") != format!("{new:?}") {
                 tracer
@@ -613,6 +618,16 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(err) = sd_notify::notify(false, states) {
         tracing::debug!("sd_notify failed: {err}");
     }
+}
+
+/// What the tracer records to: the `[trace]` table, or with an admin listener and no such table,
+/// memory only — the admin ring and the console subscribe to records too.
+fn recording(plan: &Plan) -> Option<crate::config::TracePlan> {
+    plan.trace.clone().or_else(|| {
+        plan.admin
+            .as_ref()
+            .map(|_| crate::config::TracePlan::in_memory())
+    })
 }
 
 /// The files an instance writes and no other may: session state and trace files.
