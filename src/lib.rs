@@ -15,5 +15,6 @@ pub mod lockfile;
 pub mod proxy;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod trace;
 pub mod upstream;
