@@ -506,7 +506,13 @@ impl Proxy {
                 may_replay,
             );
             let token = match (&x.route.tokens, token_generation) {
-                (Some(tokens), Some(generation)) => tokens.verdict(generation, status),
+                (Some(tokens), Some(generation)) => {
+                    let verdict = TokenVerdict::of(status);
+                    if verdict == TokenVerdict::Refetch {
+                        self.state.invalidate(tokens, generation).await;
+                    }
+                    verdict
+                }
                 _ => TokenVerdict::Keep,
             };
             x.actions.token_refused = token == TokenVerdict::Refetch;

@@ -61,4 +61,13 @@ impl TokenStore for FakeState {
         self.record("token", "token".to_owned())?;
         self.behind.token(source).await
     }
+
+    async fn invalidate(&self, source: &TokenSource, generation: u64) {
+        if self
+            .record("token", format!("invalidate {generation}"))
+            .is_ok()
+        {
+            self.behind.invalidate(source, generation).await;
+        }
+    }
 }

@@ -28,4 +28,8 @@ impl TokenStore for LocalState {
     async fn token(&self, source: &TokenSource) -> Result<Token, TokenFailure> {
         Ok(source.token().await?)
     }
+
+    async fn invalidate(&self, source: &TokenSource, generation: u64) {
+        source.invalidate(generation);
+    }
 }

@@ -65,12 +65,17 @@ pub trait SessionStore {
     ) -> impl Future<Output = Result<Lease, LeaseFailure>> + Send;
 }
 
-/// OAuth tokens: a valid token of the route `source` fetches for, from the cache or a fetch.
+/// OAuth tokens of the route `source` fetches for.
 pub trait TokenStore {
+    /// A valid token, from the cache or a fetch.
     fn token(
         &self,
         source: &TokenSource,
     ) -> impl Future<Output = Result<Token, TokenFailure>> + Send;
+
+    /// The target refused the token of `generation`: drop it if it is still the current one.
+    /// A backend that cannot do so leaves it to expire; the replay then fails on its own.
+    fn invalidate(&self, source: &TokenSource, generation: u64) -> impl Future<Output = ()> + Send;
 }
 
 /// The backend a proxy runs with.
@@ -106,6 +111,14 @@ impl TokenStore for StateBackend {
             StateBackend::Local(local) => local.token(source).await,
             #[cfg(test)]
             StateBackend::Fake(fake) => fake.token(source).await,
+        }
+    }
+
+    async fn invalidate(&self, source: &TokenSource, generation: u64) {
+        match self {
+            StateBackend::Local(local) => local.invalidate(source, generation).await,
+            #[cfg(test)]
+            StateBackend::Fake(fake) => fake.invalidate(source, generation).await,
         }
     }
 }
