@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod trace;
 pub mod upstream;

@@ -32,7 +32,8 @@ use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
-use crate::session::{Lease, LeaseError, Relogin, Sessions};
+use crate::session::{Lease, LeaseError, Relogin, SessionVerdict, Sessions};
+use crate::state::{LeaseFailure, SessionStore, StateBackend, TokenFailure, TokenStore};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{DynForward, Forward, TlsSetupError, UpstreamBody, UpstreamClient};
@@ -41,7 +42,7 @@ use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
 use forward::Head;
 use headers::PathMap;
-use next::{Next, SessionVerdict};
+use next::Next;
 use replay::ReplayBody;
 use respond::PendingRecord;
 use route::Router;
@@ -169,6 +170,8 @@ pub struct Proxy {
     routes: Vec<Route>,
     router: Router,
     shared: Shared,
+    /// Where leases and tokens come from: every session and token call goes through it.
+    state: StateBackend,
     body_read_timeout: Duration,
     trace_max_body: usize,
     /// `None` when `[log] access = "off"`.
@@ -267,6 +270,7 @@ impl Proxy {
         Ok(Proxy {
             router: Router::new(&plan.routes),
             routes,
+            state: StateBackend::local(shared.sessions.clone()),
             shared,
             body_read_timeout: plan.server.limits.body_read_timeout,
             trace_max_body: plan.trace.as_ref().map_or(0, |trace| {
@@ -290,6 +294,12 @@ impl Proxy {
             }
             None => false,
         }
+    }
+
+    /// Takes leases and tokens from `state` instead of this process's stores.
+    #[cfg(test)]
+    pub(crate) fn use_state(&mut self, state: StateBackend) {
+        self.state = state;
     }
 
     /// Runs one exchange. Never fails: every failure becomes a response (and a record). The
@@ -469,8 +479,7 @@ impl Proxy {
         };
         let mut lease = match &x.session_key {
             Some(key) => Some(
-                self.shared
-                    .sessions
+                self.state
                     .lease(&x.route.plan.name, key.clone())
                     .await
                     .map_err(lease_error)?,
@@ -521,7 +530,13 @@ impl Proxy {
                 may_replay,
             );
             let token = match (&x.route.tokens, token_generation) {
-                (Some(tokens), Some(generation)) => tokens.verdict(generation, status),
+                (Some(tokens), Some(generation)) => {
+                    let verdict = TokenVerdict::of(status);
+                    if verdict == TokenVerdict::Refetch {
+                        self.state.invalidate(tokens, generation).await;
+                    }
+                    verdict
+                }
                 _ => TokenVerdict::Keep,
             };
             x.actions.token_refused = token == TokenVerdict::Refetch;
@@ -658,7 +673,7 @@ impl Proxy {
         if !route.injector.applies(headers, &AUTHORIZATION) {
             return Ok(None);
         }
-        let token = tokens.token().await.map_err(ProxyError::Token)?;
+        let token = self.state.token(tokens).await.map_err(token_error)?;
         headers.insert(AUTHORIZATION, token.authorization().clone());
         x.actions.auth_injected = Some("oauth2");
         x.did.add(Did::AUTH_INJECTED);
@@ -945,11 +960,21 @@ fn early_request(request: &Request<Incoming>) -> RequestPart {
     }
 }
 
-fn lease_error(err: LeaseError) -> ProxyError {
+fn lease_error(err: LeaseFailure) -> ProxyError {
     match err {
-        LeaseError::Full { max, .. } => ProxyError::SessionsFull { max },
+        LeaseFailure::Lease(LeaseError::Full { max, .. }) => ProxyError::SessionsFull { max },
         // The proxy and the store are built from one plan: a route with a key keeps sessions.
-        LeaseError::NoSessions(_) => ProxyError::Internal(err.to_string()),
+        LeaseFailure::Lease(err @ LeaseError::NoSessions(_)) => {
+            ProxyError::Internal(err.to_string())
+        }
+        LeaseFailure::Unavailable(down) => ProxyError::StateUnavailable(down),
+    }
+}
+
+fn token_error(err: TokenFailure) -> ProxyError {
+    match err {
+        TokenFailure::Fetch(err) => ProxyError::Token(err),
+        TokenFailure::Unavailable(down) => ProxyError::StateUnavailable(down),
     }
 }
 

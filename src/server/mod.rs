@@ -73,7 +73,8 @@ pub struct StartOptions {
     pub reset_sessions: bool,
     /// The file the plan was read from: SIGHUP and `POST /reload` read it again.
     pub config: Option<PathBuf>,
-    /// Where token caches read the time; the system clock when `None`. Tests pass a manual one.
+    /// Where token caches and cookie jars read the time; the system clock when `None`. Tests
+    /// pass a manual one.
     pub clock: Option<crate::clock::SharedClock>,
 }
 
@@ -219,7 +220,12 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         Some(admin) => Some(bind(admin.listen, "admin").await?),
         None => None,
     };
-    let sessions = Sessions::open(&plan.routes, &plan.state, options.reset_sessions)?;
+    let sessions = Sessions::open_with_clock(
+        &plan.routes,
+        &plan.state,
+        options.reset_sessions,
+        options.clock.clone().unwrap_or_else(crate::clock::system),
+    )?;
     let (tracer, trace_writer) = match recording(&plan).as_ref() {
         Some(trace) => {
             let (tracer, writer) = Tracer::start(trace)?;
