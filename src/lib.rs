@@ -1,17 +1,22 @@
 //! provproxy: a session-aware reverse proxy for identity provisioning connectors.
 //!
-//! Data flows one way: listener → route → session → auth → upstream → challenge → trace.
+//! Data flows one way: listener (`server`) → `ingress` → route (`proxy`) → `session` → `auth` →
+//! `upstream` → `challenge` → `trace`. Shared vocabulary (`body`, `metrics`, `clock`, `config`)
+//! depends on nothing above it; `proxy` only sequences the phases the other modules own.
 
 pub mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod challenge;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod diagnose;
 pub mod hardening;
+pub mod ingress;
 pub mod lockfile;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod server;

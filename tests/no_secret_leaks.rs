@@ -13,8 +13,8 @@ use std::sync::mpsc;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http::{Request, StatusCode};
+use provproxy::body::full;
 use provproxy::demo::client::Reply;
-use provproxy::proxy::body::full;
 
 use common::{closed_port, get, ok, request_h1, request_h2c, Upstream, PATIENCE};
 

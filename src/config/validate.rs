@@ -162,7 +162,7 @@ fn host_names(names: &[String], path: &KeyPath) -> Checked<Vec<String>> {
         .iter()
         .enumerate()
         .map(
-            |(index, name)| match crate::server::origin::Authority::parse(name) {
+            |(index, name)| match crate::ingress::origin::Authority::parse(name) {
                 Some(_) => Ok(name.to_ascii_lowercase()),
                 None => invalid(
                     &path.index(index),

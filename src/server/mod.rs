@@ -1,8 +1,6 @@
 //! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
 
 mod framing;
-pub mod ingress;
-pub mod origin;
 mod tls;
 
 use std::convert::Infallible;
@@ -22,20 +20,18 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{
-    self,
-    metrics::{Metrics, ModuleStats},
-};
+use crate::admin::{self, stats::ModuleStats};
 use crate::auth::oauth::TokenSource;
 use crate::clock::SharedClock;
 use crate::config::{Plan, RoutePlan};
+use crate::ingress::{origin, Ingress};
 use crate::lockfile::FileLock;
+use crate::metrics::Metrics;
 use crate::proxy::{ConnInfo, Proxy, Shared};
 use crate::reload::{route_identity, ReloadFailed, ReloadRequest, ReloadResult, Status};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
 use framing::{Framing, FramingGuard};
-use ingress::Ingress;
 
 /// The header count hyper allows when none is configured.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
