@@ -225,6 +225,8 @@ async fn a_trace_written_by_provproxy_diagnoses_the_session_locked_sequence() {
         rotate_bytes: 0,
         channel_capacity: 16,
         recent: 0,
+        auth_headers: Vec::new(),
+        raw_body_routes: Vec::new(),
     };
     let (tracer, writer) = Tracer::start(&plan).unwrap();
     let mut create = exchange(

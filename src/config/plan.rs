@@ -88,6 +88,11 @@ pub struct TracePlan {
     pub channel_capacity: usize,
     /// Recent exchanges kept in memory for `GET /exchanges`.
     pub recent: usize,
+    /// Every route's credential header (`kind = "header"`): redacted whatever its name.
+    pub auth_headers: Vec<HeaderName>,
+    /// Routes that record bodies the trace cannot redact as they are (`[routes.trace]
+    /// raw_bodies = true`); other routes withhold them.
+    pub raw_body_routes: Vec<String>,
 }
 
 impl TracePlan {
@@ -96,17 +101,18 @@ impl TracePlan {
     }
 }
 
-/// The names redacted in traces even when the config names none.
+/// The patterns redacted in traces even when the config names none: a field whose name contains
+/// one (ignoring case, `-` and `_` alike) is secret. (`code`, `sig` and `signature` are secret
+/// as whole names too; see `trace::redact`.)
 pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
     "password",
-    "client_secret",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "token",
-    "api_key",
-    "apiKey",
+    "passwd",
     "secret",
+    "token",
+    "assertion",
+    "apikey",
+    "api_key",
+    "credential",
 ];
 
 #[derive(Debug, Clone)]

@@ -90,6 +90,14 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
     pub session: Option<RawSession>,
     pub challenge: Option<RawChallenge>,
+    pub trace: Option<RawRouteTrace>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTrace {
+    /// Record bodies the trace cannot redact (text, binary, unknown types) as they are.
+    pub raw_bodies: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

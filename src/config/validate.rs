@@ -61,7 +61,25 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .trace
         .map(|trace| validator.trace(trace, &root.key("trace")))
         .transpose()?;
+    let raw_body_routes: Vec<String> = raw
+        .routes
+        .iter()
+        .filter(|route| route.trace.as_ref().and_then(|t| t.raw_bodies) == Some(true))
+        .map(|route| route.name.clone())
+        .collect();
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
+    // Redaction knows every route's credential header from the plan, not from a list.
+    let trace = trace.map(|trace| TracePlan {
+        auth_headers: routes
+            .iter()
+            .filter_map(|route| match &route.auth.kind {
+                AuthKind::Header { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect(),
+        raw_body_routes,
+        ..trace
+    });
     Ok(Plan {
         server,
         admin,
@@ -302,7 +320,13 @@ impl Validator<'_> {
             .iter()
             .map(|f| f.to_string())
             .collect();
-        for field in raw.redact_fields {
+        for (index, field) in raw.redact_fields.into_iter().enumerate() {
+            if field.is_empty() {
+                return invalid(
+                    &path.key("redact_fields").index(index),
+                    "an empty pattern would match every field",
+                );
+            }
             if !redact_fields
                 .iter()
                 .any(|known| known.eq_ignore_ascii_case(&field))
@@ -321,6 +345,8 @@ impl Validator<'_> {
                 .unwrap_or(64 << 20),
             channel_capacity: raw.channel_capacity.unwrap_or(1024).max(1),
             recent: raw.recent.unwrap_or(256),
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
         })
     }
 

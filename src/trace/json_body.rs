@@ -701,6 +701,8 @@ mod tests {
             rotate_bytes: 0,
             channel_capacity: 1,
             recent: 0,
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
         };
         let r = Redactor::new(&plan);
         for round in 0..6000 {
