@@ -58,6 +58,13 @@ pub fn render(plan: &Plan) -> String {
                 trace.max_body,
                 trace.redact_fields.join(", ")
             );
+            if !trace.raw_body_routes.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "trace    bodies that cannot be redacted recorded raw on: {}",
+                    trace.raw_body_routes.join(", ")
+                );
+            }
         }
         None => {
             let _ = writeln!(out, "trace    off");
