@@ -40,20 +40,9 @@ const SECRET_NAMES: &[&str] = &["code", "sig", "signature"];
 /// read different text, so such a body is withheld.
 const READABLE_CHARSETS: &[&str] = &["utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1"];
 
-/// Headers that carry credentials whatever the configured field names.
-const CREDENTIAL_HEADERS: &[&str] = &[
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-csrf-token",
-    "x-xsrf-token",
-    "x-amz-security-token",
-    "x-vault-token",
-    "private-token",
-    "ocp-apim-subscription-key",
-];
+/// Headers that carry credentials and hold none of the built-in patterns (`X-API-Key`,
+/// `X-Auth-Token`, `Private-Token` and the like do).
+const CREDENTIAL_HEADERS: &[&str] = &["ocp-apim-subscription-key", "x-functions-key"];
 
 /// Headers whose value is a URL: its query and fragment are redacted like the request URL's
 /// (an OAuth redirect carries `access_token` in either).
@@ -93,10 +82,12 @@ pub struct Redactor {
     patterns: Vec<Box<[u8]>>,
     /// The length of the shortest pattern: shorter names are not searched.
     shortest: usize,
-    /// [`pair_bit`]s of the patterns' first two bytes: a name holds a pattern only at a position
-    /// whose two bytes have one of them, and most positions of most names have none. All bits
-    /// when a pattern is one byte long.
-    heads: u64,
+    /// For each byte, the patterns that start with it (one bit each, the last bit standing for
+    /// the 64th pattern and all after it), and those whose second byte it is (or that have
+    /// none). A name holds a pattern only where its two bytes share a bit, and most positions
+    /// of most names share none: two loads rule a position out.
+    firsts: Box<[u64; 256]>,
+    seconds: Box<[u64; 256]>,
     /// Every route's credential header (`kind = "header"`).
     auth_headers: Vec<HeaderName>,
     /// Routes whose bodies of a type that cannot be redacted are recorded as they are.
@@ -201,10 +192,13 @@ impl Redactor {
         Self::with_fields(DEFAULT_REDACT_FIELDS, true, 0)
     }
 
+    /// The built-in patterns hold whatever `fields` says.
     fn with_fields(fields: &[impl AsRef<str>], bodies: bool, max_body: usize) -> Self {
         let mut normal: Vec<Vec<u8>> = fields
             .iter()
-            .map(|f| f.as_ref().bytes().map(snake).collect::<Vec<u8>>())
+            .map(AsRef::as_ref)
+            .chain(DEFAULT_REDACT_FIELDS.iter().copied())
+            .map(|f| f.bytes().map(snake).collect::<Vec<u8>>())
             .filter(|f| !f.is_empty())
             .collect();
         normal.sort_by_key(Vec::len);
@@ -215,13 +209,23 @@ impl Redactor {
                 patterns.push(pattern.into_boxed_slice());
             }
         }
-        let heads = patterns.iter().fold(0, |bits, p| match p[..] {
-            [a, b, ..] => bits | pair_bit(a, b),
-            _ => u64::MAX,
-        });
+        let mut firsts = Box::new([0u64; 256]);
+        let mut seconds = Box::new([0u64; 256]);
+        for (index, pattern) in patterns.iter().enumerate() {
+            let bit = 1 << index.min(63);
+            for byte in 0..=u8::MAX {
+                if snake(byte) == pattern[0] {
+                    firsts[usize::from(byte)] |= bit;
+                }
+                if pattern.get(1).is_none_or(|&second| snake(byte) == second) {
+                    seconds[usize::from(byte)] |= bit;
+                }
+            }
+        }
         Redactor {
             shortest: patterns.iter().map(|p| p.len()).min().unwrap_or(usize::MAX),
-            heads,
+            firsts,
+            seconds,
             patterns,
             auth_headers: Vec::new(),
             raw_body_routes: Vec::new(),
@@ -234,25 +238,42 @@ impl Redactor {
     /// a pattern (ignoring case, `-` and `_` alike), or its last `:` segment (the attribute of
     /// a SCIM URN) is one of [`SECRET_NAMES`].
     pub fn is_secret_field(&self, name: &str) -> bool {
-        let last = name.rsplit(':').next().unwrap_or(name);
-        self.contains_pattern(name.as_bytes())
-            || SECRET_NAMES.iter().any(|n| n.eq_ignore_ascii_case(last))
+        let bytes = name.as_bytes();
+        self.contains_pattern(bytes) || is_secret_name(bytes)
     }
 
     /// Runs for every key of every body and every header of every traced exchange, so it
-    /// looks at a position's two bytes before comparing any pattern there.
+    /// looks a position's two bytes up before comparing any pattern there.
     fn contains_pattern(&self, name: &[u8]) -> bool {
         let Some(last) = name.len().checked_sub(self.shortest) else {
             return false;
         };
-        (0..=last).any(|at| {
+        for (at, &byte) in name[..=last].iter().enumerate() {
+            let first = self.firsts[usize::from(byte)];
+            if first == 0 {
+                continue;
+            }
             let rest = &name[at..];
-            let filtered = match rest {
-                [a, b, ..] => pair_bit(*a, *b) & self.heads == 0,
-                _ => false,
-            };
-            !filtered && self.patterns.iter().any(|p| starts_with_snake(rest, p))
-        })
+            let second = rest
+                .get(1)
+                .map_or(u64::MAX, |&b| self.seconds[usize::from(b)]);
+            let mut candidates = first & second;
+            while candidates != 0 {
+                let index = candidates.trailing_zeros() as usize;
+                let found = if index < 63 {
+                    starts_with_snake(rest, &self.patterns[index])
+                } else {
+                    self.patterns[63..]
+                        .iter()
+                        .any(|p| starts_with_snake(rest, p))
+                };
+                if found {
+                    return true;
+                }
+                candidates &= candidates - 1;
+            }
+        }
+        false
     }
 
     /// Whether a header of this name carries a credential in its value: a route's credential
@@ -612,12 +633,6 @@ fn charset(mime: &str) -> Option<&str> {
     })
 }
 
-/// One of 64 bits for two bytes of a name, as the patterns spell them.
-fn pair_bit(a: u8, b: u8) -> u64 {
-    let mix = u64::from(snake(a)) << 8 | u64::from(snake(b));
-    1 << (mix.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
-}
-
 /// A name's byte as the patterns spell it: lower case, `-` as `_`.
 fn snake(byte: u8) -> u8 {
     if byte == b'-' {
@@ -625,6 +640,20 @@ fn snake(byte: u8) -> u8 {
     } else {
         byte.to_ascii_lowercase()
     }
+}
+
+/// Whether the last `:` segment of `name` is one of [`SECRET_NAMES`], ignoring case: the name
+/// ends with one, whole or after a `:`. A name that does not end in `e` or `g` is none of them.
+fn is_secret_name(name: &[u8]) -> bool {
+    if !matches!(name.last().map(u8::to_ascii_lowercase), Some(b'e' | b'g')) {
+        return false;
+    }
+    SECRET_NAMES.iter().any(|secret| {
+        let secret = secret.as_bytes();
+        name.len() >= secret.len()
+            && name[name.len() - secret.len()..].eq_ignore_ascii_case(secret)
+            && (name.len() == secret.len() || name[name.len() - secret.len() - 1] == b':')
+    })
 }
 
 /// Whether `name` starts with `pattern` (lower case, snake_case), ignoring case and `-` / `_`.
@@ -1081,7 +1110,16 @@ mod tests {
 
     #[test]
     fn the_prefilters_never_hide_a_secret_field_or_header() {
-        let configs: [&[&str]; 4] = [&[], &["sessionSecret", "X"], &["a_b", "ToKeN2"], &["q-r"]];
+        // More than 64 patterns share the last bit of the prefilter.
+        let many: Vec<String> = (0..70).map(|i| format!("q{i}z")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let configs: [&[&str]; 5] = [
+            &[],
+            &["sessionSecret", "X"],
+            &["a_b", "ToKeN2"],
+            &["q-r"],
+            &many,
+        ];
         let words = [
             "",
             "x",
