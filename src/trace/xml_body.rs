@@ -59,10 +59,16 @@ pub fn is_xml(bytes: &[u8], redactor: &Redactor) -> bool {
 /// XML 1.0's `Char`: no control character but tab, LF and CR, and neither U+FFFE nor U+FFFF
 /// (a `str` holds no surrogates).
 fn only_xml_chars(text: &str) -> bool {
-    let controls = text
-        .bytes()
-        .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
-    !controls && !text.contains(['\u{fffe}', '\u{ffff}'])
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(at, &b)| match b {
+        b'\t' | b'\n' | b'\r' => true,
+        0..=0x1f => false,
+        // U+FFFE and U+FFFF are EF BF BE and EF BF BF in UTF-8.
+        0xef => {
+            !(bytes.get(at + 1) == Some(&0xbf) && matches!(bytes.get(at + 2), Some(0xbe | 0xbf)))
+        }
+        _ => true,
+    })
 }
 
 struct Scan<'a, 'r> {
