@@ -47,7 +47,7 @@ async fn proxy_for(
 ) -> provproxy::server::Running {
     provproxy::demo::start_proxy(
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}\n\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nupstream = \"{}\"\n{extra_route}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nhosts = [\"x\"]\n{extra_server}\n\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nupstream = \"{}\"\n{extra_route}",
             target.url
         ),
         &[],

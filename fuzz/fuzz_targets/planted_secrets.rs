@@ -105,6 +105,7 @@ pub fn redactor() -> Redactor {
             .map(|f| f.to_string())
             .collect(),
         rotate_bytes: 0,
+        keep: 0,
         channel_capacity: 1,
         recent: 0,
         auth_headers: Vec::new(),

@@ -17,8 +17,17 @@ pub struct Plan {
     /// `None` when the file has no `[trace]` table: no record is built at all.
     pub trace: Option<TracePlan>,
     pub routes: Vec<RoutePlan>,
+    pub log: LogPlan,
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
+    pub state: StatePlan,
+}
+
+/// `[state]`: how sessions are kept at rest. Only the file backend exists so far.
+#[derive(Debug, Clone, Default)]
+pub struct StatePlan {
+    /// Present: cookie values in state files are encrypted with a key derived from it.
+    pub encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +41,11 @@ pub struct ServerPlan {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
     pub limits: Limits,
+    /// `Host` names served besides loopback names, host routes and the listen address, each
+    /// `host` or `host:port`, lower-case.
+    pub hosts: Vec<String>,
+    /// Serve requests that a browser sent cross-site (refused with 403 unless set).
+    pub allow_browsers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +86,10 @@ pub enum ClientCredential {
 #[derive(Debug, Clone)]
 pub struct AdminPlan {
     pub listen: SocketAddr,
+    /// Bearer token every endpoint but `/healthz` needs; required off loopback.
+    pub token: Option<Secret>,
+    /// `Host` names served besides loopback names and the listen address, lower-case.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,11 +111,38 @@ pub struct TracePlan {
     /// Routes that record bodies the trace cannot redact as they are (`[routes.trace]
     /// raw_bodies = true`); other routes withhold them.
     pub raw_body_routes: Vec<String>,
+    /// Rotated files kept next to each trace file (`file.1` newest .. `file.KEEP`).
+    pub keep: usize,
 }
 
 impl TracePlan {
     pub fn writes_files(&self) -> bool {
         self.har.is_some() || self.jsonl.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPlan {
+    pub access: AccessLog,
+}
+
+/// How the access log writes its line per exchange on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// A line for people, in the log's own format.
+    Text,
+    /// One JSON object per line, whatever the log's format.
+    Json,
+    Off,
+}
+
+impl AccessLog {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLog::Text => "text",
+            AccessLog::Json => "json",
+            AccessLog::Off => "off",
+        }
     }
 }
 
@@ -127,9 +172,8 @@ pub struct RoutePlan {
     pub max_request_body: Option<u64>,
     pub auth: AuthPlan,
     pub session: Option<SessionPlan>,
+    /// Checked at load time; the pipeline builds its rewriter from it.
     pub challenge: ChallengePlan,
-    /// `challenge`, parsed and checked once by the challenge module.
-    pub rewriter: crate::challenge::Rewriter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -151,6 +195,30 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Which roots the target's certificate may chain to (`[routes.tls] trust`).
+    pub trust: Trust,
+    /// SHA-256 digests of SubjectPublicKeyInfos; when any are given, the target's certificate
+    /// must carry one of these public keys in addition to passing verification.
+    pub pin_sha256: Vec<[u8; 32]>,
+}
+
+/// The roots a target's certificate is verified against. No choice turns verification off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// The system's and webpki's public roots, plus the route's `ca_file`.
+    #[default]
+    SystemAndCaFile,
+    /// Only the route's `ca_file`: a private CA or the target's own self-signed certificate.
+    CaFileOnly,
+}
+
+impl Trust {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::SystemAndCaFile => "system+ca_file",
+            Trust::CaFileOnly => "ca_file_only",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +322,10 @@ pub struct SessionPlan {
     pub persist: Option<PathBuf>,
     pub client_cookies: ClientCookies,
     pub login: Option<LoginPlan>,
+    /// Sessions kept for the route; past it the least recently used idle one is dropped.
+    pub max_sessions: usize,
+    /// `header:NAME` keys: the value used when a request lacks the header (else it gets 400).
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,7 +362,8 @@ pub struct LoginPlan {
     /// Path on the proxy side (it goes through the route like any request).
     pub path: String,
     pub expect_status: Vec<StatusCode>,
-    pub body: Option<String>,
+    /// A secret: it usually carries the service account's password.
+    pub body: Option<Secret>,
     pub content_type: Option<String>,
 }
 

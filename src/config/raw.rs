@@ -15,6 +15,8 @@ pub struct RawConfig {
     pub trace: Option<RawTrace>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub state: Option<RawState>,
+    pub log: Option<RawLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +34,8 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub max_request_body: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub allow_browsers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +61,9 @@ pub struct RawClient {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    pub token: Option<RawSecret>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +78,21 @@ pub struct RawTrace {
     pub rotate_size: Option<String>,
     pub channel_capacity: Option<usize>,
     pub recent: Option<usize>,
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<String>,
+}
+
+/// `[state]`: where sessions live and how they are kept at rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub encryption_key: Option<RawSecret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +112,16 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
     pub session: Option<RawSession>,
     pub challenge: Option<RawChallenge>,
+    pub tls: Option<RawTargetTls>,
     pub trace: Option<RawRouteTrace>,
+}
+
+/// `[routes.tls]`: how the target's certificate is trusted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargetTls {
+    pub trust: Option<String>,
+    pub pin_sha256: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +167,8 @@ pub struct RawSession {
     pub persist: Option<String>,
     pub client_cookies: Option<String>,
     pub login: Option<RawLogin>,
+    pub max_sessions: Option<usize>,
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,7 +177,7 @@ pub struct RawLogin {
     pub method: Option<String>,
     pub path: String,
     pub expect_status: Option<Vec<u16>>,
-    pub body: Option<String>,
+    pub body: Option<RawSecret>,
     pub content_type: Option<String>,
 }
 

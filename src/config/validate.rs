@@ -24,6 +24,12 @@ pub struct Invalid {
 
 type Checked<T> = Result<T, Invalid>;
 
+/// Sessions a route keeps unless `max_sessions` says otherwise.
+const DEFAULT_MAX_SESSIONS: usize = 10_000;
+
+/// The state key is stretched by HKDF, not a password hash: it has to carry the entropy itself.
+const MIN_ENCRYPTION_KEY_BYTES: usize = 32;
+
 fn invalid<T>(path: &KeyPath, message: impl Into<String>) -> Checked<T> {
     Err(Invalid {
         path: path.clone(),
@@ -51,11 +57,7 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
     let server = validator.server(raw.server.unwrap_or_default(), &root.key("server"))?;
     let admin = raw
         .admin
-        .map(|admin| {
-            Ok::<_, Invalid>(AdminPlan {
-                listen: socket_addr(&admin.listen, &root.key("admin").key("listen"))?,
-            })
-        })
+        .map(|admin| validator.admin(admin, &root.key("admin")))
         .transpose()?;
     let trace = raw
         .trace
@@ -68,6 +70,8 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .map(|route| route.name.clone())
         .collect();
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
+    let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
+    let log = log(raw.log.unwrap_or_default(), &root.key("log"))?;
     // Redaction knows every route's credential header from the plan, not from a list.
     let trace = trace.map(|trace| TracePlan {
         auth_headers: routes
@@ -85,7 +89,25 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         admin,
         trace,
         routes,
+        log,
         warnings: validator.warnings,
+        state,
+    })
+}
+
+fn log(raw: RawLog, path: &KeyPath) -> Checked<LogPlan> {
+    Ok(LogPlan {
+        access: one_of(
+            raw.access.as_deref(),
+            AccessLog::Text,
+            &[
+                ("text", AccessLog::Text),
+                ("json", AccessLog::Json),
+                ("off", AccessLog::Off),
+            ],
+            "value",
+            &path.key("access"),
+        )?,
     })
 }
 
@@ -144,6 +166,25 @@ fn status_codes(codes: &[u16], path: &KeyPath) -> Checked<Vec<StatusCode>> {
             Ok(status) if (100..=599).contains(code) => Ok(status),
             _ => invalid(&path.index(index), format!("{code} is not an HTTP status")),
         })
+        .collect()
+}
+
+/// A `hosts` list: each `host` or `host:port`, kept lower-case.
+fn host_names(names: &[String], path: &KeyPath) -> Checked<Vec<String>> {
+    names
+        .iter()
+        .enumerate()
+        .map(
+            |(index, name)| match crate::server::origin::Authority::parse(name) {
+                Some(_) => Ok(name.to_ascii_lowercase()),
+                None => invalid(
+                    &path.index(index),
+                    format!(
+                        "{name:?} is not a host name; write it like \"provproxy.internal\" or \"provproxy.internal:8443\""
+                    ),
+                ),
+            },
+        )
         .collect()
 }
 
@@ -278,6 +319,32 @@ impl Validator<'_> {
                 )?,
                 max_request_body,
             },
+            hosts: host_names(raw.hosts.as_deref().unwrap_or_default(), &path.key("hosts"))?,
+            allow_browsers: raw.allow_browsers.unwrap_or(false),
+        })
+    }
+
+    fn admin(&mut self, raw: RawAdmin, path: &KeyPath) -> Checked<AdminPlan> {
+        let listen = socket_addr(&raw.listen, &path.key("listen"))?;
+        let token = raw
+            .token
+            .as_ref()
+            .map(|token| self.secret(token, &path.key("token")))
+            .transpose()?;
+        if !listen.ip().is_loopback() && token.is_none() {
+            return invalid(
+                &path.key("listen"),
+                format!(
+                    "{listen} is reachable from other hosts, but admin.token is not set: anyone who \
+                     can connect could read the exchanges and drop sessions. Set admin.token = \
+                     {{ env = \"PROVPROXY_ADMIN_TOKEN\" }} or listen on 127.0.0.1"
+                ),
+            );
+        }
+        Ok(AdminPlan {
+            listen,
+            token,
+            hosts: host_names(&raw.hosts, &path.key("hosts"))?,
         })
     }
 
@@ -347,6 +414,7 @@ impl Validator<'_> {
             recent: raw.recent.unwrap_or(256),
             auth_headers: Vec::new(),
             raw_body_routes: Vec::new(),
+            keep: raw.keep.unwrap_or(10),
         })
     }
 
@@ -436,7 +504,7 @@ impl Validator<'_> {
             Some(challenge) => self.challenge(challenge, &path.key("challenge"))?,
             None => ChallengePlan::default(),
         };
-        let rewriter = crate::challenge::Rewriter::new(&challenge)
+        crate::challenge::check(&challenge)
             .or_else(|err| invalid(&path.key("challenge"), err.to_string()))?;
         Ok(RoutePlan {
             name: raw.name,
@@ -453,7 +521,6 @@ impl Validator<'_> {
             auth,
             session,
             challenge,
-            rewriter,
         })
     }
 
@@ -478,10 +545,16 @@ impl Validator<'_> {
             None => host.to_owned(),
         };
         let origin = format!("{}://{authority}", url.scheme());
+        self.warn_if_plain_http_off_host(&url, &url_path);
+        let ca_file = raw.ca_file.as_deref().map(|file| self.path(file));
+        let (trust, pin_sha256) = match &raw.tls {
+            Some(tls) => target_tls(tls, &url, ca_file.is_some(), path)?,
+            None => (Trust::default(), Vec::new()),
+        };
         Ok(Upstream {
             origin,
             authority,
-            ca_file: raw.ca_file.as_deref().map(|file| self.path(file)),
+            ca_file,
             connect_timeout: duration(
                 raw.connect_timeout.as_deref(),
                 Duration::from_secs(5),
@@ -493,7 +566,30 @@ impl Validator<'_> {
                 &path.key("request_timeout"),
             )?,
             url,
+            trust,
+            pin_sha256,
         })
+    }
+
+    /// Credentials and session cookies go in clear text over `http://`; on loopback that is a
+    /// local sidecar, anywhere else it is worth a warning (allowed: some targets sit on a
+    /// trusted segment behind a TLS-terminating load balancer).
+    fn warn_if_plain_http_off_host(&mut self, url: &Url, path: &KeyPath) {
+        let loopback = match url.host() {
+            Some(url::Host::Domain(name)) => {
+                name.eq_ignore_ascii_case("localhost")
+                    || name.to_ascii_lowercase().ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => true,
+        };
+        if url.scheme() == "http" && !loopback {
+            self.warnings.push(format!(
+                "{path}: {url} is plain http to a host that is not loopback: credentials, tokens \
+                 and session cookies cross the network unencrypted; prefer https://"
+            ));
+        }
     }
 
     fn auth(&mut self, raw: &RawAuth, path: &KeyPath) -> Checked<AuthPlan> {
@@ -691,6 +787,7 @@ impl Validator<'_> {
                 },
                 Ok,
             )?;
+        self.warn_if_plain_http_off_host(&token_url, &path.key("token_url"));
         let client_id = require(
             &raw.client_id,
             &path.key("client_id"),
@@ -802,11 +899,26 @@ impl Validator<'_> {
                         login.expect_status.as_deref().unwrap_or(&[200, 204]),
                         &login_path.key("expect_status"),
                     )?,
-                    body: login.body.clone(),
+                    body: login
+                        .body
+                        .as_ref()
+                        .map(|body| self.secret(body, &login_path.key("body")))
+                        .transpose()?,
                     content_type: login.content_type.clone(),
                 })
             })
             .transpose()?;
+        let max_sessions = match raw.max_sessions {
+            Some(0) => return invalid(&path.key("max_sessions"), "must be at least 1"),
+            Some(max) => max,
+            None => DEFAULT_MAX_SESSIONS,
+        };
+        if raw.default_key.is_some() && !matches!(key, SessionKeyKind::Header(_)) {
+            return invalid(
+                &path.key("default_key"),
+                "only used with key = \"header:NAME\" (it stands in for a missing header)",
+            );
+        }
         Ok(SessionPlan {
             cookies: raw.cookies.unwrap_or(true),
             key,
@@ -831,7 +943,42 @@ impl Validator<'_> {
                 &path.key("client_cookies"),
             )?,
             login,
+            max_sessions,
+            default_key: raw.default_key.clone(),
         })
+    }
+
+    fn state(&mut self, raw: RawState, path: &KeyPath) -> Checked<StatePlan> {
+        match raw.backend.as_deref() {
+            None | Some("file") => {}
+            Some("redis") => return invalid(
+                &path.key("backend"),
+                "backend \"redis\" is not supported yet; use \"file\" (each route's persist file)",
+            ),
+            Some(other) => {
+                return invalid(
+                    &path.key("backend"),
+                    format!("unknown backend {other:?}, expected file"),
+                )
+            }
+        }
+        let encryption_key = raw
+            .encryption_key
+            .as_ref()
+            .map(|key| self.secret(key, &path.key("encryption_key")))
+            .transpose()?;
+        if let Some(key) = &encryption_key {
+            if key.expose().len() < MIN_ENCRYPTION_KEY_BYTES {
+                return invalid(
+                    &path.key("encryption_key"),
+                    format!(
+                        "too short: at least {MIN_ENCRYPTION_KEY_BYTES} characters of random text \
+                         (for example the output of `openssl rand -base64 32`)"
+                    ),
+                );
+            }
+        }
+        Ok(StatePlan { encryption_key })
     }
 
     fn challenge(&mut self, raw: &RawChallenge, path: &KeyPath) -> Checked<ChallengePlan> {
@@ -854,4 +1001,65 @@ impl Validator<'_> {
             split: raw.split.unwrap_or(true),
         })
     }
+}
+
+/// `[routes.tls]`: the trust mode and the SPKI pins, checked against the upstream URL.
+fn target_tls(
+    raw: &RawTargetTls,
+    url: &Url,
+    has_ca_file: bool,
+    route: &KeyPath,
+) -> Checked<(Trust, Vec<[u8; 32]>)> {
+    let path = route.key("tls");
+    if url.scheme() != "https" {
+        return invalid(
+            &path,
+            format!("not used with an http:// upstream ({url}): there is no certificate to trust"),
+        );
+    }
+    let trust = one_of(
+        raw.trust.as_deref(),
+        Trust::SystemAndCaFile,
+        &[
+            ("system+ca_file", Trust::SystemAndCaFile),
+            ("ca_file_only", Trust::CaFileOnly),
+        ],
+        "trust",
+        &path.key("trust"),
+    )?;
+    if trust == Trust::CaFileOnly && !has_ca_file {
+        return invalid(
+            &path.key("trust"),
+            "\"ca_file_only\" needs the route's ca_file (the private CA or the target's own certificate)",
+        );
+    }
+    if raw.pin_sha256.as_ref().is_some_and(Vec::is_empty) {
+        return invalid(
+            &path.key("pin_sha256"),
+            "empty; give at least one pin or leave the key out",
+        );
+    }
+    let mut pins = Vec::new();
+    for (index, text) in raw.pin_sha256.iter().flatten().enumerate() {
+        pins.push(
+            spki_pin(text)
+                .or_else(|message| invalid(&path.key("pin_sha256").index(index), message))?,
+        );
+    }
+    Ok((trust, pins))
+}
+
+/// A pin as `openssl ... | openssl dgst -sha256 -binary | base64` prints it, optionally in
+/// curl's `sha256//` form.
+fn spki_pin(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let encoded = text.strip_prefix("sha256//").unwrap_or(text);
+    let how = "expected the base64 of a SHA-256 digest of the certificate's public key (44 \
+               characters), as printed by `openssl x509 -in cert.pem -pubkey -noout | openssl pkey \
+               -pubin -outform der | openssl dgst -sha256 -binary | base64`";
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| format!("{text:?} is not base64; {how}"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("{text:?} is {} bytes, not 32; {how}", bytes.len()))
 }

@@ -7,9 +7,12 @@ pub mod error;
 mod exchange;
 mod forward;
 pub mod headers;
+mod next;
 pub mod replay;
 mod respond;
 pub mod route;
+#[cfg(test)]
+mod stand_in_tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -21,20 +24,24 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::access_log::{self, AccessLog, Did, Outcome, ReloginOutcome};
 use crate::admin::metrics::Metrics;
-use crate::auth::oauth::TokenSource;
+use crate::auth::oauth::{TokenSource, TokenVerdict};
 use crate::auth::{Injected, Injector};
+use crate::challenge::{ChallengeConfigError, Rewriter};
+use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
-use crate::server::ingress::{ClientName, Ingress};
-use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
+use crate::server::ingress::{ClientName, Ingress, Screened};
+use crate::session::{Lease, LeaseError, Relogin, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
-use crate::upstream::{TlsSetupError, UpstreamBody, UpstreamClient};
+use crate::upstream::{DynForward, Forward, TlsSetupError, UpstreamBody, UpstreamClient};
 use body::{ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
 use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
 use forward::Head;
 use headers::PathMap;
+use next::{Next, SessionVerdict};
 use replay::ReplayBody;
 use respond::PendingRecord;
 use route::Router;
@@ -49,6 +56,8 @@ const RELOGIN_BODY_PEEK: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
+    /// The proxy's own address this connection came in on.
+    pub local: SocketAddr,
     pub tls: bool,
     /// The client named by its verified TLS certificate.
     pub client: Option<ClientName>,
@@ -57,9 +66,10 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool) -> ConnInfo {
+    pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
         ConnInfo {
             remote,
+            local,
             tls,
             client: None,
             forwarded_for: headers::forwarded_for(remote.ip()),
@@ -79,13 +89,23 @@ impl ConnInfo {
 /// A route with everything it needs at request time, built once.
 struct Route {
     plan: RoutePlan,
-    upstream: UpstreamClient,
+    upstream: Forwarder,
     injector: Injector,
     tokens: Option<TokenSource>,
+    /// The route's challenge policy, prepared from its plan.
+    rewriter: Rewriter,
     target: forward::Target,
     paths: PathMap,
     /// Request bodies up to this size are kept for one replay (re-login or new token).
     replay_limit: Option<usize>,
+}
+
+/// Where a route's attempts go. An enum rather than a trait object, so that the real client is
+/// called directly, with no boxed future per request.
+enum Forwarder {
+    Target(UpstreamClient),
+    /// Put in place by a test through [`Proxy::forward_to`].
+    StandIn(Arc<dyn DynForward>),
 }
 
 /// A route whose upstream client or token source could not be built.
@@ -100,6 +120,11 @@ pub enum RouteSetupError {
     Target {
         route: String,
         source: forward::TargetError,
+    },
+    #[error("route {route:?}: {source}")]
+    Challenge {
+        route: String,
+        source: ChallengeConfigError,
     },
     #[error("route {route:?}: {source}")]
     OAuth {
@@ -118,18 +143,23 @@ pub struct Shared {
     pub tokens: Vec<Option<TokenSource>>,
 }
 
-/// The token source of every OAuth route, in route order. Built before the proxy so that the
-/// metrics can read their counters.
-pub fn token_sources(plan: &Plan) -> Result<Vec<Option<TokenSource>>, RouteSetupError> {
+/// The token source of every OAuth route, in route order, reading time from `clock`. Built
+/// before the proxy so that the metrics can read their counters.
+pub fn token_sources(
+    plan: &Plan,
+    clock: &SharedClock,
+) -> Result<Vec<Option<TokenSource>>, RouteSetupError> {
     plan.routes
         .iter()
         .map(|route| match &route.auth.kind {
-            crate::config::AuthKind::OAuth2(oauth) => TokenSource::new(&route.name, oauth)
-                .map(Some)
-                .map_err(|source| RouteSetupError::OAuth {
-                    route: route.name.clone(),
-                    source,
-                }),
+            crate::config::AuthKind::OAuth2(oauth) => {
+                TokenSource::with_clock(&route.name, oauth, clock.clone())
+                    .map(Some)
+                    .map_err(|source| RouteSetupError::OAuth {
+                        route: route.name.clone(),
+                        source,
+                    })
+            }
             _ => Ok(None),
         })
         .collect()
@@ -141,6 +171,8 @@ pub struct Proxy {
     shared: Shared,
     body_read_timeout: Duration,
     trace_max_body: usize,
+    /// `None` when `[log] access = "off"`.
+    access: Option<AccessLog>,
 }
 
 impl Proxy {
@@ -149,11 +181,14 @@ impl Proxy {
             plan.trace
                 .as_ref()
                 .map_or(0, |trace| if trace.bodies { trace.max_body } else { 0 });
-        if let Some(tracer) = &shared.tracer {
-            for (route, tokens) in plan.routes.iter().zip(&shared.tokens) {
-                let Some(tokens) = tokens else { continue };
-                let (tracer, route) = (tracer.clone(), route.name.clone());
-                tokens.observe(Arc::new(move |exchange| {
+        for (route, tokens) in plan.routes.iter().zip(&shared.tokens) {
+            let Some(tokens) = tokens else { continue };
+            let (tracer, route) = (shared.tracer.clone(), route.name.clone());
+            tokens.observe(Arc::new(move |exchange| {
+                if let (Some((status, ..)), None) = (&exchange.response, &exchange.error) {
+                    access_log::token_fetched(&route, *status, exchange.elapsed);
+                }
+                if let Some(tracer) = &tracer {
                     let record = exchange::token_fetch_record(
                         tracer.next_id(),
                         &route,
@@ -161,8 +196,8 @@ impl Proxy {
                         trace_max_body,
                     );
                     tracer.submit(record);
-                }));
-            }
+                }
+            }));
         }
         let routes = plan
             .routes
@@ -185,12 +220,19 @@ impl Proxy {
                     })?;
                 Ok(Route {
                     upstream: UpstreamClient::new(&route.upstream, target.origin().clone())
+                        .map(Forwarder::Target)
                         .map_err(|source| RouteSetupError::Tls {
                             route: route.name.clone(),
                             source,
                         })?,
                     injector: Injector::new(&route.auth),
                     tokens,
+                    rewriter: Rewriter::new(&route.challenge).map_err(|source| {
+                        RouteSetupError::Challenge {
+                            route: route.name.clone(),
+                            source,
+                        }
+                    })?,
                     target,
                     paths: forward::path_map(route),
                     replay_limit,
@@ -210,15 +252,44 @@ impl Proxy {
                     0
                 }
             }),
+            access: AccessLog::new(plan),
         })
     }
 
-    /// Runs one exchange. Never fails: every failure becomes a response (and a record).
-    pub async fn handle(
+    /// Sends the attempts of the route named `route` to `stand_in` instead of its target, so
+    /// that a test sees exactly what would reach the target. False when no route has that name.
+    pub fn forward_to(&mut self, route: &str, stand_in: Arc<dyn DynForward>) -> bool {
+        match self.routes.iter_mut().find(|r| r.plan.name == route) {
+            Some(found) => {
+                found.upstream = Forwarder::StandIn(stand_in);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs one exchange. Never fails: every failure becomes a response (and a record). The
+    /// access log's line is written once the response body has ended.
+    pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let mut outcome = Outcome::default();
+        let Some(access) = &self.access else {
+            return self.exchange(request, conn, &mut outcome).await;
+        };
+        let started = access.start(request.method(), request.uri());
+        let response = self.exchange(request, conn, &mut outcome).await;
+        let write = access.finish(started, conn.remote, outcome, response.status());
+        response.map(|body| body::stream(TapBody::new(body, 0, write)))
+    }
+
+    async fn exchange(
         &self,
         mut request: Request<Incoming>,
         conn: &ConnInfo,
+        outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
+        if let Err(screened) = self.shared.ingress.screen(&request, conn.local) {
+            return self.screened(screened, conn);
+        }
         let early = self.shared.tracer.as_ref().map(|_| early_request(&request));
         let Some(route_index) = self.router.find(&request) else {
             // An unknown client gets the same 401 for every path, so it cannot map the routes.
@@ -252,10 +323,19 @@ impl Proxy {
                 clock: Instant::now(),
             }),
             attempted: false,
+            replayed_from: None,
+            did: Did::default(),
+            upstream_status: None,
         };
         let response = match self.run(&mut exchange, request).await {
             Ok(response) => response,
             Err(err) => self.fail(&mut exchange, err, early),
+        };
+        *outcome = Outcome {
+            route: Some(route_index),
+            client: exchange.client.take(),
+            upstream_status: exchange.upstream_status,
+            did: exchange.did,
         };
         self.shared
             .metrics
@@ -275,10 +355,11 @@ impl Proxy {
         self.shared.metrics.error(err.kind());
         tracing::warn!(route = %route, kind = err.kind(), side = err.side().as_str(), "{err}");
         if let (Some(trace), Some(request), false) = (&exchange.trace, early, exchange.attempted) {
+            // After a refused attempt, this record is what the client got instead of its replay.
             let attempt = AttemptTrace {
                 id: trace.tracer.next_id(),
                 role: Role::Client,
-                parent: None,
+                parent: exchange.replayed_from,
                 started: trace.started,
                 clock: trace.clock,
                 request,
@@ -292,6 +373,21 @@ impl Proxy {
             return self.unauthenticated();
         }
         err.to_response(Some(route))
+    }
+
+    /// A request refused before routing, so that nothing of it is injected or forwarded: not
+    /// addressed to the proxy, or a browser's cross-site request. Counted, and logged at a
+    /// bounded rate like refused credentials.
+    fn screened(&self, screened: Screened, conn: &ConnInfo) -> Response<ProxyBody> {
+        let err = match screened {
+            Screened::Misdirected => ProxyError::Misdirected,
+            Screened::CrossSite => ProxyError::CrossSite,
+        };
+        self.shared.metrics.error(err.kind());
+        if self.shared.ingress.should_log_denial() {
+            tracing::warn!(client = %conn.remote, kind = err.kind(), "refused: {err}");
+        }
+        err.to_response(None)
     }
 
     /// 401 with the proxy's own challenge. It names no route: a client that has not proved who
@@ -325,11 +421,13 @@ impl Proxy {
         }
         let session_plan = x.route.plan.session.as_ref();
         if let Some(plan) = session_plan {
-            x.session_key = Some(SessionKey::derive(
-                &plan.key,
-                x.client.as_deref(),
-                &head.headers,
-            ));
+            x.session_key = self
+                .shared
+                .sessions
+                .key_for(&x.route.plan.name, x.client.as_deref(), &head.headers)
+                .map_err(|missing| ProxyError::SessionKeyMissing {
+                    header: missing.header,
+                })?;
             if plan.cookies && plan.client_cookies == ClientCookies::Strip {
                 head.headers.remove(header::COOKIE);
             }
@@ -346,17 +444,22 @@ impl Proxy {
             None => ReplayBody::Streaming(client_body),
         };
         let mut lease = match &x.session_key {
-            Some(key) => {
+            Some(key) => Some(
                 self.shared
                     .sessions
                     .lease(&x.route.plan.name, key.clone())
                     .await
-            }
+                    .map_err(lease_error)?,
+            ),
             None => None,
         };
         let mut role = Role::Client;
         let mut parent = None;
+        // Why the request is being replayed, once it is.
+        let mut replay_after = None;
         loop {
+            x.actions.next_attempt();
+            x.actions.replayed = role == Role::Replay;
             let mut headers = head.headers.clone();
             apply_session(x, lease.as_ref(), &head, &mut headers);
             let token_generation = self.authorize(x, &mut headers).await?;
@@ -365,19 +468,19 @@ impl Proxy {
                 .as_ref()
                 .map(|trace| trace.attempt(role, parent, &head, &headers, body.buffered()));
             let request_body = tap_request_body(x, attempt.as_mut(), body.take());
-            let (response, first_byte) = self
+            let (mut response, first_byte) = self
                 .forward(x, &head, headers, request_body, &mut attempt)
                 .await?;
-            let mut response = response.map(|incoming| upstream_body(x, incoming));
             absorb(x, lease.as_ref(), &head, response.headers());
             let status = response.status();
+            x.upstream_status = Some(status);
+            if let Some(why) = replay_after {
+                access_log::replay(&x.route.plan.name, why, status);
+            }
             let sent_cookie = lease.as_ref().is_some_and(Lease::sent_cookie);
             // Decided before any await: a borrow of the plan held across one trips rustc's
             // higher-ranked `Send` check on the spawned connection future.
-            let relogin_status =
-                sent_cookie && session_plan.is_some_and(|plan| plan.relogin_on.contains(&status));
-            let needs_body = relogin_status
-                && session_plan.is_some_and(|plan| plan.relogin_body_contains.is_some());
+            let needs_body = SessionVerdict::needs_body(session_plan, sent_cookie, status);
             let peeked = if needs_body {
                 let (peeked_response, bytes) = Box::pin(peek_body(response)).await;
                 response = peeked_response;
@@ -385,64 +488,81 @@ impl Proxy {
             } else {
                 None
             };
-            let session_gone = relogin_status
-                && session_plan
-                    .is_some_and(|plan| is_session_gone(plan, status, true, peeked.as_deref()));
-            let token_refused = token_generation.is_some() && status == StatusCode::UNAUTHORIZED;
-            if let (Some(tokens), Some(generation), true) =
-                (&x.route.tokens, token_generation, token_refused)
-            {
-                tokens.invalidate(generation);
-            }
             let may_replay = role == Role::Client && body.is_replayable();
-            if (session_gone || token_refused) && may_replay {
-                x.actions.relogin |= session_gone;
-                let drained = Box::pin(drain_body(
-                    response,
-                    x.trace.as_ref().map_or(0, |trace| trace.max_body),
-                ))
-                .await;
-                if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
-                    parent = Some(attempt.id);
-                    let (status, headers, captured) = drained;
-                    let record = x.record(
-                        attempt,
-                        Some((status, http::Version::HTTP_11, headers, Some(captured))),
-                        Some(first_byte),
-                        None,
-                    );
-                    trace.tracer.submit(record);
+            let session = SessionVerdict::decide(
+                session_plan,
+                sent_cookie,
+                status,
+                peeked.as_deref(),
+                may_replay,
+            );
+            let token = match (&x.route.tokens, token_generation) {
+                (Some(tokens), Some(generation)) => tokens.verdict(generation, status),
+                _ => TokenVerdict::Keep,
+            };
+            x.actions.token_refused = token == TokenVerdict::Refetch;
+            match Next::of(session, token, may_replay) {
+                Next::Replay { relogin } => {
+                    x.actions.relogin = relogin;
+                    let drained = Box::pin(drain_body(
+                        response,
+                        x.trace.as_ref().map_or(0, |trace| trace.max_body),
+                    ))
+                    .await;
+                    if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
+                        parent = Some(attempt.id);
+                        x.replayed_from = parent;
+                        let (status, headers, captured) = drained;
+                        let record = x.record(
+                            attempt,
+                            Some((status, http::Version::HTTP_11, headers, Some(captured))),
+                            Some(first_byte),
+                            None,
+                        );
+                        trace.tracer.submit(record);
+                    }
+                    if relogin {
+                        x.did.add(Did::RELOGIN);
+                        if let Some(lease) = lease.as_mut() {
+                            Box::pin(self.relogin(x, lease, parent)).await?;
+                        }
+                    }
+                    replay_after = Some(if relogin {
+                        "re-login"
+                    } else {
+                        "a refused token"
+                    });
+                    role = Role::Replay;
+                    x.did.add(Did::REPLAY);
+                    continue;
                 }
-                if session_gone {
+                Next::Respond { start_fresh: true } => {
                     if let Some(lease) = lease.as_mut() {
-                        Box::pin(self.relogin(x, lease, parent)).await?;
+                        if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
+                            x.actions.relogin = true;
+                            x.did.add(Did::RELOGIN);
+                            access_log::relogin(
+                                &x.route.plan.name,
+                                ReloginOutcome::Dropped { replayed: false },
+                            );
+                        }
                     }
                 }
-                role = Role::Replay;
-                x.actions.replayed = true;
-                continue;
+                Next::Respond { start_fresh: false } => {}
             }
-            if session_gone {
-                // Not replayable (the body streamed): the client gets this response, and the
-                // next request starts a fresh session instead of hitting the dead one again.
-                if let Some(lease) = lease.as_mut() {
-                    if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
-                        x.actions.relogin = true;
-                    }
-                }
-            }
+            // The record holds the response as the target sent it; the actions say what the
+            // client got instead.
+            let target_headers = x.trace.as_ref().map(|_| response.headers().clone());
             respond::rewrite_head(x, response.headers_mut(), status);
-            let pending = match (&x.trace, attempt) {
-                (Some(trace), Some(mut attempt)) => {
+            if let Some(target_headers) = &target_headers {
+                exchange::client_changes(&mut x.actions, target_headers, response.headers());
+            }
+            let pending = match (&x.trace, attempt, target_headers) {
+                (Some(trace), Some(mut attempt), Some(target_headers)) => {
                     let request_capture = attempt.request_capture.take();
                     let record = x.record(
                         attempt,
-                        Some((
-                            status,
-                            http::Version::HTTP_11,
-                            response.headers().clone(),
-                            None,
-                        )),
+                        Some((status, http::Version::HTTP_11, target_headers, None)),
                         Some(first_byte),
                         None,
                     );
@@ -457,7 +577,11 @@ impl Proxy {
                 _ => None,
             };
             x.attempted = true;
-            return Ok(respond::respond(response, lease, pending));
+            let read_ahead = respond::ReadAhead {
+                bytes: session_plan.map_or(DEFAULT_REPLAY_LIMIT, |plan| plan.replay_body_limit),
+                stall: x.route.plan.upstream.request_timeout,
+            };
+            return Ok(respond::respond(response, lease, pending, read_ahead));
         }
     }
 
@@ -503,6 +627,7 @@ impl Proxy {
         let Some(tokens) = &route.tokens else {
             if let Injected::Stored(kind) = route.injector.inject(headers) {
                 x.actions.auth_injected = Some(kind);
+                x.did.add(Did::AUTH_INJECTED);
             }
             return Ok(None);
         };
@@ -512,7 +637,11 @@ impl Proxy {
         let token = tokens.token().await.map_err(ProxyError::Token)?;
         headers.insert(AUTHORIZATION, token.authorization().clone());
         x.actions.auth_injected = Some("oauth2");
-        x.actions.token_fetched |= token.fetched();
+        x.did.add(Did::AUTH_INJECTED);
+        if token.fetched() {
+            x.actions.token_fetched = true;
+            x.did.add(Did::TOKEN_FETCHED);
+        }
         Ok(Some(token.generation()))
     }
 
@@ -525,9 +654,16 @@ impl Proxy {
         headers: HeaderMap,
         body: ProxyBody,
         attempt: &mut Option<AttemptTrace>,
-    ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
+    ) -> Result<(Response<ProxyBody>, Duration), ProxyError> {
         let clock = Instant::now();
-        let sent = x.route.upstream.send(head.request(headers, body)).await;
+        let request = head.request(headers, body);
+        let sent = match &x.route.upstream {
+            Forwarder::Target(client) => client
+                .forward(request)
+                .await
+                .map(|response| response.map(|incoming| upstream_body(x, incoming))),
+            Forwarder::StandIn(stand_in) => stand_in.forward_boxed(request).await,
+        };
         let elapsed = clock.elapsed();
         self.shared
             .metrics
@@ -538,10 +674,12 @@ impl Proxy {
             Err(err) => {
                 let err = ProxyError::from(err);
                 if let (Some(trace), Some(attempt)) = (&x.trace, attempt.take()) {
+                    // A failed login is not what the client gets: the proxy's error record is.
+                    let login = attempt.role == Role::Login;
                     trace
                         .tracer
                         .submit(x.record(attempt, None, None, Some(err.info())));
-                    x.attempted = true;
+                    x.attempted |= !login;
                 }
                 Err(err)
             }
@@ -566,8 +704,31 @@ impl Proxy {
             .as_ref()
             .and_then(|plan| plan.login.as_ref())
         else {
+            access_log::relogin(
+                &x.route.plan.name,
+                ReloginOutcome::Dropped { replayed: true },
+            );
             return Ok(());
         };
+        let logged_in = self.login(x, lease, parent, login).await;
+        let outcome = match &logged_in {
+            Ok(status) => ReloginOutcome::LoggedIn(*status),
+            Err(err) => ReloginOutcome::Failed(err),
+        };
+        access_log::relogin(&x.route.plan.name, outcome);
+        logged_in.map(drop)
+    }
+
+    /// The route's login request, on behalf of the request recorded as `parent`; its status.
+    async fn login(
+        &self,
+        x: &mut Exchange<'_>,
+        lease: &mut Lease,
+        parent: Option<u64>,
+        login: &crate::config::LoginPlan,
+    ) -> Result<StatusCode, ProxyError> {
+        // The login is an attempt of its own, recorded with its own actions.
+        x.actions.next_attempt();
         let head = forward::login_head(
             &x.route.target,
             &login.method,
@@ -576,19 +737,25 @@ impl Proxy {
         )?;
         let mut headers = head.headers.clone();
         self.authorize(x, &mut headers).await?;
-        let login_body = login.body.clone().map(Bytes::from);
-        let mut attempt = x
-            .trace
+        let login_body = login
+            .body
             .as_ref()
-            .map(|trace| trace.attempt(Role::Login, parent, &head, &headers, login_body.as_ref()));
+            .map(|body| Bytes::copy_from_slice(body.expose().as_bytes()));
+        let mut attempt = x.trace.as_ref().map(|trace| {
+            let mut attempt = trace.attempt(Role::Login, parent, &head, &headers, None);
+            // The login body is a secret: its record shows the size, never the bytes.
+            attempt.request.body = login_body.as_ref().map(|body| CapturedBody {
+                bytes: Bytes::new(),
+                total_size: body.len() as u64,
+                truncated: true,
+            });
+            attempt
+        });
         let body = login_body.map_or_else(body::empty, body::full);
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
-        let (status, response_headers, captured) = drain_body(
-            response.map(|incoming| upstream_body(x, incoming)),
-            x.trace.as_ref().map_or(0, |trace| trace.max_body),
-        )
-        .await;
+        let (status, response_headers, captured) =
+            drain_body(response, x.trace.as_ref().map_or(0, |trace| trace.max_body)).await;
         if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
             let record = x.record(
                 attempt,
@@ -609,7 +776,7 @@ impl Proxy {
                 path: login.path.clone(),
             });
         }
-        Ok(())
+        Ok(status)
     }
 }
 
@@ -638,6 +805,7 @@ fn apply_session(
         None => None,
     };
     headers.insert(header::COOKIE, merged.unwrap_or(cookie));
+    x.did.add(Did::COOKIES_REPLAYED);
     // Only a trace record reads the names.
     if x.trace.is_some() {
         x.actions.cookies_replayed = names.to_vec();
@@ -649,7 +817,10 @@ fn absorb(x: &mut Exchange<'_>, lease: Option<&Lease>, head: &Head, headers: &He
     if let Some(lease) = lease {
         let names = lease.absorb(head.path(), headers);
         x.actions.cookies_stored.extend(names);
-        x.actions.session_opened |= lease.opened_session();
+        if lease.opened_session() {
+            x.actions.session_opened = true;
+            x.did.add(Did::SESSION_OPENED);
+        }
     }
 }
 
@@ -747,6 +918,14 @@ fn early_request(request: &Request<Incoming>) -> RequestPart {
         version: request.version(),
         headers: request.headers().clone(),
         body: None,
+    }
+}
+
+fn lease_error(err: LeaseError) -> ProxyError {
+    match err {
+        LeaseError::Full { max, .. } => ProxyError::SessionsFull { max },
+        // The proxy and the store are built from one plan: a route with a key keeps sessions.
+        LeaseError::NoSessions(_) => ProxyError::Internal(err.to_string()),
     }
 }
 

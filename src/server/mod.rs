@@ -2,6 +2,7 @@
 
 mod framing;
 pub mod ingress;
+pub mod origin;
 mod tls;
 
 use std::convert::Infallible;
@@ -26,6 +27,7 @@ use crate::admin::{
     metrics::{Metrics, ModuleStats},
 };
 use crate::config::Plan;
+use crate::lockfile::FileLock;
 use crate::proxy::{ConnInfo, Proxy, Shared};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
@@ -57,13 +59,17 @@ pub enum StartupError {
     Sessions(#[from] crate::session::SessionError),
     #[error(transparent)]
     Trace(#[from] crate::trace::TraceError),
+    #[error(transparent)]
+    Lock(#[from] crate::lockfile::LockError),
 }
 
 /// Choices made on the command line rather than in the config.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     /// Move a corrupt session state file aside and start with no sessions.
     pub reset_sessions: bool,
+    /// Where token caches read the time; the system clock when `None`. Tests pass a manual one.
+    pub clock: Option<crate::clock::SharedClock>,
 }
 
 /// A running proxy (and admin listener). `shutdown` drains in-flight requests.
@@ -75,6 +81,8 @@ pub struct Running {
     sessions: Sessions,
     session_writer: JoinHandle<()>,
     trace_writer: Option<TraceWriter>,
+    /// The state and trace files this instance owns; released once they are written for good.
+    locks: Vec<FileLock>,
 }
 
 impl Running {
@@ -104,6 +112,7 @@ impl Running {
         if let Some(writer) = self.trace_writer {
             writer.shutdown().await;
         }
+        drop(self.locks);
     }
 }
 
@@ -112,8 +121,16 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
     start_with(plan, StartOptions::default()).await
 }
 
+/// Takes every lock and binds every listener before it reads, rotates or writes any file: a start
+/// that fails (a second instance on the same config, an address in use) changes nothing.
 pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, StartupError> {
-    let sessions = Sessions::open(&plan.routes, options.reset_sessions)?;
+    let locks = crate::lockfile::acquire_all(owned_files(&plan))?;
+    let listener = bind(plan.server.listen, "proxy").await?;
+    let admin_listener = match &plan.admin {
+        Some(admin) => Some(bind(admin.listen, "admin").await?),
+        None => None,
+    };
+    let sessions = Sessions::open(&plan.routes, &plan.state, options.reset_sessions)?;
     let (tracer, trace_writer) = match &plan.trace {
         Some(trace) => {
             let (tracer, writer) = Tracer::start(trace)?;
@@ -121,8 +138,13 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         }
         None => (None, None),
     };
-    let tokens = crate::proxy::token_sources(&plan)?;
-    let ingress = Arc::new(Ingress::new(&plan.server.clients));
+    let clock = options.clock.unwrap_or_else(crate::clock::system);
+    let tokens = crate::proxy::token_sources(&plan, &clock)?;
+    let ingress = Arc::new(Ingress::new(
+        &plan.server.clients,
+        origin::ServedNames::for_proxy(&plan),
+        plan.server.allow_browsers,
+    ));
     let metrics = Metrics::new(
         &plan.routes,
         ModuleStats {
@@ -153,7 +175,6 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         .as_ref()
         .map(tls::server_config)
         .transpose()?;
-    let listener = bind(plan.server.listen, "proxy").await?;
     let addr = local_addr(&listener, plan.server.listen, "proxy")?;
     let (stop, stopped) = watch::channel(false);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -182,10 +203,14 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         },
     ))];
     let mut admin_addr = None;
-    if let Some(admin_plan) = &plan.admin {
-        let listener = bind(admin_plan.listen, "admin").await?;
+    if let (Some(admin_plan), Some(listener)) = (&plan.admin, admin_listener) {
         admin_addr = Some(local_addr(&listener, admin_plan.listen, "admin")?);
-        let admin = Arc::new(admin::Admin::new(metrics, sessions.clone(), tracer));
+        let admin = Arc::new(admin::Admin::new(
+            metrics,
+            sessions.clone(),
+            tracer,
+            admin::access::Access::new(admin_plan),
+        ));
         tasks.push(tokio::spawn(serve(
             listener,
             builder,
@@ -193,9 +218,9 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
             None,
             stopped,
             grace,
-            move |request, _conn| {
+            move |request, conn: ConnInfo| {
                 let admin = admin.clone();
-                async move { admin.handle(request).await }
+                async move { admin.handle(request, conn.local).await }
             },
         )));
     }
@@ -209,7 +234,22 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         sessions,
         session_writer,
         trace_writer,
+        locks,
     })
+}
+
+/// The files an instance writes and no other may: session state and trace files.
+fn owned_files(plan: &Plan) -> impl Iterator<Item = &std::path::Path> {
+    let state = plan
+        .routes
+        .iter()
+        .filter_map(|route| route.session.as_ref()?.persist.as_deref());
+    let traces = plan
+        .trace
+        .iter()
+        .flat_map(|trace| trace.har.iter().chain(trace.jsonl.iter()))
+        .map(PathBuf::as_path);
+    state.chain(traces)
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartupError> {
@@ -260,13 +300,18 @@ async fn serve<H, F>(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // With a `0.0.0.0`/`::` listener, the address this connection came in on is the one its
+        // client may name in `Host`; unknown, it is unspecified, which serves no name.
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let builder = builder.clone();
         let handler = handler.clone();
         let tls = tls.clone();
         let ingress = ingress.clone();
         let watcher = graceful.watcher();
         tokio::spawn(until_closed(closed.clone(), async move {
-            let mut conn = ConnInfo::new(remote, tls.is_some());
+            let mut conn = ConnInfo::new(remote, local, tls.is_some());
             let (stream, framing): (Box<dyn Io>, _) = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
                     Ok(stream) => {

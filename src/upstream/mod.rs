@@ -3,9 +3,13 @@
 
 mod pool;
 pub mod tls;
+mod trust;
+mod validity;
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +19,12 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::config::Upstream as UpstreamPlan;
-use crate::proxy::body::{ClientBodyFault, ProxyBody};
+use crate::proxy::body::{BoxError, ClientBodyFault, ProxyBody};
 
 use pool::Pool;
 pub use pool::UpstreamBody;
-pub use tls::TlsSetupError;
+pub use tls::{TlsSetupError, TrustSpec};
+pub use trust::PinMismatch;
 
 /// How long a connection may sit idle in the pool before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,6 +38,9 @@ pub enum UpstreamError {
     Dns { authority: String, detail: String },
     #[error("TLS handshake with {authority} failed: {detail}")]
     Tls { authority: String, detail: String },
+    /// The certificate verified, but carries none of the route's pinned public keys.
+    #[error("TLS handshake with {authority} failed: {detail}")]
+    Pin { authority: String, detail: String },
     #[error("no connection to {authority} within {timeout:?}")]
     ConnectTimeout {
         authority: String,
@@ -60,6 +68,7 @@ impl UpstreamError {
             UpstreamError::Refused { .. } => "connect_refused",
             UpstreamError::Dns { .. } => "dns",
             UpstreamError::Tls { .. } => "tls",
+            UpstreamError::Pin { .. } => "tls_pin",
             UpstreamError::ConnectTimeout { .. } => "connect_timeout",
             UpstreamError::ResponseTimeout { .. } => "response_timeout",
             UpstreamError::Connect { .. } => "connect",
@@ -77,12 +86,12 @@ impl UpstreamError {
 }
 
 /// The HTTP/1.1 connector over rustls that every outbound connection uses (targets and token
-/// endpoints), trusting the public roots plus `ca_file`.
+/// endpoints), trusting what `trust` says.
 pub fn connector(
-    ca_file: Option<&std::path::Path>,
+    trust: &TrustSpec<'_>,
     connect_timeout: Duration,
 ) -> Result<HttpsConnector<HttpConnector>, TlsSetupError> {
-    let tls = tls::client_config(ca_file)?;
+    let tls = tls::client_config(trust)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -92,6 +101,48 @@ pub fn connector(
         .https_or_http()
         .enable_http1()
         .wrap_connector(http))
+}
+
+/// The seam in front of the target: the pipeline hands each attempt to a `Forward` and gets the
+/// response head back (the body streams afterwards). [`UpstreamClient`] is the real one; a test
+/// puts a stand-in in its place to see exactly what would reach the target.
+pub trait Forward: Send + Sync {
+    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static;
+
+    fn forward(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<Self::Body>, UpstreamError>> + Send;
+}
+
+/// A [`Forward`] the pipeline holds behind a pointer: for stand-ins only, since each call boxes
+/// its future and the response body (the real client is called directly).
+pub trait DynForward: Send + Sync {
+    fn forward_boxed(&self, request: Request<ProxyBody>) -> BoxedForward<'_>;
+}
+
+/// What [`DynForward::forward_boxed`] returns.
+pub type BoxedForward<'a> =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a>>;
+
+impl<F: Forward> DynForward for F {
+    fn forward_boxed(&self, request: Request<ProxyBody>) -> BoxedForward<'_> {
+        Box::pin(async move {
+            let response = self.forward(request).await?;
+            Ok(response.map(crate::proxy::body::stream))
+        })
+    }
+}
+
+impl Forward for UpstreamClient {
+    type Body = UpstreamBody;
+
+    fn forward(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send {
+        self.send(request)
+    }
 }
 
 /// The client for one route's target.
@@ -112,7 +163,12 @@ enum Failure {
 impl UpstreamClient {
     /// `origin` is the target's `scheme://authority`, the address every connection dials.
     pub fn new(plan: &UpstreamPlan, origin: Uri) -> Result<Self, TlsSetupError> {
-        let connector = connector(plan.ca_file.as_deref(), plan.connect_timeout)?;
+        let trust = TrustSpec {
+            ca_file: plan.ca_file.as_deref(),
+            trust: plan.trust,
+            pins: &plan.pin_sha256,
+        };
+        let connector = connector(&trust, plan.connect_timeout)?;
         Ok(UpstreamClient {
             pool: Pool::new(connector, origin, IDLE_TIMEOUT),
             authority: plan.authority.clone(),
@@ -180,6 +236,12 @@ impl UpstreamClient {
                 return UpstreamError::RequestBody(fault.clone());
             }
             if let Some(tls) = rustls_error(cause) {
+                if let Some(mismatch) = pin_mismatch(tls) {
+                    return UpstreamError::Pin {
+                        authority,
+                        detail: mismatch.to_string(),
+                    };
+                }
                 return UpstreamError::Tls {
                     authority,
                     detail: tls.to_string(),
@@ -232,6 +294,16 @@ fn rustls_error<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a rustls::E
             return Some(tls);
         }
         current = current.downcast_ref::<io::Error>()?.get_ref()?;
+    }
+}
+
+/// The pin failure inside a rustls certificate error, if that is what it is.
+fn pin_mismatch(tls: &rustls::Error) -> Option<&PinMismatch> {
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            other.0.downcast_ref::<PinMismatch>()
+        }
+        _ => None,
     }
 }
 
