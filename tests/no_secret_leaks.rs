@@ -547,3 +547,54 @@ async fn secrets_under_custom_headers_and_secret_like_fields_reach_no_trace_exch
         }
     }
 }
+
+/// The client's own credential under a route's custom header name (`when = "missing"` lets it
+/// through): `/exchanges` shows the name, never the value, also when the admin listener records
+/// exchanges without a `[trace]` table.
+#[tokio::test]
+async fn a_client_credential_under_a_routes_header_name_is_redacted_without_a_trace_table() {
+    const CLIENT_KEY: &str = "client-sn-auth-leak-canary-17";
+    let mut upstream = Upstream::start(ok).await;
+    let proxy = common::proxy(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[routes]]
+name = "sn"
+prefix = "/sn/"
+upstream = "{upstream}"
+[routes.auth]
+kind = "header"
+name = "X-SN-Auth"
+when = "missing"
+value = { env = "SN_AUTH" }
+"#,
+        &upstream.url(),
+        &[("SN_AUTH", SN_AUTH)],
+    )
+    .await;
+    let admin = proxy.admin_addr().expect("admin listener");
+    let reply = get(
+        proxy.addr(),
+        "/sn/api/now/table/sys_user",
+        &[("x-sn-auth", CLIENT_KEY)],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.only().header("x-sn-auth"), Some(CLIENT_KEY));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let exchanges = loop {
+        let reply = get(admin, "/exchanges", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        if reply.text().contains("sys_user") {
+            break reply.text();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not recorded");
+        tokio::task::yield_now().await;
+    };
+    assert!(exchanges.contains("x-sn-auth"), "{exchanges}");
+    assert!(!exchanges.contains(CLIENT_KEY), "{exchanges}");
+    proxy.shutdown().await;
+}

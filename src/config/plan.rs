@@ -107,6 +107,7 @@ pub struct TracePlan {
     /// Recent exchanges kept in memory for `GET /exchanges`.
     pub recent: usize,
     /// Every route's credential header (`kind = "header"`): redacted whatever its name.
+    /// Filled in from the routes by [`TracePlan::for_routes`].
     pub auth_headers: Vec<HeaderName>,
     /// Routes that record bodies the trace cannot redact as they are (`[routes.trace]
     /// raw_bodies = true`); other routes withhold them.
@@ -118,6 +119,26 @@ pub struct TracePlan {
 impl TracePlan {
     pub fn writes_files(&self) -> bool {
         self.har.is_some() || self.jsonl.is_some()
+    }
+
+    /// What redaction needs to know of the routes, which the plan knows and no list does:
+    /// every route's credential header, and the routes that record raw bodies.
+    pub fn for_routes(self, routes: &[RoutePlan]) -> TracePlan {
+        TracePlan {
+            auth_headers: routes
+                .iter()
+                .filter_map(|route| match &route.auth.kind {
+                    AuthKind::Header { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
+            raw_body_routes: routes
+                .iter()
+                .filter(|route| route.raw_bodies)
+                .map(|route| route.name.clone())
+                .collect(),
+            ..self
+        }
     }
 
     /// Records for the admin ring and the console only, with `[trace]`'s defaults: what an
@@ -136,6 +157,8 @@ impl TracePlan {
             channel_capacity: 1024,
             recent: 256,
             keep: 10,
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
         }
     }
 }
@@ -193,6 +216,8 @@ pub struct RoutePlan {
     pub session: Option<SessionPlan>,
     /// Checked at load time; the pipeline builds its rewriter from it.
     pub challenge: ChallengePlan,
+    /// `[routes.trace] raw_bodies`: bodies the trace cannot redact are recorded as they are.
+    pub raw_bodies: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -32,7 +32,7 @@ pub fn render(plan: &Plan) -> String {
         None => out.comment("no [trace]: no exchange is recorded"),
     }
     for route in &plan.routes {
-        self::route(&mut out, route, plan.trace.as_ref());
+        self::route(&mut out, route);
     }
     if !plan.warnings.is_empty() {
         out.0.push('\n');
@@ -115,7 +115,7 @@ fn trace(out: &mut Toml, trace: &TracePlan) {
     out.raw("recent", trace.recent);
 }
 
-fn route(out: &mut Toml, route: &RoutePlan, trace: Option<&TracePlan>) {
+fn route(out: &mut Toml, route: &RoutePlan) {
     out.array_table("routes");
     out.string("name", &route.name);
     match &route.matcher {
@@ -159,7 +159,7 @@ fn route(out: &mut Toml, route: &RoutePlan, trace: Option<&TracePlan>) {
         out.strings("remove", &challenge.remove);
         out.raw("split", challenge.split);
     }
-    if trace.is_some_and(|trace| trace.raw_body_routes.contains(&route.name)) {
+    if route.raw_bodies {
         out.table("routes.trace");
         out.raw("raw_bodies", true);
     }

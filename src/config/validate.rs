@@ -63,27 +63,10 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .trace
         .map(|trace| validator.trace(trace, &root.key("trace")))
         .transpose()?;
-    let raw_body_routes: Vec<String> = raw
-        .routes
-        .iter()
-        .filter(|route| route.trace.as_ref().and_then(|t| t.raw_bodies) == Some(true))
-        .map(|route| route.name.clone())
-        .collect();
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
     let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
     let log = log(raw.log.unwrap_or_default(), &root.key("log"))?;
-    // Redaction knows every route's credential header from the plan, not from a list.
-    let trace = trace.map(|trace| TracePlan {
-        auth_headers: routes
-            .iter()
-            .filter_map(|route| match &route.auth.kind {
-                AuthKind::Header { name, .. } => Some(name.clone()),
-                _ => None,
-            })
-            .collect(),
-        raw_body_routes,
-        ..trace
-    });
+    let trace = trace.map(|trace| trace.for_routes(&routes));
     Ok(Plan {
         server,
         admin,
@@ -521,6 +504,11 @@ impl Validator<'_> {
             auth,
             session,
             challenge,
+            raw_bodies: raw
+                .trace
+                .as_ref()
+                .and_then(|trace| trace.raw_bodies)
+                .unwrap_or(false),
         })
     }
 

@@ -139,7 +139,7 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
     let in_memory = plan
         .admin
         .as_ref()
-        .map(|_| crate::config::TracePlan::in_memory());
+        .map(|_| crate::config::TracePlan::in_memory().for_routes(&plan.routes));
     let (tracer, trace_writer) = match plan.trace.as_ref().or(in_memory.as_ref()) {
         Some(trace) => {
             let (tracer, writer) = Tracer::start(trace)?;
