@@ -628,7 +628,7 @@ fn recording(plan: &Plan) -> Option<crate::config::TracePlan> {
     plan.trace.clone().or_else(|| {
         plan.admin
             .as_ref()
-            .map(|_| crate::config::TracePlan::in_memory())
+            .map(|_| crate::config::TracePlan::in_memory().for_routes(&plan.routes))
     })
 }
 

@@ -61,6 +61,7 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
         },
         session: Some(session),
         challenge: ChallengePlan::default(),
+        raw_bodies: false,
     }
 }
 
