@@ -1081,11 +1081,10 @@ fn aggregation_case(
     let mib = |k: Option<u64>| k.map_or("–".into(), |k| format!("{:.1}", k as f64 / 1024.0));
     let nginx_rps = targets.iter().find(|t| t.name == "nginx").map(Target::rps);
     let mut out = format!(
-        "Aggregation: GET of a {} KiB SCIM ListResponse, wrk -c{}, trace bodies on (max_body          64 KiB) for provproxy.
-
-         | target | req/s | MiB/s | req/s vs nginx | RSS after warm-up MiB | RSS after MiB |          peak RSS MiB | errors |
-|---|---:|---:|---:|---:|---:|---:|---:|
-",
+        "Aggregation: GET of a {} KiB SCIM ListResponse, wrk -c{}, trace bodies on (max_body \
+         64 KiB) for provproxy.\n\n\
+         | target | req/s | MiB/s | req/s vs nginx | RSS after warm-up MiB | RSS after MiB | \
+         peak RSS MiB | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
         PAGE_BYTES / 1024,
         measure.connections
     );
@@ -1111,8 +1110,7 @@ fn aggregation_case(
     }
     let _ = writeln!(
         out,
-        "
-- aggregation throughput ≥ 0.9 × nginx: {}",
+        "\n- aggregation throughput ≥ 0.9 × nginx: {}",
         match ratio {
             Some(r) if r >= 0.9 => format!("{r:.2}x: met"),
             Some(r) => format!("{r:.2}x: NOT met"),
@@ -1135,11 +1133,8 @@ fn workers_case(measure: &Measure, dir: &Path, upstream: SocketAddr) -> BenchRes
     measure.run(&mut targets)?;
     let tick_us = 1e6 / clock_ticks_per_second() as f64;
     let mut out = format!(
-        "Workers (provproxy not pinned; wrk -c{}):
-
-         | target | req/s | CPU µs/req | errors |
-|---|---:|---:|---:|
-",
+        "Workers (provproxy not pinned; wrk -c{}):\n\n\
+         | target | req/s | CPU µs/req | errors |\n|---|---:|---:|---:|\n",
         measure.connections
     );
     for target in &targets {
@@ -1156,8 +1151,7 @@ fn workers_case(measure: &Measure, dir: &Path, upstream: SocketAddr) -> BenchRes
     if let [one, two] = &targets[..] {
         let _ = writeln!(
             out,
-            "
-workers = 2 / workers = 1: {:.2}x req/s",
+            "\nworkers = 2 / workers = 1: {:.2}x req/s",
             two.rps() / one.rps().max(1.0)
         );
     }
