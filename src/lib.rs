@@ -13,6 +13,7 @@ pub mod diagnose;
 pub mod hardening;
 pub mod lockfile;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod trace;

@@ -177,6 +177,27 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(plan: &Plan, shared: Shared) -> Result<Self, RouteSetupError> {
+        Self::reusing(plan, shared, &|_| None)
+    }
+
+    /// The upstream client (and so the connection pool) of a route, for a reloaded plan to keep.
+    pub fn upstream(&self, route: &str) -> Option<UpstreamClient> {
+        self.routes
+            .iter()
+            .find(|r| r.plan.name == route)
+            .and_then(|r| match &r.upstream {
+                Forwarder::Target(upstream) => Some(upstream.clone()),
+                Forwarder::StandIn(_) => None,
+            })
+    }
+
+    /// As [`Proxy::new`], with the upstream clients `reuse` gives for routes that keep theirs
+    /// across a reload; the others are built anew.
+    pub fn reusing(
+        plan: &Plan,
+        shared: Shared,
+        reuse: &dyn Fn(&RoutePlan) -> Option<UpstreamClient>,
+    ) -> Result<Self, RouteSetupError> {
         let trace_max_body =
             plan.trace
                 .as_ref()
@@ -199,47 +220,50 @@ impl Proxy {
                 }
             }));
         }
-        let routes = plan
-            .routes
-            .iter()
-            .zip(shared.tokens.iter().cloned())
-            .map(|(route, tokens)| {
-                let session_replays = route
-                    .session
-                    .as_ref()
-                    .filter(|session| !session.relogin_on.is_empty());
-                let replay_limit = match (session_replays, &tokens) {
-                    (Some(session), _) => Some(session.replay_body_limit),
-                    (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
-                    (None, None) => None,
-                };
-                let target =
-                    forward::Target::new(route).map_err(|source| RouteSetupError::Target {
-                        route: route.name.clone(),
-                        source,
-                    })?;
-                Ok(Route {
-                    upstream: UpstreamClient::new(&route.upstream, target.origin().clone())
-                        .map(Forwarder::Target)
-                        .map_err(|source| RouteSetupError::Tls {
+        let routes =
+            plan.routes
+                .iter()
+                .zip(shared.tokens.iter().cloned())
+                .map(|(route, tokens)| {
+                    let session_replays = route
+                        .session
+                        .as_ref()
+                        .filter(|session| !session.relogin_on.is_empty());
+                    let replay_limit = match (session_replays, &tokens) {
+                        (Some(session), _) => Some(session.replay_body_limit),
+                        (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
+                        (None, None) => None,
+                    };
+                    let target =
+                        forward::Target::new(route).map_err(|source| RouteSetupError::Target {
                             route: route.name.clone(),
                             source,
+                        })?;
+                    let upstream = match reuse(route) {
+                        Some(upstream) => upstream,
+                        None => UpstreamClient::new(&route.upstream, target.origin().clone())
+                            .map_err(|source| RouteSetupError::Tls {
+                                route: route.name.clone(),
+                                source,
+                            })?,
+                    };
+                    Ok(Route {
+                        upstream: Forwarder::Target(upstream),
+                        injector: Injector::new(&route.auth),
+                        tokens,
+                        rewriter: Rewriter::new(&route.challenge).map_err(|source| {
+                            RouteSetupError::Challenge {
+                                route: route.name.clone(),
+                                source,
+                            }
                         })?,
-                    injector: Injector::new(&route.auth),
-                    tokens,
-                    rewriter: Rewriter::new(&route.challenge).map_err(|source| {
-                        RouteSetupError::Challenge {
-                            route: route.name.clone(),
-                            source,
-                        }
-                    })?,
-                    target,
-                    paths: forward::path_map(route),
-                    replay_limit,
-                    plan: route.clone(),
+                        target,
+                        paths: forward::path_map(route),
+                        replay_limit,
+                        plan: route.clone(),
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, RouteSetupError>>()?;
+                .collect::<Result<Vec<_>, RouteSetupError>>()?;
         Ok(Proxy {
             router: Router::new(&plan.routes),
             routes,

@@ -127,6 +127,7 @@ async fn proxy_in_front_of(target: Arc<SessionLocked>) -> std::net::SocketAddr {
             tracer: None,
             ingress: ingress.clone(),
             tokens: Vec::new(),
+            reload: None,
         },
     );
     let shared = Shared {

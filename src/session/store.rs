@@ -45,6 +45,9 @@ const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 /// idle ones), so that one scan of the map pays for that many evictions.
 const CANDIDATES_PER_SCAN_DIVISOR: usize = 8;
 
+/// Which routes of a reloaded plan keep their sessions, by name.
+type Keep<'a> = &'a dyn Fn(&str) -> bool;
+
 /// The process-wide session store. Cheap to clone; all clones share the same sessions.
 #[derive(Clone)]
 pub struct Sessions {
@@ -227,6 +230,59 @@ impl Sessions {
         state: &StatePlan,
         reset: bool,
     ) -> Result<Sessions, SessionError> {
+        Self::build(routes, state, reset, None)
+    }
+
+    /// The store for a reloaded plan, beside this one. Routes that `keep` names take their
+    /// sessions (the very same jars and leases, so requests in flight on this store and new
+    /// ones on the returned store share them) and their key hasher along; every other route
+    /// starts from its state file, as at a start. Counters carry over.
+    pub fn carry_over(
+        &self,
+        routes: &[RoutePlan],
+        state: &StatePlan,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Sessions, SessionError> {
+        let sessions = Self::build(routes, state, false, Some((self, keep)))?;
+        let (old, new) = (&self.inner, &sessions.inner);
+        for (from, to) in [
+            (&old.opened, &new.opened),
+            (&old.relogins, &new.relogins),
+            (&old.expired, &new.expired),
+            (&old.persist_failures, &new.persist_failures),
+        ] {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        new.writes.send_replace(*old.writes.borrow());
+        // The files are rewritten from the new routes soon, whatever changes next: a route
+        // that was reset must not come back from the file at the next start.
+        for file in &new.files {
+            file.dirty.store(true, Ordering::Release);
+        }
+        if !new.files.is_empty() {
+            new.changed.notify_one();
+        }
+        Ok(sessions)
+    }
+
+    /// Sessions tracked for `route` (0 for a route without sessions).
+    pub fn count(&self, route: &str) -> usize {
+        self.inner.routes.get(route).map_or(0, |r| r.map.len())
+    }
+
+    fn build(
+        routes: &[RoutePlan],
+        state: &StatePlan,
+        reset: bool,
+        previous: Option<(&Sessions, Keep<'_>)>,
+    ) -> Result<Sessions, SessionError> {
+        let kept = |name: &str| {
+            previous.and_then(|(sessions, keep)| {
+                keep(name)
+                    .then(|| sessions.inner.routes.get(name))
+                    .flatten()
+            })
+        };
         let cipher = state.encryption_key.clone().map(StateCipher::new);
         let process_hasher = KeyHasher::random().map_err(|_| SessionError::Random)?;
         let mut hashers: HashMap<PathBuf, KeyHasher> = HashMap::new();
@@ -247,8 +303,10 @@ impl Sessions {
                         files.len() - 1
                     })
             });
-            let hasher = match &plan.persist {
-                Some(path) => {
+            let hasher = match (kept(&route.name), &plan.persist) {
+                // Its sessions' keys were hashed with it.
+                (Some(old), _) => old.hasher.clone(),
+                (None, Some(path)) => {
                     let dir = persist::ensure_dir(path)?;
                     match hashers.get(dir) {
                         Some(hasher) => hasher.clone(),
@@ -259,7 +317,7 @@ impl Sessions {
                         }
                     }
                 }
-                None => process_hasher.clone(),
+                (None, None) => process_hasher.clone(),
             };
             by_name.insert(
                 route.name.clone(),
@@ -287,6 +345,14 @@ impl Sessions {
             };
             if let Some(doc) = doc {
                 restore(&by_name, index, doc);
+            }
+        }
+        for (name, route) in &by_name {
+            if let Some(old) = kept(name) {
+                route.map.clear();
+                for entry in old.map.iter() {
+                    route.map.insert(entry.key().clone(), entry.value().clone());
+                }
             }
         }
         Ok(Sessions {
