@@ -24,3 +24,8 @@ pub mod session;
 pub mod state;
 pub mod trace;
 pub mod upstream;
+
+/// The library's entry point: a proxy and its admin listener started from a validated plan, with
+/// a handle ([`Running`]) to reload, drain and stop it. `main.rs`, the demo and the tests all
+/// start a proxy here.
+pub use server::{start, start_with, Running, StartOptions, StartupError};
