@@ -32,6 +32,12 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub max_request_body: Option<String>,
+    pub tls_handshake_timeout: Option<String>,
+    pub first_byte_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub http2_keep_alive_interval: Option<String>,
+    pub http2_keep_alive_timeout: Option<String>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +96,7 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
     pub session: Option<RawSession>,
     pub challenge: Option<RawChallenge>,
+    pub allow_encoded_slashes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,21 +1,14 @@
 //! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
 
-mod framing;
+pub mod framing;
 pub mod ingress;
+mod listener;
 mod tls;
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,19 +19,12 @@ use crate::admin::{
     metrics::{Metrics, ModuleStats},
 };
 use crate::config::Plan;
-use crate::proxy::{ConnInfo, Proxy, Shared};
+use crate::proxy::{Proxy, Shared};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
-use framing::{Framing, FramingGuard};
 use ingress::Ingress;
-
-/// The header count hyper allows when none is configured.
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
-
-/// A client connection, plain or TLS, as one type so that one code path serves both.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+pub use listener::ConnectionStats;
+use listener::Listener;
 
 /// Why the proxy could not start. Rendered once by the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -123,12 +109,14 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
     };
     let tokens = crate::proxy::token_sources(&plan)?;
     let ingress = Arc::new(Ingress::new(&plan.server.clients));
+    let connections = Arc::new(ConnectionStats::default());
     let metrics = Metrics::new(
         &plan.routes,
         ModuleStats {
             sessions: sessions.clone(),
             tracer: tracer.clone(),
             ingress: ingress.clone(),
+            connections: connections.clone(),
             tokens: plan
                 .routes
                 .iter()
@@ -153,27 +141,19 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         .as_ref()
         .map(tls::server_config)
         .transpose()?;
-    let listener = bind(plan.server.listen, "proxy").await?;
-    let addr = local_addr(&listener, plan.server.listen, "proxy")?;
+    let tcp = bind(plan.server.listen, "proxy").await?;
+    let addr = local_addr(&tcp, plan.server.listen, "proxy")?;
     let (stop, stopped) = watch::channel(false);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(plan.server.limits.header_read_timeout)
-        .max_buf_size(plan.server.limits.max_header_bytes.max(8192));
-    // hyper parses up to 100 headers in a stack array, but any explicit limit, 100 included,
-    // makes it build and initialise a heap array for every request head.
-    if plan.server.limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        builder.http1().max_headers(plan.server.limits.max_headers);
-    }
-    builder.http2().timer(TokioTimer::new());
     let grace = plan.server.shutdown_grace;
-    let mut tasks = vec![tokio::spawn(serve(
-        listener,
-        builder.clone(),
-        tls.map(TlsAcceptor::from),
-        Some(ingress),
+    let mut tasks = vec![tokio::spawn(listener::serve(
+        Listener {
+            tcp,
+            tls: tls.map(TlsAcceptor::from),
+            ingress: Some(ingress),
+            limits: plan.server.limits.clone(),
+            cap: plan.server.limits.max_connections,
+            stats: connections,
+        },
         stopped.clone(),
         grace,
         move |request, conn| {
@@ -183,14 +163,18 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
     ))];
     let mut admin_addr = None;
     if let Some(admin_plan) = &plan.admin {
-        let listener = bind(admin_plan.listen, "admin").await?;
-        admin_addr = Some(local_addr(&listener, admin_plan.listen, "admin")?);
+        let tcp = bind(admin_plan.listen, "admin").await?;
+        admin_addr = Some(local_addr(&tcp, admin_plan.listen, "admin")?);
         let admin = Arc::new(admin::Admin::new(metrics, sessions.clone(), tracer));
-        tasks.push(tokio::spawn(serve(
-            listener,
-            builder,
-            None,
-            None,
+        tasks.push(tokio::spawn(listener::serve(
+            Listener {
+                tcp,
+                tls: None,
+                ingress: None,
+                limits: plan.server.limits.clone(),
+                cap: None,
+                stats: Arc::default(),
+            },
             stopped,
             grace,
             move |request, _conn| {
@@ -226,109 +210,4 @@ fn local_addr(
     listener
         .local_addr()
         .map_err(|source| StartupError::Bind { what, addr, source })
-}
-
-/// Accepts connections until told to stop, then waits for open connections to finish their
-/// in-flight requests (at most `grace`).
-async fn serve<H, F>(
-    listener: TcpListener,
-    builder: auto::Builder<TokioExecutor>,
-    tls: Option<TlsAcceptor>,
-    ingress: Option<Arc<Ingress>>,
-    mut stopped: watch::Receiver<bool>,
-    grace: Duration,
-    handler: H,
-) where
-    H: Fn(http::Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = http::Response<crate::proxy::body::ProxyBody>> + Send + 'static,
-{
-    let graceful = GracefulShutdown::new();
-    // Fires when the grace period is over, so that connections still busy are closed rather
-    // than outliving `shutdown()` (a library user's runtime would keep serving them).
-    let (close, closed) = watch::channel(false);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!("accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
-        let handler = handler.clone();
-        let tls = tls.clone();
-        let ingress = ingress.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(until_closed(closed.clone(), async move {
-            let mut conn = ConnInfo::new(remote, tls.is_some());
-            let (stream, framing): (Box<dyn Io>, _) = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => {
-                        conn.client = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|chain| chain.first())
-                            .and_then(|leaf| ingress.as_ref()?.identify_certificate(leaf));
-                        // HTTP/2's binary framing is validated by hyper's h2 codec.
-                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                        (
-                            Box::new(stream),
-                            if h2 {
-                                Framing::Unchecked
-                            } else {
-                                Framing::Checked
-                            },
-                        )
-                    }
-                    Err(err) => {
-                        tracing::debug!(%remote, "TLS handshake failed: {err}");
-                        return;
-                    }
-                },
-                None => (Box::new(stream), Framing::Checked),
-            };
-            let service = service_fn(move |request| {
-                let handler = handler.clone();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(handler(request, conn).await) }
-            });
-            let guarded = FramingGuard::new(stream, remote, framing);
-            let result = watcher
-                .watch(
-                    builder
-                        .serve_connection(TokioIo::new(guarded), service)
-                        .into_owned(),
-                )
-                .await;
-            if let Err(err) = result {
-                tracing::debug!(%remote, "connection ended with an error: {err}");
-            }
-        }));
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "grace period over; closing connections with requests still in flight"
-        );
-        let _ = close.send(true);
-    }
-}
-
-/// Runs one connection until it ends or the grace period is over; dropping it closes it.
-async fn until_closed(mut closed: watch::Receiver<bool>, connection: impl Future<Output = ()>) {
-    tokio::select! {
-        () = connection => {}
-        _ = closed.changed() => {}
-    }
 }

@@ -58,6 +58,7 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
         rewriter: crate::challenge::Rewriter::new(&ChallengePlan::default())
             .expect("the default challenge plan is valid"),
         challenge: ChallengePlan::default(),
+        allow_encoded_slashes: false,
     }
 }
 
