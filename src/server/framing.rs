@@ -110,6 +110,8 @@ pub trait Observer {
     fn body(&mut self, _length: u64) {}
     /// The request (head, body and trailers) ends here.
     fn end(&mut self) {}
+    /// The guard refuses the stream here.
+    fn refused(&mut self, _violation: Violation) {}
 }
 
 impl Observer for () {}
@@ -522,6 +524,7 @@ impl<O: Observer> Scanner<O> {
                     }
                 }
                 Err(violation) => {
+                    self.observer.refused(violation);
                     let in_head = matches!(self.state, State::Start { .. } | State::Head(_));
                     self.state = State::Rejected;
                     let withheld = self.request_start.checked_sub(read_start);
