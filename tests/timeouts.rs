@@ -299,3 +299,38 @@ async fn the_connection_cap_refuses_the_connection_past_it_and_counts_it() {
     drop(reopened);
     proxy.shutdown().await;
 }
+
+fn load(server: &str) -> Result<provproxy::config::Plan, String> {
+    let text = config(server).replace("{upstream}", "http://127.0.0.1:9");
+    provproxy::config::load_str(&text, "x.toml", std::path::Path::new("/etc"), &|_| None)
+        .map_err(|err| err.to_string())
+}
+
+#[test]
+fn the_defaults_suit_an_internet_facing_listener_and_each_key_is_checked() {
+    let limits = load("").expect("valid").server.limits;
+    assert_eq!(limits.tls_handshake_timeout, Duration::from_secs(10));
+    assert_eq!(limits.first_byte_timeout, Duration::from_secs(10));
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(limits.http2_keep_alive_interval, Duration::from_secs(30));
+    assert_eq!(limits.http2_keep_alive_timeout, Duration::from_secs(10));
+    assert_eq!(limits.max_connections, None);
+    let cases = [
+        (
+            "idle_timeout = \"0s\"",
+            "x.toml:3:1: server.idle_timeout: must be longer than 0s",
+        ),
+        (
+            "max_connections = 0",
+            "x.toml:3:1: server.max_connections: must be at least 1",
+        ),
+        (
+            "first_byte_timout = \"5s\"",
+            "x.toml:3:1: server.first_byte_timout: unknown key `first_byte_timout`, did you mean `first_byte_timeout`?",
+        ),
+    ];
+    for (server, expected) in cases {
+        assert_eq!(load(server).err().as_deref(), Some(expected), "{server}");
+    }
+}

@@ -17,6 +17,20 @@ pub fn render(plan: &Plan) -> String {
         server.workers,
         server.shutdown_grace
     );
+    let limits = &server.limits;
+    let _ = writeln!(
+        out,
+        "         timeouts TLS handshake {:?}, first byte {:?}, head {:?}, idle {:?}, HTTP/2 ping every {:?} (answer within {:?}); {}",
+        limits.tls_handshake_timeout,
+        limits.first_byte_timeout,
+        limits.header_read_timeout,
+        limits.idle_timeout,
+        limits.http2_keep_alive_interval,
+        limits.http2_keep_alive_timeout,
+        limits
+            .max_connections
+            .map_or("connections unlimited".to_owned(), |max| format!("at most {max} connections"))
+    );
     if server.clients.is_empty() {
         let who = if server.allow_anyone {
             "anyone (allow_anyone = true)"
@@ -77,8 +91,14 @@ pub fn render(plan: &Plan) -> String {
         };
         let _ = writeln!(
             out,
-            "route    {}: {matcher} -> {}",
-            route.name, route.upstream.url
+            "route    {}: {matcher} -> {}{}",
+            route.name,
+            route.upstream.url,
+            if route.allow_encoded_slashes {
+                " (encoded slashes allowed)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             out,
