@@ -28,8 +28,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use provproxy::config::{self, SessionKeyKind};
-use provproxy::session::{SessionKey, Sessions};
+use provproxy::config;
+use provproxy::session::Sessions;
 
 /// The allocator the `provproxy` binary uses, so that the idle-sessions figure is the binary's.
 #[global_allocator]
@@ -927,6 +927,7 @@ upstream = "http://127.0.0.1:9"
 cookies = true
 key = "header:X-Tenant"
 idle_timeout = "15m"
+max_sessions = 1000000
 "#;
 
 /// Opens `count` sessions, each holding one JSESSIONID as a target would set it, and leaves them
@@ -935,22 +936,21 @@ async fn open_sessions(count: u64) -> BenchResult<(Sessions, usize)> {
     let plan = config::load_str(SESSIONS_TOML, "sessions.toml", Path::new("."), &|_| None)
         .map_err(err("sessions config"))?;
     let route = &plan.routes[0];
-    let kind = route
-        .session
-        .as_ref()
-        .map(|s| s.key.clone())
-        .unwrap_or(SessionKeyKind::Route);
-    let sessions = Sessions::open(&plan.routes, false).map_err(err("open sessions"))?;
+    let sessions =
+        Sessions::open(&plan.routes, &plan.state, false).map_err(err("open sessions"))?;
     let mut request = HeaderMap::new();
     let mut response = HeaderMap::new();
     for i in 0..count {
         let tenant = HeaderValue::from_str(&format!("tenant-{i:06}")).map_err(err("header"))?;
         request.insert("x-tenant", tenant);
-        let key = SessionKey::derive(&kind, None, &request);
+        let key = sessions
+            .key_for(&route.name, None, &request)
+            .map_err(err("session key"))?
+            .ok_or("route keeps no sessions")?;
         let lease = sessions
             .lease(&route.name, key)
             .await
-            .ok_or("route keeps no sessions")?;
+            .map_err(err("lease"))?;
         let _ = lease.cookie_header(PATH);
         let cookie = format!("JSESSIONID={i:032x}; Path=/; HttpOnly");
         response.insert(

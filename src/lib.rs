@@ -7,6 +7,7 @@ pub mod auth;
 pub mod challenge;
 pub mod config;
 pub mod demo;
+pub mod hardening;
 pub mod proxy;
 pub mod server;
 pub mod session;

@@ -71,6 +71,12 @@ fn main() -> ExitCode {
         "info"
     };
     init_logging(cli.log_format, default_level);
+    // Before any secret is read: `check` and `run` both resolve the config's secrets.
+    if matches!(cli.command, Command::Check { .. } | Command::Run { .. }) {
+        if let Err(err) = provproxy::hardening::disable_core_dumps() {
+            return fail(&err);
+        }
+    }
     match cli.command {
         Command::Check { config } => match provproxy::config::load(&config) {
             Ok(plan) => {

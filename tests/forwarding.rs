@@ -403,6 +403,7 @@ async fn forwarded_headers_append_the_client_and_name_the_clients_scheme_and_hos
         r#"
 [server]
 listen = "127.0.0.1:0"
+hosts = ["connector-facing.example"]
 [[routes]]
 name = "r"
 prefix = "/"
@@ -444,6 +445,7 @@ async fn host_is_the_upstreams_unless_preserve_host_is_set() {
         r#"
 [server]
 listen = "127.0.0.1:0"
+hosts = ["connector-facing.example"]
 [[routes]]
 name = "rewritten"
 prefix = "/rewritten/"
@@ -502,6 +504,7 @@ async fn locations_at_the_upstream_point_back_at_the_proxy_and_foreign_ones_are_
         r#"
 [server]
 listen = "127.0.0.1:0"
+hosts = ["connector-facing.example"]
 [[routes]]
 name = "osmc"
 prefix = "/osmc/"

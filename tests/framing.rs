@@ -51,7 +51,7 @@ async fn proxy_for(
 ) -> provproxy::server::Running {
     provproxy::demo::start_proxy(
         &format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{extra_server}\n\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nupstream = \"{}\"\n{extra_route}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nhosts = [\"x\"]\n{extra_server}\n\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nupstream = \"{}\"\n{extra_route}",
             target.url
         ),
         &[],
@@ -349,7 +349,7 @@ async fn whitespace_between_a_chunk_size_and_its_crlf_is_refused() {
 async fn forwarded(request: &[u8]) -> (String, Vec<common::Recorded>) {
     let mut upstream = common::Upstream::start(common::ok).await;
     let proxy = common::proxy(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nupstream = \"{upstream}\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nhosts = [\"x\"]\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nupstream = \"{upstream}\"\n",
         &upstream.url(),
         &[],
     )

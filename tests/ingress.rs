@@ -1,9 +1,12 @@
 //! Who may use the proxy: bearer-token, Basic and client-certificate clients are admitted and
 //! their own credential never reaches the target; everyone else is refused before anything is
 //! forwarded, counted in `/metrics`, and logged at a bounded rate. A listener reachable from
-//! other hosts needs clients (or an explicit `allow_anyone`).
+//! other hosts needs clients (or an explicit `allow_anyone`). Requests addressed to names the
+//! proxy does not serve (421) and browsers' cross-site requests (403) are refused before any
+//! credential is injected; hop-by-hop headers never reach the target.
 
 mod common;
+mod support_binary;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use common::{get, ok, proxy, Pki, Recorded, Upstream, PATIENCE};
+use support_binary::Binary;
 
 const IIQ_TOKEN: &str = "iiq-client-token-7f3a";
 const OKTA_PASSWORD: &str = "okta-client-password-19c2";
@@ -629,4 +633,297 @@ async fn an_unknown_client_gets_the_same_401_for_unknown_and_known_paths() {
     );
     assert_eq!(known.text(), unknown.text());
     assert_eq!(challenges(&known), challenges(&unknown));
+}
+
+/// A route injecting the stored Basic credential, on a loopback proxy without clients: what a
+/// web page in a browser on the connector host could reach.
+/// `extra` goes at the end of `[server]` (and may open tables of its own).
+fn browser_target_config(extra: &str, upstream: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+{extra}
+
+[[routes]]
+name = "scim"
+prefix = "/"
+upstream = "{upstream}"
+[routes.auth]
+kind = "basic"
+username = "svc"
+password = {{ env = "ROUTE_PASSWORD" }}
+"#
+    )
+}
+
+fn start_binary(toml: &str) -> (Binary, SocketAddr) {
+    let env = secrets();
+    let (binary, addr, _) = Binary::start(
+        toml,
+        support_binary::Options {
+            env: &env,
+            uid: None,
+        },
+    );
+    (binary, addr)
+}
+
+/// `POST /Users` with these headers and a small text body, `Host` the proxy's unless given.
+async fn post(addr: SocketAddr, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::post("/Users");
+    if !headers.iter().any(|(name, _)| *name == "host") {
+        request = request.header("host", addr.to_string());
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    common::request_h1(
+        addr,
+        request
+            .body(full(r#"{"userName":"mallory"}"#))
+            .expect("request"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_browsers_cross_site_post_is_refused_before_any_credential_and_the_target_sees_nothing() {
+    let mut upstream = Upstream::start(ok).await;
+    let (binary, addr, admin) = Binary::start(
+        &browser_target_config("[admin]\nlisten = \"127.0.0.1:0\"", &upstream.url()),
+        support_binary::Options {
+            env: &secrets(),
+            uid: None,
+        },
+    );
+    // What a page on evil.example makes a browser send (a "simple" request, no preflight), both
+    // to the proxy's own name and through DNS rebinding to evil.example itself.
+    let page = [
+        ("origin", "http://evil.example"),
+        ("content-type", "text/plain"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "no-cors"),
+    ];
+    let rebound = post(addr, &[&[("host", "evil.example")][..], &page].concat()).await;
+    assert_eq!(rebound.status, StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(common::error_body(&rebound)["error"], "misdirected_request");
+    let direct = post(addr, &page).await;
+    assert_eq!(direct.status, StatusCode::FORBIDDEN, "{}", direct.text());
+    assert_eq!(common::error_body(&direct)["error"], "cross_site_request");
+    for browser_headers in [
+        [("origin", "http://evil.example")],
+        [("origin", "null")],
+        [("sec-fetch-site", "cross-site")],
+        [("sec-fetch-site", "same-site")],
+    ] {
+        let reply = post(addr, &browser_headers).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{browser_headers:?}");
+    }
+    assert!(
+        upstream.received().is_empty(),
+        "a browser's request reached the target"
+    );
+    // The same request from a connector (no browser headers), or from the proxy's own origin.
+    let own_origin = format!("http://{addr}");
+    for headers in [
+        &[][..],
+        &[
+            ("origin", own_origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+        ],
+    ] {
+        assert_eq!(post(addr, headers).await.status, StatusCode::OK);
+        assert_eq!(
+            upstream.only().header("authorization"),
+            Some(ROUTE_AUTHORIZATION)
+        );
+    }
+    let metrics = get(admin.expect("admin listener"), "/metrics", &[])
+        .await
+        .text();
+    for (kind, refused) in [("misdirected_request", 1), ("cross_site_request", 5)] {
+        let name = format!("provproxy_errors_total{{kind=\"{kind}\"}}");
+        assert_eq!(counter(&metrics, &name), refused, "{name}");
+    }
+    drop(binary);
+}
+
+#[tokio::test]
+async fn allow_browsers_lets_a_cross_site_request_through_but_still_checks_the_host() {
+    let mut upstream = Upstream::start(ok).await;
+    let (binary, addr) = start_binary(&browser_target_config(
+        "allow_browsers = true",
+        &upstream.url(),
+    ));
+    let reply = post(
+        addr,
+        &[
+            ("origin", "http://console.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        upstream.only().header("origin"),
+        Some("http://console.example")
+    );
+    let rebound = post(addr, &[("host", "evil.example")]).await;
+    assert_eq!(rebound.status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(upstream.received().is_empty());
+    drop(binary);
+}
+
+#[tokio::test]
+async fn the_proxy_answers_loopback_names_its_hosts_and_host_routes_and_421_otherwise() {
+    let mut upstream = Upstream::start(ok).await;
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+hosts = ["provproxy.internal", "edge.internal:8443"]
+
+[[routes]]
+name = "scim"
+host = "scim.proxy.local"
+upstream = "{upstream}"
+
+[[routes]]
+name = "rest"
+prefix = "/"
+upstream = "{upstream}"
+"#
+    .replace("{upstream}", &upstream.url());
+    let (binary, addr) = start_binary(&toml);
+    let port = addr.port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        "provproxy.internal".to_owned(),
+        "Provproxy.Internal:1234".to_owned(),
+        "edge.internal:8443".to_owned(),
+        "scim.proxy.local".to_owned(),
+    ] {
+        let reply = get(addr, "/Users", &[("host", &host)]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{host}: {}", reply.text());
+        upstream.only();
+    }
+    for host in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        "edge.internal:9443".to_owned(),
+        "provproxy.internal.evil.example".to_owned(),
+        format!("0.0.0.0:{port}"),
+    ] {
+        let reply = get(addr, "/Users", &[("host", &host)]).await;
+        assert_eq!(reply.status, StatusCode::MISDIRECTED_REQUEST, "{host}");
+        let body = common::error_body(&reply);
+        assert_eq!(body["error"], "misdirected_request", "{body}");
+        assert!(body["route"].is_null(), "a refusal names no route: {body}");
+    }
+    assert!(upstream.received().is_empty(), "the target was reached");
+    drop(binary);
+}
+
+#[test]
+fn server_hosts_that_are_not_host_names_are_refused_at_load_naming_the_entry() {
+    let err = load("[server]\nhosts = [\"provproxy.internal\", \"*.internal\"]\n")
+        .expect_err("a wildcard was accepted as a host name");
+    assert_eq!(err.key_path, "server.hosts[1]", "{err}");
+    assert!(err.to_string().starts_with("x.toml:2:"), "{err}");
+}
+
+#[tokio::test]
+async fn proxy_authorization_and_headers_named_on_a_second_connection_line_never_reach_the_target()
+{
+    let mut upstream = Upstream::start(ok).await;
+    // No clients: nobody consumes Proxy-Authorization as a credential, it must still go.
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+[[routes]]
+name = "r"
+prefix = "/"
+upstream = "{upstream}"
+"#
+    .replace("{upstream}", &upstream.url());
+    let (binary, addr) = start_binary(&toml);
+    let reply = get(
+        addr,
+        "/Users",
+        &[
+            ("proxy-authorization", "Basic Y29ubmVjdG9yOnByb3h5LXB3"),
+            ("connection", "keep-alive"),
+            ("connection", "X-Second-Line, x-third-line"),
+            ("x-second-line", "hop"),
+            ("x-third-line", "hop"),
+            ("x-end-to-end", "kept"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = upstream.only();
+    for hop in [
+        "proxy-authorization",
+        "x-second-line",
+        "x-third-line",
+        "connection",
+    ] {
+        assert!(
+            seen.headers.get(hop).is_none(),
+            "{hop} reached the target: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(seen.header("x-end-to-end"), Some("kept"));
+    drop(binary);
+}
+
+#[tokio::test]
+async fn connection_naming_the_session_key_header_does_not_move_the_request_out_of_its_session() {
+    // The target opens a session per tenant: its cookie carries the tenant it was opened for.
+    let mut upstream = Upstream::start(|seen: &Recorded| {
+        let mut response = http::Response::builder().status(StatusCode::OK);
+        if seen.header("cookie").is_none() {
+            let tenant = seen.header("x-tenant").unwrap_or("none");
+            response = response.header("set-cookie", format!("SID={tenant}; Path=/"));
+        }
+        response.body(full("{}")).expect("response")
+    })
+    .await;
+    let toml = r#"
+[server]
+listen = "127.0.0.1:0"
+[[routes]]
+name = "r"
+prefix = "/"
+upstream = "{upstream}"
+[routes.session]
+key = "header:X-Tenant"
+"#
+    .replace("{upstream}", &upstream.url());
+    let (binary, addr) = start_binary(&toml);
+    for tenant in ["t1", "t2"] {
+        get(addr, "/Users", &[("x-tenant", tenant)]).await;
+        assert_eq!(upstream.only().header("cookie"), None, "a new session");
+    }
+    for tenant in ["t1", "t2"] {
+        let reply = get(
+            addr,
+            "/Users",
+            &[("x-tenant", tenant), ("connection", "X-Tenant, keep-alive")],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let seen = upstream.only();
+        assert_eq!(seen.header("x-tenant"), Some(tenant));
+        let expected = format!("SID={tenant}");
+        assert_eq!(
+            seen.header("cookie"),
+            Some(expected.as_str()),
+            "{tenant}'s request left its session"
+        );
+    }
+    drop(binary);
 }

@@ -15,6 +15,7 @@ fn https_route(ca_file: Option<&std::path::Path>) -> String {
         r#"
 [server]
 listen = "127.0.0.1:0"
+hosts = ["connector-facing.example"]
 
 [[routes]]
 name = "private-ca"

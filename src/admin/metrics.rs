@@ -249,6 +249,18 @@ impl prometheus_client::collector::Collector for ModuleStats {
             "Sessions currently kept",
             None,
             live.metric_type(),
-        )?)
+        )?)?;
+        let mut evicted = encoder.encode_descriptor(
+            "sessions_evicted",
+            "Idle sessions dropped to stay within the route's max_sessions",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (route, count) in &sessions.evicted {
+            ConstCounter::new(*count).encode(evicted.encode_family(&RouteLabel {
+                route: route.clone(),
+            })?)?;
+        }
+        Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! The admin listener: `/healthz`, `/metrics`, `/sessions` and `/exchanges`. It shows cookie
-//! names and redacted exchanges only, never a secret.
+//! names and redacted exchanges only, never a secret; `access` decides who may ask.
 
+pub mod access;
 pub mod metrics;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 use crate::proxy::body::{full, ProxyBody};
 use crate::session::Sessions;
 use crate::trace::Tracer;
+use access::Access;
 use metrics::Metrics;
 
 /// Exchanges returned by `GET /exchanges` unless `limit` says otherwise.
@@ -22,18 +25,29 @@ pub struct Admin {
     metrics: Arc<Metrics>,
     sessions: Sessions,
     tracer: Option<Tracer>,
+    access: Access,
 }
 
 impl Admin {
-    pub fn new(metrics: Arc<Metrics>, sessions: Sessions, tracer: Option<Tracer>) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        sessions: Sessions,
+        tracer: Option<Tracer>,
+        access: Access,
+    ) -> Self {
         Admin {
             metrics,
             sessions,
             tracer,
+            access,
         }
     }
 
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody> {
+    /// Answers one admin request; `local` is the connection's own address.
+    pub async fn handle<B>(&self, request: Request<B>, local: SocketAddr) -> Response<ProxyBody> {
+        if let Err(refusal) = self.access.check(&request, local) {
+            return refusal.response();
+        }
         let path = request.uri().path();
         let segments: Vec<String> = path
             .trim_matches('/')

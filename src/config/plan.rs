@@ -19,6 +19,14 @@ pub struct Plan {
     pub routes: Vec<RoutePlan>,
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
+    pub state: StatePlan,
+}
+
+/// `[state]`: how sessions are kept at rest. Only the file backend exists so far.
+#[derive(Debug, Clone, Default)]
+pub struct StatePlan {
+    /// Present: cookie values in state files are encrypted with a key derived from it.
+    pub encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +40,11 @@ pub struct ServerPlan {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     pub shutdown_grace: Duration,
     pub limits: Limits,
+    /// `Host` names served besides loopback names, host routes and the listen address, each
+    /// `host` or `host:port`, lower-case.
+    pub hosts: Vec<String>,
+    /// Serve requests that a browser sent cross-site (refused with 403 unless set).
+    pub allow_browsers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +97,10 @@ pub enum ClientCredential {
 #[derive(Debug, Clone)]
 pub struct AdminPlan {
     pub listen: SocketAddr,
+    /// Bearer token every endpoint but `/healthz` needs; required off loopback.
+    pub token: Option<Secret>,
+    /// `Host` names served besides loopback names and the listen address, lower-case.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +280,10 @@ pub struct SessionPlan {
     pub persist: Option<PathBuf>,
     pub client_cookies: ClientCookies,
     pub login: Option<LoginPlan>,
+    /// Sessions kept for the route; past it the least recently used idle one is dropped.
+    pub max_sessions: usize,
+    /// `header:NAME` keys: the value used when a request lacks the header (else it gets 400).
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,7 +320,8 @@ pub struct LoginPlan {
     /// Path on the proxy side (it goes through the route like any request).
     pub path: String,
     pub expect_status: Vec<StatusCode>,
-    pub body: Option<String>,
+    /// A secret: it usually carries the service account's password.
+    pub body: Option<Secret>,
     pub content_type: Option<String>,
 }
 

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub trace: Option<RawTrace>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub state: Option<RawState>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +39,8 @@ pub struct RawServer {
     pub http2_keep_alive_interval: Option<String>,
     pub http2_keep_alive_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub hosts: Option<Vec<String>>,
+    pub allow_browsers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +66,9 @@ pub struct RawClient {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    pub token: Option<RawSecret>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +83,14 @@ pub struct RawTrace {
     pub rotate_size: Option<String>,
     pub channel_capacity: Option<usize>,
     pub recent: Option<usize>,
+}
+
+/// `[state]`: where sessions live and how they are kept at rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: Option<String>,
+    pub encryption_key: Option<RawSecret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +149,8 @@ pub struct RawSession {
     pub persist: Option<String>,
     pub client_cookies: Option<String>,
     pub login: Option<RawLogin>,
+    pub max_sessions: Option<usize>,
+    pub default_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,7 +159,7 @@ pub struct RawLogin {
     pub method: Option<String>,
     pub path: String,
     pub expect_status: Option<Vec<u16>>,
-    pub body: Option<String>,
+    pub body: Option<RawSecret>,
     pub content_type: Option<String>,
 }
 

@@ -49,8 +49,24 @@ pub fn render(plan: &Plan) -> String {
         };
         let _ = writeln!(out, "client   {}: {how}", client.name);
     }
+    if !server.hosts.is_empty() {
+        let _ = writeln!(
+            out,
+            "hosts    {} (besides loopback names)",
+            server.hosts.join(", ")
+        );
+    }
+    if server.allow_browsers {
+        let _ = writeln!(out, "browsers allowed (allow_browsers = true)");
+    }
     if let Some(admin) = &plan.admin {
         let _ = writeln!(out, "admin    listen {}", admin.listen);
+        if let Some(token) = &admin.token {
+            let _ = writeln!(out, "admin    token {token:?}");
+        }
+        if !admin.hosts.is_empty() {
+            let _ = writeln!(out, "admin    hosts {}", admin.hosts.join(", "));
+        }
     }
     match &plan.trace {
         Some(trace) => {

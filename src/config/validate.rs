@@ -24,6 +24,12 @@ pub struct Invalid {
 
 type Checked<T> = Result<T, Invalid>;
 
+/// Sessions a route keeps unless `max_sessions` says otherwise.
+const DEFAULT_MAX_SESSIONS: usize = 10_000;
+
+/// The state key is stretched by HKDF, not a password hash: it has to carry the entropy itself.
+const MIN_ENCRYPTION_KEY_BYTES: usize = 32;
+
 fn invalid<T>(path: &KeyPath, message: impl Into<String>) -> Checked<T> {
     Err(Invalid {
         path: path.clone(),
@@ -51,23 +57,21 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
     let server = validator.server(raw.server.unwrap_or_default(), &root.key("server"))?;
     let admin = raw
         .admin
-        .map(|admin| {
-            Ok::<_, Invalid>(AdminPlan {
-                listen: socket_addr(&admin.listen, &root.key("admin").key("listen"))?,
-            })
-        })
+        .map(|admin| validator.admin(admin, &root.key("admin")))
         .transpose()?;
     let trace = raw
         .trace
         .map(|trace| validator.trace(trace, &root.key("trace")))
         .transpose()?;
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
+    let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
     Ok(Plan {
         server,
         admin,
         trace,
         routes,
         warnings: validator.warnings,
+        state,
     })
 }
 
@@ -135,6 +139,25 @@ fn status_codes(codes: &[u16], path: &KeyPath) -> Checked<Vec<StatusCode>> {
             Ok(status) if (100..=599).contains(code) => Ok(status),
             _ => invalid(&path.index(index), format!("{code} is not an HTTP status")),
         })
+        .collect()
+}
+
+/// A `hosts` list: each `host` or `host:port`, kept lower-case.
+fn host_names(names: &[String], path: &KeyPath) -> Checked<Vec<String>> {
+    names
+        .iter()
+        .enumerate()
+        .map(
+            |(index, name)| match crate::server::origin::Authority::parse(name) {
+                Some(_) => Ok(name.to_ascii_lowercase()),
+                None => invalid(
+                    &path.index(index),
+                    format!(
+                        "{name:?} is not a host name; write it like \"provproxy.internal\" or \"provproxy.internal:8443\""
+                    ),
+                ),
+            },
+        )
         .collect()
 }
 
@@ -298,6 +321,32 @@ impl Validator<'_> {
                     other => other,
                 },
             },
+            hosts: host_names(raw.hosts.as_deref().unwrap_or_default(), &path.key("hosts"))?,
+            allow_browsers: raw.allow_browsers.unwrap_or(false),
+        })
+    }
+
+    fn admin(&mut self, raw: RawAdmin, path: &KeyPath) -> Checked<AdminPlan> {
+        let listen = socket_addr(&raw.listen, &path.key("listen"))?;
+        let token = raw
+            .token
+            .as_ref()
+            .map(|token| self.secret(token, &path.key("token")))
+            .transpose()?;
+        if !listen.ip().is_loopback() && token.is_none() {
+            return invalid(
+                &path.key("listen"),
+                format!(
+                    "{listen} is reachable from other hosts, but admin.token is not set: anyone who \
+                     can connect could read the exchanges and drop sessions. Set admin.token = \
+                     {{ env = \"PROVPROXY_ADMIN_TOKEN\" }} or listen on 127.0.0.1"
+                ),
+            );
+        }
+        Ok(AdminPlan {
+            listen,
+            token,
+            hosts: host_names(&raw.hosts, &path.key("hosts"))?,
         })
     }
 
@@ -815,11 +864,26 @@ impl Validator<'_> {
                         login.expect_status.as_deref().unwrap_or(&[200, 204]),
                         &login_path.key("expect_status"),
                     )?,
-                    body: login.body.clone(),
+                    body: login
+                        .body
+                        .as_ref()
+                        .map(|body| self.secret(body, &login_path.key("body")))
+                        .transpose()?,
                     content_type: login.content_type.clone(),
                 })
             })
             .transpose()?;
+        let max_sessions = match raw.max_sessions {
+            Some(0) => return invalid(&path.key("max_sessions"), "must be at least 1"),
+            Some(max) => max,
+            None => DEFAULT_MAX_SESSIONS,
+        };
+        if raw.default_key.is_some() && !matches!(key, SessionKeyKind::Header(_)) {
+            return invalid(
+                &path.key("default_key"),
+                "only used with key = \"header:NAME\" (it stands in for a missing header)",
+            );
+        }
         Ok(SessionPlan {
             cookies: raw.cookies.unwrap_or(true),
             key,
@@ -844,7 +908,42 @@ impl Validator<'_> {
                 &path.key("client_cookies"),
             )?,
             login,
+            max_sessions,
+            default_key: raw.default_key.clone(),
         })
+    }
+
+    fn state(&mut self, raw: RawState, path: &KeyPath) -> Checked<StatePlan> {
+        match raw.backend.as_deref() {
+            None | Some("file") => {}
+            Some("redis") => return invalid(
+                &path.key("backend"),
+                "backend \"redis\" is not supported yet; use \"file\" (each route's persist file)",
+            ),
+            Some(other) => {
+                return invalid(
+                    &path.key("backend"),
+                    format!("unknown backend {other:?}, expected file"),
+                )
+            }
+        }
+        let encryption_key = raw
+            .encryption_key
+            .as_ref()
+            .map(|key| self.secret(key, &path.key("encryption_key")))
+            .transpose()?;
+        if let Some(key) = &encryption_key {
+            if key.expose().len() < MIN_ENCRYPTION_KEY_BYTES {
+                return invalid(
+                    &path.key("encryption_key"),
+                    format!(
+                        "too short: at least {MIN_ENCRYPTION_KEY_BYTES} characters of random text \
+                         (for example the output of `openssl rand -base64 32`)"
+                    ),
+                );
+            }
+        }
+        Ok(StatePlan { encryption_key })
     }
 
     fn challenge(&mut self, raw: &RawChallenge, path: &KeyPath) -> Checked<ChallengePlan> {

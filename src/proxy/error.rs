@@ -50,8 +50,18 @@ pub enum ProxyError {
     Token(crate::auth::oauth::OAuthError),
     #[error("the session login request to {path} answered {status}")]
     LoginFailed { status: StatusCode, path: String },
+    #[error("the request has no {header} header, which names its session on this route")]
+    SessionKeyMissing { header: http::HeaderName },
+    #[error("all {max} sessions of this route are in use; retry when one is free")]
+    SessionsFull { max: usize },
     #[error("{0}")]
     Internal(String),
+    #[error(
+        "this proxy does not serve the host this request is addressed to; add it to server.hosts"
+    )]
+    Misdirected,
+    #[error("a browser's cross-site request is refused; set server.allow_browsers = true to serve browsers")]
+    CrossSite,
 }
 
 impl From<UpstreamError> for ProxyError {
@@ -78,6 +88,10 @@ impl ProxyError {
             ProxyError::ClientBody(ClientBodyFault::Malformed(_)) => StatusCode::BAD_REQUEST,
             ProxyError::Token(_) | ProxyError::LoginFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::SessionKeyMissing { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::SessionsFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::CrossSite => StatusCode::FORBIDDEN,
         }
     }
 
@@ -96,6 +110,10 @@ impl ProxyError {
             ProxyError::Token(err) => err.kind(),
             ProxyError::LoginFailed { .. } => "login_failed",
             ProxyError::Internal(_) => "internal",
+            ProxyError::SessionKeyMissing { .. } => "session_key_missing",
+            ProxyError::SessionsFull { .. } => "sessions_full",
+            ProxyError::Misdirected => "misdirected_request",
+            ProxyError::CrossSite => "cross_site_request",
         }
     }
 
@@ -107,11 +125,14 @@ impl ProxyError {
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::Unauthenticated
             | ProxyError::ClientNotAllowed { .. }
-            | ProxyError::ClientBody(_) => Side::Client,
+            | ProxyError::ClientBody(_)
+            | ProxyError::SessionKeyMissing { .. }
+            | ProxyError::Misdirected
+            | ProxyError::CrossSite => Side::Client,
             ProxyError::Upstream(_) | ProxyError::Token(_) | ProxyError::LoginFailed { .. } => {
                 Side::Upstream
             }
-            ProxyError::Internal(_) => Side::Proxy,
+            ProxyError::Internal(_) | ProxyError::SessionsFull { .. } => Side::Proxy,
         }
     }
 
@@ -124,19 +145,26 @@ impl ProxyError {
         }
     }
 
-    /// The response the client gets: `{"error", "route", "side", "detail"}`.
+    /// The response the client gets: `{"error", "route", "side", "detail"}`, and `header` when
+    /// a header the route needs is missing.
     pub fn to_response(&self, route: Option<&str>) -> Response<ProxyBody> {
         #[derive(Serialize)]
         struct Body<'a> {
             error: &'a str,
             route: Option<&'a str>,
             side: Side,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            header: Option<&'a str>,
             detail: String,
         }
         let body = Body {
             error: self.kind(),
             route,
             side: self.side(),
+            header: match self {
+                ProxyError::SessionKeyMissing { header } => Some(header.as_str()),
+                _ => None,
+            },
             detail: self.to_string(),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());

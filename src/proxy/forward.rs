@@ -10,7 +10,7 @@ use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::exchange::Exchange;
 use super::headers::{self, PathMap};
-use crate::config::{RouteMatch, RoutePlan};
+use crate::config::{RouteMatch, RoutePlan, SessionKeyKind};
 
 /// Method, URL and headers of the upstream request; the body travels separately.
 pub struct Head {
@@ -162,7 +162,14 @@ pub fn prepare(
     });
     let target = &exchange.route.target;
     let uri = target.uri(&parts.uri)?;
-    headers::remove_hop_by_hop(&mut parts.headers);
+    let session_key_header = route
+        .session
+        .as_ref()
+        .and_then(|session| match &session.key {
+            SessionKeyKind::Header(name) => Some(name),
+            _ => None,
+        });
+    headers::remove_hop_by_hop(&mut parts.headers, session_key_header);
     headers::add_forwarded(
         &mut parts.headers,
         &exchange.conn.forwarded_for,

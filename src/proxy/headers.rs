@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers that never cross the proxy, whatever `Connection` says.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Proxy-Authorization` is the client's credential for this hop: it must never reach a target,
+/// with or without configured clients.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -15,25 +17,31 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
 ];
 
-/// Removes the hop-by-hop headers and every header the `Connection` header names.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Headers that `Connection` cannot remove: the request would go on addressed elsewhere or
+/// without the credential it means to pass through.
+const NOT_CONNECTION_NAMED: [HeaderName; 2] = [header::HOST, header::AUTHORIZATION];
+
+/// Removes the hop-by-hop headers and every header named on any `Connection` line, except
+/// `Host`, `Authorization` and `keep` (the route's session-key header: a client that named it
+/// would otherwise fall out of its own session).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep: Option<&HeaderName>) {
     // Most messages carry none: one pass over the few headers present is cheaper than a
     // lookup per hop-by-hop name.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        if let Ok(connection) = connection.to_str() {
-            let named: Vec<HeaderName> = connection
-                .split(',')
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-                .collect();
-            for name in named {
-                headers.remove(name);
-            }
-        }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|byte| *byte == b','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
+        .filter(|name| !NOT_CONNECTION_NAMED.contains(name) && Some(name) != keep)
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -195,8 +203,63 @@ mod tests {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        remove_hop_by_hop(&mut headers);
+        remove_hop_by_hop(&mut headers, None);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn every_connection_line_is_read_and_proxy_authorization_always_goes() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static("x-first, X-Second"),
+        );
+        headers.append(header::CONNECTION, HeaderValue::from_static(" x-third ,"));
+        for name in ["x-first", "x-second", "x-third"] {
+            headers.insert(name, HeaderValue::from_static("1"));
+        }
+        headers.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut headers, None);
+        assert_eq!(
+            headers.keys().collect::<Vec<_>>(),
+            [header::ACCEPT],
+            "{headers:?}"
+        );
+
+        let mut alone = HeaderMap::new();
+        alone.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Bearer t"),
+        );
+        remove_hop_by_hop(&mut alone, None);
+        assert!(alone.is_empty(), "{alone:?}");
+    }
+
+    #[test]
+    fn connection_cannot_remove_host_authorization_or_the_session_key_header() {
+        let tenant = HeaderName::from_static("x-tenant");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("X-Tenant, Host, Authorization, x-other"),
+        );
+        headers.insert(&tenant, HeaderValue::from_static("t1"));
+        headers.insert(header::HOST, HeaderValue::from_static("localhost"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        headers.insert("x-other", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut headers, Some(&tenant));
+        assert_eq!(headers.len(), 3, "{headers:?}");
+        for name in [&tenant, &header::HOST, &header::AUTHORIZATION] {
+            assert!(headers.contains_key(name), "{name} was removed");
+        }
     }
 }

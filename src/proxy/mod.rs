@@ -26,8 +26,8 @@ use crate::admin::metrics::Metrics;
 use crate::auth::oauth::TokenSource;
 use crate::auth::{Injected, Injector};
 use crate::config::{ClientCookies, Plan, RoutePlan};
-use crate::server::ingress::{ClientName, Ingress};
-use crate::session::{is_session_gone, Lease, Relogin, SessionKey, Sessions};
+use crate::server::ingress::{ClientName, Ingress, Screened};
+use crate::session::{is_session_gone, Lease, LeaseError, Relogin, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{TlsSetupError, UpstreamBody, UpstreamClient};
@@ -50,6 +50,8 @@ const RELOGIN_BODY_PEEK: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
+    /// The proxy's own address this connection came in on.
+    pub local: SocketAddr,
     pub tls: bool,
     /// The client named by its verified TLS certificate.
     pub client: Option<ClientName>,
@@ -58,9 +60,10 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(remote: SocketAddr, tls: bool) -> ConnInfo {
+    pub fn new(remote: SocketAddr, local: SocketAddr, tls: bool) -> ConnInfo {
         ConnInfo {
             remote,
+            local,
             tls,
             client: None,
             forwarded_for: headers::forwarded_for(remote.ip()),
@@ -220,6 +223,9 @@ impl Proxy {
         mut request: Request<Incoming>,
         conn: &ConnInfo,
     ) -> Response<ProxyBody> {
+        if let Err(screened) = self.shared.ingress.screen(&request, conn.local) {
+            return self.screened(screened, conn);
+        }
         let early = self.shared.tracer.as_ref().map(|_| early_request(&request));
         // Routes and client restrictions see the path the target will see.
         let encoded_separators = match path::normalize_request(&mut request) {
@@ -304,6 +310,21 @@ impl Proxy {
         err.to_response(Some(route))
     }
 
+    /// A request refused before routing, so that nothing of it is injected or forwarded: not
+    /// addressed to the proxy, or a browser's cross-site request. Counted, and logged at a
+    /// bounded rate like refused credentials.
+    fn screened(&self, screened: Screened, conn: &ConnInfo) -> Response<ProxyBody> {
+        let err = match screened {
+            Screened::Misdirected => ProxyError::Misdirected,
+            Screened::CrossSite => ProxyError::CrossSite,
+        };
+        self.shared.metrics.error(err.kind());
+        if self.shared.ingress.should_log_denial() {
+            tracing::warn!(client = %conn.remote, kind = err.kind(), "refused: {err}");
+        }
+        err.to_response(None)
+    }
+
     /// 401 with the proxy's own challenge. It names no route: a client that has not proved who
     /// it is learns nothing about what lies behind the proxy.
     fn unauthenticated(&self) -> Response<ProxyBody> {
@@ -339,11 +360,13 @@ impl Proxy {
         }
         let session_plan = x.route.plan.session.as_ref();
         if let Some(plan) = session_plan {
-            x.session_key = Some(SessionKey::derive(
-                &plan.key,
-                x.client.as_deref(),
-                &head.headers,
-            ));
+            x.session_key = self
+                .shared
+                .sessions
+                .key_for(&x.route.plan.name, x.client.as_deref(), &head.headers)
+                .map_err(|missing| ProxyError::SessionKeyMissing {
+                    header: missing.header,
+                })?;
             if plan.cookies && plan.client_cookies == ClientCookies::Strip {
                 head.headers.remove(header::COOKIE);
             }
@@ -360,12 +383,13 @@ impl Proxy {
             None => ReplayBody::Streaming(client_body),
         };
         let mut lease = match &x.session_key {
-            Some(key) => {
+            Some(key) => Some(
                 self.shared
                     .sessions
                     .lease(&x.route.plan.name, key.clone())
                     .await
-            }
+                    .map_err(lease_error)?,
+            ),
             None => None,
         };
         let mut role = Role::Client;
@@ -590,11 +614,20 @@ impl Proxy {
         )?;
         let mut headers = head.headers.clone();
         self.authorize(x, &mut headers).await?;
-        let login_body = login.body.clone().map(Bytes::from);
-        let mut attempt = x
-            .trace
+        let login_body = login
+            .body
             .as_ref()
-            .map(|trace| trace.attempt(Role::Login, parent, &head, &headers, login_body.as_ref()));
+            .map(|body| Bytes::copy_from_slice(body.expose().as_bytes()));
+        let mut attempt = x.trace.as_ref().map(|trace| {
+            let mut attempt = trace.attempt(Role::Login, parent, &head, &headers, None);
+            // The login body is a secret: its record shows the size, never the bytes.
+            attempt.request.body = login_body.as_ref().map(|body| CapturedBody {
+                bytes: Bytes::new(),
+                total_size: body.len() as u64,
+                truncated: true,
+            });
+            attempt
+        });
         let body = login_body.map_or_else(body::empty, body::full);
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
@@ -761,6 +794,14 @@ fn early_request(request: &Request<Incoming>) -> RequestPart {
         version: request.version(),
         headers: request.headers().clone(),
         body: None,
+    }
+}
+
+fn lease_error(err: LeaseError) -> ProxyError {
+    match err {
+        LeaseError::Full { max, .. } => ProxyError::SessionsFull { max },
+        // The proxy and the store are built from one plan: a route with a key keeps sessions.
+        LeaseError::NoSessions(_) => ProxyError::Internal(err.to_string()),
     }
 }
 

@@ -33,7 +33,7 @@ pub fn rewrite_head(
     headers: &mut HeaderMap,
     status: http::StatusCode,
 ) {
-    headers::remove_hop_by_hop(headers);
+    headers::remove_hop_by_hop(headers, None);
     match exchange.route.plan.rewriter.rewrite(status, headers) {
         Outcome::Untouched => {}
         Outcome::Rewritten { before, after } => {

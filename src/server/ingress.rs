@@ -1,17 +1,22 @@
-//! Who may use the proxy. Each configured client proves itself with a bearer token, Basic
-//! credentials or a client certificate; the credential is checked in constant time and removed
-//! before the request goes anywhere, so it never reaches a target.
+//! Who may use the proxy. A request must be addressed to a name the proxy serves and, unless
+//! browsers are allowed, must not come cross-site from a browser; then each configured client
+//! proves itself with a bearer token, Basic credentials or a client certificate; the credential
+//! is checked in constant time and removed before the request goes anywhere, so it never
+//! reaches a target.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, PROXY_AUTHORIZATION};
+use http::Request;
 use rustls_pki_types::{CertificateDer, ServerName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::origin::{self, ServedNames};
 use crate::config::{ClientCredential, ClientPlan};
 
 /// The authenticated client of a connection or request.
@@ -35,6 +40,8 @@ pub struct Ingress {
     clients: Vec<Known>,
     denials: AtomicU64,
     last_logged_second: AtomicU64,
+    served: ServedNames,
+    allow_browsers: bool,
 }
 
 /// Why a request was refused; the message is safe to log and send.
@@ -44,8 +51,18 @@ pub enum Denied {
     WrongCredential,
 }
 
+/// Why a request was refused before anyone looked at its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screened {
+    /// Addressed to a name the proxy does not serve (DNS rebinding, a stray virtual host).
+    Misdirected,
+    /// Sent by a browser from another site or origin.
+    CrossSite,
+}
+
 impl Ingress {
-    pub fn new(clients: &[ClientPlan]) -> Self {
+    /// `served`: the names the proxy answers to; `allow_browsers`: serve cross-site requests.
+    pub fn new(clients: &[ClientPlan], served: ServedNames, allow_browsers: bool) -> Self {
         let clients = clients
             .iter()
             .map(|client| Known {
@@ -65,7 +82,28 @@ impl Ingress {
             clients,
             denials: AtomicU64::new(0),
             last_logged_second: AtomicU64::new(0),
+            served,
+            allow_browsers,
         }
+    }
+
+    /// The checks that come before everything else, so that nothing of a refused request is
+    /// injected or forwarded: it is addressed to a served name, and it is not a browser's
+    /// cross-site request (unless browsers are allowed). `local` is the connection's own address.
+    pub fn screen<B>(&self, request: &Request<B>, local: SocketAddr) -> Result<(), Screened> {
+        if !self.served.serves_request(request, local) {
+            return Err(Screened::Misdirected);
+        }
+        if !self.allow_browsers
+            && origin::is_cross_site(
+                request.headers(),
+                self.served.scheme(),
+                origin::request_authority(request),
+            )
+        {
+            return Err(Screened::CrossSite);
+        }
+        Ok(())
     }
 
     /// Whether anyone must authenticate at all (with no clients, the listener is loopback-only
@@ -208,19 +246,27 @@ mod tests {
     use crate::config::{Secret, SecretSource};
 
     fn ingress() -> Ingress {
-        Ingress::new(&[
-            ClientPlan {
-                name: "iiq".into(),
-                credential: ClientCredential::Token(Secret::new("t0ken", SecretSource::Literal)),
-            },
-            ClientPlan {
-                name: "okta".into(),
-                credential: ClientCredential::Basic {
-                    username: "okta".into(),
-                    password: Secret::new("pw", SecretSource::Literal),
+        let served = ServedNames::new(([127, 0, 0, 1], 8080).into(), false, ["p.internal"]);
+        Ingress::new(
+            &[
+                ClientPlan {
+                    name: "iiq".into(),
+                    credential: ClientCredential::Token(Secret::new(
+                        "t0ken",
+                        SecretSource::Literal,
+                    )),
                 },
-            },
-        ])
+                ClientPlan {
+                    name: "okta".into(),
+                    credential: ClientCredential::Basic {
+                        username: "okta".into(),
+                        password: Secret::new("pw", SecretSource::Literal),
+                    },
+                },
+            ],
+            served,
+            false,
+        )
     }
 
     fn headers(name: HeaderName, value: &str) -> HeaderMap {
@@ -255,6 +301,51 @@ mod tests {
         );
         assert!(!headers.contains_key(PROXY_AUTHORIZATION));
         assert!(headers.contains_key(AUTHORIZATION));
+    }
+
+    fn request(headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::post("/scim/Users");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn a_request_to_a_name_not_served_is_misdirected_before_anything_else() {
+        let local = ([127, 0, 0, 1], 8080).into();
+        for host in ["evil.example", "evil.example:8080"] {
+            assert_eq!(
+                ingress().screen(&request(&[("host", host)]), local),
+                Err(Screened::Misdirected)
+            );
+        }
+        for host in ["localhost:8080", "127.0.0.1:8080", "P.internal"] {
+            assert_eq!(ingress().screen(&request(&[("host", host)]), local), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_browsers_cross_site_request_is_refused_unless_browsers_are_allowed() {
+        let local = ([127, 0, 0, 1], 8080).into();
+        let cross_site = request(&[
+            ("host", "localhost:8080"),
+            ("origin", "http://evil.example"),
+            ("content-type", "text/plain"),
+        ]);
+        assert_eq!(
+            ingress().screen(&cross_site, local),
+            Err(Screened::CrossSite)
+        );
+        let fetched = request(&[("host", "localhost:8080"), ("sec-fetch-site", "cross-site")]);
+        assert_eq!(ingress().screen(&fetched, local), Err(Screened::CrossSite));
+        let allowing = Ingress::new(
+            &[],
+            ServedNames::new(([127, 0, 0, 1], 8080).into(), false, []),
+            true,
+        );
+        assert_eq!(allowing.screen(&cross_site, local), Ok(()));
+        assert_eq!(allowing.screen(&fetched, local), Ok(()));
     }
 
     #[test]

@@ -187,11 +187,16 @@ pub(super) async fn serve<H, F>(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // With a `0.0.0.0`/`::` listener, the address this connection came in on is the one its
+        // client may name in `Host`; unknown, it is unspecified, which serves no name.
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let shared = shared.clone();
         let stopped = stopped.clone();
         tokio::spawn(until_closed(closed.clone(), async move {
             let _slot = slot;
-            connection(&shared, stream, remote, stopped).await;
+            connection(&shared, stream, remote, local, stopped).await;
         }));
     }
     drop(tcp);
@@ -234,12 +239,13 @@ async fn connection<H, F>(
     shared: &Shared<H>,
     stream: TcpStream,
     remote: SocketAddr,
+    local: SocketAddr,
     stopped: watch::Receiver<bool>,
 ) where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let mut conn = ConnInfo::new(remote, shared.tls.is_some());
+    let mut conn = ConnInfo::new(remote, local, shared.tls.is_some());
     let stream: Box<dyn Io> = match &shared.tls {
         Some(acceptor) => {
             match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {

@@ -3,6 +3,7 @@
 pub mod framing;
 pub mod ingress;
 mod listener;
+pub mod origin;
 mod tls;
 
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use crate::admin::{
     metrics::{Metrics, ModuleStats},
 };
 use crate::config::Plan;
-use crate::proxy::{Proxy, Shared};
+use crate::proxy::{ConnInfo, Proxy, Shared};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
 use ingress::Ingress;
@@ -99,7 +100,7 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
 }
 
 pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, StartupError> {
-    let sessions = Sessions::open(&plan.routes, options.reset_sessions)?;
+    let sessions = Sessions::open(&plan.routes, &plan.state, options.reset_sessions)?;
     let (tracer, trace_writer) = match &plan.trace {
         Some(trace) => {
             let (tracer, writer) = Tracer::start(trace)?;
@@ -108,7 +109,11 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         None => (None, None),
     };
     let tokens = crate::proxy::token_sources(&plan)?;
-    let ingress = Arc::new(Ingress::new(&plan.server.clients));
+    let ingress = Arc::new(Ingress::new(
+        &plan.server.clients,
+        origin::ServedNames::for_proxy(&plan),
+        plan.server.allow_browsers,
+    ));
     let connections = Arc::new(ConnectionStats::default());
     let metrics = Metrics::new(
         &plan.routes,
@@ -165,7 +170,12 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
     if let Some(admin_plan) = &plan.admin {
         let tcp = bind(admin_plan.listen, "admin").await?;
         admin_addr = Some(local_addr(&tcp, admin_plan.listen, "admin")?);
-        let admin = Arc::new(admin::Admin::new(metrics, sessions.clone(), tracer));
+        let admin = Arc::new(admin::Admin::new(
+            metrics,
+            sessions.clone(),
+            tracer,
+            admin::access::Access::new(admin_plan),
+        ));
         tasks.push(tokio::spawn(listener::serve(
             Listener {
                 tcp,
@@ -177,9 +187,9 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
             },
             stopped,
             grace,
-            move |request, _conn| {
+            move |request, conn: ConnInfo| {
                 let admin = admin.clone();
-                async move { admin.handle(request).await }
+                async move { admin.handle(request, conn.local).await }
             },
         )));
     }

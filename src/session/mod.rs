@@ -1,6 +1,7 @@
-//! Cookie jars per session key, single-flight establishment, re-login, persistence.
+//! Cookie jars per session key, single-flight establishment, re-login, bounds, persistence.
 //!
-//! The pipeline derives a [`SessionKey`], takes a [`Lease`] from [`Sessions`], sends the jar's
+//! The pipeline asks [`Sessions::key_for`] for the request's [`SessionKey`] (a keyed hash,
+//! scoped to the authenticated client), takes a [`Lease`] from [`Sessions`], sends the jar's
 //! `Cookie` header, absorbs every response's `Set-Cookie`, and on a response for which
 //! [`is_session_gone`] holds, calls [`Lease::begin_relogin`] and replays once.
 
@@ -8,6 +9,8 @@ mod jar;
 mod key;
 mod persist;
 mod psl;
+mod salt;
+mod seal;
 mod store;
 
 use std::path::PathBuf;
@@ -17,8 +20,9 @@ use http::StatusCode;
 use crate::config::SessionPlan;
 
 pub use jar::{Absorbed, Jar, Rejected};
-pub use key::SessionKey;
-pub use store::{Lease, Relogin, SessionInfo, SessionStats, Sessions};
+pub use key::{KeyHasher, MissingKeyHeader, SessionKey};
+pub use seal::StateCipher;
+pub use store::{Lease, LeaseError, Relogin, SessionInfo, SessionStats, Sessions};
 
 /// Startup and persistence errors. They name files and causes, never cookie values.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,27 @@ pub enum SessionError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "session key secret file {} is unusable: {reason} (delete it to start with a new one; \
+         sessions keyed by client or header are then opened anew)",
+        .path.display()
+    )]
+    Salt { path: PathBuf, reason: String },
+    #[error("the system random number generator failed")]
+    Random,
+    #[error(
+        "cannot decrypt the cookies in session state file {}: state.encryption_key is not the key \
+         it was written with, or the file was altered (set the right key, or start with \
+         --reset-sessions to move the file aside)",
+        .path.display()
+    )]
+    WrongKey { path: PathBuf },
+    #[error(
+        "session state file {} holds encrypted cookies but state.encryption_key is not set \
+         (set it, or start with --reset-sessions to move the file aside)",
+        .path.display()
+    )]
+    NoKey { path: PathBuf },
 }
 
 /// Whether a response means the target dropped the session: its status is in `relogin_on`, the

@@ -11,35 +11,67 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use cookie_store::Cookie;
+
 use super::jar::StoredCookie;
+use super::seal::{self, StateCipher};
 use super::SessionError;
 
 const VERSION: u32 = 1;
 
-/// No `Debug` here or below: these hold cookie values.
-#[derive(Serialize, Deserialize)]
+/// The sessions of one state file, cookies in clear. No `Debug` here or below: these hold
+/// cookie values.
 pub(crate) struct StateDoc {
-    pub(crate) version: u32,
-    pub(crate) sessions: Vec<PersistedSession>,
+    pub(crate) sessions: Vec<PersistedSession<StoredCookie>>,
 }
 
 impl StateDoc {
-    pub(crate) fn new(sessions: Vec<PersistedSession>) -> StateDoc {
-        StateDoc {
-            version: VERSION,
-            sessions,
-        }
+    pub(crate) fn new(sessions: Vec<PersistedSession<StoredCookie>>) -> StateDoc {
+        StateDoc { sessions }
     }
 }
 
 #[derive(Serialize, Deserialize)]
-pub(crate) struct PersistedSession {
+pub(crate) struct PersistedSession<C> {
     pub(crate) route: String,
     pub(crate) key: String,
     pub(crate) created_ms: u64,
     pub(crate) last_used_ms: u64,
     pub(crate) generation: u64,
-    pub(crate) cookies: Vec<StoredCookie>,
+    pub(crate) cookies: Vec<C>,
+}
+
+/// The file as written. Without an encryption key it is exactly the format of earlier
+/// versions; with one, it names the scheme and the salt of this version's key, and each cookie
+/// is its name (readable) and its sealed self.
+#[derive(Serialize, Deserialize)]
+struct FileDoc {
+    version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encryption: Option<Encryption>,
+    sessions: Vec<PersistedSession<FileCookie>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Encryption {
+    scheme: String,
+    salt: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum FileCookie {
+    Plain(StoredCookie),
+    Sealed {
+        created: u64,
+        name: String,
+        sealed: String,
+    },
+}
+
+/// What a sealed cookie is bound to: moving it to another cookie, session or route breaks it.
+fn seal_context(route: &str, key: &str, name: &str) -> Vec<u8> {
+    [route.as_bytes(), key.as_bytes(), name.as_bytes()].join(&0u8)
 }
 
 pub(crate) fn to_unix_ms(time: SystemTime) -> u64 {
@@ -51,8 +83,13 @@ pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// Reads a state file; `None` when there is none yet.
-pub(crate) fn read_state(path: &Path) -> Result<Option<StateDoc>, SessionError> {
+/// Reads a state file; `None` when there is none yet. Sealed cookies are opened with `cipher`;
+/// a file sealed under another key, or sealed while no key is configured, is an error naming
+/// it, never a jar of garbage cookies.
+pub(crate) fn read_state(
+    path: &Path,
+    cipher: Option<&StateCipher>,
+) -> Result<Option<StateDoc>, SessionError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -63,10 +100,13 @@ pub(crate) fn read_state(path: &Path) -> Result<Option<StateDoc>, SessionError> 
             })
         }
     };
-    let doc: StateDoc = serde_json::from_slice(&bytes).map_err(|error| SessionError::Corrupt {
+    let corrupt = |reason: String| SessionError::Corrupt {
         path: path.to_owned(),
+        reason,
+    };
+    let doc: FileDoc = serde_json::from_slice(&bytes).map_err(|error| {
         // serde's message can quote the offending value, which may be a cookie: only say where.
-        reason: format!(
+        corrupt(format!(
             "invalid {} at line {} column {}",
             match error.classify() {
                 serde_json::error::Category::Io => "read",
@@ -76,15 +116,71 @@ pub(crate) fn read_state(path: &Path) -> Result<Option<StateDoc>, SessionError> 
             },
             error.line(),
             error.column()
-        ),
+        ))
     })?;
     if doc.version != VERSION {
-        return Err(SessionError::Corrupt {
-            path: path.to_owned(),
-            reason: format!("unsupported version {}", doc.version),
+        return Err(corrupt(format!("unsupported version {}", doc.version)));
+    }
+    let file_key = match (&doc.encryption, cipher) {
+        (None, _) => None,
+        (Some(encryption), _) if encryption.scheme != seal::SCHEME => {
+            return Err(corrupt(format!(
+                "unknown encryption scheme {:?}",
+                encryption.scheme
+            )))
+        }
+        (Some(_), None) => {
+            return Err(SessionError::NoKey {
+                path: path.to_owned(),
+            })
+        }
+        (Some(encryption), Some(cipher)) => Some(
+            cipher
+                .file_key(&encryption.salt)
+                .ok_or_else(|| corrupt("invalid encryption salt".to_owned()))?,
+        ),
+    };
+    let mut sessions = Vec::with_capacity(doc.sessions.len());
+    for saved in doc.sessions {
+        let mut cookies = Vec::with_capacity(saved.cookies.len());
+        for cookie in saved.cookies {
+            match cookie {
+                FileCookie::Plain(stored) => cookies.push(stored),
+                FileCookie::Sealed {
+                    created,
+                    name,
+                    sealed,
+                } => {
+                    let Some(file_key) = &file_key else {
+                        return Err(corrupt(
+                            "a sealed cookie in a file without a key salt".into(),
+                        ));
+                    };
+                    let context = seal_context(&saved.route, &saved.key, &name);
+                    let plain =
+                        file_key
+                            .open(&context, &sealed)
+                            .ok_or_else(|| SessionError::WrongKey {
+                                path: path.to_owned(),
+                            })?;
+                    let cookie: Cookie<'static> = serde_json::from_slice(&plain)
+                        .ok()
+                        .filter(|cookie: &Cookie<'static>| cookie.name() == name)
+                        .ok_or_else(|| corrupt("a sealed cookie does not hold a cookie".into()))?;
+                    cookies.push(StoredCookie { created, cookie });
+                }
+            }
+        }
+        sessions.push(PersistedSession {
+            route: saved.route,
+            key: saved.key,
+            created_ms: saved.created_ms,
+            last_used_ms: saved.last_used_ms,
+            generation: saved.generation,
+            cookies,
         });
     }
-    Ok(Some(doc))
+    Ok(Some(StateDoc { sessions }))
 }
 
 /// Renames a bad state file to `<file>.corrupt-<unix seconds>` (never deleting an earlier one)
@@ -111,8 +207,9 @@ pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, SessionError> {
     Ok(target)
 }
 
-/// Creates the state file's directory (0700) so that a bad `persist` path fails at startup.
-pub(crate) fn ensure_dir(path: &Path) -> Result<(), SessionError> {
+/// Creates the state file's directory (0700) so that a bad `persist` path fails at startup;
+/// returns it.
+pub(crate) fn ensure_dir(path: &Path) -> Result<&Path, SessionError> {
     let dir = parent_dir(path);
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -123,12 +220,60 @@ pub(crate) fn ensure_dir(path: &Path) -> Result<(), SessionError> {
         .map_err(|source| SessionError::StateDir {
             path: dir.to_owned(),
             source,
-        })
+        })?;
+    Ok(dir)
 }
 
-/// Serialises and atomically replaces the state file. Blocking: call it off the runtime.
-pub(crate) fn write_state(path: &Path, doc: &StateDoc) -> io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(doc).map_err(io::Error::other)?;
+/// Serialises (sealing every cookie when there is a `cipher`) and atomically replaces the
+/// state file. Blocking: call it off the runtime.
+pub(crate) fn write_state(
+    path: &Path,
+    doc: StateDoc,
+    cipher: Option<&StateCipher>,
+) -> io::Result<()> {
+    let file_key = cipher
+        .map(StateCipher::new_file_key)
+        .transpose()
+        .map_err(|_| io::Error::other("the system random number generator failed"))?;
+    let mut sessions = Vec::with_capacity(doc.sessions.len());
+    for saved in doc.sessions {
+        let cookies = match &file_key {
+            None => saved.cookies.into_iter().map(FileCookie::Plain).collect(),
+            Some(file_key) => {
+                let mut sealed = Vec::with_capacity(saved.cookies.len());
+                for stored in saved.cookies {
+                    let name = stored.cookie.name().to_owned();
+                    let plain = serde_json::to_vec(&stored.cookie).map_err(io::Error::other)?;
+                    let context = seal_context(&saved.route, &saved.key, &name);
+                    sealed.push(FileCookie::Sealed {
+                        created: stored.created,
+                        name,
+                        sealed: file_key.seal(&context, &plain).map_err(|_| {
+                            io::Error::other("the system random number generator failed")
+                        })?,
+                    });
+                }
+                sealed
+            }
+        };
+        sessions.push(PersistedSession {
+            route: saved.route,
+            key: saved.key,
+            created_ms: saved.created_ms,
+            last_used_ms: saved.last_used_ms,
+            generation: saved.generation,
+            cookies,
+        });
+    }
+    let file = FileDoc {
+        version: VERSION,
+        encryption: file_key.map(|key| Encryption {
+            scheme: seal::SCHEME.to_owned(),
+            salt: key.salt,
+        }),
+        sessions,
+    };
+    let bytes = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
     replace_file(path, |file| file.write_all(&bytes))
 }
 
@@ -185,7 +330,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        write_state(&path, &StateDoc::new(Vec::new())).unwrap();
+        write_state(&path, StateDoc::new(Vec::new()), None).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
@@ -210,7 +355,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("not-a-dir");
         fs::write(&blocker, b"x").unwrap();
-        let result = write_state(&blocker.join("state.json"), &StateDoc::new(Vec::new()));
+        let result = write_state(&blocker.join("state.json"), StateDoc::new(Vec::new()), None);
         assert!(result.is_err());
         assert_eq!(fs::read(&blocker).unwrap(), b"x");
     }
@@ -225,7 +370,7 @@ mod tests {
             "last_used_ms":1,"generation":1,"cookies":[{"created":0,"cookie":"JSESSIONID=topsecret"}]}]}"#,
         )
         .unwrap();
-        let Err(error) = read_state(&path) else {
+        let Err(error) = read_state(&path, None) else {
             panic!("must not load");
         };
         let text = error.to_string();
@@ -240,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         fs::write(&path, br#"{"version":99,"sessions":[]}"#).unwrap();
-        let Err(error) = read_state(&path) else {
+        let Err(error) = read_state(&path, None) else {
             panic!("must not load");
         };
         assert!(error.to_string().contains("unsupported version 99"));
@@ -249,7 +394,9 @@ mod tests {
     #[test]
     fn missing_file_reads_as_no_state() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_state(&dir.path().join("none.json")).unwrap().is_none());
+        assert!(read_state(&dir.path().join("none.json"), None)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

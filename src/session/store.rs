@@ -1,5 +1,6 @@
 //! The session store: one jar per (route, session key), leases that decide who may talk to the
-//! target with which cookie, re-login, idle expiry, and the persistence schedule.
+//! target with which cookie, re-login, idle expiry, the `max_sessions` bound (least recently
+//! used idle session out), and the persistence schedule.
 //!
 //! Each session has two async locks. `gate` (a RwLock) is held for the whole exchange: read =
 //! shared use of an established session, write = alone (establishing, re-login, `serialize`).
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::mapref::entry::Entry;
@@ -26,13 +27,23 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::jar::Jar;
-use super::key::SessionKey;
+use super::key::{KeyHasher, MissingKeyHeader, SessionKey};
 use super::persist::{self, PersistedSession, StateDoc};
+use super::salt;
+use super::seal::StateCipher;
 use super::SessionError;
-use crate::config::{RoutePlan, SessionPlan};
+use crate::config::{RoutePlan, SessionPlan, StatePlan};
 
 /// How long the writer waits after a change for more changes, so a burst costs one write.
 const PERSIST_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The least time between the end of one state file write and the start of the next: a flood
+/// of new sessions costs at most one write per second, whatever the size of the file.
+const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A scan for eviction candidates keeps this share of a route's `max_sessions` (the oldest
+/// idle ones), so that one scan of the map pays for that many evictions.
+const CANDIDATES_PER_SCAN_DIVISOR: usize = 8;
 
 /// The process-wide session store. Cheap to clone; all clones share the same sessions.
 #[derive(Clone)]
@@ -43,6 +54,8 @@ pub struct Sessions {
 struct Inner {
     routes: HashMap<String, Arc<RouteSessions>>,
     files: Vec<StateFile>,
+    /// Seals cookie values in the state files (`[state] encryption_key`).
+    cipher: Option<StateCipher>,
     changed: Notify,
     opened: AtomicU64,
     relogins: AtomicU64,
@@ -60,6 +73,21 @@ struct RouteSessions {
     /// Index into `Inner::files`.
     file: Option<usize>,
     map: DashMap<SessionKey, Arc<Session>>,
+    /// Keys the hashes of this route's session keys.
+    hasher: KeyHasher,
+    /// Sessions dropped to stay within `max_sessions`.
+    evicted: AtomicU64,
+    /// The oldest idle sessions as of the last scan, newest first (the next to go is last).
+    candidates: Mutex<Vec<Candidate>>,
+}
+
+/// A session that was idle, and among the least recently used, when the map was scanned. It is
+/// still the least recently used one when it comes up if it is idle and unused since: every
+/// session not in the list was used more recently at the scan, and a use only makes it newer.
+struct Candidate {
+    key: SessionKey,
+    last_used: Instant,
+    session: Weak<Session>,
 }
 
 struct StateFile {
@@ -161,7 +189,7 @@ pub struct SessionInfo {
 }
 
 /// Counters for the admin and metrics module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionStats {
     /// Sessions currently tracked.
     pub live: u64,
@@ -171,13 +199,37 @@ pub struct SessionStats {
     pub expired: u64,
     pub persist_failures: u64,
     pub persist_writes: u64,
+    /// Sessions dropped to stay within `max_sessions`, per route (routes in name order).
+    pub evicted: Vec<(String, u64)>,
+}
+
+/// Why there is no lease.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("route {0:?} keeps no sessions")]
+    NoSessions(String),
+    /// Every one of the route's `max_sessions` sessions is in use, so none can make room.
+    #[error(
+        "all {max} sessions of route {route:?} are in use; no idle one can make room for a new one"
+    )]
+    Full { route: String, max: usize },
 }
 
 impl Sessions {
     /// Builds the store for the routes that have a session plan, loading persisted sessions.
     /// A state file that cannot be read or parsed is an error naming it; with `reset`, it is
     /// moved aside to `<file>.corrupt-<unix seconds>` and the store starts empty for it.
-    pub fn open(routes: &[RoutePlan], reset: bool) -> Result<Sessions, SessionError> {
+    ///
+    /// Session keys of routes that persist are hashed with the secret kept in their state
+    /// directory (created at the first start); the others with a secret of this process.
+    pub fn open(
+        routes: &[RoutePlan],
+        state: &StatePlan,
+        reset: bool,
+    ) -> Result<Sessions, SessionError> {
+        let cipher = state.encryption_key.clone().map(StateCipher::new);
+        let process_hasher = KeyHasher::random().map_err(|_| SessionError::Random)?;
+        let mut hashers: HashMap<PathBuf, KeyHasher> = HashMap::new();
         let mut files: Vec<StateFile> = Vec::new();
         let mut by_name = HashMap::new();
         for route in routes {
@@ -195,6 +247,20 @@ impl Sessions {
                         files.len() - 1
                     })
             });
+            let hasher = match &plan.persist {
+                Some(path) => {
+                    let dir = persist::ensure_dir(path)?;
+                    match hashers.get(dir) {
+                        Some(hasher) => hasher.clone(),
+                        None => {
+                            let hasher = salt::load_or_create(dir)?;
+                            hashers.insert(dir.to_owned(), hasher.clone());
+                            hasher
+                        }
+                    }
+                }
+                None => process_hasher.clone(),
+            };
             by_name.insert(
                 route.name.clone(),
                 Arc::new(RouteSessions {
@@ -203,12 +269,14 @@ impl Sessions {
                     plan: plan.clone(),
                     file,
                     map: DashMap::new(),
+                    hasher,
+                    evicted: AtomicU64::new(0),
+                    candidates: Mutex::new(Vec::new()),
                 }),
             );
         }
         for (index, file) in files.iter().enumerate() {
-            persist::ensure_dir(&file.path)?;
-            let doc = match persist::read_state(&file.path) {
+            let doc = match persist::read_state(&file.path, cipher.as_ref()) {
                 Ok(doc) => doc,
                 Err(error) if reset => {
                     let moved = persist::move_aside(&file.path)?;
@@ -225,6 +293,7 @@ impl Sessions {
             inner: Arc::new(Inner {
                 routes: by_name,
                 files,
+                cipher,
                 changed: Notify::new(),
                 opened: AtomicU64::new(0),
                 relogins: AtomicU64::new(0),
@@ -235,12 +304,31 @@ impl Sessions {
         })
     }
 
-    /// A lease on the session `key` of `route`, waiting as the session's rules require; `None`
-    /// when the route keeps no session. Dropping the lease releases it.
-    pub async fn lease(&self, route: &str, key: SessionKey) -> Option<Lease> {
-        let route = self.inner.routes.get(route)?.clone();
+    /// The session key of a request on `route`, hashed with the route's secret (see
+    /// [`SessionKey::derive`]); `Ok(None)` when the route keeps no sessions.
+    pub fn key_for(
+        &self,
+        route: &str,
+        client: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Option<SessionKey>, MissingKeyHeader> {
+        let Some(route) = self.inner.routes.get(route) else {
+            return Ok(None);
+        };
+        SessionKey::derive(&route.plan, client, headers, &route.hasher).map(Some)
+    }
+
+    /// A lease on the session `key` of `route`, waiting as the session's rules require.
+    /// Dropping the lease releases it.
+    pub async fn lease(&self, route: &str, key: SessionKey) -> Result<Lease, LeaseError> {
+        let route = self
+            .inner
+            .routes
+            .get(route)
+            .ok_or_else(|| LeaseError::NoSessions(route.to_owned()))?
+            .clone();
         loop {
-            let active = self.checkout(&route, &key, Instant::now());
+            let active = self.checkout(&route, &key, Instant::now())?;
             let session = active.0.clone();
             let acquired = if route.plan.serialize {
                 acquire_serialized(&session).await
@@ -248,7 +336,7 @@ impl Sessions {
                 acquire_shared_or_establish(&route.plan, &session).await
             };
             if let Some((guard, generation)) = acquired {
-                return Some(Lease {
+                return Ok(Lease {
                     inner: self.inner.clone(),
                     route,
                     active,
@@ -262,15 +350,22 @@ impl Sessions {
     }
 
     /// The session for `key`, counted as active; a new one when there is none or the old one
-    /// sat idle past its timeout (the lazy half of idle expiry).
-    fn checkout(&self, route: &RouteSessions, key: &SessionKey, now: Instant) -> Active {
+    /// sat idle past its timeout (the lazy half of idle expiry). A new session beyond the
+    /// route's `max_sessions` makes room by dropping the least recently used idle one, or is
+    /// refused when every session is in use.
+    fn checkout(
+        &self,
+        route: &RouteSessions,
+        key: &SessionKey,
+        now: Instant,
+    ) -> Result<Active, LeaseError> {
         let timeout = route.plan.idle_timeout;
         // The map shard stays locked while `active` is raised, so a sweep cannot remove the
         // session between the idle check and the increment.
         if let Some(session) = route.map.get(key) {
             if !session.is_idle(now, timeout) {
                 session.active.fetch_add(1, Ordering::AcqRel);
-                return Active(session.clone());
+                return Ok(Active(session.clone()));
             }
         }
         let fresh = || {
@@ -281,22 +376,95 @@ impl Sessions {
                 (now, SystemTime::now()),
             ))
         };
-        let session = match route.map.entry(key.clone()) {
+        let (session, added) = match route.map.entry(key.clone()) {
             Entry::Occupied(mut entry) => {
                 if entry.get().is_idle(now, timeout) {
                     self.retire(route, entry.get());
                     entry.insert(fresh());
                 }
                 entry.get().active.fetch_add(1, Ordering::AcqRel);
-                entry.get().clone()
+                (entry.get().clone(), false)
             }
             Entry::Vacant(entry) => {
                 let session = entry.insert(fresh());
                 session.active.fetch_add(1, Ordering::AcqRel);
-                session.clone()
+                (session.clone(), true)
             }
         };
-        Active(session)
+        // No map shard is locked any more: evicting may lock any of them.
+        let active = Active(session);
+        if added {
+            while route.map.len() > route.plan.max_sessions {
+                if !self.evict_one(route) {
+                    if route
+                        .map
+                        .remove_if(key, |_, held| Arc::ptr_eq(held, &active.0))
+                        .is_some()
+                    {
+                        active.0.removed.store(true, Ordering::Release);
+                    }
+                    return Err(LeaseError::Full {
+                        route: route.name.clone(),
+                        max: route.plan.max_sessions,
+                    });
+                }
+            }
+        }
+        Ok(active)
+    }
+
+    /// Drops the least recently used idle session of `route`; false when none is idle.
+    fn evict_one(&self, route: &RouteSessions) -> bool {
+        // A candidate used since the scan is skipped; two scans that yield nothing usable
+        // mean every session is busy (or being used as fast as it is scanned).
+        let mut scans = 0;
+        loop {
+            let next = lock(&route.candidates).pop();
+            let Some(candidate) = next else {
+                if scans == 2 || !self.scan_candidates(route) {
+                    return false;
+                }
+                scans += 1;
+                continue;
+            };
+            let removed = route.map.remove_if(&candidate.key, |_, session| {
+                std::ptr::eq(Arc::as_ptr(session), candidate.session.as_ptr())
+                    && session.active.load(Ordering::Acquire) == 0
+                    && session.state().last_used == candidate.last_used
+            });
+            if let Some((_, session)) = removed {
+                session.removed.store(true, Ordering::Release);
+                route.evicted.fetch_add(1, Ordering::Relaxed);
+                if !session.state().jar.is_empty() {
+                    self.inner.mark_dirty(route);
+                }
+                return true;
+            }
+        }
+    }
+
+    /// Refills the route's candidates with its oldest idle sessions; false when none is idle.
+    fn scan_candidates(&self, route: &RouteSessions) -> bool {
+        let mut idle: Vec<Candidate> = route
+            .map
+            .iter()
+            .filter(|entry| entry.value().active.load(Ordering::Acquire) == 0)
+            .map(|entry| Candidate {
+                key: entry.key().clone(),
+                last_used: entry.value().state().last_used,
+                session: Arc::downgrade(entry.value()),
+            })
+            .collect();
+        let keep = (route.plan.max_sessions / CANDIDATES_PER_SCAN_DIVISOR).max(1);
+        if idle.len() > keep {
+            idle.select_nth_unstable_by_key(keep - 1, |candidate| candidate.last_used);
+            idle.truncate(keep);
+        }
+        // Newest first, so that `pop` yields the oldest.
+        idle.sort_unstable_by_key(|candidate| std::cmp::Reverse(candidate.last_used));
+        let found = !idle.is_empty();
+        *lock(&route.candidates) = idle;
+        found
     }
 
     /// Marks a session that left the map as gone, and its state file as due for a rewrite.
@@ -373,6 +541,16 @@ impl Sessions {
             expired: self.inner.expired.load(Ordering::Relaxed),
             persist_failures: self.inner.persist_failures.load(Ordering::Relaxed),
             persist_writes: *self.inner.writes.borrow(),
+            evicted: {
+                let mut evicted: Vec<(String, u64)> = self
+                    .inner
+                    .routes
+                    .values()
+                    .map(|route| (route.name.clone(), route.evicted.load(Ordering::Relaxed)))
+                    .collect();
+                evicted.sort();
+                evicted
+            },
         }
     }
 
@@ -392,12 +570,18 @@ impl Sessions {
         tokio::spawn(async move {
             let mut sweep = tokio::time::interval(sweep_every);
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut last_write: Option<tokio::time::Instant> = None;
             loop {
                 tokio::select! {
                     _ = sessions.inner.changed.notified() => {
-                        tokio::time::sleep(PERSIST_DEBOUNCE).await;
+                        tokio::time::sleep_until(next_write_at(
+                            tokio::time::Instant::now(),
+                            last_write,
+                        ))
+                        .await;
                         // Failures are logged and counted inside; the next change retries.
                         let _ = sessions.write_files(true).await;
+                        last_write = Some(tokio::time::Instant::now());
                     }
                     _ = sweep.tick() => {
                         sessions.sweep_at(Instant::now());
@@ -421,9 +605,12 @@ impl Sessions {
             }
             let doc = self.snapshot(index);
             let path = file.path.clone();
-            let written = tokio::task::spawn_blocking(move || persist::write_state(&path, &doc))
-                .await
-                .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+            let cipher = self.inner.cipher.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                persist::write_state(&path, doc, cipher.as_ref())
+            })
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
             if written.is_ok() {
                 self.inner.writes.send_modify(|n| *n += 1);
             }
@@ -477,15 +664,41 @@ impl Inner {
     }
 }
 
+/// When the writer may write after a change at `now`: shortly after it (so that a burst of
+/// changes costs one write), and never sooner than [`MIN_WRITE_INTERVAL`] after the last write.
+fn next_write_at(
+    now: tokio::time::Instant,
+    last_write: Option<tokio::time::Instant>,
+) -> tokio::time::Instant {
+    let soonest = now + PERSIST_DEBOUNCE;
+    match last_write {
+        Some(last) => soonest.max(last + MIN_WRITE_INTERVAL),
+        None => soonest,
+    }
+}
+
+/// Never held across an await; what it guards stays consistent whatever a panicking holder
+/// did, so poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Puts the sessions of one state file back, skipping those of routes no longer configured
 /// (or moved to another file), those idle past their timeout, and those whose cookies expired.
-fn restore(routes: &HashMap<String, Arc<RouteSessions>>, file: usize, doc: StateDoc) {
+fn restore(routes: &HashMap<String, Arc<RouteSessions>>, file: usize, mut doc: StateDoc) {
     let now = Instant::now();
     let now_wall = SystemTime::now();
+    // Most recently used first, so that a route over its (lowered) `max_sessions` keeps those.
+    doc.sessions
+        .sort_by_key(|saved| std::cmp::Reverse(saved.last_used_ms));
     for saved in doc.sessions {
         let Some(route) = routes.get(&saved.route).filter(|r| r.file == Some(file)) else {
             continue;
         };
+        if route.map.len() >= route.plan.max_sessions {
+            route.evicted.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let last_used_wall = persist::from_unix_ms(saved.last_used_ms);
         let idle = now_wall.duration_since(last_used_wall).unwrap_or_default();
         if idle >= route.plan.idle_timeout {

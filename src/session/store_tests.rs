@@ -8,7 +8,8 @@ use tokio::time::timeout;
 
 use super::*;
 use crate::config::{
-    AuthKind, AuthPlan, ChallengePlan, ClientCookies, RouteMatch, SessionKeyKind, Upstream, When,
+    AuthKind, AuthPlan, ChallengePlan, ClientCookies, RouteMatch, SessionKeyKind, StatePlan,
+    Upstream, When,
 };
 use crate::demo::session_locked;
 use crate::demo::session_locked::tests::{basic, client, send};
@@ -29,6 +30,8 @@ fn plan() -> SessionPlan {
         persist: None,
         client_cookies: ClientCookies::Strip,
         login: None,
+        max_sessions: 10_000,
+        default_key: None,
     }
 }
 
@@ -65,6 +68,7 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
 fn open(session: SessionPlan) -> Sessions {
     Sessions::open(
         &[route("osmc", "https://osmc.example.com/", session)],
+        &StatePlan::default(),
         false,
     )
     .unwrap()
@@ -108,6 +112,7 @@ async fn sixteen_parallel_first_calls_open_exactly_one_upstream_session() {
     let (target, stats) = session_locked::spawn("svc", "pw").await.unwrap();
     let sessions = Sessions::open(
         &[route("osmc", &format!("{}/", target.url()), plan())],
+        &StatePlan::default(),
         false,
     )
     .unwrap();
@@ -296,11 +301,7 @@ async fn interleaved_operations_never_mix_cookies_between_keys() {
                     "x-user",
                     HeaderValue::from_str(&format!("u{user}")).unwrap(),
                 );
-                let session_key = SessionKey::derive(
-                    &SessionKeyKind::Header(HeaderName::from_static("x-user")),
-                    None,
-                    &headers,
-                );
+                let session_key = sessions.key_for("osmc", None, &headers).unwrap().unwrap();
                 let lease = sessions.lease("osmc", session_key).await.unwrap();
                 if let Some((value, names)) = lease.cookie_header(PATH) {
                     let value = value.to_str().unwrap();
@@ -432,7 +433,7 @@ async fn an_idle_session_is_replaced_on_its_next_lease() {
     drop(lease);
     let route = sessions.inner.routes["osmc"].clone();
     let later = Instant::now() + plan().idle_timeout + Duration::from_secs(1);
-    let active = sessions.checkout(&route, &key("route"), later);
+    let active = sessions.checkout(&route, &key("route"), later).unwrap();
     assert!(active.0.state().jar.is_empty(), "a fresh session");
     drop(active);
     assert_eq!(sessions.stats().expired, 1);
@@ -487,15 +488,22 @@ async fn routes_without_cookies_never_wait_to_establish() {
 async fn routes_without_a_session_plan_get_no_lease() {
     let mut plain = route("plain", "https://plain.example.com/", plan());
     plain.session = None;
-    let sessions = Sessions::open(&[plain], false).unwrap();
-    assert!(sessions.lease("plain", key("route")).await.is_none());
-    assert!(sessions.lease("unknown", key("route")).await.is_none());
+    let sessions = Sessions::open(&[plain], &StatePlan::default(), false).unwrap();
+    assert!(matches!(
+        sessions.lease("plain", key("route")).await,
+        Err(LeaseError::NoSessions(_))
+    ));
+    assert!(matches!(
+        sessions.lease("unknown", key("route")).await,
+        Err(LeaseError::NoSessions(_))
+    ));
 }
 
 #[tokio::test]
 async fn cookies_follow_the_logical_upstream_host_and_path() {
     let sessions = Sessions::open(
         &[route("osmc", "https://osmc.example.com/base/", plan())],
+        &StatePlan::default(),
         false,
     )
     .unwrap();
@@ -523,7 +531,7 @@ async fn persistence_round_trip_keeps_session_cookies() {
         route("osmc", "https://osmc.example.com/", persisted(&path)),
         route("snow", "https://snow.example.com/", persisted(&path)),
     ];
-    let sessions = Sessions::open(&routes, false).unwrap();
+    let sessions = Sessions::open(&routes, &StatePlan::default(), false).unwrap();
     let lease = sessions.lease("osmc", key("route")).await.unwrap();
     lease.absorb(PATH, &set_cookie("JSESSIONID=s1; Path=/; HttpOnly"));
     lease.absorb(PATH, &set_cookie("lb=n2; Path=/; Max-Age=3600"));
@@ -537,7 +545,7 @@ async fn persistence_round_trip_keeps_session_cookies() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
-    let reopened = Sessions::open(&routes, false).unwrap();
+    let reopened = Sessions::open(&routes, &StatePlan::default(), false).unwrap();
     let lease = reopened.lease("osmc", key("route")).await.unwrap();
     assert!(!lease.is_exclusive(), "restored sessions are established");
     assert_eq!(cookie_of(&lease).as_deref(), Some("JSESSIONID=s1; lb=n2"));
@@ -552,7 +560,7 @@ async fn restored_sessions_idle_past_their_timeout_are_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sessions.json");
     let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
-    let sessions = Sessions::open(&routes, false).unwrap();
+    let sessions = Sessions::open(&routes, &StatePlan::default(), false).unwrap();
     let lease = sessions.lease("osmc", key("route")).await.unwrap();
     lease.absorb(PATH, &set_cookie("JSESSIONID=s1; Path=/"));
     drop(lease);
@@ -560,8 +568,12 @@ async fn restored_sessions_idle_past_their_timeout_are_dropped() {
 
     let mut short = persisted(&path);
     short.idle_timeout = Duration::ZERO;
-    let reopened =
-        Sessions::open(&[route("osmc", "https://osmc.example.com/", short)], false).unwrap();
+    let reopened = Sessions::open(
+        &[route("osmc", "https://osmc.example.com/", short)],
+        &StatePlan::default(),
+        false,
+    )
+    .unwrap();
     assert!(reopened.list().is_empty());
 }
 
@@ -571,6 +583,7 @@ async fn changes_are_written_in_the_background_shortly_after() {
     let path = dir.path().join("sessions.json");
     let sessions = Sessions::open(
         &[route("osmc", "https://osmc.example.com/", persisted(&path))],
+        &StatePlan::default(),
         false,
     )
     .unwrap();
@@ -595,11 +608,12 @@ async fn a_failed_write_is_counted_and_sessions_stay_in_memory() {
     let path = state_dir.join("sessions.json");
     let sessions = Sessions::open(
         &[route("osmc", "https://osmc.example.com/", persisted(&path))],
+        &StatePlan::default(),
         false,
     )
     .unwrap();
     // The directory disappears behind the proxy's back and a file takes its place.
-    std::fs::remove_dir(&state_dir).unwrap();
+    std::fs::remove_dir_all(&state_dir).unwrap();
     std::fs::write(&state_dir, b"not a directory").unwrap();
 
     let lease = sessions.lease("osmc", key("route")).await.unwrap();
@@ -620,7 +634,7 @@ fn corrupt_state_file_is_an_error_naming_it() {
     let path = dir.path().join("sessions.json");
     std::fs::write(&path, b"{\"version\":1,\"sessions\":[").unwrap();
     let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
-    let Err(error) = Sessions::open(&routes, false) else {
+    let Err(error) = Sessions::open(&routes, &StatePlan::default(), false) else {
         panic!("a corrupt file must not load");
     };
     assert!(matches!(error, SessionError::Corrupt { .. }));
@@ -634,12 +648,13 @@ fn reset_moves_a_corrupt_state_file_aside_and_starts_empty() {
     let path = dir.path().join("sessions.json");
     std::fs::write(&path, b"garbage").unwrap();
     let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
-    let sessions = Sessions::open(&routes, true).unwrap();
+    let sessions = Sessions::open(&routes, &StatePlan::default(), true).unwrap();
     assert!(sessions.list().is_empty());
     assert!(!path.exists());
     let moved: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != salt::SALT_FILE)
         .collect();
     assert_eq!(moved.len(), 1);
     assert!(moved[0].starts_with("sessions.json.corrupt-"), "{moved:?}");
@@ -707,6 +722,7 @@ async fn the_jar_follows_the_targets_session_id_rotation_and_expiry() {
     let (target, stats) = session_locked::spawn_with(options).await.unwrap();
     let sessions = Sessions::open(
         &[route("osmc", &format!("{}/", target.url()), plan())],
+        &StatePlan::default(),
         false,
     )
     .unwrap();
@@ -733,4 +749,310 @@ async fn the_jar_follows_the_targets_session_id_rotation_and_expiry() {
     }
     assert_eq!(stats.unauthorized(), 0);
     assert_eq!(stats.sessions_opened(), 2);
+}
+
+fn bounded(max: usize) -> Sessions {
+    let mut session = plan();
+    session.max_sessions = max;
+    open(session)
+}
+
+/// Opens the session `name` with a cookie and releases it.
+async fn use_session(sessions: &Sessions, name: &str) {
+    let lease = sessions.lease("osmc", key(name)).await.unwrap();
+    lease.absorb(PATH, &set_cookie(&format!("JSESSIONID={name}; Path=/")));
+}
+
+fn keys(sessions: &Sessions) -> Vec<String> {
+    sessions.list().into_iter().map(|s| s.key).collect()
+}
+
+#[tokio::test]
+async fn past_max_sessions_the_least_recently_used_idle_session_is_dropped_and_counted() {
+    let sessions = bounded(3);
+    for name in ["a", "b", "c"] {
+        use_session(&sessions, name).await;
+    }
+    use_session(&sessions, "a").await;
+    use_session(&sessions, "d").await;
+    assert_eq!(
+        keys(&sessions),
+        ["a", "c", "d"],
+        "b was the least recently used"
+    );
+    use_session(&sessions, "e").await;
+    assert_eq!(keys(&sessions), ["a", "d", "e"]);
+    assert_eq!(sessions.stats().evicted, [("osmc".to_owned(), 2)]);
+    let lease = sessions.lease("osmc", key("b")).await.unwrap();
+    assert!(lease.is_exclusive(), "an evicted session starts over");
+    assert_eq!(cookie_of(&lease), None);
+}
+
+#[tokio::test]
+async fn sessions_in_use_are_never_evicted_and_a_full_route_refuses_new_ones() {
+    let sessions = bounded(2);
+    use_session(&sessions, "old").await;
+    let busy = sessions.lease("osmc", key("busy")).await.unwrap();
+    let newer = sessions.lease("osmc", key("new")).await.unwrap();
+    assert_eq!(keys(&sessions), ["busy", "new"], "the idle one made room");
+    let Err(refused) = sessions.lease("osmc", key("third")).await else {
+        panic!("no room while both sessions are in use");
+    };
+    assert_eq!(
+        refused,
+        LeaseError::Full {
+            route: "osmc".into(),
+            max: 2
+        }
+    );
+    assert_eq!(
+        keys(&sessions),
+        ["busy", "new"],
+        "the refused one left nothing behind"
+    );
+    drop(newer);
+    let third = sessions.lease("osmc", key("third")).await.unwrap();
+    assert!(third.is_exclusive());
+    assert_eq!(keys(&sessions), ["busy", "third"]);
+    drop(busy);
+}
+
+#[tokio::test]
+async fn twenty_thousand_distinct_keys_stay_within_max_sessions() {
+    const KEYS: usize = 20_000;
+    const MAX: usize = 1_000;
+    let sessions = bounded(MAX);
+    for i in 0..KEYS {
+        use_session(&sessions, &format!("k{i}")).await;
+        assert!(sessions.stats().live <= MAX as u64);
+    }
+    let stats = sessions.stats();
+    assert_eq!(stats.live, MAX as u64);
+    assert_eq!(stats.evicted, [("osmc".to_owned(), (KEYS - MAX) as u64)]);
+    let kept = keys(&sessions);
+    assert!(
+        kept.contains(&format!("k{}", KEYS - 1)),
+        "the newest are kept"
+    );
+    assert!(!kept.contains(&"k0".to_owned()), "the oldest went first");
+}
+
+#[tokio::test]
+async fn restoring_more_sessions_than_max_keeps_the_most_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
+    let sessions = Sessions::open(&routes, &StatePlan::default(), false).unwrap();
+    for name in ["a", "b", "c"] {
+        use_session(&sessions, name).await;
+        // The file keeps milliseconds: make each use land in a later one.
+        let used = sessions.list().into_iter().find(|s| s.key == name).unwrap();
+        while SystemTime::now()
+            .duration_since(used.last_used)
+            .unwrap_or_default()
+            < Duration::from_millis(2)
+        {
+            std::hint::spin_loop();
+        }
+    }
+    sessions.persist_now().await.unwrap();
+    let mut fewer = persisted(&path);
+    fewer.max_sessions = 2;
+    let reopened = Sessions::open(
+        &[route("osmc", "https://osmc.example.com/", fewer)],
+        &StatePlan::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(keys(&reopened), ["b", "c"]);
+}
+
+#[test]
+fn a_write_comes_shortly_after_a_change_but_never_within_a_second_of_the_last() {
+    let now = tokio::time::Instant::now();
+    assert_eq!(next_write_at(now, None), now + PERSIST_DEBOUNCE);
+    let long_ago = now - Duration::from_secs(60);
+    assert_eq!(next_write_at(now, Some(long_ago)), now + PERSIST_DEBOUNCE);
+    let just_now = now - Duration::from_millis(100);
+    assert_eq!(
+        next_write_at(now, Some(just_now)),
+        just_now + MIN_WRITE_INTERVAL
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_new_sessions_writes_the_state_file_at_most_once_per_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let sessions = Sessions::open(
+        &[route("osmc", "https://osmc.example.com/", persisted(&path))],
+        &StatePlan::default(),
+        false,
+    )
+    .unwrap();
+    let background = sessions.spawn_background();
+    let started = tokio::time::Instant::now();
+    // 600 new sessions, one every 10 ms of the paused clock: 6 seconds of flood in no time.
+    // The clock does not move while a write is running (tokio holds paused time still while
+    // a blocking task runs), so each write costs no flood time, as a fast disk would.
+    for i in 0..600 {
+        use_session(&sessions, &format!("k{i}")).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut writes = sessions.inner.writes.subscribe();
+    let before_last = *writes.borrow();
+    // The last changes are written once the interval allows; the clock moves on its own
+    // while the writer waits for it.
+    timeout(BOUND, writes.wait_for(|n| *n > before_last))
+        .await
+        .unwrap()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let written = sessions.stats().persist_writes;
+    background.abort();
+    assert!(
+        written <= elapsed.as_secs() + 1,
+        "{written} writes in {elapsed:?}"
+    );
+    assert!(written >= 5, "the flood is written as it goes: {written}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"k599\""), "the last session is in the file");
+}
+
+fn encrypted(secret: &str) -> StatePlan {
+    StatePlan {
+        encryption_key: Some(crate::config::Secret::new(
+            secret,
+            crate::config::SecretSource::Env("PROVPROXY_STATE_KEY".into()),
+        )),
+    }
+}
+
+const STATE_KEY: &str = "k9Xw2pL7vQ4mZ8rT1yB6nC3hF5jD0sGe";
+
+#[tokio::test]
+async fn with_an_encryption_key_the_state_file_holds_cookie_names_but_no_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
+    let sessions = Sessions::open(&routes, &encrypted(STATE_KEY), false).unwrap();
+    let lease = sessions.lease("osmc", key("route")).await.unwrap();
+    lease.absorb(
+        PATH,
+        &set_cookie("JSESSIONID=value-7f3a9; Path=/; HttpOnly"),
+    );
+    lease.absorb(PATH, &set_cookie("lb=node-b42; Path=/; Max-Age=3600"));
+    drop(lease);
+    sessions.persist_now().await.unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    for value in ["value-7f3a9", "node-b42"] {
+        assert!(!text.contains(value), "{value} in clear:\n{text}");
+    }
+    for readable in [
+        "JSESSIONID",
+        "\"lb\"",
+        "\"osmc\"",
+        "\"route\"",
+        "last_used_ms",
+    ] {
+        assert!(text.contains(readable), "{readable} missing:\n{text}");
+    }
+
+    let reopened = Sessions::open(&routes, &encrypted(STATE_KEY), false).unwrap();
+    let lease = reopened.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(
+        cookie_of(&lease).as_deref(),
+        Some("JSESSIONID=value-7f3a9; lb=node-b42")
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_encryption_key_stops_the_start_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
+    let sessions = Sessions::open(&routes, &encrypted(STATE_KEY), false).unwrap();
+    use_session(&sessions, "route").await;
+    sessions.persist_now().await.unwrap();
+    let written = std::fs::read(&path).unwrap();
+
+    let wrong = encrypted("another-key-of-32-characters-xyz");
+    let Err(error) = Sessions::open(&routes, &wrong, false) else {
+        panic!("a wrong key must not load");
+    };
+    assert!(matches!(error, SessionError::WrongKey { .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("state.encryption_key"), "{text}");
+
+    let Err(error) = Sessions::open(&routes, &StatePlan::default(), false) else {
+        panic!("a sealed file must not load without a key");
+    };
+    assert!(matches!(error, SessionError::NoKey { .. }), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), written, "left alone");
+
+    let reset = Sessions::open(&routes, &wrong, true).unwrap();
+    assert!(reset.list().is_empty());
+    assert!(!path.exists(), "moved aside");
+}
+
+#[tokio::test]
+async fn a_plain_state_file_loads_with_a_new_key_and_is_written_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
+    let plain = Sessions::open(&routes, &StatePlan::default(), false).unwrap();
+    use_session(&plain, "route").await;
+    plain.persist_now().await.unwrap();
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("JSESSIONID=route"));
+
+    let sealed = Sessions::open(&routes, &encrypted(STATE_KEY), false).unwrap();
+    assert_eq!(keys(&sealed), ["route"]);
+    sealed.persist_now().await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("JSESSIONID=route"), "{text}");
+    let lease = Sessions::open(&routes, &encrypted(STATE_KEY), false)
+        .unwrap()
+        .lease("osmc", key("route"))
+        .await
+        .unwrap();
+    assert_eq!(cookie_of(&lease).as_deref(), Some("JSESSIONID=route"));
+}
+
+fn tenant_headers(value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-tenant", HeaderValue::from_str(value).unwrap());
+    headers
+}
+
+#[test]
+fn session_key_hashes_are_stable_across_restarts_with_persistence_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let mut session = persisted(&path);
+    session.key = SessionKeyKind::Header(HeaderName::from_static("x-tenant"));
+    let routes = [route("osmc", "https://osmc.example.com/", session.clone())];
+    let derive = |sessions: &Sessions| {
+        sessions
+            .key_for("osmc", Some("iiq"), &tenant_headers("acme"))
+            .unwrap()
+            .unwrap()
+    };
+    let first = derive(&Sessions::open(&routes, &StatePlan::default(), false).unwrap());
+    let again = derive(&Sessions::open(&routes, &StatePlan::default(), false).unwrap());
+    assert_eq!(first, again);
+    let salt_file = dir.path().join(salt::SALT_FILE);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&salt_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    session.persist = None;
+    let routes = [route("osmc", "https://osmc.example.com/", session)];
+    let a = derive(&Sessions::open(&routes, &StatePlan::default(), false).unwrap());
+    let b = derive(&Sessions::open(&routes, &StatePlan::default(), false).unwrap());
+    assert_ne!(a, b, "without persistence each process keys its own hashes");
+    assert_ne!(a, first);
 }
