@@ -403,11 +403,11 @@ fn absolute_authority(target: &[u8]) -> Result<Authority, Violation> {
         .position(|&b| b == b'/' || b == b'?')
         .unwrap_or(rest.len());
     let authority = &rest[..end];
-    if authority.is_empty() || !authority.iter().all(|&b| is_host_byte(b)) {
-        return Err(Violation::UnsupportedTarget);
-    }
     if authority.contains(&b'@') {
         return Err(Violation::AuthorityMismatch);
+    }
+    if authority.is_empty() || !authority.iter().all(|&b| is_host_byte(b)) {
+        return Err(Violation::UnsupportedTarget);
     }
     Ok(Authority {
         host: without_default_port(authority, default_port).to_ascii_lowercase(),
@@ -416,7 +416,7 @@ fn absolute_authority(target: &[u8]) -> Result<Authority, Violation> {
 }
 
 /// `uri-host [":" port]` bytes: reg-name (unreserved, pct-encoded, sub-delims), IP literals in
-/// brackets, and the port. `@` is let through here so the caller can name it.
+/// brackets, and the port.
 fn is_host_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
         || matches!(
@@ -439,7 +439,6 @@ fn is_host_byte(byte: u8) -> bool {
                 | b':'
                 | b'['
                 | b']'
-                | b'@'
         )
 }
 
@@ -1083,6 +1082,10 @@ mod tests {
         );
         assert_verdict(
             b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+            Err(Violation::InvalidHost),
+        );
+        assert_verdict(
+            b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",
             Err(Violation::InvalidHost),
         );
         assert_verdict(b"GET / HTTP/1.0\r\n\r\n", Ok(()));
