@@ -164,6 +164,9 @@ workers = 1
 [admin]
 listen = "127.0.0.1:0"
 
+[log]
+access = "off"                     # as nginx's and haproxy's are in this bench
+
 {trace}
 [[routes]]
 name = "scim"

@@ -2,12 +2,15 @@
 //!
 //! Data flows one way: listener → route → session → auth → upstream → challenge → trace.
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod challenge;
 pub mod config;
 pub mod demo;
+pub mod diagnose;
 pub mod hardening;
+pub mod lockfile;
 pub mod proxy;
 pub mod server;
 pub mod session;

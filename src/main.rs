@@ -1,6 +1,7 @@
 //! The `provproxy` command line: parse arguments, call the library, map errors to exit codes.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,11 +11,20 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Exit codes, as ripgrep's: scripts can tell "found something" from "could not look".
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success; for diagnose: no exchange failed as the client saw it
+  1  diagnose found failed exchanges; check found the config invalid; run could not start
+     (a file locked by another instance, an address in use, a bad state file, ...)
+  2  usage error, or a file that cannot be read (the config, the trace)";
+
 #[derive(Parser)]
 #[command(
     name = "provproxy",
     version,
-    about = "A session-aware reverse proxy for identity provisioning connectors"
+    about = "A session-aware reverse proxy for identity provisioning connectors",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Log format on stderr.
@@ -33,6 +43,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Serve until SIGINT/SIGTERM, then drain in-flight requests.
+    #[command(after_help = EXIT_CODES)]
     Run {
         #[arg(long, short)]
         config: PathBuf,
@@ -41,6 +52,7 @@ enum Command {
         reset_sessions: bool,
     },
     /// Validate a config and print the resolved plan (secrets masked).
+    #[command(after_help = EXIT_CODES)]
     Check {
         #[arg(long, short)]
         config: PathBuf,
@@ -51,16 +63,23 @@ enum Command {
         #[arg(long, default_value_os_t = std::env::temp_dir().join("provproxy-demo"))]
         trace_dir: PathBuf,
     },
-    /// Read a HAR file (provproxy's, a browser's, Fiddler's, Charles', mitmproxy's) and name the
-    /// likely cause of each failed exchange.
+    /// Read a trace — a HAR (provproxy's, a browser's, Fiddler's, Charles', mitmproxy's) or
+    /// provproxy's JSON lines — and name the likely cause of each exchange that failed as the
+    /// client saw it. Exchanges the proxy recovered (re-login, new token) are shown as such.
+    #[command(after_help = EXIT_CODES)]
     Diagnose {
-        /// The HAR file.
+        /// The trace file; HAR or JSON lines, told apart by content.
         trace: PathBuf,
-        /// Print the findings as JSON instead of text.
+        /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
 }
+
+/// Findings, an invalid config, a failed start.
+const FAILURE: u8 = 1;
+/// A file that cannot be read.
+const UNREADABLE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -74,90 +93,133 @@ fn main() -> ExitCode {
     // Before any secret is read: `check` and `run` both resolve the config's secrets.
     if matches!(cli.command, Command::Check { .. } | Command::Run { .. }) {
         if let Err(err) = provproxy::hardening::disable_core_dumps() {
-            return fail(&err);
+            return fail(&err, FAILURE);
         }
     }
     match cli.command {
         Command::Check { config } => match provproxy::config::load(&config) {
-            Ok(plan) => {
-                print!("{}", provproxy::config::render(&plan));
-                ExitCode::SUCCESS
-            }
-            Err(err) => fail(&err),
+            Ok(plan) => print_out(&provproxy::config::render(&plan)).unwrap_or(ExitCode::SUCCESS),
+            Err(err) => config_failure(&err),
         },
         Command::Run {
             config,
             reset_sessions,
-        } => {
-            let plan = match provproxy::config::load(&config) {
-                Ok(plan) => plan,
-                Err(err) => return fail(&err),
-            };
-            for warning in &plan.warnings {
-                tracing::warn!("{warning}");
-            }
-            // One worker needs no work-stealing scheduler: a current-thread runtime spares every
-            // task wake-up the cross-thread queue and its atomics.
-            let mut builder = if plan.server.workers == 1 {
-                tokio::runtime::Builder::new_current_thread()
-            } else {
-                let mut builder = tokio::runtime::Builder::new_multi_thread();
-                builder.worker_threads(plan.server.workers);
-                builder
-            };
-            let runtime = match builder.enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(err) => return fail(&err),
-            };
-            runtime.block_on(async {
-                let options = provproxy::server::StartOptions { reset_sessions };
-                let running = match provproxy::server::start_with(plan, options).await {
-                    Ok(running) => running,
-                    Err(err) => return fail(&err),
-                };
-                wait_for_signal().await;
-                tracing::info!("shutting down: draining in-flight requests");
-                running.shutdown().await;
-                ExitCode::SUCCESS
-            })
-        }
+        } => run(&config, reset_sessions),
         Command::Diagnose { trace, json } => diagnose(&trace, json),
         Command::Demo { trace_dir } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
-                Err(err) => return fail(&err),
+                Err(err) => return fail(&err, FAILURE),
             };
             let mut stdout = std::io::stdout();
             match runtime.block_on(provproxy::demo::run(&mut stdout, &trace_dir)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
-                Err(err) => fail(&err),
+                Err(err) => fail(&err, FAILURE),
             }
         }
     }
 }
 
-fn diagnose(trace: &std::path::Path, json: bool) -> ExitCode {
+fn run(config: &Path, reset_sessions: bool) -> ExitCode {
+    let plan = match provproxy::config::load(config) {
+        Ok(plan) => plan,
+        Err(err) => return config_failure(&err),
+    };
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    // One worker needs no work-stealing scheduler: a current-thread runtime spares every
+    // task wake-up the cross-thread queue and its atomics.
+    let mut builder = if plan.server.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(plan.server.workers);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err, FAILURE),
+    };
+    runtime.block_on(async {
+        let stop = match stop_signals() {
+            Ok(stop) => stop,
+            Err(err) => return fail(&format!("cannot handle signals: {err}"), FAILURE),
+        };
+        let options = provproxy::server::StartOptions { reset_sessions };
+        let running = match provproxy::server::start_with(plan, options).await {
+            Ok(running) => running,
+            Err(err) => return fail(&err, FAILURE),
+        };
+        stop.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn diagnose(trace: &Path, json: bool) -> ExitCode {
     let text = match std::fs::read_to_string(trace) {
         Ok(text) => text,
-        Err(err) => return fail(&format!("cannot read {}: {err}", trace.display())),
+        Err(err) => {
+            return fail(
+                &format!("cannot read {}: {err}", trace.display()),
+                UNREADABLE,
+            )
+        }
     };
-    match provproxy::trace::diagnose::diagnose(&text) {
-        Ok(report) if json => {
-            println!("{}", provproxy::trace::diagnose::render_json(&report));
-            ExitCode::SUCCESS
-        }
-        Ok(report) => {
-            print!("{}", provproxy::trace::diagnose::render_text(&report));
-            ExitCode::SUCCESS
-        }
-        Err(err) => fail(&format!("{}: {err}", trace.display())),
+    let report = match provproxy::diagnose::diagnose(&text) {
+        Ok(report) => report,
+        Err(err) => return fail(&format!("{}: {err}", trace.display()), UNREADABLE),
+    };
+    let text = if json {
+        format!("{}\n", provproxy::diagnose::render_json(&report))
+    } else {
+        provproxy::diagnose::render_text(&report)
+    };
+    if let Some(failed) = print_out(&text) {
+        return failed;
+    }
+    if report.has_failures() {
+        ExitCode::from(FAILURE)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
-fn fail(err: &dyn std::fmt::Display) -> ExitCode {
+/// Writes to stdout; `Some` exit code when that failed. A reader that went away
+/// (`provproxy diagnose x.har | head -1`) is a normal end of the output, not an error: what is
+/// left is dropped quietly.
+fn print_out(text: &str) -> Option<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Some(fail(&format!("cannot write the output: {err}"), UNREADABLE))
+        }
+        _ => None,
+    }
+}
+
+/// A config that cannot be read is an I/O error (2); one that says something wrong is invalid (1).
+fn config_failure(err: &provproxy::config::ConfigError) -> ExitCode {
+    let code = if err.line == 0 { UNREADABLE } else { FAILURE };
+    fail(err, code)
+}
+
+fn fail(err: &dyn std::fmt::Display, code: u8) -> ExitCode {
     eprintln!("provproxy: {err}");
-    ExitCode::FAILURE
+    ExitCode::from(code)
+}
+
+/// Colours only for a person at a terminal, and not when they asked for none
+/// (<https://no-color.org>): a log file or a pipe gets plain text.
+fn use_colours() -> bool {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
@@ -165,6 +227,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(use_colours())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -172,23 +235,16 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+/// SIGINT or SIGTERM. Installed before the proxy listens: a SIGTERM that arrives as soon as it
+/// does (systemd stopping a unit that just started) must drain and exit 0, not kill it.
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }

@@ -75,7 +75,7 @@ fn an_admin_listener_on_a_public_address_without_a_token_does_not_start_and_says
     assert!(!status.success(), "it started:\n{stderr}");
     assert!(
         stderr
-            .contains("provproxy.toml:6:1: admin.listen: 0.0.0.0:0 is reachable from other hosts"),
+            .contains("provproxy.toml:6:10: admin.listen: 0.0.0.0:0 is reachable from other hosts"),
         "the error points at admin.listen:\n{stderr}"
     );
     assert!(

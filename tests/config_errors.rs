@@ -62,7 +62,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
         (
             "a secret that cannot go in a header is reported at its own key",
             replaced("OSMC_PASSWORD", "MULTILINE_PASSWORD"),
-            "x.toml:12:1: routes[0].auth.password: the secret contains characters that cannot go in an HTTP header",
+            "x.toml:12:12: routes[0].auth.password: the secret contains characters that cannot go in an HTTP header",
         ),
         (
             "unknown key, with the nearest valid one",
@@ -82,17 +82,17 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
         (
             "unknown auth kind",
             replaced(r#""basic""#, r#""basci""#),
-            r#"x.toml:10:1: routes[0].auth.kind: unknown kind "basci", expected one of none, basic, bearer, header, oauth2"#,
+            r#"x.toml:10:8: routes[0].auth.kind: unknown kind "basci", expected one of none, basic, bearer, header, oauth2"#,
         ),
         (
             "secret from an unset environment variable",
             replaced("OSMC_PASSWORD", "NOT_SET"),
-            "x.toml:12:1: routes[0].auth.password: environment variable NOT_SET is not set",
+            "x.toml:12:12: routes[0].auth.password: environment variable NOT_SET is not set",
         ),
         (
             "secret from an empty environment variable",
             replaced("OSMC_PASSWORD", "EMPTY_PASSWORD"),
-            "x.toml:12:1: routes[0].auth.password: environment variable EMPTY_PASSWORD is empty",
+            "x.toml:12:12: routes[0].auth.password: environment variable EMPTY_PASSWORD is empty",
         ),
         (
             "unreadable secret file",
@@ -100,7 +100,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
                 r#"{ env = "OSMC_PASSWORD" }"#,
                 r#"{ file = "/nonexistent/osmc-password" }"#,
             ),
-            "x.toml:12:1: routes[0].auth.password: cannot read secret file /nonexistent/osmc-password: No such file or directory (os error 2)",
+            "x.toml:12:12: routes[0].auth.password: cannot read secret file /nonexistent/osmc-password: No such file or directory (os error 2)",
         ),
         (
             "secret with both env and file",
@@ -108,7 +108,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
                 r#"{ env = "OSMC_PASSWORD" }"#,
                 r#"{ env = "OSMC_PASSWORD", file = "pw" }"#,
             ),
-            "x.toml:12:1: routes[0].auth.password: a secret takes exactly one of `env` or `file`",
+            "x.toml:12:12: routes[0].auth.password: a secret takes exactly one of `env` or `file`",
         ),
         (
             "bad duration",
@@ -116,7 +116,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
                 "upstream = \"https://osmc.example.com\"",
                 "upstream = \"https://osmc.example.com\"\nconnect_timeout = \"5 parsecs\"",
             ),
-            r#"x.toml:8:1: routes[0].connect_timeout: invalid duration "5 parsecs" (unknown time unit "parsecs", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)); write it like "5s", "15m" or "500ms""#,
+            r#"x.toml:8:19: routes[0].connect_timeout: invalid duration "5 parsecs" (unknown time unit "parsecs", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations)); write it like "5s", "15m" or "500ms""#,
         ),
         (
             "bad size",
@@ -124,22 +124,22 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
                 "upstream = \"https://osmc.example.com\"",
                 "upstream = \"https://osmc.example.com\"\nmax_request_body = \"10 furlongs\"",
             ),
-            r#"x.toml:8:1: routes[0].max_request_body: invalid size "10 furlongs"; write it like "64KiB", "1MiB" or "1048576""#,
+            r#"x.toml:8:20: routes[0].max_request_body: invalid size "10 furlongs"; write it like "64KiB", "1MiB" or "1048576""#,
         ),
         (
             "non-loopback listen without clients",
             replaced("127.0.0.1:8080", "0.0.0.0:8080"),
-            "x.toml:2:1: server.listen: 0.0.0.0:8080 is reachable from other hosts, but no [[server.clients]] are configured: anyone who can connect could act as the service account. Add [[server.clients]], listen on 127.0.0.1, or set server.allow_anyone = true",
+            "x.toml:2:10: server.listen: 0.0.0.0:8080 is reachable from other hosts, but no [[server.clients]] are configured: anyone who can connect could act as the service account. Add [[server.clients]], listen on 127.0.0.1, or set server.allow_anyone = true",
         ),
         (
             "listen address that is not IP:PORT",
             replaced("127.0.0.1:8080", "localhost:8080"),
-            r#"x.toml:2:1: server.listen: invalid address "localhost:8080"; write it as IP:PORT, like "127.0.0.1:8080""#,
+            r#"x.toml:2:10: server.listen: invalid address "localhost:8080"; write it as IP:PORT, like "127.0.0.1:8080""#,
         ),
         (
             "prefix without a leading slash",
             replaced(r#""/osmc/""#, r#""osmc/""#),
-            r#"x.toml:6:1: routes[0].prefix: "osmc/" must start with /"#,
+            r#"x.toml:6:10: routes[0].prefix: "osmc/" must start with /"#,
         ),
         (
             "route with both prefix and host",
@@ -147,7 +147,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
                 "prefix = \"/osmc/\"",
                 "prefix = \"/osmc/\"\nhost = \"osmc.proxy.local\"",
             ),
-            "x.toml:7:1: routes[0].host: a route matches by prefix or by host, not both",
+            "x.toml:7:8: routes[0].host: a route matches by prefix or by host, not both",
         ),
         (
             "route with neither prefix nor host",
@@ -157,7 +157,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
         (
             "duplicate route name",
             appended("\n[[routes]]\nname = \"osmc\"\nprefix = \"/other/\"\nupstream = \"https://other.example.com\"\n"),
-            r#"x.toml:15:1: routes[1].name: route "osmc" is defined twice"#,
+            r#"x.toml:15:8: routes[1].name: route "osmc" is defined twice"#,
         ),
         (
             "two routes matching the same requests",
@@ -167,7 +167,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
         (
             "`when` typo",
             replaced("kind = \"basic\"", "kind = \"basic\"\nwhen = \"allways\""),
-            r#"x.toml:11:1: routes[0].auth.when: unknown value "allways", expected one of always, missing, never"#,
+            r#"x.toml:11:8: routes[0].auth.when: unknown value "allways", expected one of always, missing, never"#,
         ),
         (
             "basic auth without a username",
@@ -177,7 +177,7 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
         (
             "a key of another auth kind",
             replaced("username = \"svc\"", "username = \"svc\"\ntoken = \"x\""),
-            r#"x.toml:12:1: routes[0].auth.token: not used with kind = "basic""#,
+            r#"x.toml:12:9: routes[0].auth.token: not used with kind = "basic""#,
         ),
         (
             "header auth without the header name",
@@ -198,17 +198,17 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
         (
             "upstream scheme that is not http(s)",
             replaced("https://osmc", "ftp://osmc"),
-            r#"x.toml:7:1: routes[0].upstream: scheme "ftp" is not http or https"#,
+            r#"x.toml:7:12: routes[0].upstream: scheme "ftp" is not http or https"#,
         ),
         (
             "value of the wrong type",
             replaced(r#""/osmc/""#, "42"),
-            "x.toml:6:1: routes[0].prefix: invalid type: integer `42`, expected a string",
+            "x.toml:6:10: routes[0].prefix: invalid type: integer `42`, expected a string",
         ),
         (
             "challenge mode typo",
             appended("\n[routes.challenge]\nmode = \"expnd\"\n"),
-            r#"x.toml:15:1: routes[0].challenge.mode: unknown mode "expnd", expected one of keep, expand, replace"#,
+            r#"x.toml:15:8: routes[0].challenge.mode: unknown mode "expnd", expected one of keep, expand, replace"#,
         ),
         (
             "route restricted to an undefined client",

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use provproxy::trace::diagnose::{diagnose, Class};
+use provproxy::diagnose::{diagnose, Class};
 
 /// Runs the whole demo once per test binary (it starts 4 targets and 8 proxies).
 fn demo_run() -> &'static (bool, String, PathBuf) {

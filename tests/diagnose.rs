@@ -1,5 +1,7 @@
 //! `diagnose` against realistic HARs: ours, and exports from Chrome, Firefox, Fiddler and
-//! mitmproxy (no `_provproxy`, base64 bodies, missing optional fields).
+//! mitmproxy (no `_provproxy`, base64 bodies, missing optional fields); and against traces the
+//! proxy's own writer produced, HAR and JSON lines, where a replayed request is judged by the
+//! answer the client got.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -7,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use provproxy::config::{TracePlan, DEFAULT_REDACT_FIELDS};
-use provproxy::trace::diagnose::{diagnose, render_json, render_text, Class, Report};
+use provproxy::diagnose::{diagnose, render_json, render_text, Cause, Class, Report};
 use provproxy::trace::record::{
-    Actions, CapturedBody, ExchangeRecord, RequestPart, ResponsePart, Role, Timings,
+    Actions, CapturedBody, ErrorInfo, ExchangeRecord, RequestPart, ResponsePart, Role, Timings,
 };
 use provproxy::trace::Tracer;
 
@@ -165,7 +167,7 @@ fn json_rendering_carries_class_evidence_and_fix() {
 }
 
 #[test]
-fn text_that_is_not_a_har_is_an_error() {
+fn text_that_is_not_a_trace_is_an_error() {
     assert!(diagnose("not json").is_err());
     assert!(diagnose(r#"{"log":{}}"#).is_err());
 }
@@ -223,6 +225,7 @@ async fn a_trace_written_by_provproxy_diagnoses_the_session_locked_sequence() {
             .map(|s| s.to_string())
             .collect(),
         rotate_bytes: 0,
+        keep: 10,
         channel_capacity: 16,
         recent: 0,
     };
@@ -254,4 +257,160 @@ async fn a_trace_written_by_provproxy_diagnoses_the_session_locked_sequence() {
     let report = diagnose(&std::fs::read_to_string(&har).unwrap()).unwrap();
     assert_eq!(classes(&report), [Class::SessionLocked]);
     assert_eq!(report.findings[0].id, Some(2));
+}
+
+/// Writes `records` with provproxy's own tracer and returns its HAR and JSON lines.
+async fn written(records: Vec<ExchangeRecord>) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = TracePlan {
+        har: Some(dir.path().join("t.har")),
+        jsonl: Some(dir.path().join("t.jsonl")),
+        bodies: true,
+        max_body: 4096,
+        redact_fields: DEFAULT_REDACT_FIELDS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        rotate_bytes: 0,
+        keep: 10,
+        channel_capacity: 16,
+        recent: 0,
+    };
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    for record in records {
+        tracer.submit(record);
+    }
+    writer.shutdown().await;
+    let read = |path: &Option<PathBuf>| std::fs::read_to_string(path.as_ref().unwrap()).unwrap();
+    (read(&plan.har), read(&plan.jsonl))
+}
+
+/// Diagnoses both files and checks they tell the same story.
+fn both(har: &str, jsonl: &str) -> Report {
+    let from_har = diagnose(har).unwrap();
+    let from_lines = diagnose(jsonl).unwrap();
+    assert_eq!(render_json(&from_har), render_json(&from_lines));
+    from_har
+}
+
+fn child(mut record: ExchangeRecord, role: Role, parent: u64) -> ExchangeRecord {
+    record.role = role;
+    record.parent = Some(parent);
+    record
+}
+
+#[tokio::test]
+async fn a_token_the_target_refused_and_the_replay_that_worked_are_recovered_not_failed() {
+    let url = "https://scim.test/scim/v2/Users";
+    let mut refused = exchange(1, Method::GET, url, StatusCode::UNAUTHORIZED);
+    refused.actions.token_refused = true;
+    refused.response.as_mut().unwrap().headers.insert(
+        "www-authenticate",
+        HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+    );
+    let replay = child(
+        exchange(2, Method::GET, url, StatusCode::OK),
+        Role::Replay,
+        1,
+    );
+    let (har, jsonl) = written(vec![refused, replay]).await;
+    let report = both(&har, &jsonl);
+    assert!(!report.has_failures());
+    assert_eq!(report.exchanges, 1);
+    let recovered = &report.recovered[0];
+    assert_eq!(recovered.cause, Cause::TokenRevoked);
+    assert_eq!((recovered.status, recovered.replay_status), (401, 200));
+    assert_eq!(
+        render_text(&report).lines().last(),
+        Some("1 exchange, 0 failed; 1 recovered: 1 token_revoked")
+    );
+}
+
+#[tokio::test]
+async fn a_failed_relogin_is_the_clients_failure_with_the_login_as_evidence() {
+    let url = "https://osmc.test/api/accounts/7";
+    let mut refused = exchange(1, Method::PATCH, url, StatusCode::UNAUTHORIZED);
+    refused.actions.relogin = true;
+    let login = child(
+        exchange(
+            2,
+            Method::POST,
+            "https://osmc.test/login",
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+        Role::Login,
+        1,
+    );
+    // What the client got: the proxy's own error, recorded after the refused attempt.
+    let mut answer = child(
+        exchange(3, Method::PATCH, url, StatusCode::OK),
+        Role::Client,
+        1,
+    );
+    answer.response = None;
+    answer.error = Some(ErrorInfo {
+        kind: "login_failed".into(),
+        side: "upstream",
+        detail: "the session login request to /login answered 500 Internal Server Error".into(),
+    });
+    let (har, jsonl) = written(vec![refused, login, answer]).await;
+    let report = both(&har, &jsonl);
+    assert_eq!(
+        report.exchanges, 1,
+        "the login is the proxy's, not the client's"
+    );
+    assert!(report.recovered.is_empty());
+    assert_eq!(classes(&report), [Class::LoginFailed]);
+    let evidence = &report.findings[0].evidence;
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e.contains("the first attempt (entry 1) got 401")),
+        "{evidence:?}"
+    );
+    assert!(evidence
+        .iter()
+        .any(|e| e.contains("login request (entry 2): POST https://osmc.test/login -> 500")));
+    assert!(evidence.iter().any(|e| e == "the request was not replayed"));
+}
+
+#[tokio::test]
+async fn a_replay_that_failed_too_is_one_failure_judged_on_the_replay() {
+    let url = "https://osmc.test/api/accounts/7";
+    let mut refused = exchange(1, Method::GET, url, StatusCode::UNAUTHORIZED);
+    refused.actions.relogin = true;
+    let mut replay = child(
+        exchange(2, Method::GET, url, StatusCode::FORBIDDEN),
+        Role::Replay,
+        1,
+    );
+    replay.response.as_mut().unwrap().body = Some(CapturedBody {
+        bytes: Bytes::from_static(b"ACL Exception Insert Failed due to security constraints"),
+        total_size: 55,
+        truncated: false,
+    });
+    let (har, jsonl) = written(vec![refused, replay]).await;
+    let report = both(&har, &jsonl);
+    assert_eq!(report.exchanges, 1);
+    assert_eq!(classes(&report), [Class::AclDenied]);
+    assert_eq!(report.findings[0].entry, 2);
+    assert!(report.findings[0]
+        .evidence
+        .iter()
+        .any(|e| e == "the replay (entry 2) failed too"));
+}
+
+#[test]
+fn json_lines_appended_across_runs_link_each_replay_to_the_latest_record_with_its_parent_id() {
+    // Two runs: ids restart at 1, and the second run's record 1 is refused and replayed.
+    let lines = [
+        r#"{"id":1,"role":"client","method":"GET","url":"https://t/a","status":200}"#,
+        r#"{"id":1,"role":"client","method":"GET","url":"https://t/b","status":401,"actions":{"relogin":true}}"#,
+        r#"{"id":2,"role":"replay","parent":1,"method":"GET","url":"https://t/b","status":200}"#,
+    ];
+    let report = diagnose(&(lines.join("\n") + "\n")).unwrap();
+    assert_eq!(report.exchanges, 2);
+    assert!(!report.has_failures());
+    assert_eq!(report.recovered[0].entry, 2);
+    assert_eq!(report.recovered[0].cause, Cause::SessionExpired);
 }

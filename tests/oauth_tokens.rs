@@ -713,3 +713,57 @@ async fn unreadable_ca_file_fails_at_setup() {
     assert_eq!(err.kind(), "oauth_setup");
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn a_token_response_with_one_malformed_header_line_still_yields_the_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{TOKEN_PATH}", listener.local_addr().unwrap());
+    let body = r#"{"access_token":"t0k3n-from-a-sloppy-endpoint","token_type":"Bearer","expires_in":3600}"#;
+    let task = tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The request head, then its form body (Content-Length), before answering.
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request);
+            let Some((head, form)) = text.split_once("\r\n\r\n") else {
+                continue;
+            };
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if form.len() >= length {
+                break;
+            }
+        }
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Trace: a\x01b\r\n\
+             Cache-Control: no-store\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.read(&mut buf).await;
+    });
+    let token = source(&plan_for_url(&url))
+        .token()
+        .await
+        .expect("the token despite the bad header line");
+    assert_eq!(
+        token.authorization().to_str().unwrap(),
+        "Bearer t0k3n-from-a-sloppy-endpoint"
+    );
+    task.abort();
+}

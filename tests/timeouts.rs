@@ -319,11 +319,11 @@ fn the_defaults_suit_an_internet_facing_listener_and_each_key_is_checked() {
     let cases = [
         (
             "idle_timeout = \"0s\"",
-            "x.toml:3:1: server.idle_timeout: must be longer than 0s",
+            "x.toml:3:16: server.idle_timeout: must be longer than 0s",
         ),
         (
             "max_connections = 0",
-            "x.toml:3:1: server.max_connections: must be at least 1",
+            "x.toml:3:19: server.max_connections: must be at least 1",
         ),
         (
             "first_byte_timout = \"5s\"",

@@ -81,6 +81,28 @@ impl KeyPath {
 
     /// The byte span of this key (or of the nearest enclosing key that exists) in the document.
     pub fn locate(&self, document: &toml_edit::ImDocument<&str>) -> Option<std::ops::Range<usize>> {
+        self.walk(document).0
+    }
+
+    /// The byte span of this key's value, where the mistake usually is (`kind = "basci"` points
+    /// at `"basci"`); a table, or a key that is missing, is located as by [`KeyPath::locate`].
+    pub fn locate_value(
+        &self,
+        document: &toml_edit::ImDocument<&str>,
+    ) -> Option<std::ops::Range<usize>> {
+        let (key, value) = self.walk(document);
+        value.or(key)
+    }
+
+    /// The span of the last key found on the path, and of the value the whole path names when
+    /// it names a plain value.
+    fn walk(
+        &self,
+        document: &toml_edit::ImDocument<&str>,
+    ) -> (
+        Option<std::ops::Range<usize>>,
+        Option<std::ops::Range<usize>>,
+    ) {
         let mut node = Node::Table(document.as_table());
         let mut best = None;
         for segment in &self.0 {
@@ -107,10 +129,14 @@ impl KeyPath {
             };
             match next {
                 Some(next) => node = next,
-                None => break,
+                None => return (best, None),
             }
         }
-        best
+        let value = match node {
+            Node::Item(toml_edit::Item::Value(value)) | Node::Value(value) => value.span(),
+            _ => None,
+        };
+        (best, value)
     }
 }
 

@@ -58,13 +58,17 @@ pub fn load_str(
             // For an unknown key the path already ends with that key.
             let key_path = KeyPath::parse(&err.path().to_string());
             let message = err.inner().message();
-            let message = unknown_key(message).unwrap_or_else(|| one_line(message));
-            let span = key_path.locate(&document).or_else(|| err.inner().span());
+            // An unknown key is wrong where the key is; anything else, where its value is.
+            let (message, span) = match unknown_key(message) {
+                Some(message) => (message, key_path.locate(&document)),
+                None => (one_line(message), key_path.locate_value(&document)),
+            };
+            let span = span.or_else(|| err.inner().span());
             place(span, key_path.to_string(), message)
         })?;
     let resolver = validate::Resolver { base_dir, env };
     validate::validate(raw, &resolver).map_err(|invalid| {
-        let span = invalid.path.locate(&document);
+        let span = invalid.path.locate_value(&document);
         place(span, invalid.path.to_string(), invalid.message)
     })
 }

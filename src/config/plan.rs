@@ -17,6 +17,7 @@ pub struct Plan {
     /// `None` when the file has no `[trace]` table: no record is built at all.
     pub trace: Option<TracePlan>,
     pub routes: Vec<RoutePlan>,
+    pub log: LogPlan,
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
     pub state: StatePlan,
@@ -117,11 +118,38 @@ pub struct TracePlan {
     pub channel_capacity: usize,
     /// Recent exchanges kept in memory for `GET /exchanges`.
     pub recent: usize,
+    /// Rotated files kept next to each trace file (`file.1` newest .. `file.KEEP`).
+    pub keep: usize,
 }
 
 impl TracePlan {
     pub fn writes_files(&self) -> bool {
         self.har.is_some() || self.jsonl.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPlan {
+    pub access: AccessLog,
+}
+
+/// How the access log writes its line per exchange on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    /// A line for people, in the log's own format.
+    Text,
+    /// One JSON object per line, whatever the log's format.
+    Json,
+    Off,
+}
+
+impl AccessLog {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLog::Text => "text",
+            AccessLog::Json => "json",
+            AccessLog::Off => "off",
+        }
     }
 }
 
@@ -177,6 +205,30 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Which roots the target's certificate may chain to (`[routes.tls] trust`).
+    pub trust: Trust,
+    /// SHA-256 digests of SubjectPublicKeyInfos; when any are given, the target's certificate
+    /// must carry one of these public keys in addition to passing verification.
+    pub pin_sha256: Vec<[u8; 32]>,
+}
+
+/// The roots a target's certificate is verified against. No choice turns verification off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// The system's and webpki's public roots, plus the route's `ca_file`.
+    #[default]
+    SystemAndCaFile,
+    /// Only the route's `ca_file`: a private CA or the target's own self-signed certificate.
+    CaFileOnly,
+}
+
+impl Trust {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::SystemAndCaFile => "system+ca_file",
+            Trust::CaFileOnly => "ca_file_only",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

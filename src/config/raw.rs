@@ -16,6 +16,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub state: Option<RawState>,
+    pub log: Option<RawLog>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +84,13 @@ pub struct RawTrace {
     pub rotate_size: Option<String>,
     pub channel_capacity: Option<usize>,
     pub recent: Option<usize>,
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<String>,
 }
 
 /// `[state]`: where sessions live and how they are kept at rest.
@@ -111,6 +119,15 @@ pub struct RawRoute {
     pub session: Option<RawSession>,
     pub challenge: Option<RawChallenge>,
     pub allow_encoded_slashes: Option<bool>,
+    pub tls: Option<RawTargetTls>,
+}
+
+/// `[routes.tls]`: how the target's certificate is trusted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTargetTls {
+    pub trust: Option<String>,
+    pub pin_sha256: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,13 +65,31 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .transpose()?;
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
     let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
+    let log = log(raw.log.unwrap_or_default(), &root.key("log"))?;
     Ok(Plan {
         server,
         admin,
         trace,
         routes,
+        log,
         warnings: validator.warnings,
         state,
+    })
+}
+
+fn log(raw: RawLog, path: &KeyPath) -> Checked<LogPlan> {
+    Ok(LogPlan {
+        access: one_of(
+            raw.access.as_deref(),
+            AccessLog::Text,
+            &[
+                ("text", AccessLog::Text),
+                ("json", AccessLog::Json),
+                ("off", AccessLog::Off),
+            ],
+            "value",
+            &path.key("access"),
+        )?,
     })
 }
 
@@ -408,6 +426,7 @@ impl Validator<'_> {
                 .unwrap_or(64 << 20),
             channel_capacity: raw.channel_capacity.unwrap_or(1024).max(1),
             recent: raw.recent.unwrap_or(256),
+            keep: raw.keep.unwrap_or(10),
         })
     }
 
@@ -540,10 +559,16 @@ impl Validator<'_> {
             None => host.to_owned(),
         };
         let origin = format!("{}://{authority}", url.scheme());
+        self.warn_if_plain_http_off_host(&url, &url_path);
+        let ca_file = raw.ca_file.as_deref().map(|file| self.path(file));
+        let (trust, pin_sha256) = match &raw.tls {
+            Some(tls) => target_tls(tls, &url, ca_file.is_some(), path)?,
+            None => (Trust::default(), Vec::new()),
+        };
         Ok(Upstream {
             origin,
             authority,
-            ca_file: raw.ca_file.as_deref().map(|file| self.path(file)),
+            ca_file,
             connect_timeout: duration(
                 raw.connect_timeout.as_deref(),
                 Duration::from_secs(5),
@@ -555,7 +580,30 @@ impl Validator<'_> {
                 &path.key("request_timeout"),
             )?,
             url,
+            trust,
+            pin_sha256,
         })
+    }
+
+    /// Credentials and session cookies go in clear text over `http://`; on loopback that is a
+    /// local sidecar, anywhere else it is worth a warning (allowed: some targets sit on a
+    /// trusted segment behind a TLS-terminating load balancer).
+    fn warn_if_plain_http_off_host(&mut self, url: &Url, path: &KeyPath) {
+        let loopback = match url.host() {
+            Some(url::Host::Domain(name)) => {
+                name.eq_ignore_ascii_case("localhost")
+                    || name.to_ascii_lowercase().ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => true,
+        };
+        if url.scheme() == "http" && !loopback {
+            self.warnings.push(format!(
+                "{path}: {url} is plain http to a host that is not loopback: credentials, tokens \
+                 and session cookies cross the network unencrypted; prefer https://"
+            ));
+        }
     }
 
     fn auth(&mut self, raw: &RawAuth, path: &KeyPath) -> Checked<AuthPlan> {
@@ -753,6 +801,7 @@ impl Validator<'_> {
                 },
                 Ok,
             )?;
+        self.warn_if_plain_http_off_host(&token_url, &path.key("token_url"));
         let client_id = require(
             &raw.client_id,
             &path.key("client_id"),
@@ -966,4 +1015,65 @@ impl Validator<'_> {
             split: raw.split.unwrap_or(true),
         })
     }
+}
+
+/// `[routes.tls]`: the trust mode and the SPKI pins, checked against the upstream URL.
+fn target_tls(
+    raw: &RawTargetTls,
+    url: &Url,
+    has_ca_file: bool,
+    route: &KeyPath,
+) -> Checked<(Trust, Vec<[u8; 32]>)> {
+    let path = route.key("tls");
+    if url.scheme() != "https" {
+        return invalid(
+            &path,
+            format!("not used with an http:// upstream ({url}): there is no certificate to trust"),
+        );
+    }
+    let trust = one_of(
+        raw.trust.as_deref(),
+        Trust::SystemAndCaFile,
+        &[
+            ("system+ca_file", Trust::SystemAndCaFile),
+            ("ca_file_only", Trust::CaFileOnly),
+        ],
+        "trust",
+        &path.key("trust"),
+    )?;
+    if trust == Trust::CaFileOnly && !has_ca_file {
+        return invalid(
+            &path.key("trust"),
+            "\"ca_file_only\" needs the route's ca_file (the private CA or the target's own certificate)",
+        );
+    }
+    if raw.pin_sha256.as_ref().is_some_and(Vec::is_empty) {
+        return invalid(
+            &path.key("pin_sha256"),
+            "empty; give at least one pin or leave the key out",
+        );
+    }
+    let mut pins = Vec::new();
+    for (index, text) in raw.pin_sha256.iter().flatten().enumerate() {
+        pins.push(
+            spki_pin(text)
+                .or_else(|message| invalid(&path.key("pin_sha256").index(index), message))?,
+        );
+    }
+    Ok((trust, pins))
+}
+
+/// A pin as `openssl ... | openssl dgst -sha256 -binary | base64` prints it, optionally in
+/// curl's `sha256//` form.
+fn spki_pin(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let encoded = text.strip_prefix("sha256//").unwrap_or(text);
+    let how = "expected the base64 of a SHA-256 digest of the certificate's public key (44 \
+               characters), as printed by `openssl x509 -in cert.pem -pubkey -noout | openssl pkey \
+               -pubin -outform der | openssl dgst -sha256 -binary | base64`";
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| format!("{text:?} is not base64; {how}"))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("{text:?} is {} bytes, not 32; {how}", bytes.len()))
 }

@@ -218,10 +218,10 @@ async fn explain(
     narrator.note(&format!("provproxy diagnose {}:", path.display()));
     let report = std::fs::read_to_string(&path)
         .map_err(|err| err.to_string())
-        .and_then(|text| crate::trace::diagnose::diagnose(&text).map_err(|err| err.to_string()));
+        .and_then(|text| crate::diagnose::diagnose(&text).map_err(|err| err.to_string()));
     match report {
         Ok(report) => {
-            for line in crate::trace::diagnose::render_text(&report).lines() {
+            for line in crate::diagnose::render_text(&report).lines() {
                 narrator.note(&format!("  {line}"));
             }
         }

@@ -1,7 +1,12 @@
 //! The body type every response and forwarded request uses.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -168,5 +173,197 @@ where
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The client stopped reading a response while the target's body was still coming.
+#[derive(Debug, thiserror::Error)]
+#[error("the client took no response data for {0:?}; the exchange was cut off to free its session")]
+pub struct ClientStalled(pub Duration);
+
+type AheadItem = Result<(Frame<Bytes>, OwnedSemaphorePermit), BoxError>;
+
+/// Reads `body` on a task of its own, up to `ahead` bytes ahead of the client, and drops
+/// `hold` (a session lease) as soon as the target's body has ended: a client that stops
+/// reading then holds nothing but its own buffered response.
+///
+/// A body longer than `ahead` keeps `hold` until the client has taken all but the last
+/// `ahead` bytes; when the client takes nothing for `stall` while the buffer is full, the
+/// exchange is cut off (target connection closed, `hold` dropped) and the client's response
+/// ends in an error, so that it cannot mistake it for a complete one.
+pub fn read_ahead<H>(body: ProxyBody, hold: H, ahead: usize, stall: Duration) -> ProxyBody
+where
+    H: Send + 'static,
+{
+    if http_body::Body::is_end_stream(&body) {
+        return body;
+    }
+    let ahead = u32::try_from(ahead).unwrap_or(u32::MAX).max(1);
+    let remaining = http_body::Body::size_hint(&body);
+    let room = Arc::new(Semaphore::new(ahead as usize));
+    let (frames, received) = mpsc::unbounded_channel();
+    tokio::spawn(pump(body, hold, room, frames, ahead, stall));
+    stream(ReadAhead {
+        frames: received,
+        remaining,
+    })
+}
+
+async fn pump<H>(
+    mut body: ProxyBody,
+    hold: H,
+    room: Arc<Semaphore>,
+    frames: mpsc::UnboundedSender<AheadItem>,
+    ahead: u32,
+    stall: Duration,
+) {
+    loop {
+        let next = tokio::select! {
+            next = body.frame() => next,
+            // The client's response was dropped (the client went away): stop reading.
+            () = frames.closed() => return,
+        };
+        let frame = match next {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(err)) => {
+                let _ = frames.send(Err(err));
+                return;
+            }
+        };
+        // Every frame takes room, at least one unit, so that empty frames are bounded too.
+        let size = frame.data_ref().map_or(0, Bytes::len);
+        let wanted = u32::try_from(size).unwrap_or(u32::MAX).clamp(1, ahead);
+        let permit = tokio::select! {
+            permit = tokio::time::timeout(stall, room.clone().acquire_many_owned(wanted)) => {
+                match permit {
+                    Ok(Ok(permit)) => permit,
+                    // The semaphore is never closed; should it be, there is no room ever again.
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        let _ = frames.send(Err(Box::new(ClientStalled(stall))));
+                        return;
+                    }
+                }
+            }
+            () = frames.closed() => return,
+        };
+        if frames.send(Ok((frame, permit))).is_err() {
+            return;
+        }
+    }
+    // The whole body has been read: the lease goes now, whatever the client does next.
+    drop(hold);
+}
+
+/// The client's side of [`read_ahead`]: each frame gives its room back as it is taken.
+struct ReadAhead {
+    frames: mpsc::UnboundedReceiver<AheadItem>,
+    remaining: SizeHint,
+}
+
+impl http_body::Body for ReadAhead {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match self.frames.poll_recv(cx) {
+            Poll::Ready(Some(Ok((frame, _room)))) => {
+                if let Some(data) = frame.data_ref() {
+                    let taken = data.len() as u64;
+                    let lower = self.remaining.lower().saturating_sub(taken);
+                    let upper = self.remaining.upper().map(|u| u.saturating_sub(taken));
+                    let mut remaining = SizeHint::new();
+                    remaining.set_lower(lower);
+                    if let Some(upper) = upper {
+                        remaining.set_upper(upper);
+                    }
+                    self.remaining = remaining;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.remaining
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of `chunks` frames of `size` bytes each.
+    fn chunks(chunks: usize, size: usize) -> ProxyBody {
+        let frames =
+            (0..chunks).map(move |_| Ok::<_, BoxError>(Frame::data(Bytes::from(vec![b'x'; size]))));
+        stream(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    /// Something to hold whose release can be awaited.
+    fn hold() -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Receiver<()>,
+    ) {
+        tokio::sync::oneshot::channel()
+    }
+
+    #[tokio::test]
+    async fn the_hold_is_released_once_the_body_is_read_even_if_the_client_has_read_nothing() {
+        let (held, released) = hold();
+        let body = read_ahead(chunks(4, 1000), held, 8000, Duration::from_secs(3600));
+        released
+            .await
+            .expect_err("the hold is dropped, never sent on");
+        let read = body.collect().await.expect("whole body").to_bytes();
+        assert_eq!(read.len(), 4000);
+    }
+
+    #[tokio::test]
+    async fn a_client_taking_nothing_while_the_buffer_is_full_is_cut_off_after_the_stall_time() {
+        let (held, released) = hold();
+        let mut body = read_ahead(chunks(10, 1000), held, 2000, Duration::from_millis(100));
+        let clock = std::time::Instant::now();
+        released.await.expect_err("the hold is dropped");
+        assert!(
+            clock.elapsed() >= Duration::from_millis(100),
+            "not before the stall time"
+        );
+        let mut taken = 0;
+        let error = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => taken += frame.into_data().map_or(0, |d| d.len()),
+                Some(Err(err)) => break err,
+                None => panic!("a cut-off body must not end cleanly"),
+            }
+        };
+        assert_eq!(taken, 2000, "what was read ahead still reaches the client");
+        assert!(error.downcast_ref::<ClientStalled>().is_some(), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_client_going_away_releases_the_hold_without_reading_the_rest() {
+        let (held, released) = hold();
+        let endless = futures_util::stream::repeat_with(|| {
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"x")))
+        });
+        let body = read_ahead(
+            stream(http_body_util::StreamBody::new(endless)),
+            held,
+            16,
+            Duration::from_secs(3600),
+        );
+        drop(body);
+        released.await.expect_err("the hold is dropped");
     }
 }

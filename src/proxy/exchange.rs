@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, Version};
+use http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 
 use super::forward::Head;
 use super::{ConnInfo, Route};
+use crate::access_log::Did;
 use crate::auth::oauth::TokenExchange;
 use crate::server::ingress::ClientName;
 use crate::session::SessionKey;
@@ -31,6 +32,12 @@ pub struct Exchange<'a> {
     /// Whether a record of an attempt was submitted or is pending, so a failure is not
     /// recorded twice.
     pub attempted: bool,
+    /// The record of the refused attempt a replay follows from.
+    pub replayed_from: Option<u64>,
+    /// What the proxy did over all attempts, for the access log.
+    pub did: Did,
+    /// The status of the last response the target sent.
+    pub upstream_status: Option<StatusCode>,
 }
 
 /// Tracing state of one exchange: present only when tracing is on.
@@ -130,6 +137,36 @@ impl Exchange<'_> {
             actions: self.actions.clone(),
             error,
         }
+    }
+}
+
+/// What the client's response lacks or has instead of the target's, into the actions of the
+/// record that holds the target's response. Framing headers are not named: hyper frames the
+/// client's body itself.
+pub fn client_changes(actions: &mut Actions, target: &HeaderMap, client: &HeaderMap) {
+    for name in target.keys() {
+        let framing = name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH;
+        if !framing && !client.contains_key(name) {
+            actions.headers_removed.push(name.as_str().to_owned());
+        }
+    }
+    if !client.contains_key(header::SET_COOKIE) {
+        actions.cookies_withheld = target
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .filter_map(|value| value.split(['=', ';']).next())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+    }
+    let location = client.get(header::LOCATION);
+    if location.is_some() && location != target.get(header::LOCATION) {
+        // The query and fragment are the target's, redacted in the response headers.
+        actions.location_rewritten = location
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(['?', '#']).next())
+            .map(str::to_owned);
     }
 }
 

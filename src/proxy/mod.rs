@@ -22,6 +22,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::access_log::{self, AccessLog, Did, Outcome, ReloginOutcome};
 use crate::admin::metrics::Metrics;
 use crate::auth::oauth::TokenSource;
 use crate::auth::{Injected, Injector};
@@ -145,6 +146,8 @@ pub struct Proxy {
     shared: Shared,
     body_read_timeout: Duration,
     trace_max_body: usize,
+    /// `None` when `[log] access = "off"`.
+    access: Option<AccessLog>,
 }
 
 impl Proxy {
@@ -153,11 +156,14 @@ impl Proxy {
             plan.trace
                 .as_ref()
                 .map_or(0, |trace| if trace.bodies { trace.max_body } else { 0 });
-        if let Some(tracer) = &shared.tracer {
-            for (route, tokens) in plan.routes.iter().zip(&shared.tokens) {
-                let Some(tokens) = tokens else { continue };
-                let (tracer, route) = (tracer.clone(), route.name.clone());
-                tokens.observe(Arc::new(move |exchange| {
+        for (route, tokens) in plan.routes.iter().zip(&shared.tokens) {
+            let Some(tokens) = tokens else { continue };
+            let (tracer, route) = (shared.tracer.clone(), route.name.clone());
+            tokens.observe(Arc::new(move |exchange| {
+                if let (Some((status, ..)), None) = (&exchange.response, &exchange.error) {
+                    access_log::token_fetched(&route, *status, exchange.elapsed);
+                }
+                if let Some(tracer) = &tracer {
                     let record = exchange::token_fetch_record(
                         tracer.next_id(),
                         &route,
@@ -165,8 +171,8 @@ impl Proxy {
                         trace_max_body,
                     );
                     tracer.submit(record);
-                }));
-            }
+                }
+            }));
         }
         let routes = plan
             .routes
@@ -214,14 +220,28 @@ impl Proxy {
                     0
                 }
             }),
+            access: AccessLog::new(plan),
         })
     }
 
-    /// Runs one exchange. Never fails: every failure becomes a response (and a record).
-    pub async fn handle(
+    /// Runs one exchange. Never fails: every failure becomes a response (and a record). The
+    /// access log's line is written once the response body has ended.
+    pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let mut outcome = Outcome::default();
+        let Some(access) = &self.access else {
+            return self.exchange(request, conn, &mut outcome).await;
+        };
+        let started = access.start(request.method(), request.uri());
+        let response = self.exchange(request, conn, &mut outcome).await;
+        let write = access.finish(started, conn.remote, outcome, response.status());
+        response.map(|body| body::stream(TapBody::new(body, 0, write)))
+    }
+
+    async fn exchange(
         &self,
         mut request: Request<Incoming>,
         conn: &ConnInfo,
+        outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         if let Err(screened) = self.shared.ingress.screen(&request, conn.local) {
             return self.screened(screened, conn);
@@ -268,10 +288,19 @@ impl Proxy {
                 clock: Instant::now(),
             }),
             attempted: false,
+            replayed_from: None,
+            did: Did::default(),
+            upstream_status: None,
         };
         let response = match self.run(&mut exchange, request, encoded_separators).await {
             Ok(response) => response,
             Err(err) => self.fail(&mut exchange, err, early),
+        };
+        *outcome = Outcome {
+            route: Some(route_index),
+            client: exchange.client.take(),
+            upstream_status: exchange.upstream_status,
+            did: exchange.did,
         };
         self.shared
             .metrics
@@ -291,10 +320,11 @@ impl Proxy {
         self.shared.metrics.error(err.kind());
         tracing::warn!(route = %route, kind = err.kind(), side = err.side().as_str(), "{err}");
         if let (Some(trace), Some(request), false) = (&exchange.trace, early, exchange.attempted) {
+            // After a refused attempt, this record is what the client got instead of its replay.
             let attempt = AttemptTrace {
                 id: trace.tracer.next_id(),
                 role: Role::Client,
-                parent: None,
+                parent: exchange.replayed_from,
                 started: trace.started,
                 clock: trace.clock,
                 request,
@@ -394,7 +424,11 @@ impl Proxy {
         };
         let mut role = Role::Client;
         let mut parent = None;
+        // Why the request is being replayed, once it is.
+        let mut replay_after = None;
         loop {
+            x.actions.next_attempt();
+            x.actions.replayed = role == Role::Replay;
             let mut headers = head.headers.clone();
             apply_session(x, lease.as_ref(), &head, &mut headers);
             let token_generation = self.authorize(x, &mut headers).await?;
@@ -409,6 +443,10 @@ impl Proxy {
             let mut response = response.map(|incoming| upstream_body(x, incoming));
             absorb(x, lease.as_ref(), &head, response.headers());
             let status = response.status();
+            x.upstream_status = Some(status);
+            if let Some(why) = replay_after {
+                access_log::replay(&x.route.plan.name, why, status);
+            }
             let sent_cookie = lease.as_ref().is_some_and(Lease::sent_cookie);
             // Decided before any await: a borrow of the plan held across one trips rustc's
             // higher-ranked `Send` check on the spawned connection future.
@@ -432,9 +470,10 @@ impl Proxy {
             {
                 tokens.invalidate(generation);
             }
+            x.actions.token_refused = token_refused;
             let may_replay = role == Role::Client && body.is_replayable();
             if (session_gone || token_refused) && may_replay {
-                x.actions.relogin |= session_gone;
+                x.actions.relogin = session_gone;
                 let drained = Box::pin(drain_body(
                     response,
                     x.trace.as_ref().map_or(0, |trace| trace.max_body),
@@ -442,6 +481,7 @@ impl Proxy {
                 .await;
                 if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
                     parent = Some(attempt.id);
+                    x.replayed_from = parent;
                     let (status, headers, captured) = drained;
                     let record = x.record(
                         attempt,
@@ -452,12 +492,18 @@ impl Proxy {
                     trace.tracer.submit(record);
                 }
                 if session_gone {
+                    x.did.add(Did::RELOGIN);
                     if let Some(lease) = lease.as_mut() {
                         Box::pin(self.relogin(x, lease, parent)).await?;
                     }
                 }
+                replay_after = Some(if session_gone {
+                    "re-login"
+                } else {
+                    "a refused token"
+                });
                 role = Role::Replay;
-                x.actions.replayed = true;
+                x.did.add(Did::REPLAY);
                 continue;
             }
             if session_gone {
@@ -466,21 +512,27 @@ impl Proxy {
                 if let Some(lease) = lease.as_mut() {
                     if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
                         x.actions.relogin = true;
+                        x.did.add(Did::RELOGIN);
+                        access_log::relogin(
+                            &x.route.plan.name,
+                            ReloginOutcome::Dropped { replayed: false },
+                        );
                     }
                 }
             }
+            // The record holds the response as the target sent it; the actions say what the
+            // client got instead.
+            let target_headers = x.trace.as_ref().map(|_| response.headers().clone());
             respond::rewrite_head(x, response.headers_mut(), status);
-            let pending = match (&x.trace, attempt) {
-                (Some(trace), Some(mut attempt)) => {
+            if let Some(target_headers) = &target_headers {
+                exchange::client_changes(&mut x.actions, target_headers, response.headers());
+            }
+            let pending = match (&x.trace, attempt, target_headers) {
+                (Some(trace), Some(mut attempt), Some(target_headers)) => {
                     let request_capture = attempt.request_capture.take();
                     let record = x.record(
                         attempt,
-                        Some((
-                            status,
-                            http::Version::HTTP_11,
-                            response.headers().clone(),
-                            None,
-                        )),
+                        Some((status, http::Version::HTTP_11, target_headers, None)),
                         Some(first_byte),
                         None,
                     );
@@ -495,7 +547,11 @@ impl Proxy {
                 _ => None,
             };
             x.attempted = true;
-            return Ok(respond::respond(response, lease, pending));
+            let read_ahead = respond::ReadAhead {
+                bytes: session_plan.map_or(DEFAULT_REPLAY_LIMIT, |plan| plan.replay_body_limit),
+                stall: x.route.plan.upstream.request_timeout,
+            };
+            return Ok(respond::respond(response, lease, pending, read_ahead));
         }
     }
 
@@ -541,6 +597,7 @@ impl Proxy {
         let Some(tokens) = &route.tokens else {
             if let Injected::Stored(kind) = route.injector.inject(headers) {
                 x.actions.auth_injected = Some(kind);
+                x.did.add(Did::AUTH_INJECTED);
             }
             return Ok(None);
         };
@@ -550,7 +607,11 @@ impl Proxy {
         let token = tokens.token().await.map_err(ProxyError::Token)?;
         headers.insert(AUTHORIZATION, token.authorization().clone());
         x.actions.auth_injected = Some("oauth2");
-        x.actions.token_fetched |= token.fetched();
+        x.did.add(Did::AUTH_INJECTED);
+        if token.fetched() {
+            x.actions.token_fetched = true;
+            x.did.add(Did::TOKEN_FETCHED);
+        }
         Ok(Some(token.generation()))
     }
 
@@ -576,10 +637,12 @@ impl Proxy {
             Err(err) => {
                 let err = ProxyError::from(err);
                 if let (Some(trace), Some(attempt)) = (&x.trace, attempt.take()) {
+                    // A failed login is not what the client gets: the proxy's error record is.
+                    let login = attempt.role == Role::Login;
                     trace
                         .tracer
                         .submit(x.record(attempt, None, None, Some(err.info())));
-                    x.attempted = true;
+                    x.attempted |= !login;
                 }
                 Err(err)
             }
@@ -604,8 +667,31 @@ impl Proxy {
             .as_ref()
             .and_then(|plan| plan.login.as_ref())
         else {
+            access_log::relogin(
+                &x.route.plan.name,
+                ReloginOutcome::Dropped { replayed: true },
+            );
             return Ok(());
         };
+        let logged_in = self.login(x, lease, parent, login).await;
+        let outcome = match &logged_in {
+            Ok(status) => ReloginOutcome::LoggedIn(*status),
+            Err(err) => ReloginOutcome::Failed(err),
+        };
+        access_log::relogin(&x.route.plan.name, outcome);
+        logged_in.map(drop)
+    }
+
+    /// The route's login request, on behalf of the request recorded as `parent`; its status.
+    async fn login(
+        &self,
+        x: &mut Exchange<'_>,
+        lease: &mut Lease,
+        parent: Option<u64>,
+        login: &crate::config::LoginPlan,
+    ) -> Result<StatusCode, ProxyError> {
+        // The login is an attempt of its own, recorded with its own actions.
+        x.actions.next_attempt();
         let head = forward::login_head(
             &x.route.target,
             &login.method,
@@ -656,7 +742,7 @@ impl Proxy {
                 path: login.path.clone(),
             });
         }
-        Ok(())
+        Ok(status)
     }
 }
 
@@ -685,6 +771,7 @@ fn apply_session(
         None => None,
     };
     headers.insert(header::COOKIE, merged.unwrap_or(cookie));
+    x.did.add(Did::COOKIES_REPLAYED);
     // Only a trace record reads the names.
     if x.trace.is_some() {
         x.actions.cookies_replayed = names.to_vec();
@@ -696,7 +783,10 @@ fn absorb(x: &mut Exchange<'_>, lease: Option<&Lease>, head: &Head, headers: &He
     if let Some(lease) = lease {
         let names = lease.absorb(head.path(), headers);
         x.actions.cookies_stored.extend(names);
-        x.actions.session_opened |= lease.opened_session();
+        if lease.opened_session() {
+            x.actions.session_opened = true;
+            x.did.add(Did::SESSION_OPENED);
+        }
     }
 }
 

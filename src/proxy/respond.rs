@@ -1,7 +1,7 @@
 //! Phase "respond": the client's response. The target's head with hop-by-hop headers removed,
 //! the challenge rewritten as the route says, the session's cookies kept from the client when
-//! the proxy owns the session, and locations pointing back at the proxy. The body streams; it
-//! holds the session lease until it ends, and completes the trace record when it does.
+//! the proxy owns the session, and locations pointing back at the proxy. The body streams and
+//! completes the trace record when it ends; no client can hold the session by not reading it.
 
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use http::Response;
 use super::body::{self, ProxyBody};
 use super::exchange::{CaptureSlot, Exchange};
 use super::headers;
+use crate::access_log::Did;
 use crate::challenge::Outcome;
 use crate::config::ClientCookies;
 use crate::session::Lease;
@@ -26,8 +27,8 @@ pub struct PendingRecord {
     pub max_body: usize,
 }
 
-/// Rewrites the response head in place. Runs before the record of the head is taken, so the
-/// record shows what the client got, with the challenge's before/after in its actions.
+/// Rewrites the response head in place. The record keeps the target's head, taken before;
+/// the challenge's before/after go into its actions.
 pub fn rewrite_head(
     exchange: &mut Exchange<'_>,
     headers: &mut HeaderMap,
@@ -37,6 +38,7 @@ pub fn rewrite_head(
     match exchange.route.plan.rewriter.rewrite(status, headers) {
         Outcome::Untouched => {}
         Outcome::Rewritten { before, after } => {
+            exchange.did.add(Did::CHALLENGE_REWRITTEN);
             exchange.actions.challenge_before = before;
             exchange.actions.challenge_after = after;
         }
@@ -66,29 +68,44 @@ pub fn rewrite_head(
     }
 }
 
-/// The client's response around the target's body.
+/// The client's response around the target's body. The record is completed as the target's
+/// body ends. An exclusive session lease (`serialize`, or opening or renewing the session) is
+/// released once the target's body has been read, up to `read_ahead` bytes ahead of the client
+/// (see [`body::read_ahead`]); a shared lease is released now: the jar has absorbed this
+/// response's cookies, and nothing after the head touches the session.
 pub fn respond(
     response: Response<ProxyBody>,
     lease: Option<Lease>,
     pending: Option<PendingRecord>,
+    read_ahead: ReadAhead,
 ) -> Response<ProxyBody> {
-    let (parts, incoming) = response.into_parts();
-    let with_lease = LeaseBody {
-        inner: incoming,
-        _lease: lease,
-    };
+    let (parts, body) = response.into_parts();
     let body = match pending {
-        None => body::stream(with_lease),
+        None => body,
         Some(pending) => {
             let max = pending.max_body;
             body::stream(TapBody::new(
-                with_lease,
+                body,
                 max,
                 move |captured: CapturedBody, end: BodyEnd| finish_record(pending, captured, end),
             ))
         }
     };
+    let body = match lease {
+        Some(lease) if lease.is_exclusive() => {
+            body::read_ahead(body, lease, read_ahead.bytes, read_ahead.stall)
+        }
+        _ => body,
+    };
     Response::from_parts(parts, body)
+}
+
+/// How far an exclusive lease's response is read ahead of the client, and how long the client
+/// may take nothing once that much is waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAhead {
+    pub bytes: usize,
+    pub stall: std::time::Duration,
 }
 
 fn finish_record(pending: PendingRecord, captured: CapturedBody, end: BodyEnd) {
@@ -115,7 +132,9 @@ fn finish_record(pending: PendingRecord, captured: CapturedBody, end: BodyEnd) {
         BodyEnd::Error => {
             Some("the target's response body failed midway; the client's response was cut off")
         }
-        BodyEnd::Dropped => Some("the client went away before the response body ended"),
+        BodyEnd::Dropped => {
+            Some("the client went away, or stopped reading, before the response body ended")
+        }
     };
     if let Some(detail) = cut_short {
         record.error.get_or_insert(ErrorInfo {
@@ -129,34 +148,4 @@ fn finish_record(pending: PendingRecord, captured: CapturedBody, end: BodyEnd) {
         });
     }
     tracer.submit(record);
-}
-
-pin_project_lite::pin_project! {
-    /// Keeps the session lease for as long as the response body is being sent: with
-    /// `serialize = true` the next request of the session waits for the whole exchange.
-    struct LeaseBody<B> {
-        #[pin]
-        inner: B,
-        _lease: Option<Lease>,
-    }
-}
-
-impl<B: http_body::Body> http_body::Body for LeaseBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }

@@ -20,6 +20,7 @@ use crate::admin::{
     metrics::{Metrics, ModuleStats},
 };
 use crate::config::Plan;
+use crate::lockfile::FileLock;
 use crate::proxy::{ConnInfo, Proxy, Shared};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
@@ -44,6 +45,8 @@ pub enum StartupError {
     Sessions(#[from] crate::session::SessionError),
     #[error(transparent)]
     Trace(#[from] crate::trace::TraceError),
+    #[error(transparent)]
+    Lock(#[from] crate::lockfile::LockError),
 }
 
 /// Choices made on the command line rather than in the config.
@@ -62,6 +65,8 @@ pub struct Running {
     sessions: Sessions,
     session_writer: JoinHandle<()>,
     trace_writer: Option<TraceWriter>,
+    /// The state and trace files this instance owns; released once they are written for good.
+    locks: Vec<FileLock>,
 }
 
 impl Running {
@@ -91,6 +96,7 @@ impl Running {
         if let Some(writer) = self.trace_writer {
             writer.shutdown().await;
         }
+        drop(self.locks);
     }
 }
 
@@ -99,7 +105,15 @@ pub async fn start(plan: Plan) -> Result<Running, StartupError> {
     start_with(plan, StartOptions::default()).await
 }
 
+/// Takes every lock and binds every listener before it reads, rotates or writes any file: a start
+/// that fails (a second instance on the same config, an address in use) changes nothing.
 pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, StartupError> {
+    let locks = crate::lockfile::acquire_all(owned_files(&plan))?;
+    let tcp = bind(plan.server.listen, "proxy").await?;
+    let admin_tcp = match &plan.admin {
+        Some(admin) => Some(bind(admin.listen, "admin").await?),
+        None => None,
+    };
     let sessions = Sessions::open(&plan.routes, &plan.state, options.reset_sessions)?;
     let (tracer, trace_writer) = match &plan.trace {
         Some(trace) => {
@@ -146,7 +160,6 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         .as_ref()
         .map(tls::server_config)
         .transpose()?;
-    let tcp = bind(plan.server.listen, "proxy").await?;
     let addr = local_addr(&tcp, plan.server.listen, "proxy")?;
     let (stop, stopped) = watch::channel(false);
     let grace = plan.server.shutdown_grace;
@@ -167,8 +180,7 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         },
     ))];
     let mut admin_addr = None;
-    if let Some(admin_plan) = &plan.admin {
-        let tcp = bind(admin_plan.listen, "admin").await?;
+    if let (Some(admin_plan), Some(tcp)) = (&plan.admin, admin_tcp) {
         admin_addr = Some(local_addr(&tcp, admin_plan.listen, "admin")?);
         let admin = Arc::new(admin::Admin::new(
             metrics,
@@ -203,7 +215,22 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         sessions,
         session_writer,
         trace_writer,
+        locks,
     })
+}
+
+/// The files an instance writes and no other may: session state and trace files.
+fn owned_files(plan: &Plan) -> impl Iterator<Item = &std::path::Path> {
+    let state = plan
+        .routes
+        .iter()
+        .filter_map(|route| route.session.as_ref()?.persist.as_deref());
+    let traces = plan
+        .trace
+        .iter()
+        .flat_map(|trace| trace.har.iter().chain(trace.jsonl.iter()))
+        .map(PathBuf::as_path);
+    state.chain(traces)
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartupError> {

@@ -1,6 +1,7 @@
 //! One session's cookies: cookie_store 0.22 with the RFC 6265 gaps closed that matter to a
 //! proxy (see DESIGN, "Lessons from the field"): public-suffix domains, `__Secure-`/`__Host-`
-//! prefixes, control characters, `Secure` over plain http to loopback, and §5.4 header order.
+//! prefixes, control characters, `Secure` over plain http to loopback, §5.4 header order, and
+//! the `Domain` attribute read exactly as §5.2.3 says.
 
 use std::fmt;
 use std::sync::Arc;
@@ -230,17 +231,33 @@ impl Jar {
         {
             return Err(Rejected::HostPrefix);
         }
-        if let Some(domain) = raw.domain() {
-            let domain = domain.trim().trim_start_matches('.').to_ascii_lowercase();
-            let is_domain_name = matches!(Host::parse(&domain), Ok(Host::Domain(_)));
-            if is_domain_name && SuffixList::system().is_public_suffix(&domain) {
-                // RFC 6265 §5.3 step 5: a public suffix equal to the host itself means host-only.
-                if url.host_str() == Some(domain.as_str()) {
-                    raw.unset_domain();
+        // The cookie crate trims any Unicode whitespace and cookie_store trims again after the
+        // crate strips the dot, so `Domain=. example.com` would become `example.com`; the
+        // attribute is read here as RFC 6265 §5.2.3 says and handed over already decided.
+        match domain_attribute(line) {
+            Some(domain) if !domain.is_empty() => {
+                let host = match Host::parse(&domain) {
+                    Ok(host) => host,
+                    // Not a host name at all (` example.com`), so no request host matches it.
+                    Err(_) => return Err(Rejected::DomainMismatch),
+                };
+                let domain = host.to_string();
+                if matches!(host, Host::Domain(_)) && SuffixList::system().is_public_suffix(&domain)
+                {
+                    // RFC 6265 §5.3 step 5: a public suffix equal to the host means host-only.
+                    if url.host_str() == Some(domain.as_str()) {
+                        raw.unset_domain();
+                    } else {
+                        return Err(Rejected::PublicSuffix);
+                    }
+                } else if !domain_matches(url, &host, &domain) {
+                    return Err(Rejected::DomainMismatch);
                 } else {
-                    return Err(Rejected::PublicSuffix);
+                    raw.set_domain(domain);
                 }
             }
+            // No Domain attribute, or `Domain=.`: a host-only cookie (§5.3 step 6).
+            _ => raw.unset_domain(),
         }
         let cookie = Cookie::try_from_raw_cookie(&raw, url)
             .map_err(|_| Rejected::DomainMismatch)?
@@ -355,6 +372,44 @@ impl fmt::Debug for Jar {
             .field("cookies", &self.names())
             .finish()
     }
+}
+
+/// RFC 6265 §5.2.3 over the attributes of a `Set-Cookie` line: the cookie-domain of the last
+/// `Domain` attribute with a value (an empty one is ignored, as is one over 1024 bytes per
+/// RFC 6265bis), lower-cased, with one leading dot removed; `None` when there is none.
+/// Attribute names and values lose their surrounding WSP (space and tab) only (§5.2).
+fn domain_attribute(line: &str) -> Option<String> {
+    let wsp: &[char] = &[' ', '\t'];
+    let mut found = None;
+    for attribute in line.split(';').skip(1) {
+        let (name, value) = attribute.split_once('=').unwrap_or((attribute, ""));
+        if !name.trim_matches(wsp).eq_ignore_ascii_case("domain") {
+            continue;
+        }
+        let value = value.trim_matches(wsp);
+        if value.is_empty() || value.len() > 1024 {
+            continue;
+        }
+        let domain = value.strip_prefix('.').unwrap_or(value);
+        found = Some(domain.to_ascii_lowercase());
+    }
+    found
+}
+
+/// RFC 6265 §5.1.3: the request host domain-matches `domain` when it is the same, or when it
+/// is a host name (not an IP address) that ends with `.` + `domain`.
+fn domain_matches(url: &Url, host: &Host<String>, domain: &str) -> bool {
+    let Some(request) = url.host_str() else {
+        return false;
+    };
+    if request.eq_ignore_ascii_case(domain) {
+        return true;
+    }
+    matches!(host, Host::Domain(_))
+        && matches!(url.host(), Some(Host::Domain(_)))
+        && request.len() > domain.len()
+        && request.to_ascii_lowercase().ends_with(domain)
+        && request.as_bytes()[request.len() - domain.len() - 1] == b'.'
 }
 
 /// RFC 6265 §5.1.4 path-match of a request path against a cookie path.
@@ -665,6 +720,109 @@ mod tests {
             set(&mut jar, "https://example.com/", "a=1\t"),
             Ok(Absorbed::Stored)
         );
+    }
+
+    #[test]
+    fn domain_with_whitespace_before_the_leading_dot_is_that_domain() {
+        let mut jar = Jar::new();
+        for line in [
+            "a=1; Domain= .example.com",
+            "a=1; Domain=\t.example.com ",
+            "a=1;domain  =  .EXAMPLE.com",
+        ] {
+            jar.clear();
+            assert_eq!(
+                set(&mut jar, "https://www.example.com/", line),
+                Ok(Absorbed::Stored),
+                "{line:?}"
+            );
+            assert_eq!(
+                header(&mut jar, "https://api.example.com/").as_deref(),
+                Some("a=1"),
+                "{line:?} is a domain cookie for example.com"
+            );
+        }
+    }
+
+    #[test]
+    fn domain_with_whitespace_after_the_leading_dot_matches_no_host() {
+        // §5.2.3 removes the dot only; " example.com" is not a name any request host matches.
+        let mut jar = Jar::new();
+        for line in ["a=1; Domain=. example.com", "a=1; Domain=..example.com"] {
+            assert_eq!(
+                set(&mut jar, "https://www.example.com/", line),
+                Err(Rejected::DomainMismatch),
+                "{line:?}"
+            );
+        }
+        assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn the_last_domain_attribute_with_a_value_wins() {
+        let mut jar = Jar::new();
+        // An empty Domain is ignored, so the earlier one stays in force.
+        set(
+            &mut jar,
+            "https://www.example.com/",
+            "a=1; Domain=other.com; Domain=example.com; Domain=",
+        )
+        .unwrap();
+        assert_eq!(
+            header(&mut jar, "https://api.example.com/").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(
+            set(
+                &mut jar,
+                "https://www.example.com/",
+                "b=1; Domain=example.com; Domain=other.com"
+            ),
+            Err(Rejected::DomainMismatch)
+        );
+    }
+
+    #[test]
+    fn a_lone_dot_domain_makes_a_host_only_cookie() {
+        let mut jar = Jar::new();
+        set(&mut jar, "https://www.example.com/", "a=1; Domain=.").unwrap();
+        assert_eq!(
+            header(&mut jar, "https://www.example.com/").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(header(&mut jar, "https://api.www.example.com/"), None);
+    }
+
+    #[test]
+    fn an_ip_address_domain_must_equal_the_host() {
+        let mut jar = Jar::new();
+        set(&mut jar, "http://127.0.0.1:8080/", "a=1; Domain=127.0.0.1").unwrap();
+        assert_eq!(
+            header(&mut jar, "http://127.0.0.1:8080/").as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(
+            set(&mut jar, "http://127.0.0.1/", "b=1; Domain=0.0.1"),
+            Err(Rejected::DomainMismatch)
+        );
+    }
+
+    #[test]
+    fn one_bad_set_cookie_line_is_ignored_and_the_others_of_the_response_are_kept() {
+        let mut jar = Jar::new();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("JSESSIONID=s1; Path=/"),
+        );
+        // HeaderValue refuses most control characters, but takes obs-text bytes: not UTF-8.
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_bytes(b"bad=\xff\xfe; Path=/").unwrap(),
+        );
+        headers.append(SET_COOKIE, HeaderValue::from_static("lb=node2; Path=/"));
+        let names = jar.absorb(&url("https://example.com/"), &headers);
+        assert_eq!(names, ["JSESSIONID", "lb"]);
     }
 
     #[test]

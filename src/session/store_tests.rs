@@ -48,6 +48,8 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
             ca_file: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
+            trust: Default::default(),
+            pin_sha256: Vec::new(),
         },
         preserve_host: false,
         clients: None,

@@ -3,6 +3,11 @@
 //!
 //! Records are gathered in memory and written with one call per batch (see [`Sink::flush`]):
 //! a `pwrite` per record cost the kernel about as much as the redaction and rendering of it.
+//!
+//! A file is opened only once the process holds its lock (see [`crate::lockfile`]), so nothing
+//! here guards against a second writer. A HAR left by an earlier run is rotated away only when
+//! this run writes its first record, and only if it holds entries: failed starts and restarts
+//! without traffic do not push evidence out of the kept rotations.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -14,8 +19,8 @@ use super::redact::RedactedRecord;
 use super::writer::Sink;
 use super::{har, json_out};
 
-/// Rotated files kept next to the live one: `file.1` (newest) to `file.KEEP`.
-pub const KEEP: usize = 3;
+/// Bigger than any HAR without entries; a larger existing file has some.
+const EMPTY_HAR_MAX: u64 = 4096;
 /// How long a broken file is left alone before trying to reopen it.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often to check that the path still names the file we write to.
@@ -60,6 +65,8 @@ pub struct TraceFile {
     path: PathBuf,
     format: Format,
     rotate_bytes: u64,
+    /// Rotated files kept next to the live one: `file.1` (newest) to `file.KEEP`.
+    keep: usize,
     file: Option<File>,
     size: u64,
     entries: u64,
@@ -74,9 +81,12 @@ pub struct TraceFile {
 }
 
 impl TraceFile {
-    /// Opens `path`, creating its parent directories (0700) and the file (0600). An existing HAR
-    /// is rotated away rather than appended to; an existing JSON-lines file is appended to.
-    pub fn open(path: &Path, format: Format, rotate_bytes: u64) -> io::Result<Self> {
+    /// Opens `path`, creating its parent directories (0700) and the file (0600). An existing
+    /// JSON-lines file is appended to. An existing HAR is left as it is until the first record
+    /// comes; then it is rotated away if it has entries. So a start that fails after this, or a
+    /// run without traffic, pushes nothing out of the kept rotations, and until this run records
+    /// something the last run's trace is where the operator looks for it.
+    pub fn open(path: &Path, format: Format, rotate_bytes: u64, keep: usize) -> io::Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -88,6 +98,7 @@ impl TraceFile {
             path: path.to_owned(),
             format,
             rotate_bytes,
+            keep,
             file: None,
             size: 0,
             entries: 0,
@@ -98,6 +109,14 @@ impl TraceFile {
             pending: Vec::new(),
             pending_at: 0,
         };
+        let earlier_har =
+            format == Format::Har && fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
+        if earlier_har {
+            // Fails now, at startup, if the file cannot be written; its content stays as it is.
+            open_0600(path, false)?;
+            // No file yet: the first append reopens it, rotating first (see `recover`).
+            return Ok(file);
+        }
         file.reopen()?;
         Ok(file)
     }
@@ -207,7 +226,7 @@ impl TraceFile {
             self.file = Some(file);
             return Ok(());
         }
-        if existing > 0 {
+        if existing > 0 && self.has_entries(existing) {
             self.shift()?;
         }
         self.create()
@@ -222,18 +241,38 @@ impl TraceFile {
         Ok(())
     }
 
-    /// `file.2` → `file.3`, `file.1` → `file.2`, `file` → `file.1`; the oldest is overwritten.
-    fn shift(&self) -> io::Result<()> {
-        for n in (1..KEEP).rev() {
-            match fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+    /// Whether the HAR at our path holds any entry; anything that is not an empty HAR (a torn
+    /// or foreign file) counts as holding some, so that it is kept rather than overwritten.
+    fn has_entries(&self, size: u64) -> bool {
+        if size > EMPTY_HAR_MAX {
+            return true;
         }
-        match fs::rename(&self.path, rotated(&self.path, 1)) {
+        let Ok(text) = fs::read(&self.path) else {
+            return true;
+        };
+        let entries = serde_json::from_slice::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|doc| doc["log"]["entries"].as_array().map(Vec::len));
+        entries != Some(0)
+    }
+
+    /// `file.2` → `file.3`, `file.1` → `file.2`, `file` → `file.1`; the oldest is overwritten.
+    /// With `keep = 0` the file is removed.
+    fn shift(&self) -> io::Result<()> {
+        let ignore_missing = |result: io::Result<()>| match result {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        };
+        if self.keep == 0 {
+            return ignore_missing(fs::remove_file(&self.path));
         }
+        for n in (1..self.keep).rev() {
+            ignore_missing(fs::rename(
+                rotated(&self.path, n),
+                rotated(&self.path, n + 1),
+            ))?;
+        }
+        ignore_missing(fs::rename(&self.path, rotated(&self.path, 1)))
     }
 
     fn create(&mut self) -> io::Result<()> {

@@ -1,5 +1,10 @@
 //! HAR 1.2: one entry per redacted record, provproxy's own data under `_provproxy`.
 //!
+//! An entry holds both sides of the exchange: the request as it was forwarded and the response
+//! as the target sent it (its `Set-Cookie`, `Location` and `WWW-Authenticate` included, values
+//! redacted). What the client got instead is told by `_provproxy.actions`: the challenge
+//! before and after, the cookies withheld, the headers removed, the rewritten `Location`.
+//!
 //! The file is a complete HAR document after every record: it is created as an empty log whose
 //! last bytes are [`TAIL`], and each entry overwrites that tail with `,entry` followed by the
 //! tail again (see [`super::file::TraceFile`]).
@@ -323,10 +328,14 @@ pub(super) struct ActionsView<'r> {
     challenge_before: &'r [String],
     cookies_replayed: &'r [String],
     cookies_stored: &'r [String],
+    cookies_withheld: &'r [String],
+    headers_removed: &'r [String],
+    location_rewritten: Option<&'r str>,
     relogin: bool,
     replayed: bool,
     session_opened: bool,
     token_fetched: bool,
+    token_refused: bool,
     warnings: &'r [String],
 }
 
@@ -339,10 +348,14 @@ impl<'r> ActionsView<'r> {
             challenge_before: &a.challenge_before,
             cookies_replayed: &a.cookies_replayed,
             cookies_stored: &a.cookies_stored,
+            cookies_withheld: &a.cookies_withheld,
+            headers_removed: &a.headers_removed,
+            location_rewritten: a.location_rewritten.as_deref(),
             relogin: a.relogin,
             replayed: a.replayed,
             session_opened: a.session_opened,
             token_fetched: a.token_fetched,
+            token_refused: a.token_refused,
             warnings: &a.warnings,
         }
     }

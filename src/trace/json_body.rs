@@ -699,6 +699,7 @@ mod tests {
             max_body: 0,
             redact_fields: vec!["password".into(), "token".into(), "secret".into()],
             rotate_bytes: 0,
+            keep: 10,
             channel_capacity: 1,
             recent: 0,
         };

@@ -1,11 +1,10 @@
-//! Exchange records, redaction, HAR and JSON-lines writers, the recent-exchanges ring, body
-//! capture, and `diagnose`.
+//! Exchange records, redaction, HAR and JSON-lines writers, the recent-exchanges ring, and body
+//! capture. `diagnose` reads what these write (see [`crate::diagnose`]).
 //!
 //! The pipeline builds an [`ExchangeRecord`] only when tracing is on and hands it to
 //! [`Tracer::submit`]; everything after that happens on the writer thread, and only a
 //! [`redact::RedactedRecord`] ever reaches a file, the ring buffer or the admin API.
 
-pub mod diagnose;
 pub mod file;
 pub mod har;
 mod json_body;

@@ -86,15 +86,22 @@ pub struct CapturedBody {
     pub truncated: bool,
 }
 
-/// What the proxy did to the exchange, for the trace and for `diagnose`.
+/// What the proxy did in the attempt a record holds, for the trace and for `diagnose`. Every
+/// field is true of that record alone (a replay that sent no cookie lists none), except
+/// `authorization_normalised` and `warnings`, which are about the client's request.
 #[derive(Debug, Clone, Default)]
 pub struct Actions {
     /// The auth kind injected (`basic`, `bearer`, `header`, `oauth2`), never the value.
     pub auth_injected: Option<&'static str>,
+    /// Names of the session cookies sent with this request.
     pub cookies_replayed: Vec<String>,
+    /// Names of the cookies this response put in the session's jar.
     pub cookies_stored: Vec<String>,
     pub session_opened: bool,
+    /// This response showed the session gone: the proxy dropped it (and logged in again when
+    /// the route has a login).
     pub relogin: bool,
+    /// This request is the proxy's second attempt of the client's request.
     pub replayed: bool,
     /// The `WWW-Authenticate` values before and after the rewrite, when it changed them.
     pub challenge_before: Vec<String>,
@@ -102,7 +109,29 @@ pub struct Actions {
     /// What was wrong with the client's `Authorization` and was fixed (`doubled scheme Bearer`).
     pub authorization_normalised: Option<String>,
     pub token_fetched: bool,
+    /// This response refused the token the proxy injected: it was dropped for a new one.
+    pub token_refused: bool,
+    /// What the client's response lacks of the target's: the names of the cookies whose
+    /// `Set-Cookie` the proxy kept for its session, and the response headers it removed.
+    pub cookies_withheld: Vec<String>,
+    pub headers_removed: Vec<String>,
+    /// The client's `Location`, pointing back at the proxy, when it differs from the target's;
+    /// without query or fragment, which are the target's (redacted in the response headers).
+    pub location_rewritten: Option<String>,
     pub warnings: Vec<String>,
+}
+
+impl Actions {
+    /// Forgets what belonged to the previous attempt; keeps what is about the client's request.
+    pub fn next_attempt(&mut self) {
+        let normalised = self.authorization_normalised.take();
+        let warnings = std::mem::take(&mut self.warnings);
+        *self = Actions {
+            authorization_normalised: normalised,
+            warnings,
+            ..Actions::default()
+        };
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -767,6 +767,7 @@ mod tests {
                 .map(|s| s.to_string())
                 .collect(),
             rotate_bytes: 0,
+            keep: 10,
             channel_capacity: 8,
             recent: 8,
         }

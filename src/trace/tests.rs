@@ -31,6 +31,7 @@ fn plan(dir: &Path) -> TracePlan {
             .map(|s| s.to_string())
             .collect(),
         rotate_bytes: 0,
+        keep: 10,
         channel_capacity: 64,
         recent: 16,
     }
@@ -282,6 +283,7 @@ async fn rotation_keeps_every_file_valid() {
     let dir = tempfile::tempdir().unwrap();
     let mut plan = plan(dir.path());
     plan.rotate_bytes = 3000;
+    plan.keep = 3;
     let har = plan.har.clone().unwrap();
     let jsonl = plan.jsonl.clone().unwrap();
     let (tracer, writer) = Tracer::start(&plan).unwrap();
@@ -291,13 +293,13 @@ async fn rotation_keeps_every_file_valid() {
     writer.shutdown().await;
 
     let mut files = vec![har.clone()];
-    files.extend((1..=super::file::KEEP).map(|n| rotated(&har, n)));
+    files.extend((1..=plan.keep).map(|n| rotated(&har, n)));
     for file in &files {
         assert!(file.exists(), "{} missing", file.display());
         assert!(std::fs::metadata(file).unwrap().len() <= plan.rotate_bytes);
         assert!(!har_entries(file).is_empty());
     }
-    assert!(!rotated(&har, super::file::KEEP + 1).exists());
+    assert!(!rotated(&har, plan.keep + 1).exists());
     assert_valid_har(&files);
     // Newest records in the live file, ids ascending across the rotated ones.
     let ids: Vec<u64> = files
@@ -352,11 +354,70 @@ async fn a_har_that_already_exists_is_rotated_not_corrupted() {
     );
 }
 
+#[tokio::test]
+async fn an_earlier_har_is_rotated_only_by_a_run_that_records_and_only_if_it_has_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let har = plan.har.clone().unwrap();
+    let run = |urls: &'static [&'static str]| {
+        let plan = plan.clone();
+        async move {
+            let (tracer, writer) = Tracer::start(&plan).unwrap();
+            for (id, url) in urls.iter().enumerate() {
+                tracer.submit(record(id as u64 + 1, Role::Client, url));
+            }
+            writer.shutdown().await;
+        }
+    };
+    run(&[]).await;
+    run(&["https://t/first"]).await;
+    assert!(
+        !rotated(&har, 1).exists(),
+        "an empty HAR is reused, not rotated"
+    );
+    run(&[]).await;
+    run(&[]).await;
+    assert!(
+        !rotated(&har, 1).exists(),
+        "runs without records rotate nothing"
+    );
+    assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/first");
+    run(&["https://t/second"]).await;
+    assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/second");
+    assert_eq!(
+        har_entries(&rotated(&har, 1))[0]["request"]["url"],
+        "https://t/first"
+    );
+    assert!(!rotated(&har, 2).exists());
+}
+
+#[tokio::test]
+async fn keep_zero_rotates_into_nothing_and_a_torn_har_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    let har = plan.har.clone().unwrap();
+    std::fs::create_dir_all(har.parent().unwrap()).unwrap();
+    std::fs::write(&har, "{\"log\":{\"entries\":[{\"torn").unwrap();
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    tracer.submit(record(1, Role::Client, "https://t/first"));
+    writer.shutdown().await;
+    assert!(std::fs::read_to_string(rotated(&har, 1))
+        .unwrap()
+        .ends_with("torn"));
+    plan.keep = 0;
+    std::fs::remove_file(rotated(&har, 1)).unwrap();
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    tracer.submit(record(1, Role::Client, "https://t/second"));
+    writer.shutdown().await;
+    assert!(!rotated(&har, 1).exists());
+    assert_eq!(har_entries(&har)[0]["request"]["url"], "https://t/second");
+}
+
 #[test]
 fn a_removed_file_is_recreated_valid_on_the_next_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.har");
-    let mut file = TraceFile::open(&path, Format::Har, 0)
+    let mut file = TraceFile::open(&path, Format::Har, 0, 3)
         .unwrap()
         .check_always();
     let redactor = super::Redactor::new(&plan(dir.path()));
@@ -404,7 +465,7 @@ fn write_records(file: &mut TraceFile, ids: std::ops::RangeInclusive<u64>) {
 fn a_batch_reaches_the_file_in_one_flush_and_leaves_a_valid_har() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.har");
-    let mut file = TraceFile::open(&path, Format::Har, 0).unwrap();
+    let mut file = TraceFile::open(&path, Format::Har, 0, 3).unwrap();
     write_records(&mut file, 1..=3);
     assert!(har_entries(&path).is_empty(), "written before the flush");
     file.flush().unwrap();
@@ -423,7 +484,7 @@ fn records_gathered_before_a_logrotate_move_land_in_the_moved_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.har");
     let moved = dir.path().join("t.har.old");
-    let mut file = TraceFile::open(&path, Format::Har, 0)
+    let mut file = TraceFile::open(&path, Format::Har, 0, 3)
         .unwrap()
         .check_always();
     write_records(&mut file, 1..=1);
@@ -612,6 +673,10 @@ fn golden_records() -> Vec<ExchangeRecord> {
         challenge_after: vec!["Basic realm=\"a\"".into(), "Bearer".into()],
         authorization_normalised: Some("doubled scheme Bearer".into()),
         token_fetched: true,
+        token_refused: true,
+        cookies_withheld: vec!["JSESSIONID".into(), "plain".into()],
+        headers_removed: vec!["connection".into()],
+        location_rewritten: Some("http://127.0.0.1:8080/cb".into()),
         warnings: vec!["w1".into(), "line\nbreak\u{1}".into()],
     };
 

@@ -122,12 +122,12 @@ impl Tracer {
         let files = [(&plan.har, Format::Har), (&plan.jsonl, Format::JsonLines)];
         for (path, format) in files {
             if let Some(path) = path {
-                let file = TraceFile::open(path, format, plan.rotate_bytes).map_err(|source| {
-                    TraceError::Open {
+                let file = TraceFile::open(path, format, plan.rotate_bytes, plan.keep).map_err(
+                    |source| TraceError::Open {
                         path: PathBuf::from(path),
                         source,
-                    }
-                })?;
+                    },
+                )?;
                 sinks.push(Box::new(file));
             }
         }

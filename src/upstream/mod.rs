@@ -3,6 +3,8 @@
 
 mod pool;
 pub mod tls;
+mod trust;
+mod validity;
 
 use std::error::Error as StdError;
 use std::io;
@@ -19,7 +21,8 @@ use crate::proxy::body::{ClientBodyFault, ProxyBody};
 
 use pool::Pool;
 pub use pool::UpstreamBody;
-pub use tls::TlsSetupError;
+pub use tls::{TlsSetupError, TrustSpec};
+pub use trust::PinMismatch;
 
 /// How long a connection may sit idle in the pool before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,6 +36,9 @@ pub enum UpstreamError {
     Dns { authority: String, detail: String },
     #[error("TLS handshake with {authority} failed: {detail}")]
     Tls { authority: String, detail: String },
+    /// The certificate verified, but carries none of the route's pinned public keys.
+    #[error("TLS handshake with {authority} failed: {detail}")]
+    Pin { authority: String, detail: String },
     #[error("no connection to {authority} within {timeout:?}")]
     ConnectTimeout {
         authority: String,
@@ -60,6 +66,7 @@ impl UpstreamError {
             UpstreamError::Refused { .. } => "connect_refused",
             UpstreamError::Dns { .. } => "dns",
             UpstreamError::Tls { .. } => "tls",
+            UpstreamError::Pin { .. } => "tls_pin",
             UpstreamError::ConnectTimeout { .. } => "connect_timeout",
             UpstreamError::ResponseTimeout { .. } => "response_timeout",
             UpstreamError::Connect { .. } => "connect",
@@ -77,12 +84,12 @@ impl UpstreamError {
 }
 
 /// The HTTP/1.1 connector over rustls that every outbound connection uses (targets and token
-/// endpoints), trusting the public roots plus `ca_file`.
+/// endpoints), trusting what `trust` says.
 pub fn connector(
-    ca_file: Option<&std::path::Path>,
+    trust: &TrustSpec<'_>,
     connect_timeout: Duration,
 ) -> Result<HttpsConnector<HttpConnector>, TlsSetupError> {
-    let tls = tls::client_config(ca_file)?;
+    let tls = tls::client_config(trust)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -112,7 +119,12 @@ enum Failure {
 impl UpstreamClient {
     /// `origin` is the target's `scheme://authority`, the address every connection dials.
     pub fn new(plan: &UpstreamPlan, origin: Uri) -> Result<Self, TlsSetupError> {
-        let connector = connector(plan.ca_file.as_deref(), plan.connect_timeout)?;
+        let trust = TrustSpec {
+            ca_file: plan.ca_file.as_deref(),
+            trust: plan.trust,
+            pins: &plan.pin_sha256,
+        };
+        let connector = connector(&trust, plan.connect_timeout)?;
         Ok(UpstreamClient {
             pool: Pool::new(connector, origin, IDLE_TIMEOUT),
             authority: plan.authority.clone(),
@@ -180,6 +192,12 @@ impl UpstreamClient {
                 return UpstreamError::RequestBody(fault.clone());
             }
             if let Some(tls) = rustls_error(cause) {
+                if let Some(mismatch) = pin_mismatch(tls) {
+                    return UpstreamError::Pin {
+                        authority,
+                        detail: mismatch.to_string(),
+                    };
+                }
                 return UpstreamError::Tls {
                     authority,
                     detail: tls.to_string(),
@@ -232,6 +250,16 @@ fn rustls_error<'a>(cause: &'a (dyn StdError + 'static)) -> Option<&'a rustls::E
             return Some(tls);
         }
         current = current.downcast_ref::<io::Error>()?.get_ref()?;
+    }
+}
+
+/// The pin failure inside a rustls certificate error, if that is what it is.
+fn pin_mismatch(tls: &rustls::Error) -> Option<&PinMismatch> {
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            other.0.downcast_ref::<PinMismatch>()
+        }
+        _ => None,
     }
 }
 

@@ -83,7 +83,13 @@ impl Pool {
         self.reaper.get_or_init(|| self.start_reaper());
         let mut connector = self.connector.clone();
         let io = connector.call(self.dial.clone()).await?;
-        let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        // A target's malformed header line (a control character in a `Set-Cookie`, a name
+        // with a space) is dropped rather than failing the whole exchange with a 502, as
+        // browsers and curl do. hyper drops it silently: which line it was cannot be known.
+        let (sender, connection) = http1::Builder::new()
+            .ignore_invalid_headers_in_responses(true)
+            .handshake(io)
+            .await?;
         tokio::spawn(async move {
             // Its failures reach the request that was using it through `send_request`.
             let _ = connection.await;
@@ -265,7 +271,8 @@ mod tests {
     }
 
     fn pool(dial: Uri, idle_timeout: Duration) -> Arc<Pool> {
-        let connector = crate::upstream::connector(None, Duration::from_secs(2)).expect("tls");
+        let connector =
+            crate::upstream::connector(&Default::default(), Duration::from_secs(2)).expect("tls");
         Pool::new(connector, dial, idle_timeout)
     }
 

@@ -1,12 +1,17 @@
 //! rustls client configuration for upstreams and token endpoints: system roots, webpki roots,
-//! and an optional private CA per route (targets often sit behind one).
+//! and an optional private CA or self-signed certificate per route (targets often sit behind
+//! one), or that `ca_file` alone; optional public-key pins on top (see `trust`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+
+use super::trust::TargetVerifier;
+use crate::config::Trust;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -16,6 +21,8 @@ pub enum TlsSetupError {
     NoCertificate { path: PathBuf },
     #[error("cannot build TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("cannot build the certificate verifier: {0}")]
+    Verifier(String),
 }
 
 /// The single crypto provider of the whole build.
@@ -57,21 +64,42 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     Ok(certs)
 }
 
-/// A client configuration trusting the public roots plus `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let mut roots = public_roots().clone();
-    if let Some(path) = ca_file {
+/// What one route (or token endpoint) trusts: see `[routes.tls]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrustSpec<'a> {
+    pub ca_file: Option<&'a Path>,
+    pub trust: Trust,
+    pub pins: &'a [[u8; 32]],
+}
+
+/// A client configuration for `spec`: webpki over the chosen roots, the `ca_file`
+/// certificates also trusted as they are (a self-signed target), and the pins on top.
+pub fn client_config(spec: &TrustSpec<'_>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let mut roots = match spec.trust {
+        Trust::SystemAndCaFile => public_roots().clone(),
+        Trust::CaFileOnly => RootCertStore::empty(),
+    };
+    let mut as_is = Vec::new();
+    if let Some(path) = spec.ca_file {
         for cert in read_certificates(path)? {
-            roots.add(cert).map_err(|err| TlsSetupError::CaFile {
-                path: path.to_owned(),
-                reason: err.to_string(),
-            })?;
+            roots
+                .add(cert.clone())
+                .map_err(|err| TlsSetupError::CaFile {
+                    path: path.to_owned(),
+                    reason: err.to_string(),
+                })?;
+            as_is.push(cert);
         }
     }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|err| TlsSetupError::Verifier(err.to_string()))?;
+    let verifier = TargetVerifier::new(webpki, as_is, spec.pins.to_vec());
     // No ALPN here: hyper-rustls sets it from the HTTP versions it enables (HTTP/1.1 only).
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Ok(Arc::new(config))
 }

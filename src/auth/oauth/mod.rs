@@ -194,9 +194,17 @@ impl TokenSource {
             .as_str()
             .parse()
             .map_err(|_| setup("the token URL is not a valid request URI".into()))?;
-        let connector = crate::upstream::connector(plan.ca_file.as_deref(), plan.timeout)
+        let trust = crate::upstream::TrustSpec {
+            ca_file: plan.ca_file.as_deref(),
+            ..Default::default()
+        };
+        let connector = crate::upstream::connector(&trust, plan.timeout)
             .map_err(|err| setup(err.to_string()))?;
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // One malformed header line in the endpoint's response is dropped, not fatal (as for
+        // targets, see `upstream::pool`).
+        let client = Client::builder(TokioExecutor::new())
+            .http1_ignore_invalid_headers_in_responses(true)
+            .build(connector);
         let requests = Requests::new(plan)
             .map_err(|failure| OAuthError::new(&route, &url, failure).scrub(&plan_secrets(plan)))?;
         let mut static_secrets: Vec<String> =

@@ -1,29 +1,15 @@
-//! `diagnose`: reads a HAR (ours, or a browser's, Fiddler's, Charles's, mitmproxy's) and names
-//! the likely cause of each failed exchange, with the evidence and the fix.
-//!
-//! Foreign HARs miss optional fields and carry no `_provproxy` data, so every field is read
-//! leniently; evidence quoted from them goes through the same redaction as our own traces.
+//! The likely cause of one failed answer, from its status, challenge, body and the cookies set
+//! earlier in the trace; and the setting or the target-side change that fixes it.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
-
-use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::redact::{authorization, Redactor};
+use super::read::Entry;
+use crate::trace::redact::{authorization, Redactor};
 
 /// How much of a body is quoted as evidence.
 const EXCERPT_CHARS: usize = 200;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DiagnoseError {
-    #[error("the trace is not JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("the trace is not a HAR: it has no log.entries array")]
-    NotHar,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +24,10 @@ pub enum Class {
     ExpiredToken,
     UpstreamUnreachable,
     TlsFailure,
+    LoginFailed,
+    TokenFetchFailed,
+    RefusedByProxy,
+    ResponseCutShort,
     Unauthorized,
     Forbidden,
     NotFound,
@@ -58,6 +48,10 @@ impl Class {
             Class::ExpiredToken => "expired_token",
             Class::UpstreamUnreachable => "upstream_unreachable",
             Class::TlsFailure => "tls_failure",
+            Class::LoginFailed => "login_failed",
+            Class::TokenFetchFailed => "token_fetch_failed",
+            Class::RefusedByProxy => "refused_by_proxy",
+            Class::ResponseCutShort => "response_cut_short",
             Class::Unauthorized => "unauthorized",
             Class::Forbidden => "forbidden",
             Class::NotFound => "not_found",
@@ -67,154 +61,10 @@ impl Class {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub exchanges: usize,
-    pub findings: Vec<Finding>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    /// 1-based position of the entry in the HAR.
-    pub entry: usize,
-    /// provproxy's exchange id, when the HAR is ours.
-    pub id: Option<u64>,
-    pub method: String,
-    pub url: String,
-    /// 0 when no response arrived.
-    pub status: u16,
-    pub class: Class,
-    pub evidence: Vec<String>,
-    pub fix: String,
-}
-
-/// One HAR entry, read leniently.
-struct Exchange {
-    id: Option<u64>,
-    method: String,
-    url: String,
-    host: String,
-    status: u16,
-    request_headers: Vec<(String, String)>,
-    response_headers: Vec<(String, String)>,
-    cookies_sent: Vec<String>,
-    cookies_set: Vec<String>,
-    body: String,
-    /// A transport error: ours (`_provproxy.error`) or a browser's (`response._error`).
-    error: Option<String>,
-}
-
-impl Exchange {
-    fn parse(entry: &Value, redactor: &Redactor) -> Self {
-        let request = &entry["request"];
-        let response = &entry["response"];
-        let url = str_at(request, "url");
-        let request_headers = headers(&request["headers"]);
-        let response_headers = headers(&response["headers"]);
-        let mut cookies_sent = names(&request["cookies"]);
-        for (_, v) in request_headers.iter().filter(|(n, _)| n == "cookie") {
-            cookies_sent.extend(v.split(';').filter_map(cookie_name));
-        }
-        let mut cookies_set = names(&response["cookies"]);
-        for (_, v) in response_headers.iter().filter(|(n, _)| n == "set-cookie") {
-            // Browsers join several Set-Cookie lines with newlines in one HAR header.
-            cookies_set.extend(v.lines().filter_map(|l| cookie_name(l.split(';').next()?)));
-        }
-        let provproxy_error = entry["_provproxy"]["error"].as_object().map(|e| {
-            format!(
-                "{}: {}",
-                e.get("kind").and_then(Value::as_str).unwrap_or("error"),
-                e.get("detail").and_then(Value::as_str).unwrap_or("")
-            )
-        });
-        let browser_error = response["_error"].as_str().map(str::to_owned);
-        Exchange {
-            id: entry["_provproxy"]["id"].as_u64(),
-            method: str_at(request, "method"),
-            host: host(&url).to_owned(),
-            url: redactor.url(&url).into_owned(),
-            status: response["status"]
-                .as_u64()
-                .and_then(|s| u16::try_from(s).ok())
-                .unwrap_or(0),
-            request_headers,
-            response_headers,
-            cookies_sent,
-            cookies_set,
-            body: body_text(&response["content"]),
-            error: provproxy_error.or(browser_error),
-        }
-    }
-
-    fn request_header(&self, name: &str) -> Option<&str> {
-        self.request_headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn challenges(&self) -> impl Iterator<Item = &str> {
-        self.response_headers
-            .iter()
-            .filter(|(n, _)| n == "www-authenticate")
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn failed(&self) -> bool {
-        self.status == 0 || self.status >= 400 || self.error.is_some()
-    }
-}
-
-/// Reads a HAR and produces one finding per failed exchange.
-pub fn diagnose(har_text: &str) -> Result<Report, DiagnoseError> {
-    let doc: Value = serde_json::from_str(har_text)?;
-    let entries = doc["log"]["entries"]
-        .as_array()
-        .ok_or(DiagnoseError::NotHar)?;
-    let redactor = Redactor::with_default_fields();
-    let exchanges: Vec<Exchange> = entries
-        .iter()
-        .map(|e| Exchange::parse(e, &redactor))
-        .collect();
-
-    // Cookies each host has set so far in successful responses, with the entry that set them.
-    let mut jar: HashMap<&str, Vec<(&str, usize)>> = HashMap::new();
-    let mut findings = Vec::new();
-    for (i, ex) in exchanges.iter().enumerate() {
-        if ex.failed() {
-            let set_before = jar.get(ex.host.as_str()).map_or(&[][..], Vec::as_slice);
-            let (class, evidence) = classify(ex, set_before, &exchanges, &redactor);
-            findings.push(Finding {
-                entry: i + 1,
-                id: ex.id,
-                method: ex.method.clone(),
-                url: ex.url.clone(),
-                status: ex.status,
-                class,
-                evidence,
-                fix: fix(class, ex),
-            });
-        }
-        // A session is opened by a call that succeeded; cookies on failures do not count.
-        if ex.failed() {
-            continue;
-        }
-        let set = jar.entry(ex.host.as_str()).or_default();
-        for name in &ex.cookies_set {
-            set.retain(|(n, _)| n != name);
-            set.push((name.as_str(), i));
-        }
-    }
-    Ok(Report {
-        exchanges: exchanges.len(),
-        findings,
-    })
-}
-
-fn classify(
-    ex: &Exchange,
+pub(super) fn classify(
+    ex: &Entry,
     set_before: &[(&str, usize)],
-    all: &[Exchange],
+    all: &[Entry],
     redactor: &Redactor,
 ) -> (Class, Vec<String>) {
     let mut evidence = Vec::new();
@@ -235,6 +85,12 @@ fn classify(
         evidence
     };
 
+    if let Some(class) = proxy_failure(ex) {
+        if let Some(error) = &ex.error {
+            evidence.insert(0, format!("the proxy answered: {error}"));
+        }
+        return (class, with_body(evidence));
+    }
     if let Some(class) = transport_failure(ex) {
         let detail = ex
             .error
@@ -332,8 +188,30 @@ fn classify(
     }
 }
 
+/// A failure the proxy recorded that is not about reaching the target: its own login request
+/// or token fetch failed, it refused the client's request, or a response was cut short.
+fn proxy_failure(ex: &Entry) -> Option<Class> {
+    // A browser-side HAR sees our error only as the JSON body of a 502.
+    let body_kind = serde_json::from_str::<Value>(&ex.body)
+        .ok()
+        .filter(|v| v.get("route").is_some() && v.get("side").is_some())
+        .and_then(|v| v.get("error")?.as_str().map(str::to_owned));
+    let kind = ex.error_kind.clone().or(body_kind)?;
+    if kind == "login_failed" {
+        Some(Class::LoginFailed)
+    } else if kind.starts_with("oauth_") {
+        Some(Class::TokenFetchFailed)
+    } else if kind == "response_cut_short" {
+        Some(Class::ResponseCutShort)
+    } else if ex.error_side.as_deref() == Some("client") {
+        Some(Class::RefusedByProxy)
+    } else {
+        None
+    }
+}
+
 /// Status 0, a recorded transport error, or the proxy's own 502/504 JSON error body.
-fn transport_failure(ex: &Exchange) -> Option<Class> {
+fn transport_failure(ex: &Entry) -> Option<Class> {
     let proxy_error = matches!(ex.status, 502 | 504)
         && serde_json::from_str::<Value>(&ex.body).is_ok_and(|v| {
             v.get("error").is_some() && v.get("route").is_some() && v.get("detail").is_some()
@@ -352,13 +230,13 @@ fn transport_failure(ex: &Exchange) -> Option<Class> {
     })
 }
 
-fn fix(class: Class, ex: &Exchange) -> String {
+pub(super) fn fix(class: Class, ex: &Entry) -> String {
     let realm = ex
         .challenges()
         .find_map(|c| param(c, "realm"))
         .unwrap_or_else(|| "api".to_owned());
     match class {
-        Class::SessionLocked => "[routes.session] cookies = true, key = \"route\" (serialize = true): the proxy keeps the target's session cookie and replays it on every call".into(),
+        Class::SessionLocked => "[routes.session] cookies = true, key = \"route\": the proxy keeps the target's session cookie and replays it on every call (the first call opens the session alone; serialize = true only if the target also refuses parallel calls within one session)".into(),
         Class::ChallengeSchemeMismatch => format!("[routes.challenge] mode = \"expand\", add = ['Basic realm=\"{realm}\"'], or let the proxy inject the credential ([routes.auth] when = \"always\"); on ServiceNow, set \"Advertise all auth schemes\" in the API Access Policy"),
         Class::BasicRefusedOauthRequired => "[routes.auth] kind = \"oauth2\" (grant, token_url, client_id, client_secret): the target's authentication policy refuses Basic".into(),
         Class::InsufficientScope => {
@@ -369,9 +247,13 @@ fn fix(class: Class, ex: &Exchange) -> String {
         Class::DoubledBearerPrefix => "remove the \"Bearer \" prefix from the token configured in the connector (it adds its own), or let the proxy inject it: [routes.auth] kind = \"bearer\"".into(),
         Class::AclDenied => "target side: give the service account the roles the table's ACLs require (ServiceNow: check the create/write ACLs of the table); no proxy setting fixes this".into(),
         Class::RecordNotFound => "target side: the id the connector holds no longer exists or an ACL hides it; after an instance clone, re-aggregate so external ids match, and check the service account's read ACL".into(),
-        Class::ExpiredToken => "[routes.auth] kind = \"oauth2\" so the proxy refreshes the token before expiry, with [routes.session] relogin_on = [401] to fetch anew and replay once".into(),
+        Class::ExpiredToken => "[routes.auth] kind = \"oauth2\": the proxy refreshes the token before expiry, and on a 401 drops it, fetches a new one and replays the request once".into(),
         Class::UpstreamUnreachable => "check the route's upstream URL, DNS and firewall from the proxy host, and connect_timeout / request_timeout under [[routes]]".into(),
         Class::TlsFailure => "[[routes]] ca_file = \"...\" with the target's CA (private CAs are common), and check that the upstream host name matches the certificate".into(),
+        Class::LoginFailed => "[routes.session] login: check its path, body and expect_status against what the target's login answers (the login record is in the trace), and the stored credential".into(),
+        Class::TokenFetchFailed => "[routes.auth] token_url, client_id, client_secret (and grant, scopes): the token endpoint refused or could not be reached; its answer is in the trace's token record".into(),
+        Class::RefusedByProxy => "the client's request broke a rule of the proxy (size, time, credential, route): read the error detail; the target never saw the request".into(),
+        Class::ResponseCutShort => "the response ended midway: if the target's side failed, check its logs; if the client went away, check the client's timeout".into(),
         Class::Unauthorized => "check the stored credential under [routes.auth] (kind, username, secret source) and the challenge the target sends".into(),
         Class::Forbidden => "target side: the account is authenticated but lacks a permission for this operation".into(),
         Class::NotFound => "check the route's upstream base path and prefix/strip_prefix: the target has no such resource".into(),
@@ -475,116 +357,4 @@ fn excerpt(body: &str, redactor: &Redactor) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
-}
-
-fn body_text(content: &Value) -> String {
-    let text = content["text"].as_str().unwrap_or("");
-    if content["encoding"].as_str() == Some("base64") {
-        let compact: String = text.split_whitespace().collect();
-        return base64::engine::general_purpose::STANDARD
-            .decode(compact)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-    }
-    text.to_owned()
-}
-
-fn headers(list: &Value) -> Vec<(String, String)> {
-    list.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|h| {
-                    let name = h["name"].as_str()?.to_ascii_lowercase();
-                    Some((name, h["value"].as_str().unwrap_or("").to_owned()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn names(cookies: &Value) -> Vec<String> {
-    cookies
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|c| c["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn cookie_name(pair: &str) -> Option<String> {
-    let name = pair.split('=').next()?.trim();
-    (!name.is_empty()).then(|| name.to_owned())
-}
-
-fn str_at(v: &Value, key: &str) -> String {
-    v[key].as_str().unwrap_or("").to_owned()
-}
-
-fn host(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split(['/', '?', '#']).next().unwrap_or("")
-}
-
-/// One block per finding, then the summary line.
-pub fn render_text(report: &Report) -> String {
-    let mut out = String::new();
-    for f in &report.findings {
-        let status = if f.status == 0 {
-            "no response".to_owned()
-        } else {
-            f.status.to_string()
-        };
-        let _ = writeln!(
-            out,
-            "#{} {} {} -> {}: {}",
-            f.entry,
-            f.method,
-            f.url,
-            status,
-            f.class.as_str()
-        );
-        for e in &f.evidence {
-            let _ = writeln!(out, "  evidence: {e}");
-        }
-        let _ = writeln!(out, "  fix: {}\n", f.fix);
-    }
-    out.push_str(&summary(report));
-    out.push('\n');
-    out
-}
-
-/// `3 exchanges, 2 failed: 1 session_locked, 1 acl_denied` (classes in order of first failure).
-pub fn summary(report: &Report) -> String {
-    let mut counts: Vec<(Class, usize)> = Vec::new();
-    for f in &report.findings {
-        match counts.iter_mut().find(|(c, _)| *c == f.class) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((f.class, 1)),
-        }
-    }
-    let mut line = format!(
-        "{} exchange{}, {} failed",
-        report.exchanges,
-        if report.exchanges == 1 { "" } else { "s" },
-        report.findings.len()
-    );
-    if !counts.is_empty() {
-        let parts: Vec<String> = counts
-            .iter()
-            .map(|(c, n)| format!("{n} {}", c.as_str()))
-            .collect();
-        line.push_str(": ");
-        line.push_str(&parts.join(", "));
-    }
-    line
-}
-
-pub fn render_json(report: &Report) -> String {
-    // Plain structs with string keys: serialization cannot fail.
-    serde_json::to_string_pretty(report)
-        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
 }
