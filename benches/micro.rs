@@ -110,7 +110,8 @@ const CHALLENGE: &str = r#"Token realm="osmc", Bearer realm="osmc", error="inval
 
 fn challenge(c: &mut Criterion) {
     let plan = plan();
-    let rewriter = &plan.routes[0].rewriter;
+    let rewriter = provproxy::challenge::Rewriter::new(&plan.routes[0].challenge)
+        .expect("the bench route's challenge plan is valid");
     c.bench_function("challenge parse (2 challenges)", |b| {
         b.iter(|| provproxy::challenge::parse(black_box(CHALLENGE)))
     });

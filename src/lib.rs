@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod challenge;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod diagnose;

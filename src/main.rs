@@ -147,7 +147,10 @@ fn run(config: &Path, reset_sessions: bool) -> ExitCode {
             Ok(stop) => stop,
             Err(err) => return fail(&format!("cannot handle signals: {err}"), FAILURE),
         };
-        let options = provproxy::server::StartOptions { reset_sessions };
+        let options = provproxy::server::StartOptions {
+            reset_sessions,
+            ..Default::default()
+        };
         let running = match provproxy::server::start_with(plan, options).await {
             Ok(running) => running,
             Err(err) => return fail(&err, FAILURE),

@@ -6,12 +6,14 @@
 mod support_sessions;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http::header::WWW_AUTHENTICATE;
 use http::{Method, StatusCode};
+use provproxy::clock::ManualClock;
 use provproxy::demo::client::Reply;
 use provproxy::demo::demo_secret;
 use provproxy::demo::oauth_target::{
@@ -19,10 +21,11 @@ use provproxy::demo::oauth_target::{
     TokenEndpointStats, SCIM_USERS_PATH, TOKEN_PATH,
 };
 use provproxy::demo::server::TargetServer;
+use provproxy::server::StartOptions;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-use support_sessions::{body_json, client, get, send, start, write_file, Binary};
+use support_sessions::{body_json, client, get, send, start, try_start, write_file, Binary};
 
 const CLIENT_ID: &str = "provproxy";
 const USER: &str = "svc_provision";
@@ -446,7 +449,15 @@ async fn endpoint_failures_become_502s_naming_route_and_oauth_error_and_heal() {
         Route::client_credentials("refused", scim_b.url(), &url_b),
         Route::client_credentials("closed", scim_c.url(), &url_c),
     ];
-    let proxy = start(&config(&routes, ""), &[(SECRET_ENV, secret.as_str())]).await;
+    let clock = ManualClock::new();
+    let options = StartOptions {
+        clock: Some(clock.clone()),
+        ..StartOptions::default()
+    };
+    let secrets = [(SECRET_ENV, secret.as_str())];
+    let proxy = try_start(&config(&routes, ""), Path::new("."), &secrets, options)
+        .await
+        .expect("proxy starts");
 
     for (route, kind) in [
         ("down500", "oauth_server_error"),
@@ -469,8 +480,10 @@ async fn endpoint_failures_become_502s_naming_route_and_oauth_error_and_heal() {
     failing.stats.set_failure(FailureMode::None);
     refusing.stats.set_failure(FailureMode::None);
     let relay = reopen(down, closed.server.addr()).await;
-    // The token source's 0.5 s backoff after a failure is the behaviour being waited out.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Within the token source's 0.5 s backoff after a failure, the failure is answered again.
+    let reply = get(&users_url(proxy.addr(), "down500"), &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    clock.advance(Duration::from_millis(500));
     for route in ["down500", "refused", "closed"] {
         let reply = get(&users_url(proxy.addr(), route), &[]).await;
         assert_eq!(reply.status, StatusCode::OK, "{route}: {}", reply.text());

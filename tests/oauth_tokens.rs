@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use provproxy::auth::oauth::{OAuthError, Token, TokenSource};
+use provproxy::clock::ManualClock;
 use provproxy::config::{ClientAuth, Grant, OAuthPlan, Secret, SecretSource};
 use provproxy::demo::oauth_target::{
     spawn_scim_target, spawn_token_endpoint, FailureMode, TokenEndpointConfig, TokenEndpointStats,
@@ -64,6 +65,11 @@ fn password_grant() -> Grant {
 
 fn source(plan: &OAuthPlan) -> TokenSource {
     TokenSource::new("onetrust", plan).expect("token source")
+}
+
+/// A token source whose time moves only when the test advances `clock`.
+fn source_at(plan: &OAuthPlan, clock: &std::sync::Arc<ManualClock>) -> TokenSource {
+    TokenSource::with_clock("onetrust", plan, clock.clone()).expect("token source")
 }
 
 async fn assert_grant_reaches_endpoint(
@@ -150,10 +156,14 @@ async fn expired_token_causes_a_new_fetch() {
         ..endpoint_config()
     })
     .await;
-    let tokens = source(&plan(&server, Grant::ClientCredentials, ClientAuth::Basic));
+    let clock = ManualClock::new();
+    let tokens = source_at(
+        &plan(&server, Grant::ClientCredentials, ClientAuth::Basic),
+        &clock,
+    );
     let first = tokens.token().await.expect("token");
-    // Expiry is the behaviour under test: wait until the 1 s lifetime is over.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The 1 s lifetime counts from when the request left, and ends exactly then.
+    clock.advance(Duration::from_secs(1));
     let second = tokens.token().await.expect("token");
     assert!(second.fetched());
     assert_eq!(second.generation(), first.generation() + 1);
@@ -174,33 +184,37 @@ async fn refresh_ahead_serves_the_valid_token_while_the_refresh_is_in_flight() {
     let mut plan = plan(&server, Grant::ClientCredentials, ClientAuth::Basic);
     // A skew as long as the lifetime puts every token in its refresh window at once.
     plan.refresh_skew = Some(Duration::from_secs(60));
-    let tokens = source(&plan);
+    let clock = ManualClock::new();
+    let tokens = source_at(&plan, &clock);
     let first = tokens.token().await.expect("token");
-    stats.set_failure(FailureMode::Delay(Duration::from_secs(2)));
+    // Long enough that the refresh is still in flight for the next two callers.
+    stats.set_failure(FailureMode::Delay(Duration::from_millis(500)));
 
-    let during = tokio::time::timeout(Duration::from_millis(500), tokens.token())
-        .await
-        .expect("a caller with a valid token must not wait for the refresh")
-        .expect("token");
-    assert_eq!(during.generation(), first.generation());
-    assert!(!during.fetched());
+    // The first caller in the window starts the refresh, the second finds it in flight; both
+    // are served the still-valid token from the cache, without waiting for the refresh.
+    for _ in 0..2 {
+        let during = tokio::time::timeout(Duration::from_millis(400), tokens.token())
+            .await
+            .expect("a caller with a valid token must not wait for the refresh")
+            .expect("token");
+        assert_eq!(during.generation(), first.generation());
+        assert!(!during.fetched());
+    }
 
+    // Once the old token has expired, a caller waits for the one refresh in flight.
     stats.set_failure(FailureMode::None);
-    let refreshed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let token = tokens.token().await.expect("token");
-            if token.generation() > first.generation() {
-                return token;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the refresh-ahead fetch completes");
+    clock.advance(Duration::from_secs(60));
+    let refreshed = tokio::time::timeout(Duration::from_secs(10), tokens.token())
+        .await
+        .expect("the refresh-ahead fetch completes")
+        .expect("token");
+    assert_eq!(refreshed.generation(), first.generation() + 1);
+    assert!(refreshed.fetched());
     assert_ne!(
         refreshed.access_token().expose(),
         first.access_token().expose()
     );
+    assert_eq!(stats.hits(), 2, "one fetch and one refresh");
 }
 
 #[tokio::test]
@@ -211,9 +225,10 @@ async fn refresh_token_grant_is_used_when_one_was_issued() {
         ..endpoint_config()
     })
     .await;
-    let tokens = source(&plan(&server, password_grant(), ClientAuth::Post));
+    let clock = ManualClock::new();
+    let tokens = source_at(&plan(&server, password_grant(), ClientAuth::Post), &clock);
     tokens.token().await.expect("token");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_secs(1));
     let second = tokens.token().await.expect("token");
     assert_eq!(second.generation(), 2);
     let grants: Vec<String> = stats.requests().into_iter().map(|r| r.grant_type).collect();
@@ -458,11 +473,19 @@ async fn backoff_answers_callers_with_the_last_error_without_hitting_the_endpoin
 async fn after_the_backoff_window_one_caller_retries_and_all_recover() {
     let (server, stats) = endpoint(endpoint_config()).await;
     stats.set_failure(FailureMode::ServerError);
-    let tokens = source(&plan(&server, Grant::ClientCredentials, ClientAuth::Basic));
+    let clock = ManualClock::new();
+    let tokens = source_at(
+        &plan(&server, Grant::ClientCredentials, ClientAuth::Basic),
+        &clock,
+    );
     tokens.token().await.expect_err("down");
     stats.set_failure(FailureMode::Delay(Duration::from_millis(100)));
-    // The 0.5 s backoff window is the behaviour under test: let it pass.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The backoff window after the first failure is 0.5 s: one tick short of it, callers still
+    // get the failure without a request; at its end, one caller retries for all.
+    clock.advance(Duration::from_millis(499));
+    tokens.token().await.expect_err("still in backoff");
+    assert_eq!(stats.hits(), 1);
+    clock.advance(Duration::from_millis(1));
     let calls: Vec<_> = (0..20)
         .map(|_| {
             let tokens = tokens.clone();

@@ -417,6 +417,7 @@ async fn corrupt_state_file_stops_the_start_naming_it_and_reset_moves_it_aside()
         &secrets,
         StartOptions {
             reset_sessions: true,
+            ..StartOptions::default()
         },
     )
     .await

@@ -7,4 +7,4 @@ pub use parse::{
     parse, parse_headers, AuthParam, Challenge, ChallengeData, InvalidChallenge, ParseError,
     ParseErrorKind,
 };
-pub use rewrite::{ChallengeConfigError, Outcome, Rewriter};
+pub use rewrite::{check, ChallengeConfigError, Outcome, Rewriter};

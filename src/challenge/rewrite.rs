@@ -52,6 +52,12 @@ pub enum ChallengeConfigError {
     ReplaceWithoutAdd,
 }
 
+/// Checks a route's challenge policy without keeping the rewriter: what config validation
+/// calls, so that a bad entry is reported with its place in the file before anything starts.
+pub fn check(plan: &ChallengePlan) -> Result<(), ChallengeConfigError> {
+    Rewriter::new(plan).map(drop)
+}
+
 impl Rewriter {
     pub fn new(plan: &ChallengePlan) -> Result<Rewriter, ChallengeConfigError> {
         let mut add: Vec<Challenge> = Vec::with_capacity(plan.add.len());

@@ -178,9 +178,8 @@ pub struct RoutePlan {
     pub max_request_body: Option<u64>,
     pub auth: AuthPlan,
     pub session: Option<SessionPlan>,
+    /// Checked at load time; the pipeline builds its rewriter from it.
     pub challenge: ChallengePlan,
-    /// `challenge`, parsed and checked once by the challenge module.
-    pub rewriter: crate::challenge::Rewriter,
     /// `%2F`, `%5C` and `%2E` in the path reach this route's target as sent instead of being
     /// refused (an encoded dot-segment is refused all the same).
     pub allow_encoded_slashes: bool,

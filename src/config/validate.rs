@@ -516,7 +516,7 @@ impl Validator<'_> {
             Some(challenge) => self.challenge(challenge, &path.key("challenge"))?,
             None => ChallengePlan::default(),
         };
-        let rewriter = crate::challenge::Rewriter::new(&challenge)
+        crate::challenge::check(&challenge)
             .or_else(|err| invalid(&path.key("challenge"), err.to_string()))?;
         Ok(RoutePlan {
             name: raw.name,
@@ -533,7 +533,6 @@ impl Validator<'_> {
             auth,
             session,
             challenge,
-            rewriter,
             allow_encoded_slashes: raw.allow_encoded_slashes.unwrap_or(false),
         })
     }

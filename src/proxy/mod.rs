@@ -7,10 +7,13 @@ pub mod error;
 mod exchange;
 mod forward;
 pub mod headers;
+mod next;
 pub mod path;
 pub mod replay;
 mod respond;
 pub mod route;
+#[cfg(test)]
+mod stand_in_tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -24,19 +27,22 @@ use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessLog, Did, Outcome, ReloginOutcome};
 use crate::admin::metrics::Metrics;
-use crate::auth::oauth::TokenSource;
+use crate::auth::oauth::{TokenSource, TokenVerdict};
 use crate::auth::{Injected, Injector};
+use crate::challenge::{ChallengeConfigError, Rewriter};
+use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
-use crate::session::{is_session_gone, Lease, LeaseError, Relogin, Sessions};
+use crate::session::{Lease, LeaseError, Relogin, Sessions};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
-use crate::upstream::{TlsSetupError, UpstreamBody, UpstreamClient};
+use crate::upstream::{DynForward, Forward, TlsSetupError, UpstreamBody, UpstreamClient};
 use body::{ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
 use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
 use forward::Head;
 use headers::PathMap;
+use next::{Next, SessionVerdict};
 use replay::ReplayBody;
 use respond::PendingRecord;
 use route::Router;
@@ -84,13 +90,23 @@ impl ConnInfo {
 /// A route with everything it needs at request time, built once.
 struct Route {
     plan: RoutePlan,
-    upstream: UpstreamClient,
+    upstream: Forwarder,
     injector: Injector,
     tokens: Option<TokenSource>,
+    /// The route's challenge policy, prepared from its plan.
+    rewriter: Rewriter,
     target: forward::Target,
     paths: PathMap,
     /// Request bodies up to this size are kept for one replay (re-login or new token).
     replay_limit: Option<usize>,
+}
+
+/// Where a route's attempts go. An enum rather than a trait object, so that the real client is
+/// called directly, with no boxed future per request.
+enum Forwarder {
+    Target(UpstreamClient),
+    /// Put in place by a test through [`Proxy::forward_to`].
+    StandIn(Arc<dyn DynForward>),
 }
 
 /// A route whose upstream client or token source could not be built.
@@ -105,6 +121,11 @@ pub enum RouteSetupError {
     Target {
         route: String,
         source: forward::TargetError,
+    },
+    #[error("route {route:?}: {source}")]
+    Challenge {
+        route: String,
+        source: ChallengeConfigError,
     },
     #[error("route {route:?}: {source}")]
     OAuth {
@@ -123,18 +144,23 @@ pub struct Shared {
     pub tokens: Vec<Option<TokenSource>>,
 }
 
-/// The token source of every OAuth route, in route order. Built before the proxy so that the
-/// metrics can read their counters.
-pub fn token_sources(plan: &Plan) -> Result<Vec<Option<TokenSource>>, RouteSetupError> {
+/// The token source of every OAuth route, in route order, reading time from `clock`. Built
+/// before the proxy so that the metrics can read their counters.
+pub fn token_sources(
+    plan: &Plan,
+    clock: &SharedClock,
+) -> Result<Vec<Option<TokenSource>>, RouteSetupError> {
     plan.routes
         .iter()
         .map(|route| match &route.auth.kind {
-            crate::config::AuthKind::OAuth2(oauth) => TokenSource::new(&route.name, oauth)
-                .map(Some)
-                .map_err(|source| RouteSetupError::OAuth {
-                    route: route.name.clone(),
-                    source,
-                }),
+            crate::config::AuthKind::OAuth2(oauth) => {
+                TokenSource::with_clock(&route.name, oauth, clock.clone())
+                    .map(Some)
+                    .map_err(|source| RouteSetupError::OAuth {
+                        route: route.name.clone(),
+                        source,
+                    })
+            }
             _ => Ok(None),
         })
         .collect()
@@ -195,12 +221,19 @@ impl Proxy {
                     })?;
                 Ok(Route {
                     upstream: UpstreamClient::new(&route.upstream, target.origin().clone())
+                        .map(Forwarder::Target)
                         .map_err(|source| RouteSetupError::Tls {
                             route: route.name.clone(),
                             source,
                         })?,
                     injector: Injector::new(&route.auth),
                     tokens,
+                    rewriter: Rewriter::new(&route.challenge).map_err(|source| {
+                        RouteSetupError::Challenge {
+                            route: route.name.clone(),
+                            source,
+                        }
+                    })?,
                     target,
                     paths: forward::path_map(route),
                     replay_limit,
@@ -222,6 +255,18 @@ impl Proxy {
             }),
             access: AccessLog::new(plan),
         })
+    }
+
+    /// Sends the attempts of the route named `route` to `stand_in` instead of its target, so
+    /// that a test sees exactly what would reach the target. False when no route has that name.
+    pub fn forward_to(&mut self, route: &str, stand_in: Arc<dyn DynForward>) -> bool {
+        match self.routes.iter_mut().find(|r| r.plan.name == route) {
+            Some(found) => {
+                found.upstream = Forwarder::StandIn(stand_in);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Runs one exchange. Never fails: every failure becomes a response (and a record). The
@@ -437,10 +482,9 @@ impl Proxy {
                 .as_ref()
                 .map(|trace| trace.attempt(role, parent, &head, &headers, body.buffered()));
             let request_body = tap_request_body(x, attempt.as_mut(), body.take());
-            let (response, first_byte) = self
+            let (mut response, first_byte) = self
                 .forward(x, &head, headers, request_body, &mut attempt)
                 .await?;
-            let mut response = response.map(|incoming| upstream_body(x, incoming));
             absorb(x, lease.as_ref(), &head, response.headers());
             let status = response.status();
             x.upstream_status = Some(status);
@@ -450,10 +494,7 @@ impl Proxy {
             let sent_cookie = lease.as_ref().is_some_and(Lease::sent_cookie);
             // Decided before any await: a borrow of the plan held across one trips rustc's
             // higher-ranked `Send` check on the spawned connection future.
-            let relogin_status =
-                sent_cookie && session_plan.is_some_and(|plan| plan.relogin_on.contains(&status));
-            let needs_body = relogin_status
-                && session_plan.is_some_and(|plan| plan.relogin_body_contains.is_some());
+            let needs_body = SessionVerdict::needs_body(session_plan, sent_cookie, status);
             let peeked = if needs_body {
                 let (peeked_response, bytes) = Box::pin(peek_body(response)).await;
                 response = peeked_response;
@@ -461,64 +502,67 @@ impl Proxy {
             } else {
                 None
             };
-            let session_gone = relogin_status
-                && session_plan
-                    .is_some_and(|plan| is_session_gone(plan, status, true, peeked.as_deref()));
-            let token_refused = token_generation.is_some() && status == StatusCode::UNAUTHORIZED;
-            if let (Some(tokens), Some(generation), true) =
-                (&x.route.tokens, token_generation, token_refused)
-            {
-                tokens.invalidate(generation);
-            }
-            x.actions.token_refused = token_refused;
             let may_replay = role == Role::Client && body.is_replayable();
-            if (session_gone || token_refused) && may_replay {
-                x.actions.relogin = session_gone;
-                let drained = Box::pin(drain_body(
-                    response,
-                    x.trace.as_ref().map_or(0, |trace| trace.max_body),
-                ))
-                .await;
-                if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
-                    parent = Some(attempt.id);
-                    x.replayed_from = parent;
-                    let (status, headers, captured) = drained;
-                    let record = x.record(
-                        attempt,
-                        Some((status, http::Version::HTTP_11, headers, Some(captured))),
-                        Some(first_byte),
-                        None,
-                    );
-                    trace.tracer.submit(record);
-                }
-                if session_gone {
-                    x.did.add(Did::RELOGIN);
-                    if let Some(lease) = lease.as_mut() {
-                        Box::pin(self.relogin(x, lease, parent)).await?;
-                    }
-                }
-                replay_after = Some(if session_gone {
-                    "re-login"
-                } else {
-                    "a refused token"
-                });
-                role = Role::Replay;
-                x.did.add(Did::REPLAY);
-                continue;
-            }
-            if session_gone {
-                // Not replayable (the body streamed): the client gets this response, and the
-                // next request starts a fresh session instead of hitting the dead one again.
-                if let Some(lease) = lease.as_mut() {
-                    if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
-                        x.actions.relogin = true;
-                        x.did.add(Did::RELOGIN);
-                        access_log::relogin(
-                            &x.route.plan.name,
-                            ReloginOutcome::Dropped { replayed: false },
+            let session = SessionVerdict::decide(
+                session_plan,
+                sent_cookie,
+                status,
+                peeked.as_deref(),
+                may_replay,
+            );
+            let token = match (&x.route.tokens, token_generation) {
+                (Some(tokens), Some(generation)) => tokens.verdict(generation, status),
+                _ => TokenVerdict::Keep,
+            };
+            x.actions.token_refused = token == TokenVerdict::Refetch;
+            match Next::of(session, token, may_replay) {
+                Next::Replay { relogin } => {
+                    x.actions.relogin = relogin;
+                    let drained = Box::pin(drain_body(
+                        response,
+                        x.trace.as_ref().map_or(0, |trace| trace.max_body),
+                    ))
+                    .await;
+                    if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
+                        parent = Some(attempt.id);
+                        x.replayed_from = parent;
+                        let (status, headers, captured) = drained;
+                        let record = x.record(
+                            attempt,
+                            Some((status, http::Version::HTTP_11, headers, Some(captured))),
+                            Some(first_byte),
+                            None,
                         );
+                        trace.tracer.submit(record);
+                    }
+                    if relogin {
+                        x.did.add(Did::RELOGIN);
+                        if let Some(lease) = lease.as_mut() {
+                            Box::pin(self.relogin(x, lease, parent)).await?;
+                        }
+                    }
+                    replay_after = Some(if relogin {
+                        "re-login"
+                    } else {
+                        "a refused token"
+                    });
+                    role = Role::Replay;
+                    x.did.add(Did::REPLAY);
+                    continue;
+                }
+                Next::Respond { start_fresh: true } => {
+                    if let Some(lease) = lease.as_mut() {
+                        if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
+                            x.actions.relogin = true;
+                            x.did.add(Did::RELOGIN);
+                            access_log::relogin(
+                                &x.route.plan.name,
+                                ReloginOutcome::Dropped { replayed: false },
+                            );
+                        }
                     }
                 }
+                Next::Respond { start_fresh: false } => {}
             }
             // The record holds the response as the target sent it; the actions say what the
             // client got instead.
@@ -624,9 +668,16 @@ impl Proxy {
         headers: HeaderMap,
         body: ProxyBody,
         attempt: &mut Option<AttemptTrace>,
-    ) -> Result<(Response<UpstreamBody>, Duration), ProxyError> {
+    ) -> Result<(Response<ProxyBody>, Duration), ProxyError> {
         let clock = Instant::now();
-        let sent = x.route.upstream.send(head.request(headers, body)).await;
+        let request = head.request(headers, body);
+        let sent = match &x.route.upstream {
+            Forwarder::Target(client) => client
+                .forward(request)
+                .await
+                .map(|response| response.map(|incoming| upstream_body(x, incoming))),
+            Forwarder::StandIn(stand_in) => stand_in.forward_boxed(request).await,
+        };
         let elapsed = clock.elapsed();
         self.shared
             .metrics
@@ -717,11 +768,8 @@ impl Proxy {
         let body = login_body.map_or_else(body::empty, body::full);
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
-        let (status, response_headers, captured) = drain_body(
-            response.map(|incoming| upstream_body(x, incoming)),
-            x.trace.as_ref().map_or(0, |trace| trace.max_body),
-        )
-        .await;
+        let (status, response_headers, captured) =
+            drain_body(response, x.trace.as_ref().map_or(0, |trace| trace.max_body)).await;
         if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
             let record = x.record(
                 attempt,

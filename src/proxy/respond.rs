@@ -35,7 +35,7 @@ pub fn rewrite_head(
     status: http::StatusCode,
 ) {
     headers::remove_hop_by_hop(headers, None);
-    match exchange.route.plan.rewriter.rewrite(status, headers) {
+    match exchange.route.rewriter.rewrite(status, headers) {
         Outcome::Untouched => {}
         Outcome::Rewritten { before, after } => {
             exchange.did.add(Did::CHALLENGE_REWRITTEN);

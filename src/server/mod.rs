@@ -50,10 +50,12 @@ pub enum StartupError {
 }
 
 /// Choices made on the command line rather than in the config.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StartOptions {
     /// Move a corrupt session state file aside and start with no sessions.
     pub reset_sessions: bool,
+    /// Where token caches read the time; the system clock when `None`. Tests pass a manual one.
+    pub clock: Option<crate::clock::SharedClock>,
 }
 
 /// A running proxy (and admin listener). `shutdown` drains in-flight requests.
@@ -122,7 +124,8 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         }
         None => (None, None),
     };
-    let tokens = crate::proxy::token_sources(&plan)?;
+    let clock = options.clock.unwrap_or_else(crate::clock::system);
+    let tokens = crate::proxy::token_sources(&plan, &clock)?;
     let ingress = Arc::new(Ingress::new(
         &plan.server.clients,
         origin::ServedNames::for_proxy(&plan),

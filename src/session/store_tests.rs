@@ -60,8 +60,6 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
             normalize: true,
         },
         session: Some(session),
-        rewriter: crate::challenge::Rewriter::new(&ChallengePlan::default())
-            .expect("the default challenge plan is valid"),
         challenge: ChallengePlan::default(),
         allow_encoded_slashes: false,
     }

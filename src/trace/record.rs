@@ -1,7 +1,9 @@
 //! One exchange as the pipeline saw it. Built only when tracing is on; it holds raw headers and
 //! bodies, and is redacted by the trace module before it reaches a file, the ring buffer or the
-//! admin API.
+//! admin API. Its `Debug` shows header names, body sizes and URLs without their query, never a
+//! value that could carry a credential, so that a stray `{:?}` cannot leak one.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -60,7 +62,7 @@ pub struct Timings {
     pub total: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestPart {
     pub method: Method,
     /// The URL as sent upstream (absolute).
@@ -70,7 +72,7 @@ pub struct RequestPart {
     pub body: Option<CapturedBody>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ResponsePart {
     pub status: StatusCode,
     pub version: Version,
@@ -79,7 +81,7 @@ pub struct ResponsePart {
 }
 
 /// The first `max_body` bytes of a body, and how big it really was.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CapturedBody {
     pub bytes: Bytes,
     pub total_size: u64,
@@ -141,4 +143,163 @@ pub struct ErrorInfo {
     /// `client`, `upstream` or `proxy`.
     pub side: &'static str,
     pub detail: String,
+}
+
+impl fmt::Debug for RequestPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestPart")
+            .field("method", &self.method)
+            .field("url", &DebugUrl(&self.url))
+            .field("version", &self.version)
+            .field("headers", &DebugHeaders(&self.headers))
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ResponsePart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponsePart")
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("headers", &DebugHeaders(&self.headers))
+            .field("body", &self.body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for CapturedBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CapturedBody")
+            .field("captured", &self.bytes.len())
+            .field("total_size", &self.total_size)
+            .field("truncated", &self.truncated)
+            .finish()
+    }
+}
+
+/// Headers whose values say how a message is framed or typed and never carry a credential;
+/// every other value prints as `[REDACTED]`. A list of what is safe, not of what is secret, so
+/// that a custom auth header (`X-Api-Key`, `X-CSRF-Token`, ...) is hidden without being known.
+const SHOWN_HEADERS: &[http::HeaderName] = &[
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::CONTENT_ENCODING,
+    http::header::TRANSFER_ENCODING,
+    http::header::ACCEPT,
+    http::header::DATE,
+];
+
+/// A header map as `Debug` shows it: every name, in order, with only harmless values.
+struct DebugHeaders<'a>(&'a HeaderMap);
+
+impl fmt::Debug for DebugHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            if SHOWN_HEADERS.contains(name) && !value.is_sensitive() {
+                map.entry(&name.as_str(), &value);
+            } else {
+                map.entry(&name.as_str(), &"[REDACTED]");
+            }
+        }
+        map.finish()
+    }
+}
+
+/// A URL as `Debug` shows it: without its query and fragment, which may hold tokens
+/// (`?access_token=`, `?code=`).
+struct DebugUrl<'a>(&'a str);
+
+impl fmt::Debug for DebugUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.find(['?', '#']) {
+            Some(cut) => write!(f, "{:?}", format!("{}?[REDACTED]", &self.0[..cut])),
+            None => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    http::HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    fn body(text: &'static str) -> Option<CapturedBody> {
+        Some(CapturedBody {
+            bytes: Bytes::from_static(text.as_bytes()),
+            total_size: text.len() as u64,
+            truncated: false,
+        })
+    }
+
+    #[test]
+    fn debug_of_a_record_shows_names_and_sizes_but_no_credential_or_body() {
+        let record = ExchangeRecord {
+            id: 7,
+            parent: None,
+            role: Role::Client,
+            started: SystemTime::UNIX_EPOCH,
+            timings: Timings::default(),
+            client_addr: None,
+            client_name: Some("iiq".into()),
+            route: Some("osmc".into()),
+            session_key: None,
+            request: RequestPart {
+                method: Method::POST,
+                url: "https://osmc.example/api/users?access_token=qs-t0ken#frag".into(),
+                version: Version::HTTP_11,
+                headers: headers(&[
+                    ("authorization", "Basic c3ZjOnMzY3JldA=="),
+                    ("cookie", "JSESSIONID=j5ess10n"),
+                    ("x-api-key", "k3y-v4lue"),
+                    ("content-type", "application/json"),
+                ]),
+                body: body(r#"{"userName":"jdoe","password":"b0dy-pw"}"#),
+            },
+            response: Some(ResponsePart {
+                status: StatusCode::OK,
+                version: Version::HTTP_11,
+                headers: headers(&[("set-cookie", "JSESSIONID=n3w-s1d; Path=/")]),
+                body: body(r#"{"id":"u-1","token":"r3sp-t0ken"}"#),
+            }),
+            actions: Actions::default(),
+            error: None,
+        };
+        let shown = format!("{record:?} {record:#?}");
+        for secret in [
+            "c3ZjOnMzY3JldA",
+            "j5ess10n",
+            "k3y-v4lue",
+            "qs-t0ken",
+            "frag",
+            "b0dy-pw",
+            "jdoe",
+            "n3w-s1d",
+            "r3sp-t0ken",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shows: {shown}");
+        }
+        for visible in [
+            "\"authorization\": \"[REDACTED]\"",
+            "\"set-cookie\": \"[REDACTED]\"",
+            "\"content-type\": \"application/json\"",
+            "https://osmc.example/api/users?[REDACTED]",
+            "total_size: 40",
+        ] {
+            assert!(shown.contains(visible), "{visible} missing: {shown}");
+        }
+    }
 }

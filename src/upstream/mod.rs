@@ -7,7 +7,9 @@ mod trust;
 mod validity;
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::config::Upstream as UpstreamPlan;
-use crate::proxy::body::{ClientBodyFault, ProxyBody};
+use crate::proxy::body::{BoxError, ClientBodyFault, ProxyBody};
 
 use pool::Pool;
 pub use pool::UpstreamBody;
@@ -99,6 +101,48 @@ pub fn connector(
         .https_or_http()
         .enable_http1()
         .wrap_connector(http))
+}
+
+/// The seam in front of the target: the pipeline hands each attempt to a `Forward` and gets the
+/// response head back (the body streams afterwards). [`UpstreamClient`] is the real one; a test
+/// puts a stand-in in its place to see exactly what would reach the target.
+pub trait Forward: Send + Sync {
+    type Body: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static;
+
+    fn forward(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<Self::Body>, UpstreamError>> + Send;
+}
+
+/// A [`Forward`] the pipeline holds behind a pointer: for stand-ins only, since each call boxes
+/// its future and the response body (the real client is called directly).
+pub trait DynForward: Send + Sync {
+    fn forward_boxed(&self, request: Request<ProxyBody>) -> BoxedForward<'_>;
+}
+
+/// What [`DynForward::forward_boxed`] returns.
+pub type BoxedForward<'a> =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, UpstreamError>> + Send + 'a>>;
+
+impl<F: Forward> DynForward for F {
+    fn forward_boxed(&self, request: Request<ProxyBody>) -> BoxedForward<'_> {
+        Box::pin(async move {
+            let response = self.forward(request).await?;
+            Ok(response.map(crate::proxy::body::stream))
+        })
+    }
+}
+
+impl Forward for UpstreamClient {
+    type Body = UpstreamBody;
+
+    fn forward(
+        &self,
+        request: Request<ProxyBody>,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + Send {
+        self.send(request)
+    }
 }
 
 /// The client for one route's target.

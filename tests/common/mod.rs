@@ -5,11 +5,11 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
+use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,11 +40,20 @@ pub struct ConnMeta {
 }
 
 /// A real HTTP/1.1 server (optionally TLS) on `127.0.0.1:0`. Dropping it stops accepting.
+///
+/// A panic in its handler fails the test: the client sees the connection close (as it would
+/// without this), and the panic is raised again when the server is dropped or
+/// [`finish`](Server::finish)ed, so that a broken handler cannot pass for a proxy fault or go
+/// unnoticed.
 pub struct Server {
     addr: SocketAddr,
     tls: bool,
     accept: JoinHandle<()>,
+    panicked: HandlerPanic,
 }
+
+/// The first panic of any handler of a server, kept to be raised on the test's thread.
+type HandlerPanic = Arc<Mutex<Option<Box<dyn Any + Send>>>>;
 
 impl Server {
     pub fn addr(&self) -> SocketAddr {
@@ -59,13 +68,39 @@ impl Server {
             format!("http://{}", self.addr)
         }
     }
+
+    /// Stops the server and raises its handler's panic, if one happened.
+    pub fn finish(self) {
+        drop(self);
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.accept.abort();
+        let panic = self
+            .panicked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        // Raising a second panic while the test already fails would abort the whole binary.
+        if let (Some(payload), false) = (panic, std::thread::panicking()) {
+            std::panic::resume_unwind(payload);
+        }
     }
 }
+
+/// Why a connection was closed instead of answered.
+#[derive(Debug)]
+struct HandlerPanicked;
+
+impl std::fmt::Display for HandlerPanicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the test server's handler panicked")
+    }
+}
+
+impl std::error::Error for HandlerPanicked {}
 
 /// Serves `handler` with the request body still streaming, for tests that must not buffer it.
 pub async fn serve<H, F>(tls: Option<Arc<ServerConfig>>, handler: H) -> Server
@@ -78,6 +113,8 @@ where
         .expect("bind upstream");
     let addr = listener.local_addr().expect("upstream address");
     let acceptor = tls.clone().map(TlsAcceptor::from);
+    let panicked = HandlerPanic::default();
+    let panics = panicked.clone();
     let accept = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -85,12 +122,29 @@ where
             };
             let handler = handler.clone();
             let acceptor = acceptor.clone();
+            let panics = panics.clone();
             tokio::spawn(async move {
                 let service = |meta: ConnMeta| {
                     service_fn(move |request| {
                         let handler = handler.clone();
                         let meta = meta.clone();
-                        async move { Ok::<_, Infallible>(handler(request, meta).await) }
+                        let panics = panics.clone();
+                        async move {
+                            // Its own task, so that a panic is caught here and kept before the
+                            // client can see anything, rather than lost with the connection.
+                            match tokio::spawn(handler(request, meta)).await {
+                                Ok(response) => Ok(response),
+                                Err(err) => {
+                                    if let Ok(payload) = err.try_into_panic() {
+                                        panics
+                                            .lock()
+                                            .unwrap_or_else(PoisonError::into_inner)
+                                            .get_or_insert(payload);
+                                    }
+                                    Err(HandlerPanicked)
+                                }
+                            }
+                        }
                     })
                 };
                 let http = hyper::server::conn::http1::Builder::new();
@@ -119,6 +173,7 @@ where
         addr,
         tls: tls.is_some(),
         accept,
+        panicked,
     }
 }
 
@@ -211,6 +266,11 @@ impl Upstream {
             all.push(recorded);
         }
         all
+    }
+
+    /// Stops the upstream and raises its handler's panic, if one happened.
+    pub fn finish(self) {
+        self.server.finish();
     }
 
     /// The one request received since the last call; fails the test on none or several.

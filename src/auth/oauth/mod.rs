@@ -3,8 +3,9 @@
 //! token endpoint from stampedes (single-flight fetches, backoff after failures).
 //!
 //! The pipeline calls [`TokenSource::token`] per request and injects
-//! [`Token::authorization`]; on a 401 from the target it calls
-//! [`TokenSource::invalidate`] with the token's generation, fetches once more and replays once.
+//! [`Token::authorization`]; on the target's answer it asks [`TokenSource::verdict`], which
+//! drops a refused token and tells the pipeline to fetch once more and replay once. Expiry,
+//! refresh ahead and backoff follow the source's injected clock.
 
 mod error;
 mod wire;
@@ -12,7 +13,7 @@ mod wire;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
@@ -23,10 +24,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 pub use error::{Failure, OAuthError};
 
+use crate::clock::SharedClock;
 use crate::config::{Grant, OAuthPlan, Secret, SecretSource};
 use wire::{Issued, Requests};
 
@@ -92,6 +93,16 @@ impl fmt::Debug for Token {
     }
 }
 
+/// The auth phase's verdict on the target's answer to a request that carried a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenVerdict {
+    /// The target took the token, or said nothing about it.
+    Keep,
+    /// The target refused the token: it is gone from the cache, and the next attempt gets a
+    /// new one (a token that is not dropped on a 401 would be injected again and again).
+    Refetch,
+}
+
 /// Counters for metrics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenStats {
@@ -114,6 +125,8 @@ struct Inner {
     requests: Requests,
     requested_scopes: Vec<String>,
     timeout: Duration,
+    /// Expiry, refresh ahead and backoff are decided by this clock's time.
+    clock: SharedClock,
     refresh_skew: Option<Duration>,
     /// The client secret and password, raw and encoded, to scrub from endpoint text.
     static_secrets: Vec<String>,
@@ -176,6 +189,15 @@ impl TokenSource {
     /// Builds the token client and the prepared requests for `route_name`. Does not contact
     /// the endpoint: the first [`token`](Self::token) call does.
     pub fn new(route_name: &str, plan: &OAuthPlan) -> Result<TokenSource, OAuthError> {
+        Self::with_clock(route_name, plan, crate::clock::system())
+    }
+
+    /// Like [`new`](Self::new), reading time from `clock`.
+    pub fn with_clock(
+        route_name: &str,
+        plan: &OAuthPlan,
+        clock: SharedClock,
+    ) -> Result<TokenSource, OAuthError> {
         let route: Arc<str> = Arc::from(route_name);
         let url: Arc<str> = Arc::from(display_url(&plan.token_url).as_str());
         let setup = |reason: String| {
@@ -224,6 +246,7 @@ impl TokenSource {
                 requests,
                 requested_scopes: plan.scopes.clone(),
                 timeout: plan.timeout,
+                clock,
                 refresh_skew: plan.refresh_skew,
                 static_secrets,
                 state: Mutex::new(State::default()),
@@ -239,7 +262,7 @@ impl TokenSource {
     pub async fn token(&self) -> Result<Token, OAuthError> {
         let mut outcome = {
             let mut state = self.inner.lock();
-            let now = Instant::now();
+            let now = self.inner.clock.now();
             if let Some(cached) = state.current.as_ref().filter(|c| now < c.expires_at) {
                 let token = cached.token.clone();
                 // Refresh ahead: this caller starts the fetch but keeps the still-valid token.
@@ -294,6 +317,17 @@ impl TokenSource {
         {
             state.current = None;
         }
+    }
+
+    /// The verdict on the target's `status` for a request that carried the token of
+    /// `generation`: a 401 refuses the token, which is dropped as by
+    /// [`invalidate`](Self::invalidate).
+    pub fn verdict(&self, generation: u64, status: http::StatusCode) -> TokenVerdict {
+        if status != http::StatusCode::UNAUTHORIZED {
+            return TokenVerdict::Keep;
+        }
+        self.invalidate(generation);
+        TokenVerdict::Refetch
     }
 
     pub fn route(&self) -> &str {
@@ -390,7 +424,7 @@ impl Inner {
         let request_headers = observed.as_ref().map(|_| request.headers().clone());
         let started = std::time::SystemTime::now();
         // Expiry counts from when the request left: the endpoint's clock started no earlier.
-        let sent_at = Instant::now();
+        let sent_at = self.clock.now();
         let mut received = None;
         let exchange = async {
             let response = self.client.request(request).await.map_err(|err| {
@@ -434,7 +468,7 @@ impl Inner {
             };
             observer(TokenExchange {
                 started,
-                elapsed: sent_at.elapsed(),
+                elapsed: self.clock.now().saturating_duration_since(sent_at),
                 url: self.uri.to_string(),
                 request_headers,
                 request_body,
@@ -540,7 +574,7 @@ impl Inner {
         let error = error.scrub(&secrets);
         tracing::warn!(route = %self.route, kind = error.kind(), "token fetch failed: {error}");
         state.backoff = Some(Backoff {
-            until: Instant::now() + backoff_delay(state.consecutive_failures),
+            until: self.clock.now() + backoff_delay(state.consecutive_failures),
             error: error.clone(),
         });
         error
