@@ -62,6 +62,10 @@ enum Command {
         /// Where the demo writes its HAR and JSON-lines traces.
         #[arg(long, default_value_os_t = std::env::temp_dir().join("provproxy-demo"))]
         trace_dir: PathBuf,
+        /// Afterwards, keep the session-locked case running behind a proxy with its admin
+        /// listener on loopback and print the console's URL; Ctrl-C stops it.
+        #[arg(long)]
+        console: bool,
     },
     /// Read a trace — a HAR (provproxy's, a browser's, Fiddler's, Charles', mitmproxy's) or
     /// provproxy's JSON lines — and name the likely cause of each exchange that failed as the
@@ -69,10 +73,17 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Diagnose {
         /// The trace file; HAR or JSON lines, told apart by content.
-        trace: PathBuf,
+        #[arg(required_unless_present = "compare")]
+        trace: Option<PathBuf>,
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Compare the call that works with the one that fails, differences that matter
+        /// first: `GOOD.har#N BAD.har#M` (entry numbers from 1; without one, the first
+        /// exchange that succeeded in GOOD and the first that failed in BAD). Exits 1 when
+        /// they differ.
+        #[arg(long, num_args = 2, value_names = ["GOOD[#N]", "BAD[#M]"], conflicts_with = "trace")]
+        compare: Option<Vec<String>>,
     },
 }
 
@@ -105,17 +116,40 @@ fn main() -> ExitCode {
             config,
             reset_sessions,
         } => run(&config, reset_sessions),
-        Command::Diagnose { trace, json } => diagnose(&trace, json),
-        Command::Demo { trace_dir } => {
+        Command::Diagnose {
+            compare: Some(sides),
+            json,
+            ..
+        } => compare(&sides, json),
+        Command::Diagnose {
+            trace: Some(trace),
+            json,
+            ..
+        } => diagnose(&trace, json),
+        Command::Diagnose { .. } => fail(&"diagnose needs a trace file or --compare", UNREADABLE),
+        Command::Demo { trace_dir, console } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(err) => return fail(&err, FAILURE),
             };
             let mut stdout = std::io::stdout();
-            match runtime.block_on(provproxy::demo::run(&mut stdout, &trace_dir)) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(err) => fail(&err, FAILURE),
+            let passed = match runtime.block_on(provproxy::demo::run(&mut stdout, &trace_dir)) {
+                Ok(passed) => passed,
+                Err(err) => return fail(&err, FAILURE),
+            };
+            if console {
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                let served = provproxy::demo::console::run(&mut stdout, stop);
+                if let Err(err) = runtime.block_on(served) {
+                    return fail(&err, FAILURE);
+                }
+            }
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
     }
@@ -188,6 +222,50 @@ fn diagnose(trace: &Path, json: bool) -> ExitCode {
         ExitCode::from(FAILURE)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `diagnose --compare GOOD[#N] BAD[#M]`.
+fn compare(sides: &[String], json: bool) -> ExitCode {
+    use provproxy::diagnose::compare::{self, Pick};
+    let [good, bad] = sides else {
+        return fail(&"--compare takes two traces", UNREADABLE);
+    };
+    // `trace.har#3`: the number after the last `#`, when it is one, picks the entry.
+    let split = |arg: &str, default: Pick| match arg.rsplit_once('#') {
+        Some((path, n)) if n.parse::<usize>().is_ok_and(|n| n > 0) => {
+            (path.to_owned(), n.parse().map_or(default, Pick::Position))
+        }
+        _ => (arg.to_owned(), default),
+    };
+    let (good_path, good_pick) = split(good, Pick::FirstOk);
+    let (bad_path, bad_pick) = split(bad, Pick::FirstFailed);
+    let mut texts = Vec::new();
+    for path in [&good_path, &bad_path] {
+        match std::fs::read_to_string(path) {
+            Ok(text) => texts.push(text),
+            Err(err) => return fail(&format!("cannot read {path}: {err}"), UNREADABLE),
+        }
+    }
+    let comparison = match compare::compare(&texts[0], good_pick, &texts[1], bad_pick) {
+        Ok(comparison) => comparison,
+        Err(err) => return fail(&err, UNREADABLE),
+    };
+    let text = if json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&comparison).unwrap_or_default()
+        )
+    } else {
+        compare::render_text(&comparison, &good_path, &bad_path)
+    };
+    if let Some(failed) = print_out(&text) {
+        return failed;
+    }
+    if comparison.differences.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILURE)
     }
 }
 

@@ -19,8 +19,15 @@ use crate::server::origin::{self, ServedNames};
 /// The cookie a console session carries the token in (HttpOnly, SameSite=Strict).
 pub const COOKIE: &str = "provproxy_admin";
 
-/// Endpoints that answer without the token: liveness probes carry none.
-const PUBLIC: &[&str] = &["healthz"];
+/// Endpoints that answer without the token: liveness probes carry none, and the console's page
+/// and assets (no data in them) must load to ask for it.
+const PUBLIC: &[&str] = &[
+    "healthz",
+    "ui",
+    "ui/index.html",
+    "ui/console.js",
+    "ui/console.css",
+];
 
 pub struct Access {
     /// SHA-256 of the token, so comparisons take the same time whatever the lengths.

@@ -210,6 +210,11 @@ impl prometheus_client::collector::Collector for ModuleStats {
                 "Failed trace file writes",
                 trace.write_errors,
             )?;
+            counter(
+                "feed_records_dropped",
+                "Exchange records lost to a live console stream whose queue was full",
+                tracer.feed_stats().dropped,
+            )?;
         }
         let fetches: u64 = self
             .tokens

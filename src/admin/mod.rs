@@ -2,6 +2,7 @@
 //! names and redacted exchanges only, never a secret; `access` decides who may ask.
 
 pub mod access;
+pub mod console;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -17,6 +18,9 @@ use crate::session::Sessions;
 use crate::trace::Tracer;
 use access::Access;
 use metrics::Metrics;
+
+/// The largest `POST /api/compare` body: a HAR the user imported.
+const COMPARE_BODY_LIMIT: usize = 32 << 20;
 
 /// Exchanges returned by `GET /exchanges` unless `limit` says otherwise.
 const DEFAULT_EXCHANGES: usize = 50;
@@ -44,10 +48,79 @@ impl Admin {
     }
 
     /// Answers one admin request; `local` is the connection's own address.
-    pub async fn handle<B>(&self, request: Request<B>, local: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle<B>(&self, request: Request<B>, local: SocketAddr) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<crate::proxy::body::BoxError>,
+    {
         if let Err(refusal) = self.access.check(&request, local) {
             return refusal.response();
         }
+        let path = request.uri().path();
+        if path == "/ui" || path.starts_with("/ui/") || path.starts_with("/api/") {
+            return self.console(request).await;
+        }
+        self.endpoints(request)
+    }
+
+    /// The console's page and its API (`/ui/…`, `/api/…`); the other endpoints otherwise.
+    async fn console<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<crate::proxy::body::BoxError>,
+    {
+        let path = request.uri().path().to_owned();
+        if path == "/ui" {
+            let mut response = text(StatusCode::MOVED_PERMANENTLY, "text/plain", "");
+            response
+                .headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/ui/"));
+            return response;
+        }
+        let method = request.method().clone();
+        let query = request.uri().query().map(str::to_owned);
+        let query = query.as_deref();
+        if let Some(name) = path.strip_prefix("/ui/") {
+            return match method {
+                Method::GET => console::asset(name).unwrap_or_else(|| not_found("no such page")),
+                Method::POST if name == "login" => console::login(request.headers()),
+                _ => not_found("unknown console page"),
+            };
+        }
+        let api = path.strip_prefix("/api/").unwrap_or_default();
+        let Some(tracer) = &self.tracer else {
+            return not_found("no exchange records: the admin listener has no tracer");
+        };
+        let segments: Vec<&str> = api.split('/').collect();
+        match (method, segments.as_slice()) {
+            (Method::GET, ["feed"]) => console::feed(tracer),
+            (Method::GET, ["exchanges"]) => console::exchanges(tracer, query),
+            (Method::GET, ["exchanges", id]) => match id.parse() {
+                Ok(id) => console::detail(tracer, id),
+                Err(_) => not_found("exchange ids are numbers"),
+            },
+            (Method::GET, ["exchanges", id, "curl"]) => match id.parse() {
+                Ok(id) => console::curl(tracer, id),
+                Err(_) => not_found("exchange ids are numbers"),
+            },
+            (Method::GET, ["export.har"]) => console::export_har(tracer, query),
+            (Method::GET, ["compare"]) => console::compare_ids(tracer, query),
+            (Method::POST, ["compare"]) => {
+                // An imported HAR is the largest thing the console sends.
+                let limited = http_body_util::Limited::new(request.into_body(), COMPARE_BODY_LIMIT);
+                match http_body_util::BodyExt::collect(limited).await {
+                    Ok(body) => console::compare_posted(tracer, &body.to_bytes()),
+                    Err(_) => json_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &json!({ "error": "too_large", "detail": "the compare request is larger than 32 MiB or was cut off" }),
+                    ),
+                }
+            }
+            _ => not_found("unknown console API endpoint"),
+        }
+    }
+
+    fn endpoints<B>(&self, request: Request<B>) -> Response<ProxyBody> {
         let path = request.uri().path();
         let segments: Vec<String> = path
             .trim_matches('/')

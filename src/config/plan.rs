@@ -126,6 +126,25 @@ impl TracePlan {
     pub fn writes_files(&self) -> bool {
         self.har.is_some() || self.jsonl.is_some()
     }
+
+    /// Records for the admin ring and the console only, with `[trace]`'s defaults: what an
+    /// `[admin]` listener without a `[trace]` table gets.
+    pub fn in_memory() -> TracePlan {
+        TracePlan {
+            har: None,
+            jsonl: None,
+            bodies: true,
+            max_body: 64 * 1024,
+            redact_fields: DEFAULT_REDACT_FIELDS
+                .iter()
+                .map(|field| field.to_string())
+                .collect(),
+            rotate_bytes: 64 << 20,
+            channel_capacity: 1024,
+            recent: 256,
+            keep: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

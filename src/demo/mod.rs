@@ -3,6 +3,7 @@
 
 pub mod basic_target;
 pub mod client;
+pub mod console;
 pub mod oauth_target;
 pub mod server;
 pub mod session_locked;

@@ -9,6 +9,7 @@
 //! client's; they are quoted as evidence for the exchange they belong to.
 
 mod classify;
+pub mod compare;
 mod read;
 mod render;
 

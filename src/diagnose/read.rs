@@ -57,6 +57,8 @@ pub(super) struct Entry {
     pub cookies_sent: Vec<String>,
     pub cookies_set: Vec<String>,
     pub body: String,
+    /// The request's body as recorded (redacted), for comparing two calls.
+    pub request_body: String,
     /// A transport or proxy error: ours (`kind: detail`) or a browser's (`response._error`).
     pub error: Option<String>,
     /// Our error's stable kind and side, when the trace is ours.
@@ -211,6 +213,7 @@ fn from_har(position: usize, entry: &Value, redactor: &Redactor) -> Entry {
             &response["content"]["text"],
             &response["content"]["encoding"],
         ),
+        request_body: body_text(&request["postData"]["text"], &Value::Null),
         error: None,
         error_kind: None,
         error_side: None,
@@ -232,11 +235,12 @@ fn from_line(position: usize, line: &Value, redactor: &Redactor) -> Entry {
     cookies_sent.extend(cookie_header_names(&request_headers));
     let mut cookies_set = strings(&line["response_cookies"]);
     cookies_set.extend(set_cookie_names(&response_headers));
-    let body = &line["response_body"];
-    let body = match body["base64"].as_str() {
+    let line_body = |body: &Value| match body["base64"].as_str() {
         Some(_) => body_text(&body["base64"], &Value::from("base64")),
         None => body_text(&body["text"], &Value::Null),
     };
+    let body = line_body(&line["response_body"]);
+    let request_body = line_body(&line["request_body"]);
     let mut entry = Entry {
         position,
         id: line["id"].as_u64(),
@@ -251,6 +255,7 @@ fn from_line(position: usize, line: &Value, redactor: &Redactor) -> Entry {
         cookies_sent,
         cookies_set,
         body,
+        request_body,
         error: None,
         error_kind: None,
         error_side: None,

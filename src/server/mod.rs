@@ -88,6 +88,9 @@ impl Running {
     /// the sessions and closes the trace files.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        if let Some(writer) = &self.trace_writer {
+            writer.end_streams();
+        }
         for task in self.tasks {
             let _ = task.await;
         }
@@ -117,7 +120,13 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         None => None,
     };
     let sessions = Sessions::open(&plan.routes, &plan.state, options.reset_sessions)?;
-    let (tracer, trace_writer) = match &plan.trace {
+    // The admin ring and the console subscribe to records too: with an admin listener they
+    // are built even without a [trace] table (no files then).
+    let in_memory = plan
+        .admin
+        .as_ref()
+        .map(|_| crate::config::TracePlan::in_memory());
+    let (tracer, trace_writer) = match plan.trace.as_ref().or(in_memory.as_ref()) {
         Some(trace) => {
             let (tracer, writer) = Tracer::start(trace)?;
             (Some(tracer), Some(writer))

@@ -1,10 +1,12 @@
 //! Exchange records, redaction, HAR and JSON-lines writers, the recent-exchanges ring, and body
 //! capture. `diagnose` reads what these write (see [`crate::diagnose`]).
 //!
-//! The pipeline builds an [`ExchangeRecord`] only when tracing is on and hands it to
+//! The pipeline builds an [`ExchangeRecord`] only when something subscribes (a `[trace]` table,
+//! or an `[admin]` listener whose ring and console want records) and hands it to
 //! [`Tracer::submit`]; everything after that happens on the writer thread, and only a
 //! [`redact::RedactedRecord`] ever reaches a file, the ring buffer or the admin API.
 
+pub mod feed;
 pub mod file;
 pub mod har;
 mod json_body;

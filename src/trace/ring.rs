@@ -3,6 +3,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use super::feed::{FeedRecord, Offer, Subscriber};
+
 #[derive(Debug)]
 struct Item {
     id: u64,
@@ -66,5 +68,18 @@ impl Recent {
             .rev()
             .find(|i| i.id == id)
             .map(|i| Arc::clone(&i.line))
+    }
+}
+
+/// The ring keeps the newest records: it never refuses one, the oldest leaves instead.
+impl Subscriber for Recent {
+    fn offer(&self, record: &Arc<FeedRecord>) -> Offer {
+        self.push(
+            record.id,
+            record.route.clone(),
+            record.status,
+            Arc::clone(&record.line),
+        );
+        Offer::Taken
     }
 }

@@ -4,6 +4,7 @@
 //! fills the ring buffer and writes the files. A plain thread (rather than a task calling
 //! `spawn_blocking` per record) keeps every byte of file I/O and the redaction work off the
 //! runtime's worker threads, writes records strictly in order, and costs one thread in total.
+//! After the files, the rendered record goes to the [`Feed`]: the ring buffer and live streams.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::feed::{Feed, FeedRecord, FeedStats, Subscription};
 use super::file::{Format, TraceFile};
 use super::record::ExchangeRecord;
 use super::redact::{RedactedRecord, Redactor};
@@ -97,7 +99,9 @@ impl Counters {
 struct Shared {
     next_id: AtomicU64,
     counters: Counters,
-    recent: Recent,
+    /// Also the feed's first subscriber.
+    recent: Arc<Recent>,
+    feed: Feed,
 }
 
 /// The proxy's handle on tracing; cheap to clone.
@@ -141,10 +145,14 @@ impl Tracer {
     ) -> Result<(Tracer, TraceWriter), TraceError> {
         // tokio's bounded channel panics on 0; a 0 in the plan means "as small as possible".
         let (tx, rx) = mpsc::channel(plan.channel_capacity.max(1));
+        let recent = Arc::new(Recent::new(plan.recent));
+        let feed = Feed::default();
+        feed.attach(recent.clone());
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
-            recent: Recent::new(plan.recent),
+            recent,
+            feed,
         });
         let worker = Worker {
             rx,
@@ -203,9 +211,23 @@ impl Tracer {
     pub fn get(&self, id: u64) -> Option<Arc<[u8]>> {
         self.shared.recent.get(id)
     }
+
+    /// A live stream of redacted records from now on, with room for `capacity` of them.
+    pub fn subscribe(&self, capacity: usize) -> Subscription {
+        self.shared.feed.subscribe(capacity)
+    }
+
+    pub fn feed_stats(&self) -> FeedStats {
+        self.shared.feed.stats()
+    }
 }
 
 impl TraceWriter {
+    /// Ends the live streams, so that their connections can close before the writer stops.
+    pub fn end_streams(&self) {
+        self.shared.feed.end_streams();
+    }
+
     /// Processes everything already submitted, closes the files (the HAR is complete on disk),
     /// and stops the thread. Records submitted afterwards are dropped and counted.
     pub async fn shutdown(self) -> TraceStats {
@@ -304,12 +326,12 @@ impl Worker {
                 self.warn.warn(&sink.name(), &e);
             }
         }
-        self.shared.recent.push(
-            redacted.id,
-            redacted.route.map(str::to_owned),
+        self.shared.feed.publish(FeedRecord {
+            id: redacted.id,
+            route: redacted.route.map(str::to_owned),
             status,
-            Arc::from(line),
-        );
+            line: Arc::from(line),
+        });
         counters.written.fetch_add(1, Ordering::Relaxed);
     }
 
