@@ -5,11 +5,13 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-/// A monotonic time source.
+/// A time source: monotonic time for intervals, wall time for what is dated by the calendar
+/// (cookie `Expires`/`Max-Age`). Both move together on a manual clock.
 pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> Instant;
+    fn wall(&self) -> SystemTime;
 }
 
 /// A clock as components hold it: shared, cheap to clone.
@@ -23,6 +25,10 @@ impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
     }
+
+    fn wall(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 /// The clock of a running proxy.
@@ -35,6 +41,7 @@ pub fn system() -> SharedClock {
 #[derive(Debug)]
 pub struct ManualClock {
     origin: Instant,
+    wall_origin: SystemTime,
     /// Nanoseconds advanced since `origin`; `u64` nanoseconds last 584 years.
     advanced: AtomicU64,
 }
@@ -44,6 +51,7 @@ impl ManualClock {
     pub fn new() -> Arc<ManualClock> {
         Arc::new(ManualClock {
             origin: Instant::now(),
+            wall_origin: SystemTime::now(),
             advanced: AtomicU64::new(0),
         })
     }
@@ -60,9 +68,19 @@ impl ManualClock {
     }
 }
 
+impl ManualClock {
+    fn advanced(&self) -> Duration {
+        Duration::from_nanos(self.advanced.load(Ordering::SeqCst))
+    }
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        self.origin + Duration::from_nanos(self.advanced.load(Ordering::SeqCst))
+        self.origin + self.advanced()
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.wall_origin + self.advanced()
     }
 }
 
@@ -80,6 +98,18 @@ mod tests {
         assert_eq!(shared.now() - start, Duration::from_millis(1500));
         clock.advance(Duration::from_secs(60));
         assert_eq!(shared.now() - start, Duration::from_millis(61_500));
+    }
+
+    #[test]
+    fn manual_wall_time_moves_with_monotonic_time() {
+        let clock = ManualClock::new();
+        let (start, wall_start) = (clock.now(), clock.wall());
+        clock.advance(Duration::from_secs(90));
+        assert_eq!(clock.now() - start, Duration::from_secs(90));
+        assert_eq!(
+            clock.wall().duration_since(wall_start).ok(),
+            Some(Duration::from_secs(90))
+        );
     }
 
     #[test]

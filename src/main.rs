@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// glibc's malloc was a fifth of the proxy's instructions per request (callgrind); mimalloc's
 /// thread-local free lists make the many small, short-lived allocations of an exchange cheap.
@@ -15,7 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success; for diagnose: no exchange failed as the client saw it
-  1  diagnose found failed exchanges; check found the config invalid; run could not start
+  1  diagnose found failed exchanges; check found the config invalid (or, with --strict, a
+     secret missing); run could not start
      (a file locked by another instance, an address in use, a bad state file, ...)
   2  usage error, or a file that cannot be read (the config, the trace)";
 
@@ -42,7 +43,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve until SIGINT/SIGTERM, then drain in-flight requests.
+    /// Serve until SIGINT/SIGTERM, then drain in-flight requests. SIGHUP reloads the config,
+    /// SIGUSR1 reopens the trace files.
     #[command(after_help = EXIT_CODES)]
     Run {
         #[arg(long, short)]
@@ -56,6 +58,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Fail (exit 1) when a secret's env var or file is missing; without it, a missing
+        /// secret is a warning, so a config can be checked away from the secrets it runs with.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run the field cases against built-in targets, as they are and through the proxy.
     Demo {
@@ -85,6 +91,20 @@ enum Command {
         #[arg(long, num_args = 2, value_names = ["GOOD[#N]", "BAD[#M]"], conflicts_with = "trace")]
         compare: Option<Vec<String>>,
     },
+    /// Print a shell completion script: `provproxy completions bash > /etc/bash_completion.d/provproxy`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff): `provproxy man > /usr/share/man/man1/provproxy.1`.
+    Man,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Findings, an invalid config, a failed start.
@@ -108,10 +128,7 @@ fn main() -> ExitCode {
         }
     }
     match cli.command {
-        Command::Check { config } => match provproxy::config::load(&config) {
-            Ok(plan) => print_out(&provproxy::config::render(&plan)).unwrap_or(ExitCode::SUCCESS),
-            Err(err) => config_failure(&err),
-        },
+        Command::Check { config, strict } => check(&config, strict),
         Command::Run {
             config,
             reset_sessions,
@@ -127,6 +144,23 @@ fn main() -> ExitCode {
             ..
         } => diagnose(&trace, json),
         Command::Diagnose { .. } => fail(&"diagnose needs a trace file or --compare", UNREADABLE),
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "provproxy", &mut script);
+            print_out(&String::from_utf8_lossy(&script)).unwrap_or(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            if let Err(err) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                return fail(&format!("cannot render the man page: {err}"), FAILURE);
+            }
+            print_out(&String::from_utf8_lossy(&page)).unwrap_or(ExitCode::SUCCESS)
+        }
         Command::Demo { trace_dir, console } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
@@ -183,17 +217,58 @@ fn run(config: &Path, reset_sessions: bool) -> ExitCode {
         };
         let options = provproxy::server::StartOptions {
             reset_sessions,
+            config: Some(config.to_owned()),
             ..Default::default()
+        };
+        let mut operator = match operator_signals() {
+            Ok(operator) => operator,
+            Err(err) => return fail(&format!("cannot handle signals: {err}"), FAILURE),
         };
         let running = match provproxy::server::start_with(plan, options).await {
             Ok(running) => running,
             Err(err) => return fail(&err, FAILURE),
         };
-        stop.await;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = operator.hangup.recv() => {
+                    // Logged, counted and told to systemd by the server, whatever the outcome.
+                    let _ = running.reload().await;
+                }
+                _ = operator.user1.recv() => match running.reopen_traces().await {
+                    Ok(()) => tracing::info!("trace files reopened (SIGUSR1)"),
+                    Err(err) => tracing::error!("trace files could not be reopened: {err}"),
+                },
+            }
+        }
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+fn check(config: &Path, strict: bool) -> ExitCode {
+    let plan = match provproxy::config::load_without_secrets(config) {
+        Ok(plan) => plan,
+        Err(err) => return config_failure(&err),
+    };
+    for missing in &plan.missing_secrets {
+        eprintln!("provproxy: warning: {}: {missing}", config.display());
+    }
+    if let Some(failed) = print_out(&provproxy::config::render(&plan)) {
+        return failed;
+    }
+    if strict && !plan.missing_secrets.is_empty() {
+        return fail(
+            &format!(
+                "{} secret(s) missing, and --strict makes that an error",
+                plan.missing_secrets.len()
+            ),
+            FAILURE,
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn diagnose(trace: &Path, json: bool) -> ExitCode {
@@ -314,6 +389,22 @@ fn init_logging(format: LogFormat, default_level: &str) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// SIGHUP reloads the config (nginx's habit, and systemd's `ExecReload`); SIGUSR1 reopens the
+/// trace files after logrotate moved them. Installed before the proxy listens, as the stop
+/// signals are: their default action would kill the process.
+struct OperatorSignals {
+    hangup: tokio::signal::unix::Signal,
+    user1: tokio::signal::unix::Signal,
+}
+
+fn operator_signals() -> std::io::Result<OperatorSignals> {
+    use tokio::signal::unix::{signal, SignalKind};
+    Ok(OperatorSignals {
+        hangup: signal(SignalKind::hangup())?,
+        user1: signal(SignalKind::user_defined1())?,
+    })
 }
 
 /// SIGINT or SIGTERM. Installed before the proxy listens: a SIGTERM that arrives as soon as it

@@ -21,13 +21,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let urls: Vec<Url> = URLS.iter().filter_map(|u| Url::parse(u).ok()).collect();
+    let now = std::time::SystemTime::now();
     let mut jar = Jar::new();
     for (n, line) in text.split('\n').enumerate() {
         let from = &urls[(usize::from(first) + n) % urls.len()];
-        let _ = jar.absorb_line(from, line);
+        let _ = jar.absorb_line(from, line, now);
     }
     for url in &urls {
-        if let Some((header, names)) = jar.cookie_header(url) {
+        if let Some((header, names)) = jar.cookie_header(url, url.path(), now) {
             // Targets do set UTF-8 values, and a header value may carry them (obs-text), so the
             // pairs are counted on the bytes.
             let pairs = header.as_bytes().windows(2).filter(|w| w == b"; ").count() + 1;

@@ -19,10 +19,12 @@ use crate::server::origin::{self, ServedNames};
 /// The cookie a console session carries the token in (HttpOnly, SameSite=Strict).
 pub const COOKIE: &str = "provproxy_admin";
 
-/// Endpoints that answer without the token: liveness probes carry none, and the console's page
-/// and assets (no data in them) must load to ask for it.
+/// Endpoints that answer without the token: liveness and readiness probes (a load balancer's,
+/// Kubernetes') carry none and show only the process's state, and the console's page and assets
+/// (no data in them) must load to ask for it.
 const PUBLIC: &[&str] = &[
     "healthz",
+    "readyz",
     "ui",
     "ui/index.html",
     "ui/console.js",

@@ -24,6 +24,11 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadResult {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorKind {
     kind: String,
 }
@@ -53,18 +58,45 @@ pub struct Metrics {
     routes: Vec<RouteMetrics>,
     errors: Family<ErrorKind, Counter>,
     unrouted: Counter,
+    /// Kept so that a reloaded plan's metrics go on counting where these left off.
+    families: Families,
+}
+
+#[derive(Clone)]
+struct Families {
+    requests: Family<RouteStatus, Counter>,
+    latency: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    errors: Family<ErrorKind, Counter>,
+    unrouted: Counter,
 }
 
 impl Metrics {
     pub fn new(routes: &[RoutePlan], modules: ModuleStats) -> Arc<Self> {
+        let families = Families {
+            requests: Family::<RouteStatus, Counter>::default(),
+            latency: Family::<RouteLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                || Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            ),
+            errors: Family::<ErrorKind, Counter>::default(),
+            unrouted: Counter::default(),
+        };
+        Self::with_families(routes, modules, families)
+    }
+
+    /// The metrics of a reloaded plan: the same series, counting on, for the new routes.
+    pub fn carry_over(&self, routes: &[RoutePlan], modules: ModuleStats) -> Arc<Self> {
+        Self::with_families(routes, modules, self.families.clone())
+    }
+
+    fn with_families(routes: &[RoutePlan], modules: ModuleStats, families: Families) -> Arc<Self> {
         let mut registry = Registry::with_prefix("provproxy");
         registry.register_collector(Box::new(modules));
-        let requests = Family::<RouteStatus, Counter>::default();
-        let latency = Family::<RouteLabel, Histogram>::new_with_constructor(
-            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
-        );
-        let errors = Family::<ErrorKind, Counter>::default();
-        let unrouted = Counter::default();
+        let Families {
+            requests,
+            latency,
+            errors,
+            unrouted,
+        } = families.clone();
         registry.register(
             "requests",
             "Responses sent to clients, by route and status class",
@@ -108,6 +140,7 @@ impl Metrics {
             routes,
             errors,
             unrouted,
+            families,
         })
     }
 
@@ -146,6 +179,8 @@ pub struct ModuleStats {
     pub tokens: Vec<(String, crate::auth::oauth::TokenSource)>,
     /// The proxy listener's connections.
     pub connections: Arc<crate::server::ConnectionStats>,
+    /// Reload outcomes; `None` for a proxy that cannot reload (the demo).
+    pub reload: Option<Arc<crate::reload::Status>>,
 }
 
 impl std::fmt::Debug for ModuleStats {
@@ -211,6 +246,11 @@ impl prometheus_client::collector::Collector for ModuleStats {
                 trace.write_errors,
             )?;
             counter(
+                "trace_reopens",
+                "Times the trace files were reopened (SIGUSR1, or a reload that moved them)",
+                trace.reopened,
+            )?;
+            counter(
                 "feed_records_dropped",
                 "Exchange records lost to a live console stream whose queue was full",
                 tracer.feed_stats().dropped,
@@ -265,6 +305,19 @@ impl prometheus_client::collector::Collector for ModuleStats {
             ConstCounter::new(*count).encode(evicted.encode_family(&RouteLabel {
                 route: route.clone(),
             })?)?;
+        }
+        if let Some(status) = &self.reload {
+            let (ok, failed) = status.reload_counts();
+            let mut reloads = encoder.encode_descriptor(
+                "reloads",
+                "Config reloads (SIGHUP, POST /reload), by result",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (result, count) in [("ok", ok), ("failed", failed)] {
+                ConstCounter::new(count)
+                    .encode(reloads.encode_family(&ReloadResult { result })?)?;
+            }
         }
         Ok(())
     }

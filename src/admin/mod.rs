@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz`, `/metrics`, `/sessions` and `/exchanges`. It shows cookie
-//! names and redacted exchanges only, never a secret; `access` decides who may ask.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/sessions`, `/exchanges` and
+//! `POST /reload`. It shows cookie names and redacted exchanges only, never a secret; `access`
+//! decides who may ask.
 
 pub mod access;
 pub mod console;
@@ -14,6 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::proxy::body::{full, ProxyBody};
+use crate::reload::Status;
 use crate::session::Sessions;
 use crate::trace::Tracer;
 use access::Access;
@@ -30,6 +32,8 @@ pub struct Admin {
     sessions: Sessions,
     tracer: Option<Tracer>,
     access: Access,
+    /// Readiness and reloads; `None` for a proxy that cannot reload (the demo).
+    status: Option<Arc<Status>>,
 }
 
 impl Admin {
@@ -44,7 +48,14 @@ impl Admin {
             sessions,
             tracer,
             access,
+            status: None,
         }
+    }
+
+    /// Serves `/readyz` and `POST /reload` from this status.
+    pub fn with_status(mut self, status: Arc<Status>) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Answers one admin request; `local` is the connection's own address.
@@ -60,7 +71,21 @@ impl Admin {
         if path == "/ui" || path.starts_with("/ui/") || path.starts_with("/api/") {
             return self.console(request).await;
         }
+        if path == "/reload" && request.method() == Method::POST {
+            return self.reload().await;
+        }
         self.endpoints(request)
+    }
+
+    /// `POST /reload`: 200 JSON saying what the new plan kept, or 400 JSON with the error.
+    async fn reload(&self) -> Response<ProxyBody> {
+        match &self.status {
+            Some(status) => match status.reload().await {
+                Ok(reloaded) => json_response(StatusCode::OK, &reloaded.to_json()),
+                Err(failed) => json_response(StatusCode::BAD_REQUEST, &failed.to_json()),
+            },
+            None => not_found("this proxy was not started from a config file"),
+        }
     }
 
     /// The console's page and its API (`/ui/…`, `/api/…`); the other endpoints otherwise.
@@ -134,6 +159,18 @@ impl Admin {
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (request.method(), segments.as_slice()) {
             (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, ["readyz"]) => match &self.status {
+                Some(status) => {
+                    let (ready, body) = status.readiness();
+                    let code = if ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    json_response(code, &body)
+                }
+                None => json_response(StatusCode::OK, &json!({ "ready": true })),
+            },
             (&Method::GET, ["metrics"]) => text(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -209,6 +246,11 @@ impl Admin {
         body.push(b']');
         text(StatusCode::OK, "application/json", body)
     }
+}
+
+/// The answer on an admin listener whose `[admin]` a reload removed, while it drains.
+pub fn gone() -> Response<ProxyBody> {
+    not_found("the admin API was removed from the config")
 }
 
 fn timestamp(time: SystemTime) -> String {

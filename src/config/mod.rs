@@ -21,6 +21,17 @@ pub use units::{parse_duration, parse_size};
 
 /// Reads and validates a config file; relative paths in it are relative to its directory.
 pub fn load(path: &Path) -> Result<Plan, ConfigError> {
+    load_file(path, false)
+}
+
+/// As [`load`], but a secret whose env var or file is missing is a warning listed in
+/// [`Plan::missing_secrets`] instead of an error: `check` validates a config away from the
+/// secrets it will run with. Such a plan is for rendering, never for serving.
+pub fn load_without_secrets(path: &Path) -> Result<Plan, ConfigError> {
+    load_file(path, true)
+}
+
+fn load_file(path: &Path, missing_secrets_ok: bool) -> Result<Plan, ConfigError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
         file: name.clone(),
@@ -31,7 +42,7 @@ pub fn load(path: &Path) -> Result<Plan, ConfigError> {
     })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let env = |name: &str| std::env::var(name).ok();
-    load_str(&text, &name, base_dir, &env)
+    parse(&text, &name, base_dir, &env, missing_secrets_ok)
 }
 
 /// Validates config text. `file` is only used in messages; `env` resolves `{ env = "..." }`.
@@ -40,6 +51,16 @@ pub fn load_str(
     file: &str,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, ConfigError> {
+    parse(text, file, base_dir, env, false)
+}
+
+fn parse(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    missing_secrets_ok: bool,
 ) -> Result<Plan, ConfigError> {
     let place = |span: Option<std::ops::Range<usize>>, key_path: String, message: String| {
         let (line, column) = span.map_or((1, 1), |span| line_column(text, span.start));
@@ -66,7 +87,11 @@ pub fn load_str(
             let span = span.or_else(|| err.inner().span());
             place(span, key_path.to_string(), message)
         })?;
-    let resolver = validate::Resolver { base_dir, env };
+    let resolver = validate::Resolver {
+        base_dir,
+        env,
+        missing_secrets_ok,
+    };
     validate::validate(raw, &resolver).map_err(|invalid| {
         let span = invalid.path.locate_value(&document);
         place(span, invalid.path.to_string(), invalid.message)

@@ -21,6 +21,9 @@ pub struct Plan {
     /// Things that are allowed but unwise (a literal secret in the file, say); `check` prints them.
     pub warnings: Vec<String>,
     pub state: StatePlan,
+    /// Secrets whose env var or file was missing, when loaded with [`super::load_without_secrets`]
+    /// (each message is also in `warnings`); always empty otherwise.
+    pub missing_secrets: Vec<String>,
 }
 
 /// `[state]`: how sessions are kept at rest. Only the file backend exists so far.

@@ -35,6 +35,8 @@ impl fmt::Debug for SecretSource {
 pub struct Secret {
     value: SecretString,
     source: SecretSource,
+    /// The env var or file was not there and `check` went on without it: the value is empty.
+    missing: bool,
 }
 
 impl Secret {
@@ -42,7 +44,22 @@ impl Secret {
         Secret {
             value: SecretString::from(value.into()),
             source,
+            missing: false,
         }
+    }
+
+    /// A secret whose source is absent, for validating a config away from its secrets
+    /// (`provproxy check` on a laptop or in CI). A plan holding one can be rendered, not run.
+    pub fn missing(source: SecretSource) -> Self {
+        Secret {
+            value: SecretString::from(String::new()),
+            source,
+            missing: true,
+        }
+    }
+
+    pub fn is_missing(&self) -> bool {
+        self.missing
     }
 
     /// The value, for the few places that must put it on the wire or compare it.

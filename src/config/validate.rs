@@ -41,17 +41,21 @@ fn invalid<T>(path: &KeyPath, message: impl Into<String>) -> Checked<T> {
 pub struct Resolver<'a> {
     pub base_dir: &'a Path,
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// A secret whose env var or file is missing is a warning, not an error (`check`).
+    pub missing_secrets_ok: bool,
 }
 
 struct Validator<'a> {
     resolver: &'a Resolver<'a>,
     warnings: Vec<String>,
+    missing_secrets: Vec<String>,
 }
 
 pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid> {
     let mut validator = Validator {
         resolver,
         warnings: Vec::new(),
+        missing_secrets: Vec::new(),
     };
     let root = KeyPath::root();
     let server = validator.server(raw.server.unwrap_or_default(), &root.key("server"))?;
@@ -74,6 +78,7 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         log,
         warnings: validator.warnings,
         state,
+        missing_secrets: validator.missing_secrets,
     })
 }
 
@@ -216,6 +221,11 @@ impl Validator<'_> {
                     Ok(Secret::new(value, SecretSource::Env(name.clone())))
                 }
                 Some(_) => invalid(path, format!("environment variable {name} is empty")),
+                None if self.resolver.missing_secrets_ok => Ok(self.missing_secret(
+                    path,
+                    format!("environment variable {name} is not set"),
+                    SecretSource::Env(name.clone()),
+                )),
                 None => invalid(path, format!("environment variable {name} is not set")),
             },
             RawSecret::File(file) => {
@@ -231,6 +241,16 @@ impl Validator<'_> {
                         }
                         Ok(Secret::new(value, SecretSource::File(full)))
                     }
+                    Err(err)
+                        if self.resolver.missing_secrets_ok
+                            && err.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        Ok(self.missing_secret(
+                            path,
+                            format!("secret file {} does not exist", full.display()),
+                            SecretSource::File(full),
+                        ))
+                    }
                     Err(err) => invalid(
                         path,
                         format!("cannot read secret file {}: {err}", full.display()),
@@ -238,6 +258,14 @@ impl Validator<'_> {
                 }
             }
         }
+    }
+
+    /// Records a secret that is not there, for `check` to report and `--strict` to fail on.
+    fn missing_secret(&mut self, path: &KeyPath, reason: String, source: SecretSource) -> Secret {
+        let message = format!("{path}: {reason}; `run` refuses to start without it");
+        self.warnings.push(message.clone());
+        self.missing_secrets.push(message);
+        Secret::missing(source)
     }
 
     fn server(&mut self, raw: RawServer, path: &KeyPath) -> Checked<ServerPlan> {
@@ -715,7 +743,7 @@ impl Validator<'_> {
             _ => None,
         };
         if let Some((key, secret)) = header_secret {
-            if http::HeaderValue::from_str(secret.expose()).is_err() {
+            if !secret.is_missing() && http::HeaderValue::from_str(secret.expose()).is_err() {
                 return invalid(
                     &path.key(key),
                     "the secret contains characters that cannot go in an HTTP header",
@@ -981,7 +1009,7 @@ impl Validator<'_> {
             .map(|key| self.secret(key, &path.key("encryption_key")))
             .transpose()?;
         if let Some(key) = &encryption_key {
-            if key.expose().len() < MIN_ENCRYPTION_KEY_BYTES {
+            if !key.is_missing() && key.expose().len() < MIN_ENCRYPTION_KEY_BYTES {
                 return invalid(
                     &path.key("encryption_key"),
                     format!(

@@ -54,6 +54,8 @@ pub enum ProxyError {
     SessionKeyMissing { header: http::HeaderName },
     #[error("all {max} sessions of this route are in use; retry when one is free")]
     SessionsFull { max: usize },
+    #[error(transparent)]
+    StateUnavailable(crate::state::Unavailable),
     #[error("{0}")]
     Internal(String),
     #[error(
@@ -90,6 +92,7 @@ impl ProxyError {
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::SessionKeyMissing { .. } => StatusCode::BAD_REQUEST,
             ProxyError::SessionsFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::StateUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::CrossSite => StatusCode::FORBIDDEN,
         }
@@ -112,6 +115,7 @@ impl ProxyError {
             ProxyError::Internal(_) => "internal",
             ProxyError::SessionKeyMissing { .. } => "session_key_missing",
             ProxyError::SessionsFull { .. } => "sessions_full",
+            ProxyError::StateUnavailable(_) => "state_unavailable",
             ProxyError::Misdirected => "misdirected_request",
             ProxyError::CrossSite => "cross_site_request",
         }
@@ -132,7 +136,9 @@ impl ProxyError {
             ProxyError::Upstream(_) | ProxyError::Token(_) | ProxyError::LoginFailed { .. } => {
                 Side::Upstream
             }
-            ProxyError::Internal(_) | ProxyError::SessionsFull { .. } => Side::Proxy,
+            ProxyError::Internal(_)
+            | ProxyError::SessionsFull { .. }
+            | ProxyError::StateUnavailable(_) => Side::Proxy,
         }
     }
 

@@ -33,7 +33,8 @@ use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
 use crate::server::ingress::{ClientName, Ingress, Screened};
-use crate::session::{Lease, LeaseError, Relogin, Sessions};
+use crate::session::{Lease, LeaseError, Relogin, SessionVerdict, Sessions};
+use crate::state::{LeaseFailure, SessionStore, StateBackend, TokenFailure, TokenStore};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{DynForward, Forward, TlsSetupError, UpstreamBody, UpstreamClient};
@@ -42,7 +43,7 @@ use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
 use forward::Head;
 use headers::PathMap;
-use next::{Next, SessionVerdict};
+use next::Next;
 use replay::ReplayBody;
 use respond::PendingRecord;
 use route::Router;
@@ -170,6 +171,8 @@ pub struct Proxy {
     routes: Vec<Route>,
     router: Router,
     shared: Shared,
+    /// Where leases and tokens come from: every session and token call goes through it.
+    state: StateBackend,
     body_read_timeout: Duration,
     trace_max_body: usize,
     /// `None` when `[log] access = "off"`.
@@ -178,6 +181,27 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(plan: &Plan, shared: Shared) -> Result<Self, RouteSetupError> {
+        Self::reusing(plan, shared, &|_| None)
+    }
+
+    /// The upstream client (and so the connection pool) of a route, for a reloaded plan to keep.
+    pub fn upstream(&self, route: &str) -> Option<UpstreamClient> {
+        self.routes
+            .iter()
+            .find(|r| r.plan.name == route)
+            .and_then(|r| match &r.upstream {
+                Forwarder::Target(upstream) => Some(upstream.clone()),
+                Forwarder::StandIn(_) => None,
+            })
+    }
+
+    /// As [`Proxy::new`], with the upstream clients `reuse` gives for routes that keep theirs
+    /// across a reload; the others are built anew.
+    pub fn reusing(
+        plan: &Plan,
+        shared: Shared,
+        reuse: &dyn Fn(&RoutePlan) -> Option<UpstreamClient>,
+    ) -> Result<Self, RouteSetupError> {
         let trace_max_body =
             plan.trace
                 .as_ref()
@@ -200,50 +224,54 @@ impl Proxy {
                 }
             }));
         }
-        let routes = plan
-            .routes
-            .iter()
-            .zip(shared.tokens.iter().cloned())
-            .map(|(route, tokens)| {
-                let session_replays = route
-                    .session
-                    .as_ref()
-                    .filter(|session| !session.relogin_on.is_empty());
-                let replay_limit = match (session_replays, &tokens) {
-                    (Some(session), _) => Some(session.replay_body_limit),
-                    (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
-                    (None, None) => None,
-                };
-                let target =
-                    forward::Target::new(route).map_err(|source| RouteSetupError::Target {
-                        route: route.name.clone(),
-                        source,
-                    })?;
-                Ok(Route {
-                    upstream: UpstreamClient::new(&route.upstream, target.origin().clone())
-                        .map(Forwarder::Target)
-                        .map_err(|source| RouteSetupError::Tls {
+        let routes =
+            plan.routes
+                .iter()
+                .zip(shared.tokens.iter().cloned())
+                .map(|(route, tokens)| {
+                    let session_replays = route
+                        .session
+                        .as_ref()
+                        .filter(|session| !session.relogin_on.is_empty());
+                    let replay_limit = match (session_replays, &tokens) {
+                        (Some(session), _) => Some(session.replay_body_limit),
+                        (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
+                        (None, None) => None,
+                    };
+                    let target =
+                        forward::Target::new(route).map_err(|source| RouteSetupError::Target {
                             route: route.name.clone(),
                             source,
+                        })?;
+                    let upstream = match reuse(route) {
+                        Some(upstream) => upstream,
+                        None => UpstreamClient::new(&route.upstream, target.origin().clone())
+                            .map_err(|source| RouteSetupError::Tls {
+                                route: route.name.clone(),
+                                source,
+                            })?,
+                    };
+                    Ok(Route {
+                        upstream: Forwarder::Target(upstream),
+                        injector: Injector::new(&route.auth),
+                        tokens,
+                        rewriter: Rewriter::new(&route.challenge).map_err(|source| {
+                            RouteSetupError::Challenge {
+                                route: route.name.clone(),
+                                source,
+                            }
                         })?,
-                    injector: Injector::new(&route.auth),
-                    tokens,
-                    rewriter: Rewriter::new(&route.challenge).map_err(|source| {
-                        RouteSetupError::Challenge {
-                            route: route.name.clone(),
-                            source,
-                        }
-                    })?,
-                    target,
-                    paths: forward::path_map(route),
-                    replay_limit,
-                    plan: route.clone(),
+                        target,
+                        paths: forward::path_map(route),
+                        replay_limit,
+                        plan: route.clone(),
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, RouteSetupError>>()?;
+                .collect::<Result<Vec<_>, RouteSetupError>>()?;
         Ok(Proxy {
             router: Router::new(&plan.routes),
             routes,
+            state: StateBackend::local(shared.sessions.clone()),
             shared,
             body_read_timeout: plan.server.limits.body_read_timeout,
             trace_max_body: plan.trace.as_ref().map_or(0, |trace| {
@@ -267,6 +295,12 @@ impl Proxy {
             }
             None => false,
         }
+    }
+
+    /// Takes leases and tokens from `state` instead of this process's stores.
+    #[cfg(test)]
+    pub(crate) fn use_state(&mut self, state: StateBackend) {
+        self.state = state;
     }
 
     /// Runs one exchange. Never fails: every failure becomes a response (and a record). The
@@ -459,8 +493,7 @@ impl Proxy {
         };
         let mut lease = match &x.session_key {
             Some(key) => Some(
-                self.shared
-                    .sessions
+                self.state
                     .lease(&x.route.plan.name, key.clone())
                     .await
                     .map_err(lease_error)?,
@@ -511,7 +544,13 @@ impl Proxy {
                 may_replay,
             );
             let token = match (&x.route.tokens, token_generation) {
-                (Some(tokens), Some(generation)) => tokens.verdict(generation, status),
+                (Some(tokens), Some(generation)) => {
+                    let verdict = TokenVerdict::of(status);
+                    if verdict == TokenVerdict::Refetch {
+                        self.state.invalidate(tokens, generation).await;
+                    }
+                    verdict
+                }
                 _ => TokenVerdict::Keep,
             };
             x.actions.token_refused = token == TokenVerdict::Refetch;
@@ -648,7 +687,7 @@ impl Proxy {
         if !route.injector.applies(headers, &AUTHORIZATION) {
             return Ok(None);
         }
-        let token = tokens.token().await.map_err(ProxyError::Token)?;
+        let token = self.state.token(tokens).await.map_err(token_error)?;
         headers.insert(AUTHORIZATION, token.authorization().clone());
         x.actions.auth_injected = Some("oauth2");
         x.did.add(Did::AUTH_INJECTED);
@@ -935,11 +974,21 @@ fn early_request(request: &Request<Incoming>) -> RequestPart {
     }
 }
 
-fn lease_error(err: LeaseError) -> ProxyError {
+fn lease_error(err: LeaseFailure) -> ProxyError {
     match err {
-        LeaseError::Full { max, .. } => ProxyError::SessionsFull { max },
+        LeaseFailure::Lease(LeaseError::Full { max, .. }) => ProxyError::SessionsFull { max },
         // The proxy and the store are built from one plan: a route with a key keeps sessions.
-        LeaseError::NoSessions(_) => ProxyError::Internal(err.to_string()),
+        LeaseFailure::Lease(err @ LeaseError::NoSessions(_)) => {
+            ProxyError::Internal(err.to_string())
+        }
+        LeaseFailure::Unavailable(down) => ProxyError::StateUnavailable(down),
+    }
+}
+
+fn token_error(err: TokenFailure) -> ProxyError {
+    match err {
+        TokenFailure::Fetch(err) => ProxyError::Token(err),
+        TokenFailure::Unavailable(down) => ProxyError::StateUnavailable(down),
     }
 }
 

@@ -14,17 +14,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::{Deadlines, FramingGuard, Protocol};
 use super::ingress::Ingress;
+use super::{Current, Side};
+use crate::admin;
 use crate::config::Limits;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::ConnInfo;
@@ -37,13 +37,12 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
-/// Counters of a listener's connections, read by the metrics at scrape time.
+/// Counts of the proxy listener's connections, read by the metrics at scrape time and kept
+/// across reloads.
 #[derive(Debug, Default)]
 pub struct ConnectionStats {
     open: AtomicUsize,
     refused: AtomicU64,
-    /// Woken when the last open connection closes, for the drain at shutdown.
-    all_closed: Notify,
     last_logged_second: AtomicU64,
 }
 
@@ -70,18 +69,6 @@ impl ConnectionStats {
         Some(slot)
     }
 
-    /// Returns once no connection is open.
-    async fn drained(&self) {
-        loop {
-            let mut closed = pin!(self.all_closed.notified());
-            closed.as_mut().enable();
-            if self.open.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            closed.await;
-        }
-    }
-
     /// At most one log line per second for refusals, so a flood cannot flood the log too (the
     /// count is in the metrics).
     fn should_log_refusal(&self) -> bool {
@@ -97,74 +84,80 @@ struct Slot(Arc<ConnectionStats>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.all_closed.notify_waiters();
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How a plan's connections are served: hyper's settings, the deadlines, the connection cap.
+pub(super) struct Connections {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    handshake_timeout: Duration,
+    deadlines: Deadlines,
+    idle_timeout: Duration,
+    /// The proxy listener's `max_connections`.
+    cap: Option<usize>,
+}
+
+impl Connections {
+    pub(super) fn new(limits: &Limits) -> Connections {
+        let mut http1 = http1::Builder::new();
+        // hyper's header timer runs from the end of one response until the next request head
+        // is in: the keep-alive idle time. The guard times each head from its first byte.
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.idle_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192));
+        // hyper parses up to 100 headers in a stack array, but any explicit limit, 100
+        // included, makes it build and initialise a heap array for every request head.
+        if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+            http1.max_headers(limits.max_headers);
+        }
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.http2_keep_alive_interval)
+            .keep_alive_timeout(limits.http2_keep_alive_timeout);
+        Connections {
+            http1,
+            http2,
+            handshake_timeout: limits.tls_handshake_timeout,
+            deadlines: Deadlines {
+                first_byte: limits.first_byte_timeout,
+                head: limits.header_read_timeout,
+            },
+            idle_timeout: limits.idle_timeout,
+            cap: limits.max_connections,
         }
     }
 }
 
-/// A bound listener and how its connections are served.
-pub(super) struct Listener {
-    pub tcp: TcpListener,
-    pub tls: Option<TlsAcceptor>,
-    /// Identifies clients by their TLS certificate (the proxy listener).
-    pub ingress: Option<Arc<Ingress>>,
-    pub limits: Limits,
-    /// Caps open connections (the proxy listener's `max_connections`).
-    pub cap: Option<usize>,
-    pub stats: Arc<ConnectionStats>,
-}
-
-/// What every connection of a listener shares.
-struct Shared<H> {
-    http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+/// What one connection was accepted with: the settings, TLS and client identities of the plan
+/// current at accept.
+struct Accepted {
+    connections: Arc<Connections>,
     tls: Option<TlsAcceptor>,
     ingress: Option<Arc<Ingress>>,
-    handshake_timeout: Duration,
-    deadlines: Deadlines,
-    idle_timeout: Duration,
-    handler: H,
 }
 
 /// Accepts connections until told to stop, then waits for open connections to finish their
-/// in-flight requests (at most `grace`).
-pub(super) async fn serve<H, F>(
-    listener: Listener,
+/// in-flight requests (at most the current plan's grace period). Each connection takes the TLS
+/// and HTTP settings of the plan current when it was accepted; each request on it, the plan
+/// current when the request arrived.
+pub(super) async fn serve(
+    socket: TcpListener,
+    side: Side,
+    current: Current,
     mut stopped: watch::Receiver<bool>,
-    grace: Duration,
-    handler: H,
-) where
-    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
-{
-    let Listener {
-        tcp,
-        tls,
-        ingress,
-        limits,
-        cap,
-        stats,
-    } = listener;
-    let shared = Arc::new(Shared {
-        http1: http1_builder(&limits),
-        http2: http2_builder(&limits),
-        tls,
-        ingress,
-        handshake_timeout: limits.tls_handshake_timeout,
-        deadlines: Deadlines {
-            first_byte: limits.first_byte_timeout,
-            head: limits.header_read_timeout,
-        },
-        idle_timeout: limits.idle_timeout,
-        handler,
-    });
+) {
     // Fires when the grace period is over, so that connections still busy are closed rather
     // than outliving `shutdown()` (a library user's runtime would keep serving them).
     let (close, closed) = watch::channel(false);
+    // Each connection holds a sender; the receiver sees the end once all of them are gone.
+    let (open, mut all_closed) = mpsc::channel::<()>(1);
     loop {
         let (stream, remote) = tokio::select! {
-            accepted = tcp.accept() => match accepted {
+            accepted = socket.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and similar: back off instead of spinning.
@@ -175,32 +168,58 @@ pub(super) async fn serve<H, F>(
             },
             _ = stopped.changed() => break,
         };
-        let Some(slot) = stats.admit(cap) else {
-            if stats.should_log_refusal() {
-                tracing::warn!(
-                    client = %remote,
-                    max_connections = cap,
-                    refused_so_far = stats.refused(),
-                    "refused a connection: server.max_connections are open"
-                );
-            }
-            continue;
+        let generation = current.load_full();
+        let accepted = Accepted {
+            connections: generation.connections.clone(),
+            tls: match side {
+                Side::Proxy => generation.tls.clone(),
+                Side::Admin => None,
+            },
+            ingress: match side {
+                Side::Proxy => Some(generation.ingress.clone()),
+                Side::Admin => None,
+            },
         };
+        let slot = match side {
+            Side::Proxy => {
+                let stats = &generation.connection_stats;
+                let Some(slot) = stats.admit(accepted.connections.cap) else {
+                    if stats.should_log_refusal() {
+                        tracing::warn!(
+                            client = %remote,
+                            max_connections = accepted.connections.cap,
+                            refused_so_far = stats.refused(),
+                            "refused a connection: server.max_connections are open"
+                        );
+                    }
+                    continue;
+                };
+                Some(slot)
+            }
+            Side::Admin => None,
+        };
+        drop(generation);
         let _ = stream.set_nodelay(true);
         // With a `0.0.0.0`/`::` listener, the address this connection came in on is the one its
         // client may name in `Host`; unknown, it is unspecified, which serves no name.
         let local = stream
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let shared = shared.clone();
+        let current = current.clone();
         let stopped = stopped.clone();
+        let open = open.clone();
         tokio::spawn(until_closed(closed.clone(), async move {
-            let _slot = slot;
-            connection(&shared, stream, remote, local, stopped).await;
+            let _counted = (slot, open);
+            connection(accepted, stream, remote, local, side, current, stopped).await;
         }));
     }
-    drop(tcp);
-    if tokio::time::timeout(grace, stats.drained()).await.is_err() {
+    drop(socket);
+    drop(open);
+    let grace = current.load().plan.server.shutdown_grace;
+    if tokio::time::timeout(grace, all_closed.recv())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             ?grace,
             "grace period over; closing connections with requests still in flight"
@@ -209,53 +228,33 @@ pub(super) async fn serve<H, F>(
     }
 }
 
-fn http1_builder(limits: &Limits) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    // hyper's header timer runs from the end of one response until the next request head is
-    // in: the keep-alive idle time. The guard times each head from its first byte.
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.idle_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    // hyper parses up to 100 headers in a stack array, but any explicit limit, 100 included,
-    // makes it build and initialise a heap array for every request head.
-    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        builder.max_headers(limits.max_headers);
-    }
-    builder
-}
-
-fn http2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.http2_keep_alive_interval)
-        .keep_alive_timeout(limits.http2_keep_alive_timeout);
-    builder
-}
-
 /// One client connection, from accept to close.
-async fn connection<H, F>(
-    shared: &Shared<H>,
+async fn connection(
+    accepted: Accepted,
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
+    side: Side,
+    current: Current,
     stopped: watch::Receiver<bool>,
-) where
-    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
-{
-    let mut conn = ConnInfo::new(remote, local, shared.tls.is_some());
-    let stream: Box<dyn Io> = match &shared.tls {
+) {
+    let Accepted {
+        connections,
+        tls,
+        ingress,
+    } = accepted;
+    let mut conn = ConnInfo::new(remote, local, tls.is_some());
+    let stream: Box<dyn Io> = match &tls {
         Some(acceptor) => {
-            match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
+            match tokio::time::timeout(connections.handshake_timeout, acceptor.accept(stream)).await
+            {
                 Ok(Ok(stream)) => {
                     conn.client = stream
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .and_then(|leaf| shared.ingress.as_ref()?.identify_certificate(leaf));
+                        .and_then(|leaf| ingress.as_ref()?.identify_certificate(leaf));
                     Box::new(stream)
                 }
                 Ok(Err(err)) => {
@@ -263,7 +262,7 @@ async fn connection<H, F>(
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(%remote, timeout = ?shared.handshake_timeout, "TLS handshake not done in time");
+                    tracing::debug!(%remote, timeout = ?connections.handshake_timeout, "TLS handshake not done in time");
                     return;
                 }
             }
@@ -272,7 +271,7 @@ async fn connection<H, F>(
     };
     // The guard reads the first bytes itself: the preface, not ALPN, says HTTP/2 (a client that
     // negotiated h2 and then speaks HTTP/1 gets the HTTP/1 checks).
-    let mut guarded = FramingGuard::new(stream, remote, shared.deadlines);
+    let mut guarded = FramingGuard::new(stream, remote, connections.deadlines);
     let protocol = match guarded.detect().await {
         Ok(protocol) => protocol,
         Err(err) => {
@@ -283,14 +282,19 @@ async fn connection<H, F>(
     // HTTP/2 has no idle timer of its own: the connection counts its open streams.
     let activity = (protocol == Protocol::Http2).then(|| Arc::new(Activity::default()));
     let service = {
-        let handler = shared.handler.clone();
         let activity = activity.clone();
         service_fn(move |request| {
             let busy = activity.as_ref().map(Activity::begin);
-            let handler = handler.clone();
+            let generation = current.load_full();
             let conn = conn.clone();
             async move {
-                let response = handler(request, conn).await;
+                let response = match side {
+                    Side::Proxy => generation.proxy.handle(request, &conn).await,
+                    Side::Admin => match &generation.admin {
+                        Some(admin) => admin.handle(request, conn.local).await,
+                        None => admin::gone(),
+                    },
+                };
                 Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
             }
         })
@@ -299,12 +303,12 @@ async fn connection<H, F>(
     let result = match protocol {
         Protocol::Gone => return,
         Protocol::Http1 => {
-            let served = pin!(shared.http1.serve_connection(io, service));
+            let served = pin!(connections.http1.serve_connection(io, service));
             drive(served, |c| c.graceful_shutdown(), stopped, None).await
         }
         Protocol::Http2 => {
-            let served = pin!(shared.http2.serve_connection(io, service));
-            let idle = activity.map(|activity| (activity, shared.idle_timeout));
+            let served = pin!(connections.http2.serve_connection(io, service));
+            let idle = activity.map(|activity| (activity, connections.idle_timeout));
             drive(served, |c| c.graceful_shutdown(), stopped, idle).await
         }
     };

@@ -5,11 +5,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use cookie_store::{Cookie, RawCookie};
+use cookie_store::{Cookie, CookieExpiration, RawCookie};
 use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use url::{Host, Url};
 
 use super::psl::SuffixList;
@@ -65,7 +67,9 @@ struct Entry {
 }
 
 /// The cookies of one session. Not thread-safe by itself: the store keeps each jar behind its
-/// own mutex. Its `Debug` shows cookie names, never values.
+/// own mutex. Its `Debug` shows cookie names, never values. Every call that depends on expiry
+/// takes the wall time `now` from the caller's clock rather than holding one: a clock per
+/// jar would cost each of 100,000 idle sessions a pointer.
 ///
 /// cookie_store parses and validates each cookie (domain, path, expiry); the jar keeps them in a
 /// plain vector rather than a `CookieStore`, whose three nested hash maps cost about 1.7 KiB for
@@ -106,11 +110,13 @@ impl Jar {
         &mut self,
         origin: &Url,
         path: &str,
+        now: SystemTime,
     ) -> Option<(HeaderValue, Arc<[String]>)> {
         let https = origin.scheme() == "https";
+        let now = OffsetDateTime::from(now);
         let applies = |entry: &&Entry| {
             let cookie = &entry.cookie;
-            !cookie.is_expired()
+            !cookie.expires_by(&now)
                 && cookie.domain.matches(origin)
                 && path_matches(&cookie.path, path)
                 // cookie_store counts http://localhost as a secure origin; the upstream is not.
@@ -169,7 +175,7 @@ impl Jar {
 
     /// Reads every `Set-Cookie` of a response from `url` and returns the names stored or
     /// deleted. Invalid lines are ignored (and logged by name only).
-    pub fn absorb(&mut self, url: &Url, headers: &HeaderMap) -> Vec<String> {
+    pub fn absorb(&mut self, url: &Url, headers: &HeaderMap, now: SystemTime) -> Vec<String> {
         let mut changed = Vec::new();
         for value in headers.get_all(SET_COOKIE) {
             let line = match std::str::from_utf8(value.as_bytes()) {
@@ -179,7 +185,7 @@ impl Jar {
                     continue;
                 }
             };
-            match self.absorb_line(url, line) {
+            match self.absorb_line(url, line, now) {
                 Ok((name, _)) => changed.push(name),
                 Err((name, reason)) => {
                     tracing::debug!(cookie = %name, %reason, "Set-Cookie ignored");
@@ -194,6 +200,7 @@ impl Jar {
         &mut self,
         url: &Url,
         line: &str,
+        now: SystemTime,
     ) -> Result<(String, Absorbed), (String, Rejected)> {
         // Before parsing, so that a rejected line's name can be reported without its value.
         let name = line
@@ -202,13 +209,18 @@ impl Jar {
             .and_then(|pair| pair.split_once('='))
             .map_or("", |(name, _)| name.trim())
             .to_owned();
-        match self.try_absorb(url, line) {
+        match self.try_absorb(url, line, OffsetDateTime::from(now)) {
             Ok(outcome) => Ok((name, outcome)),
             Err(reason) => Err((name, reason)),
         }
     }
 
-    fn try_absorb(&mut self, url: &Url, line: &str) -> Result<Absorbed, Rejected> {
+    fn try_absorb(
+        &mut self,
+        url: &Url,
+        line: &str,
+        now: OffsetDateTime,
+    ) -> Result<Absorbed, Rejected> {
         // RFC 6265bis §5.6: CTLs other than HTAB anywhere in the line void it.
         if line.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(Rejected::ControlCharacter);
@@ -259,23 +271,37 @@ impl Jar {
             // No Domain attribute, or `Domain=.`: a host-only cookie (§5.3 step 6).
             _ => raw.unset_domain(),
         }
-        let cookie = Cookie::try_from_raw_cookie(&raw, url)
+        let mut cookie = Cookie::try_from_raw_cookie(&raw, url)
             .map_err(|_| Rejected::DomainMismatch)?
             .into_owned();
-        self.store(cookie)
+        // cookie_store dates a positive Max-Age from the system clock; it counts from `now`
+        // here, so that expiry follows the clock the jar is given. A zero or negative Max-Age
+        // already reads as expired.
+        if let Some(expiry) = raw
+            .max_age()
+            .filter(|max_age| max_age.is_positive())
+            .and_then(|max_age| now.checked_add(max_age))
+        {
+            cookie.expires = CookieExpiration::from(expiry);
+        }
+        self.store(cookie, now)
     }
 
     /// RFC 6265 §5.3 steps 11–12 for a parsed cookie: replace the cookie with the same name,
     /// domain and path (keeping its creation time), delete it when the new one has expired.
-    fn store(&mut self, cookie: Cookie<'static>) -> Result<Absorbed, Rejected> {
+    fn store(
+        &mut self,
+        cookie: Cookie<'static>,
+        now: OffsetDateTime,
+    ) -> Result<Absorbed, Rejected> {
         self.version += 1;
         // Expired cookies are evicted first (§5.3), so one cannot lend its creation time.
-        self.entries.retain(|entry| !entry.cookie.is_expired());
+        self.entries.retain(|entry| !entry.cookie.expires_by(&now));
         let existing = self
             .entries
             .iter()
             .position(|entry| same_identity(&entry.cookie, &cookie));
-        match (existing, cookie.is_expired()) {
+        match (existing, cookie.expires_by(&now)) {
             (Some(index), true) => {
                 self.entries.remove(index);
                 Ok(Absorbed::Deleted)
@@ -298,15 +324,16 @@ impl Jar {
         }
     }
 
-    fn unexpired(&self) -> impl Iterator<Item = &Entry> {
+    fn unexpired(&self, now: SystemTime) -> impl Iterator<Item = &Entry> {
+        let now = OffsetDateTime::from(now);
         self.entries
             .iter()
-            .filter(|entry| !entry.cookie.is_expired())
+            .filter(move |entry| !entry.cookie.expires_by(&now))
     }
 
     /// True when no unexpired cookie is left.
-    pub fn is_empty(&self) -> bool {
-        self.unexpired().next().is_none()
+    pub fn is_empty(&self, now: SystemTime) -> bool {
+        self.unexpired(now).next().is_none()
     }
 
     pub fn clear(&mut self) {
@@ -315,8 +342,8 @@ impl Jar {
     }
 
     /// Names of the unexpired cookies, oldest first: for `/sessions`, never the values.
-    pub fn names(&self) -> Vec<String> {
-        let mut entries: Vec<&Entry> = self.unexpired().collect();
+    pub fn names(&self, now: SystemTime) -> Vec<String> {
+        let mut entries: Vec<&Entry> = self.unexpired(now).collect();
         entries.sort_by_key(|entry| entry.created);
         entries
             .into_iter()
@@ -325,8 +352,8 @@ impl Jar {
     }
 
     /// The unexpired cookies, session cookies included, for the state file.
-    pub(crate) fn to_stored(&self) -> Vec<StoredCookie> {
-        self.unexpired()
+    pub(crate) fn to_stored(&self, now: SystemTime) -> Vec<StoredCookie> {
+        self.unexpired(now)
             .map(|entry| StoredCookie {
                 created: entry.created,
                 cookie: entry.cookie.clone(),
@@ -335,10 +362,11 @@ impl Jar {
     }
 
     /// A jar from the state file; cookies that expired meanwhile are dropped.
-    pub(crate) fn from_stored(cookies: Vec<StoredCookie>) -> Jar {
+    pub(crate) fn from_stored(cookies: Vec<StoredCookie>, now: SystemTime) -> Jar {
+        let now = OffsetDateTime::from(now);
         let mut jar = Jar::new();
         for stored in cookies {
-            if stored.cookie.is_expired() {
+            if stored.cookie.expires_by(&now) {
                 continue;
             }
             jar.next_seq = jar.next_seq.max(stored.created + 1);
@@ -368,9 +396,11 @@ fn same_identity(a: &Cookie<'static>, b: &Cookie<'static>) -> bool {
 
 impl fmt::Debug for Jar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Jar")
-            .field("cookies", &self.names())
-            .finish()
+        // Names as stored, expired or not: printing has no clock to judge expiry by.
+        let mut entries: Vec<&Entry> = self.entries.iter().collect();
+        entries.sort_by_key(|entry| entry.created);
+        let names: Vec<&str> = entries.iter().map(|entry| entry.cookie.name()).collect();
+        f.debug_struct("Jar").field("cookies", &names).finish()
     }
 }
 
@@ -434,15 +464,28 @@ mod tests {
         Url::parse(text).unwrap()
     }
 
+    /// Wall time for the tests that do not move it.
+    fn now() -> SystemTime {
+        SystemTime::now()
+    }
+
     fn set(jar: &mut Jar, at: &str, line: &str) -> Result<Absorbed, Rejected> {
-        jar.absorb_line(&url(at), line)
+        set_at(jar, at, line, now())
+    }
+
+    fn set_at(jar: &mut Jar, at: &str, line: &str, now: SystemTime) -> Result<Absorbed, Rejected> {
+        jar.absorb_line(&url(at), line, now)
             .map(|(_, outcome)| outcome)
             .map_err(|(_, reason)| reason)
     }
 
     fn header(jar: &mut Jar, at: &str) -> Option<String> {
+        header_at(jar, at, now())
+    }
+
+    fn header_at(jar: &mut Jar, at: &str, now: SystemTime) -> Option<String> {
         let at = url(at);
-        jar.cookie_header(&at, at.path())
+        jar.cookie_header(&at, at.path(), now)
             .map(|(value, _)| value.to_str().unwrap().to_owned())
     }
 
@@ -489,7 +532,7 @@ mod tests {
             ),
             Err(Rejected::DomainMismatch)
         );
-        assert!(jar.is_empty());
+        assert!(jar.is_empty(now()));
     }
 
     #[test]
@@ -533,7 +576,7 @@ mod tests {
                 "{origin}"
             );
         }
-        assert!(jar.is_empty());
+        assert!(jar.is_empty(now()));
     }
 
     #[test]
@@ -564,7 +607,7 @@ mod tests {
             header(&mut jar, "https://example.com/").as_deref(),
             Some("a=1")
         );
-        let stored = jar.to_stored();
+        let stored = jar.to_stored(now());
         assert!(stored[0].cookie.is_persistent());
         assert!(!stored[0].cookie.is_expired());
     }
@@ -604,7 +647,7 @@ mod tests {
             ),
             Ok(Absorbed::Deleted)
         );
-        assert!(jar.is_empty());
+        assert!(jar.is_empty(now()));
         assert_eq!(header(&mut jar, "https://example.com/"), None);
     }
 
@@ -620,7 +663,7 @@ mod tests {
             ),
             Ok(Absorbed::Deleted)
         );
-        assert!(jar.is_empty());
+        assert!(jar.is_empty(now()));
     }
 
     #[test]
@@ -668,7 +711,7 @@ mod tests {
                 "{line}"
             );
         }
-        assert!(jar.is_empty());
+        assert!(jar.is_empty(now()));
     }
 
     #[test]
@@ -755,7 +798,7 @@ mod tests {
                 "{line:?}"
             );
         }
-        assert!(jar.is_empty());
+        assert!(jar.is_empty(now()));
     }
 
     #[test]
@@ -821,7 +864,7 @@ mod tests {
             HeaderValue::from_bytes(b"bad=\xff\xfe; Path=/").unwrap(),
         );
         headers.append(SET_COOKIE, HeaderValue::from_static("lb=node2; Path=/"));
-        let names = jar.absorb(&url("https://example.com/"), &headers);
+        let names = jar.absorb(&url("https://example.com/"), &headers, now());
         assert_eq!(names, ["JSESSIONID", "lb"]);
     }
 
@@ -846,7 +889,7 @@ mod tests {
         set(&mut jar, at, "third=5; Path=/").unwrap();
         // Replacing a cookie keeps its creation time, so `first` stays first among Path=/.
         set(&mut jar, at, "first=6; Path=/").unwrap();
-        let (value, names) = jar.cookie_header(&url(at), "/a/b/c").unwrap();
+        let (value, names) = jar.cookie_header(&url(at), "/a/b/c", now()).unwrap();
         assert_eq!(
             value.to_str().unwrap(),
             "deep=2; middle=4; first=6; second=3; third=5"
@@ -864,7 +907,11 @@ mod tests {
         );
         headers.append(SET_COOKIE, HeaderValue::from_static("lb=node2; Path=/"));
         headers.append(SET_COOKIE, HeaderValue::from_static("bad=1; Domain=com"));
-        let names = jar.absorb(&url("https://example.com/osmc/api/accounts"), &headers);
+        let names = jar.absorb(
+            &url("https://example.com/osmc/api/accounts"),
+            &headers,
+            now(),
+        );
         assert_eq!(names, ["JSESSIONID", "lb"]);
         assert_eq!(
             header(&mut jar, "https://example.com/osmc/api/accounts/1").as_deref(),
@@ -912,17 +959,46 @@ mod tests {
 
     #[test]
     fn expired_cookie_leaves_the_header_and_is_evicted() {
+        use crate::clock::{Clock, ManualClock};
+        let clock = ManualClock::new();
         let mut jar = Jar::new();
         let at = "https://example.com/";
-        set(&mut jar, at, "sid=1; Path=/").unwrap();
-        set(&mut jar, at, "short=1; Path=/; Max-Age=1").unwrap();
-        assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1; short=1"));
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1"));
+        set_at(&mut jar, at, "sid=1; Path=/", clock.wall()).unwrap();
+        set_at(&mut jar, at, "short=1; Path=/; Max-Age=1", clock.wall()).unwrap();
+        clock.advance(std::time::Duration::from_millis(999));
+        assert_eq!(
+            header_at(&mut jar, at, clock.wall()).as_deref(),
+            Some("sid=1; short=1")
+        );
+        clock.advance(std::time::Duration::from_millis(1));
+        assert_eq!(
+            header_at(&mut jar, at, clock.wall()).as_deref(),
+            Some("sid=1")
+        );
         // The expired cookie was evicted: set again, it is a new cookie, younger than `sid`.
-        set(&mut jar, at, "short=2; Path=/").unwrap();
-        assert_eq!(header(&mut jar, at).as_deref(), Some("sid=1; short=2"));
-        assert_eq!(jar.names(), ["sid", "short"]);
+        set_at(&mut jar, at, "short=2; Path=/", clock.wall()).unwrap();
+        assert_eq!(
+            header_at(&mut jar, at, clock.wall()).as_deref(),
+            Some("sid=1; short=2")
+        );
+        assert_eq!(jar.names(clock.wall()), ["sid", "short"]);
+    }
+
+    #[test]
+    fn max_age_counts_from_the_given_time_not_the_system_clock() {
+        use crate::clock::{Clock, ManualClock};
+        let clock = ManualClock::new();
+        // A clock a day ahead of the system's: a one-minute cookie must live a minute from it.
+        clock.advance(std::time::Duration::from_secs(86_400));
+        let mut jar = Jar::new();
+        let at = "https://example.com/";
+        set_at(&mut jar, at, "sid=1; Max-Age=60", clock.wall()).unwrap();
+        assert_eq!(
+            header_at(&mut jar, at, clock.wall()).as_deref(),
+            Some("sid=1")
+        );
+        clock.advance(std::time::Duration::from_secs(60));
+        assert_eq!(header_at(&mut jar, at, clock.wall()), None);
     }
 
     #[test]
@@ -940,9 +1016,9 @@ mod tests {
     fn clear_empties_the_jar() {
         let mut jar = Jar::new();
         set(&mut jar, "https://example.com/", "a=1").unwrap();
-        assert!(!jar.is_empty());
+        assert!(!jar.is_empty(now()));
         jar.clear();
-        assert!(jar.is_empty());
+        assert!(jar.is_empty(now()));
         assert_eq!(header(&mut jar, "https://example.com/"), None);
     }
 
@@ -951,12 +1027,12 @@ mod tests {
         let mut jar = Jar::new();
         set(&mut jar, "https://example.com/", "b=1; Path=/").unwrap();
         set(&mut jar, "https://example.com/", "a=2; Path=/").unwrap();
-        let json = serde_json::to_string(&jar.to_stored()).unwrap();
-        let mut back = Jar::from_stored(serde_json::from_str(&json).unwrap());
+        let json = serde_json::to_string(&jar.to_stored(now())).unwrap();
+        let mut back = Jar::from_stored(serde_json::from_str(&json).unwrap(), now());
         assert_eq!(
             header(&mut back, "https://example.com/").as_deref(),
             Some("b=1; a=2")
         );
-        assert_eq!(back.names(), ["b", "a"]);
+        assert_eq!(back.names(now()), ["b", "a"]);
     }
 }

@@ -12,6 +12,7 @@ mod psl;
 mod salt;
 mod seal;
 mod store;
+mod verdict;
 
 use std::path::PathBuf;
 
@@ -23,6 +24,7 @@ pub use jar::{Absorbed, Jar, Rejected};
 pub use key::{KeyHasher, MissingKeyHeader, SessionKey};
 pub use seal::StateCipher;
 pub use store::{Lease, LeaseError, Relogin, SessionInfo, SessionStats, Sessions};
+pub use verdict::SessionVerdict;
 
 /// Startup and persistence errors. They name files and causes, never cookie values.
 #[derive(Debug, thiserror::Error)]

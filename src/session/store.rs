@@ -32,6 +32,7 @@ use super::persist::{self, PersistedSession, StateDoc};
 use super::salt;
 use super::seal::StateCipher;
 use super::SessionError;
+use crate::clock::{Clock, SharedClock};
 use crate::config::{RoutePlan, SessionPlan, StatePlan};
 
 /// How long the writer waits after a change for more changes, so a burst costs one write.
@@ -44,6 +45,9 @@ const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 /// A scan for eviction candidates keeps this share of a route's `max_sessions` (the oldest
 /// idle ones), so that one scan of the map pays for that many evictions.
 const CANDIDATES_PER_SCAN_DIVISOR: usize = 8;
+
+/// Which routes of a reloaded plan keep their sessions, by name.
+type Keep<'a> = &'a dyn Fn(&str) -> bool;
 
 /// The process-wide session store. Cheap to clone; all clones share the same sessions.
 #[derive(Clone)]
@@ -63,6 +67,8 @@ struct Inner {
     persist_failures: AtomicU64,
     /// Successful state file writes; a watch so that tests can wait for one without sleeping.
     writes: watch::Sender<u64>,
+    /// Wall time for cookie expiry in the jars.
+    clock: SharedClock,
 }
 
 struct RouteSessions {
@@ -147,8 +153,8 @@ impl Session {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn established(&self, plan: &SessionPlan) -> bool {
-        !plan.cookies || !self.state().jar.is_empty()
+    fn established(&self, plan: &SessionPlan, now: SystemTime) -> bool {
+        !plan.cookies || !self.state().jar.is_empty(now)
     }
 
     fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
@@ -227,6 +233,76 @@ impl Sessions {
         state: &StatePlan,
         reset: bool,
     ) -> Result<Sessions, SessionError> {
+        Sessions::open_with_clock(routes, state, reset, crate::clock::system())
+    }
+
+    /// [`Sessions::open`] with the clock that dates cookie expiry in the jars.
+    pub fn open_with_clock(
+        routes: &[RoutePlan],
+        state: &StatePlan,
+        reset: bool,
+        clock: SharedClock,
+    ) -> Result<Sessions, SessionError> {
+        Self::build(routes, state, reset, clock, None)
+    }
+
+    /// The store for a reloaded plan, beside this one. Routes that `keep` names take their
+    /// sessions (the very same jars and leases, so requests in flight on this store and new
+    /// ones on the returned store share them) and their key hasher along; every other route
+    /// starts from its state file, as at a start. Counters carry over.
+    pub fn carry_over(
+        &self,
+        routes: &[RoutePlan],
+        state: &StatePlan,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Sessions, SessionError> {
+        let sessions = Self::build(
+            routes,
+            state,
+            false,
+            self.inner.clock.clone(),
+            Some((self, keep)),
+        )?;
+        let (old, new) = (&self.inner, &sessions.inner);
+        for (from, to) in [
+            (&old.opened, &new.opened),
+            (&old.relogins, &new.relogins),
+            (&old.expired, &new.expired),
+            (&old.persist_failures, &new.persist_failures),
+        ] {
+            to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        new.writes.send_replace(*old.writes.borrow());
+        // The files are rewritten from the new routes soon, whatever changes next: a route
+        // that was reset must not come back from the file at the next start.
+        for file in &new.files {
+            file.dirty.store(true, Ordering::Release);
+        }
+        if !new.files.is_empty() {
+            new.changed.notify_one();
+        }
+        Ok(sessions)
+    }
+
+    /// Sessions tracked for `route` (0 for a route without sessions).
+    pub fn count(&self, route: &str) -> usize {
+        self.inner.routes.get(route).map_or(0, |r| r.map.len())
+    }
+
+    fn build(
+        routes: &[RoutePlan],
+        state: &StatePlan,
+        reset: bool,
+        clock: SharedClock,
+        previous: Option<(&Sessions, Keep<'_>)>,
+    ) -> Result<Sessions, SessionError> {
+        let kept = |name: &str| {
+            previous.and_then(|(sessions, keep)| {
+                keep(name)
+                    .then(|| sessions.inner.routes.get(name))
+                    .flatten()
+            })
+        };
         let cipher = state.encryption_key.clone().map(StateCipher::new);
         let process_hasher = KeyHasher::random().map_err(|_| SessionError::Random)?;
         let mut hashers: HashMap<PathBuf, KeyHasher> = HashMap::new();
@@ -247,8 +323,10 @@ impl Sessions {
                         files.len() - 1
                     })
             });
-            let hasher = match &plan.persist {
-                Some(path) => {
+            let hasher = match (kept(&route.name), &plan.persist) {
+                // Its sessions' keys were hashed with it.
+                (Some(old), _) => old.hasher.clone(),
+                (None, Some(path)) => {
                     let dir = persist::ensure_dir(path)?;
                     match hashers.get(dir) {
                         Some(hasher) => hasher.clone(),
@@ -259,7 +337,7 @@ impl Sessions {
                         }
                     }
                 }
-                None => process_hasher.clone(),
+                (None, None) => process_hasher.clone(),
             };
             by_name.insert(
                 route.name.clone(),
@@ -286,7 +364,15 @@ impl Sessions {
                 Err(error) => return Err(error),
             };
             if let Some(doc) = doc {
-                restore(&by_name, index, doc);
+                restore(&by_name, index, doc, clock.wall());
+            }
+        }
+        for (name, route) in &by_name {
+            if let Some(old) = kept(name) {
+                route.map.clear();
+                for entry in old.map.iter() {
+                    route.map.insert(entry.key().clone(), entry.value().clone());
+                }
             }
         }
         Ok(Sessions {
@@ -300,6 +386,7 @@ impl Sessions {
                 expired: AtomicU64::new(0),
                 persist_failures: AtomicU64::new(0),
                 writes: watch::Sender::new(0),
+                clock,
             }),
         })
     }
@@ -331,9 +418,9 @@ impl Sessions {
             let active = self.checkout(&route, &key, Instant::now())?;
             let session = active.0.clone();
             let acquired = if route.plan.serialize {
-                acquire_serialized(&session).await
+                acquire_serialized(&session, &*self.inner.clock).await
             } else {
-                acquire_shared_or_establish(&route.plan, &session).await
+                acquire_shared_or_establish(&route.plan, &session, &*self.inner.clock).await
             };
             if let Some((guard, generation)) = acquired {
                 return Ok(Lease {
@@ -435,7 +522,7 @@ impl Sessions {
             if let Some((_, session)) = removed {
                 session.removed.store(true, Ordering::Release);
                 route.evicted.fetch_add(1, Ordering::Relaxed);
-                if !session.state().jar.is_empty() {
+                if !session.state().jar.is_empty(self.inner.clock.wall()) {
                     self.inner.mark_dirty(route);
                 }
                 return true;
@@ -471,7 +558,7 @@ impl Sessions {
     fn retire(&self, route: &RouteSessions, session: &Session) {
         session.removed.store(true, Ordering::Release);
         self.inner.expired.fetch_add(1, Ordering::Relaxed);
-        if !session.state().jar.is_empty() {
+        if !session.state().jar.is_empty(self.inner.clock.wall()) {
             self.inner.mark_dirty(route);
         }
     }
@@ -503,7 +590,7 @@ impl Sessions {
                 out.push(SessionInfo {
                     route: route.name.clone(),
                     key: session.key.to_string(),
-                    cookies: state.jar.names(),
+                    cookies: state.jar.names(self.inner.clock.wall()),
                     created: session.created,
                     last_used: state.last_used_wall,
                     expires_at: state.last_used_wall.checked_add(route.plan.idle_timeout),
@@ -634,11 +721,12 @@ impl Sessions {
 
     fn snapshot(&self, file: usize) -> StateDoc {
         let mut sessions = Vec::new();
+        let now = self.inner.clock.wall();
         for route in self.inner.routes.values().filter(|r| r.file == Some(file)) {
             for entry in route.map.iter() {
                 let session = entry.value();
                 let state = session.state();
-                if state.jar.is_empty() {
+                if state.jar.is_empty(now) {
                     continue;
                 }
                 sessions.push(PersistedSession {
@@ -647,7 +735,7 @@ impl Sessions {
                     created_ms: persist::to_unix_ms(session.created),
                     last_used_ms: persist::to_unix_ms(state.last_used_wall),
                     generation: state.generation,
-                    cookies: state.jar.to_stored(),
+                    cookies: state.jar.to_stored(now),
                 });
             }
         }
@@ -685,9 +773,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Puts the sessions of one state file back, skipping those of routes no longer configured
 /// (or moved to another file), those idle past their timeout, and those whose cookies expired.
-fn restore(routes: &HashMap<String, Arc<RouteSessions>>, file: usize, mut doc: StateDoc) {
+fn restore(
+    routes: &HashMap<String, Arc<RouteSessions>>,
+    file: usize,
+    mut doc: StateDoc,
+    now_wall: SystemTime,
+) {
     let now = Instant::now();
-    let now_wall = SystemTime::now();
     // Most recently used first, so that a route over its (lowered) `max_sessions` keeps those.
     doc.sessions
         .sort_by_key(|saved| std::cmp::Reverse(saved.last_used_ms));
@@ -704,8 +796,8 @@ fn restore(routes: &HashMap<String, Arc<RouteSessions>>, file: usize, mut doc: S
         if idle >= route.plan.idle_timeout {
             continue;
         }
-        let jar = Jar::from_stored(saved.cookies);
-        if jar.is_empty() {
+        let jar = Jar::from_stored(saved.cookies, now_wall);
+        if jar.is_empty(now_wall) {
             continue;
         }
         let key = SessionKey::from_display(&saved.key);
@@ -733,12 +825,12 @@ enum Guard {
 }
 
 /// `serialize = true`: always alone.
-async fn acquire_serialized(session: &Arc<Session>) -> Option<(Guard, u64)> {
+async fn acquire_serialized(session: &Arc<Session>, clock: &dyn Clock) -> Option<(Guard, u64)> {
     let write = session.gate.clone().write_owned().await;
     if session.removed.load(Ordering::Acquire) {
         return None;
     }
-    let generation = begin_exclusive(session);
+    let generation = begin_exclusive(session, clock.wall());
     Some((
         Guard::Exclusive {
             _write: write,
@@ -753,12 +845,13 @@ async fn acquire_serialized(session: &Arc<Session>) -> Option<(Guard, u64)> {
 async fn shared_if_established(
     plan: &SessionPlan,
     session: &Arc<Session>,
+    clock: &dyn Clock,
 ) -> ControlFlow<Option<(Guard, u64)>> {
     let read = session.gate.clone().read_owned().await;
     if session.removed.load(Ordering::Acquire) {
         return ControlFlow::Break(None);
     }
-    if session.established(plan) {
+    if session.established(plan, clock.wall()) {
         let generation = session.state().generation;
         return ControlFlow::Break(Some((Guard::Shared { _read: read }, generation)));
     }
@@ -771,19 +864,20 @@ async fn shared_if_established(
 async fn acquire_shared_or_establish(
     plan: &SessionPlan,
     session: &Arc<Session>,
+    clock: &dyn Clock,
 ) -> Option<(Guard, u64)> {
-    if let ControlFlow::Break(found) = shared_if_established(plan, session).await {
+    if let ControlFlow::Break(found) = shared_if_established(plan, session, clock).await {
         return found;
     }
     let elect = session.elect.clone().lock_owned().await;
-    if let ControlFlow::Break(found) = shared_if_established(plan, session).await {
+    if let ControlFlow::Break(found) = shared_if_established(plan, session, clock).await {
         return found;
     }
     let write = session.gate.clone().write_owned().await;
     if session.removed.load(Ordering::Acquire) {
         return None;
     }
-    if session.established(plan) {
+    if session.established(plan, clock.wall()) {
         let generation = session.state().generation;
         return Some((
             Guard::Shared {
@@ -792,7 +886,7 @@ async fn acquire_shared_or_establish(
             generation,
         ));
     }
-    let generation = begin_exclusive(session);
+    let generation = begin_exclusive(session, clock.wall());
     Some((
         Guard::Exclusive {
             _write: write,
@@ -803,9 +897,9 @@ async fn acquire_shared_or_establish(
 }
 
 /// An exclusive holder that finds no cookie is about to open a new upstream session.
-fn begin_exclusive(session: &Session) -> u64 {
+fn begin_exclusive(session: &Session, now: SystemTime) -> u64 {
     let mut state = session.state();
-    if state.jar.is_empty() {
+    if state.jar.is_empty(now) {
         state.generation += 1;
     }
     state.generation
@@ -854,12 +948,12 @@ impl Lease {
             return None;
         }
         let path = path.split('?').next().unwrap_or(path);
-        let header = self
-            .active
-            .0
-            .state()
-            .jar
-            .cookie_header(&self.route.url, path);
+        let header =
+            self.active
+                .0
+                .state()
+                .jar
+                .cookie_header(&self.route.url, path, self.inner.clock.wall());
         self.sent_cookie.store(header.is_some(), Ordering::Relaxed);
         header
     }
@@ -872,11 +966,12 @@ impl Lease {
         }
         let url = self.url_for(path);
         let session = &self.active.0;
+        let now = self.inner.clock.wall();
         let (names, opened) = {
             let mut state = session.state();
-            let was_empty = state.jar.is_empty();
-            let names = state.jar.absorb(&url, headers);
-            (names, was_empty && !state.jar.is_empty())
+            let was_empty = state.jar.is_empty(now);
+            let names = state.jar.absorb(&url, headers, now);
+            (names, was_empty && !state.jar.is_empty(now))
         };
         if opened {
             self.opened.store(true, Ordering::Relaxed);
@@ -907,7 +1002,8 @@ impl Lease {
             let elect = session.elect.clone().lock_owned().await;
             let read = session.gate.clone().read_owned().await;
             let current = session.state().generation;
-            if current != self.generation && session.established(&self.route.plan) {
+            let now = self.inner.clock.wall();
+            if current != self.generation && session.established(&self.route.plan, now) {
                 self.generation = current;
                 self.guard = Guard::Shared { _read: read };
                 return Relogin::AlreadyRenewed;
@@ -920,7 +1016,7 @@ impl Lease {
             };
             if current != self.generation {
                 // Renewed, but the leader got no cookie: this replay goes alone, like a first call.
-                self.generation = begin_exclusive(&session);
+                self.generation = begin_exclusive(&session, self.inner.clock.wall());
                 return Relogin::AlreadyRenewed;
             }
         }

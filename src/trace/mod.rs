@@ -40,4 +40,6 @@ pub enum TraceError {
     },
     #[error("cannot start the trace writer thread: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("the trace writer has stopped")]
+    Stopped,
 }

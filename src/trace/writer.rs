@@ -67,6 +67,8 @@ pub struct TraceStats {
     pub dropped: u64,
     /// Failed sink writes and closes.
     pub write_errors: u64,
+    /// Times the files were reopened (SIGUSR1, or a reload that changed their paths).
+    pub reopened: u64,
 }
 
 enum Msg {
@@ -74,6 +76,9 @@ enum Msg {
     /// Answered once everything sent before it has been processed.
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
+    /// Opens the plan's files anew and takes its redaction settings, after every record sent
+    /// before it: SIGUSR1 after logrotate moved the files, or a reload that changed `[trace]`.
+    Reopen(Box<TracePlan>, oneshot::Sender<Result<(), TraceError>>),
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +87,7 @@ struct Counters {
     written: AtomicU64,
     dropped: AtomicU64,
     write_errors: AtomicU64,
+    reopened: AtomicU64,
 }
 
 impl Counters {
@@ -91,6 +97,7 @@ impl Counters {
             written: self.written.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             write_errors: self.write_errors.load(Ordering::Relaxed),
+            reopened: self.reopened.load(Ordering::Relaxed),
         }
     }
 }
@@ -122,20 +129,19 @@ pub struct TraceWriter {
 impl Tracer {
     /// Opens the configured files (parents created, files 0600) and starts the writer.
     pub fn start(plan: &TracePlan) -> Result<(Tracer, TraceWriter), TraceError> {
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        let files = [(&plan.har, Format::Har), (&plan.jsonl, Format::JsonLines)];
-        for (path, format) in files {
-            if let Some(path) = path {
-                let file = TraceFile::open(path, format, plan.rotate_bytes, plan.keep).map_err(
-                    |source| TraceError::Open {
-                        path: PathBuf::from(path),
-                        source,
-                    },
-                )?;
-                sinks.push(Box::new(file));
-            }
-        }
-        Self::start_with_sinks(plan, sinks)
+        Self::start_with_sinks(plan, open_files(plan)?)
+    }
+
+    /// Closes the trace files and opens the plan's anew, in order with the records: every
+    /// record submitted before this call goes to the old files, every later one to the new.
+    /// A file that cannot be opened leaves the old ones in place and says why.
+    pub async fn reopen(&self, plan: &TracePlan) -> Result<(), TraceError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Reopen(Box::new(plan.clone()), ack))
+            .await
+            .map_err(|_| TraceError::Stopped)?;
+        done.await.map_err(|_| TraceError::Stopped)?
     }
 
     /// Starts the writer with these sinks instead of the plan's files.
@@ -281,6 +287,9 @@ impl Worker {
                 self.flush();
                 let _ = ack.send(());
             }
+            Msg::Reopen(plan, ack) => {
+                let _ = ack.send(self.reopen(&plan));
+            }
         }
     }
 
@@ -335,6 +344,22 @@ impl Worker {
         counters.written.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Everything written so far goes out through the old files before the new ones are opened
+    /// (a JSON-lines file left in place is then appended to where the old one ended); the old
+    /// ones are closed after, so a HAR that was moved away is completed where it now is.
+    fn reopen(&mut self, plan: &TracePlan) -> Result<(), TraceError> {
+        self.flush();
+        let sinks = open_files(plan)?;
+        self.close();
+        self.sinks = sinks;
+        self.redactor = Redactor::new(plan);
+        self.shared
+            .counters
+            .reopened
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn close(&mut self) {
         for sink in &mut self.sinks {
             if let Err(e) = sink.close() {
@@ -346,6 +371,24 @@ impl Worker {
             }
         }
     }
+}
+
+fn open_files(plan: &TracePlan) -> Result<Vec<Box<dyn Sink>>, TraceError> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    let files = [(&plan.har, Format::Har), (&plan.jsonl, Format::JsonLines)];
+    for (path, format) in files {
+        if let Some(path) = path {
+            let file =
+                TraceFile::open(path, format, plan.rotate_bytes, plan.keep).map_err(|source| {
+                    TraceError::Open {
+                        path: PathBuf::from(path),
+                        source,
+                    }
+                })?;
+            sinks.push(Box::new(file));
+        }
+    }
+    Ok(sinks)
 }
 
 /// One warning per [`WARN_EVERY`], saying how many were held back, instead of one per record.

@@ -170,7 +170,7 @@ impl UpstreamClient {
         };
         let connector = connector(&trust, plan.connect_timeout)?;
         Ok(UpstreamClient {
-            pool: Pool::new(connector, origin, IDLE_TIMEOUT),
+            pool: Pool::new(connector, origin, IDLE_TIMEOUT, crate::clock::system()),
             authority: plan.authority.clone(),
             connect_timeout: plan.connect_timeout,
             request_timeout: plan.request_timeout,

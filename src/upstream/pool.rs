@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::clock::SharedClock;
+
 use bytes::Bytes;
 use http::Uri;
 use hyper::body::Incoming;
@@ -29,6 +31,8 @@ pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     idle_timeout: Duration,
     reaper: OnceLock<()>,
+    /// Dates idle connections; the reaper's period is real time, its judgement this clock's.
+    clock: SharedClock,
 }
 
 struct Idle {
@@ -41,6 +45,7 @@ impl Pool {
         connector: HttpsConnector<HttpConnector>,
         dial: Uri,
         idle_timeout: Duration,
+        clock: SharedClock,
     ) -> Arc<Pool> {
         Arc::new(Pool {
             connector,
@@ -48,6 +53,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             idle_timeout,
             reaper: OnceLock::new(),
+            clock,
         })
     }
 
@@ -64,9 +70,10 @@ impl Pool {
     }
 
     fn pop_fresh(&self) -> Option<SendRequest<ProxyBody>> {
+        let now = self.clock.now();
         let mut idle = self.lock();
         while let Some(newest) = idle.pop() {
-            if newest.since.elapsed() >= self.idle_timeout {
+            if now.saturating_duration_since(newest.since) >= self.idle_timeout {
                 // The newest is too old, so are all the others.
                 idle.clear();
                 return None;
@@ -107,11 +114,9 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
+        let since = self.clock.now();
         let mut idle = self.lock();
-        idle.push(Idle {
-            sender,
-            since: Instant::now(),
-        });
+        idle.push(Idle { sender, since });
     }
 
     /// Closes connections idle for longer than `idle_timeout` even when no request comes to
@@ -127,11 +132,17 @@ impl Pool {
                 let Some(pool) = pool.upgrade() else {
                     return;
                 };
-                let mut idle = pool.lock();
-                idle.retain(|entry| {
-                    entry.since.elapsed() < pool.idle_timeout && !entry.sender.is_closed()
-                });
+                pool.reap();
             }
+        });
+    }
+
+    /// One round of the reaper: drops the connections idle past `idle_timeout` or closed.
+    fn reap(&self) {
+        let now = self.clock.now();
+        self.lock().retain(|entry| {
+            now.saturating_duration_since(entry.since) < self.idle_timeout
+                && !entry.sender.is_closed()
         });
     }
 
@@ -205,6 +216,7 @@ impl Drop for UpstreamBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use http_body_util::BodyExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -216,8 +228,8 @@ mod tests {
         KeepAlive,
         /// `Connection: close` on the response, then closes.
         Announced,
-        /// Closes without a word a moment after the response, as a target's idle timeout does.
-        Silently(Duration),
+        /// Closes without a word after the response, as a target's idle timeout does.
+        Silently,
     }
 
     /// A target that counts its connections and answers every request on them with `body`.
@@ -256,10 +268,7 @@ mod tests {
                             match ending {
                                 Ending::KeepAlive => {}
                                 Ending::Announced => return,
-                                Ending::Silently(after) => {
-                                    tokio::time::sleep(after).await;
-                                    return;
-                                }
+                                Ending::Silently => return,
                             }
                         }
                     }
@@ -271,9 +280,13 @@ mod tests {
     }
 
     fn pool(dial: Uri, idle_timeout: Duration) -> Arc<Pool> {
+        pool_at(dial, idle_timeout, crate::clock::system())
+    }
+
+    fn pool_at(dial: Uri, idle_timeout: Duration, clock: SharedClock) -> Arc<Pool> {
         let connector =
             crate::upstream::connector(&Default::default(), Duration::from_secs(2)).expect("tls");
-        Pool::new(connector, dial, idle_timeout)
+        Pool::new(connector, dial, idle_timeout, clock)
     }
 
     async fn get(pool: &Arc<Pool>) -> UpstreamBody {
@@ -330,9 +343,17 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_past_the_idle_timeout_is_not_reused() {
         let (dial, accepted) = counting_target("x", Ending::KeepAlive).await;
-        let pool = pool(dial, Duration::from_millis(50));
+        let clock = ManualClock::new();
+        let pool = pool_at(dial, Duration::from_secs(50), clock.clone());
         fetch(&pool).await;
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        clock.advance(Duration::from_secs(49));
+        fetch(&pool).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "reused within the timeout"
+        );
+        clock.advance(Duration::from_secs(50));
         fetch(&pool).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -340,10 +361,13 @@ mod tests {
     #[tokio::test]
     async fn the_reaper_closes_idle_connections_when_no_request_comes() {
         let (dial, _) = counting_target("x", Ending::KeepAlive).await;
-        let pool = pool(dial, Duration::from_millis(40));
+        let clock = ManualClock::new();
+        let pool = pool_at(dial, Duration::from_secs(40), clock.clone());
         fetch(&pool).await;
-        assert_eq!(pool.idle_count(), 1);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        pool.reap();
+        assert_eq!(pool.idle_count(), 1, "kept while fresh");
+        clock.advance(Duration::from_secs(40));
+        pool.reap();
         assert_eq!(pool.idle_count(), 0);
     }
 
@@ -360,11 +384,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_target_closed_while_idle_is_not_reused() {
-        let (dial, accepted) =
-            counting_target("x", Ending::Silently(Duration::from_millis(10))).await;
+        let (dial, accepted) = counting_target("x", Ending::Silently).await;
         let pool = pool(dial, Duration::from_secs(60));
         fetch(&pool).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The connection task sees the target's close on its own; wait for that, no longer.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !pool.lock().iter().all(|entry| entry.sender.is_closed()) {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the client side never saw the close");
         let body = fetch(&pool).await;
         assert_eq!(&body[..], b"x");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);

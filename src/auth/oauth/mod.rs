@@ -98,9 +98,22 @@ impl fmt::Debug for Token {
 pub enum TokenVerdict {
     /// The target took the token, or said nothing about it.
     Keep,
-    /// The target refused the token: it is gone from the cache, and the next attempt gets a
-    /// new one (a token that is not dropped on a 401 would be injected again and again).
+    /// The target refused the token: the state backend drops it (compared with the refused
+    /// generation), and the next attempt gets a new one (a token that is not dropped on a 401
+    /// would be injected again and again).
     Refetch,
+}
+
+impl TokenVerdict {
+    /// The verdict on the target's `status` for a request that carried a token: a 401
+    /// refuses it.
+    pub fn of(status: http::StatusCode) -> TokenVerdict {
+        if status == http::StatusCode::UNAUTHORIZED {
+            TokenVerdict::Refetch
+        } else {
+            TokenVerdict::Keep
+        }
+    }
 }
 
 /// Counters for metrics and tests.
@@ -317,17 +330,6 @@ impl TokenSource {
         {
             state.current = None;
         }
-    }
-
-    /// The verdict on the target's `status` for a request that carried the token of
-    /// `generation`: a 401 refuses the token, which is dropped as by
-    /// [`invalidate`](Self::invalidate).
-    pub fn verdict(&self, generation: u64, status: http::StatusCode) -> TokenVerdict {
-        if status != http::StatusCode::UNAUTHORIZED {
-            return TokenVerdict::Keep;
-        }
-        self.invalidate(generation);
-        TokenVerdict::Refetch
     }
 
     pub fn route(&self) -> &str {

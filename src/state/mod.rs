@@ -1,0 +1,129 @@
+//! The state seam: where a route's sessions and its OAuth token live. The pipeline asks a
+//! [`StateBackend`] for a session lease and a token and never touches a store directly, so that
+//! state shared by several replicas (Redis, issue 18) is a second implementation of
+//! [`SessionStore`] and [`TokenStore`], not a rewrite of the pipeline.
+//!
+//! The contract, written for the shared backend the local one already honours:
+//! - A lease is the right to use one session; establishing and re-login hold it exclusively.
+//!   Shared, it is a `SET NX PX` lease with a random token and a TTL, renewed while held and
+//!   released by compare-and-delete, so a dead holder's lease expires by itself.
+//! - A waiter that got the session after someone else established or renewed it re-reads the
+//!   jar instead of logging in again (the [`Lease`] reports [`Relogin::AlreadyRenewed`]).
+//! - A jar write carries the generation it read ([`Lease::generation`]): a compare-and-set,
+//!   so a stale holder never overwrites a newer session.
+//! - A token is invalidated by comparing its generation, never blindly, so a fresher token
+//!   fetched by someone else survives a late 401.
+//! - A backend that cannot answer says [`Unavailable`]; the pipeline answers 503
+//!   `state_unavailable` naming the route, never hangs and never serves stale state silently.
+//!
+//! Dispatch is an enum, not a trait object: the established-session path pays no boxed future.
+
+mod local;
+
+use std::future::Future;
+
+use crate::auth::oauth::{OAuthError, Token, TokenSource};
+use crate::session::{Lease, LeaseError, SessionKey, Sessions};
+
+pub use local::LocalState;
+
+#[cfg(test)]
+pub use self::fake::FakeState;
+
+/// The state backend could not be reached or did not answer in time. Names what was asked,
+/// never a key or a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the state backend is unavailable ({what})")]
+pub struct Unavailable {
+    pub what: &'static str,
+}
+
+/// Why a session lease could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseFailure {
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFailure {
+    #[error(transparent)]
+    Fetch(#[from] OAuthError),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+}
+
+/// Sessions: a lease on the session `key` of `route`, waiting as the session's rules require.
+pub trait SessionStore {
+    fn lease(
+        &self,
+        route: &str,
+        key: SessionKey,
+    ) -> impl Future<Output = Result<Lease, LeaseFailure>> + Send;
+}
+
+/// OAuth tokens of the route `source` fetches for.
+pub trait TokenStore {
+    /// A valid token, from the cache or a fetch.
+    fn token(
+        &self,
+        source: &TokenSource,
+    ) -> impl Future<Output = Result<Token, TokenFailure>> + Send;
+
+    /// The target refused the token of `generation`: drop it if it is still the current one.
+    /// A backend that cannot do so leaves it to expire; the replay then fails on its own.
+    fn invalidate(&self, source: &TokenSource, generation: u64) -> impl Future<Output = ()> + Send;
+}
+
+/// The backend a proxy runs with.
+#[derive(Clone)]
+pub enum StateBackend {
+    /// In this process, persisted to each route's state file (the default).
+    Local(LocalState),
+    /// A stand-in put in place by a test.
+    #[cfg(test)]
+    Fake(std::sync::Arc<FakeState>),
+}
+
+impl StateBackend {
+    /// The in-process backend over `sessions`.
+    pub fn local(sessions: Sessions) -> StateBackend {
+        StateBackend::Local(LocalState::new(sessions))
+    }
+}
+
+impl SessionStore for StateBackend {
+    async fn lease(&self, route: &str, key: SessionKey) -> Result<Lease, LeaseFailure> {
+        match self {
+            StateBackend::Local(local) => local.lease(route, key).await,
+            #[cfg(test)]
+            StateBackend::Fake(fake) => fake.lease(route, key).await,
+        }
+    }
+}
+
+impl TokenStore for StateBackend {
+    async fn token(&self, source: &TokenSource) -> Result<Token, TokenFailure> {
+        match self {
+            StateBackend::Local(local) => local.token(source).await,
+            #[cfg(test)]
+            StateBackend::Fake(fake) => fake.token(source).await,
+        }
+    }
+
+    async fn invalidate(&self, source: &TokenSource, generation: u64) {
+        match self {
+            StateBackend::Local(local) => local.invalidate(source, generation).await,
+            #[cfg(test)]
+            StateBackend::Fake(fake) => fake.invalidate(source, generation).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod pipeline_tests;
