@@ -1,6 +1,10 @@
 //! Requests with ambiguous or malformed framing are refused before anything reaches the target:
 //! each case is sent as raw bytes to the real proxy, the client gets 400 (or 431/408/413 for
-//! limits) and a closed connection, and the target never even sees a connection.
+//! limits) and a closed connection, and the target never even sees a connection. The legal
+//! forms next to them (chunk extensions, `Chunked`, HTTP/1.0 without `Host`, an absolute-form
+//! target that agrees with `Host`) are forwarded with their exact body.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -280,4 +284,118 @@ async fn a_body_larger_than_the_route_limit_gets_413() {
     assert!(line.starts_with("HTTP/1.1 413"), "{line}");
     assert_eq!(target.connections.load(Ordering::SeqCst), 0);
     proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http_1_1_request_without_host_is_refused() {
+    assert_refused(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", "400").await;
+    assert_refused(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", "400").await;
+}
+
+#[tokio::test]
+async fn two_host_lines_are_refused_even_when_equal() {
+    assert_refused(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400").await;
+    assert_refused(b"GET / HTTP/1.1\r\nHost: x\r\nhost: x\r\n\r\n", "400").await;
+}
+
+#[tokio::test]
+async fn a_fragment_in_the_request_target_is_refused() {
+    assert_refused(b"GET /users#admin HTTP/1.1\r\nHost: x\r\n\r\n", "400").await;
+    assert_refused(b"GET /users?q=1#x HTTP/1.1\r\nHost: x\r\n\r\n", "400").await;
+}
+
+#[tokio::test]
+async fn an_absolute_form_authority_that_disagrees_with_host_or_has_userinfo_is_refused() {
+    assert_refused(
+        b"GET http://other.example/users HTTP/1.1\r\nHost: x\r\n\r\n",
+        "400",
+    )
+    .await;
+    assert_refused(
+        b"GET http://x:8443/users HTTP/1.1\r\nHost: x\r\n\r\n",
+        "400",
+    )
+    .await;
+    assert_refused(
+        b"GET http://user@x/users HTTP/1.1\r\nHost: x\r\n\r\n",
+        "400",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn request_targets_a_reverse_proxy_does_not_serve_are_refused() {
+    assert_refused(b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", "400").await;
+    assert_refused(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", "400").await;
+    assert_refused(b"GET users HTTP/1.1\r\nHost: x\r\n\r\n", "400").await;
+}
+
+#[tokio::test]
+async fn whitespace_between_a_chunk_size_and_its_crlf_is_refused() {
+    assert_refused(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4 \r\nabcd\r\n0\r\n\r\n",
+        "400",
+    )
+    .await;
+    assert_refused(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\t\r\nabcd\r\n0\r\n\r\n",
+        "400",
+    )
+    .await;
+}
+
+/// Sends raw bytes to a proxy in front of a recording target and returns the status line and
+/// what the target received.
+async fn forwarded(request: &[u8]) -> (String, Vec<common::Recorded>) {
+    let mut upstream = common::Upstream::start(common::ok).await;
+    let proxy = common::proxy(
+        "[server]\nlisten = \"127.0.0.1:0\"\nhosts = [\"x\"]\n[[routes]]\nname = \"t\"\nprefix = \"/\"\nupstream = \"{upstream}\"\n",
+        &upstream.url(),
+        &[],
+    )
+    .await;
+    let line = exchange_raw(&proxy, request).await;
+    proxy.shutdown().await;
+    (line, upstream.received())
+}
+
+#[tokio::test]
+async fn chunk_extensions_are_legal_and_the_body_is_forwarded_exactly() {
+    let (line, received) = forwarded(
+        b"POST /users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          4;name=value\r\nabcd\r\n5 ; name=\"quoted\"\r\nefghi\r\n1\t;a;b=c\r\nj\r\n0;last\r\n\r\n",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(&received[0].body[..], b"abcdefghij");
+}
+
+#[tokio::test]
+async fn transfer_coding_names_are_case_insensitive() {
+    let (line, received) = forwarded(
+        b"POST /users HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(&received[0].body[..], b"hello");
+}
+
+#[tokio::test]
+async fn http_1_0_needs_no_host_and_an_agreeing_absolute_form_is_forwarded() {
+    let (line, received) = forwarded(b"POST /users HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi").await;
+    assert!(line.starts_with("HTTP/1.0 200"), "{line}");
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(&received[0].body[..], b"hi");
+    let (line, received) =
+        forwarded(b"GET HTTP://X:80/users?id=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert_eq!(
+        received[0].uri.path_and_query().map(|p| p.as_str()),
+        Some("/users?id=1")
+    );
 }

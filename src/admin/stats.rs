@@ -22,6 +22,8 @@ pub struct ModuleStats {
     pub tracer: Option<crate::trace::Tracer>,
     pub ingress: Arc<crate::ingress::Ingress>,
     pub tokens: Vec<(String, crate::auth::oauth::TokenSource)>,
+    /// The proxy listener's connections.
+    pub connections: Arc<crate::server::ConnectionStats>,
     /// Reload outcomes; `None` for a proxy that cannot reload (the demo).
     pub reload: Option<Arc<crate::reload::Status>>,
 }
@@ -119,6 +121,18 @@ impl prometheus_client::collector::Collector for ModuleStats {
             "Token requests that produced no token",
             failures,
         )?;
+        counter(
+            "connections_refused",
+            "Client connections closed at accept because server.max_connections were open",
+            self.connections.refused(),
+        )?;
+        let open = ConstGauge::new(i64::try_from(self.connections.open()).unwrap_or(i64::MAX));
+        open.encode(encoder.encode_descriptor(
+            "connections_open",
+            "Client connections open on the proxy listener",
+            None,
+            open.metric_type(),
+        )?)?;
         let live = ConstGauge::new(i64::try_from(sessions.live).unwrap_or(i64::MAX));
         live.encode(encoder.encode_descriptor(
             "sessions_live",

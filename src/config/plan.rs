@@ -67,6 +67,18 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// Request body limit for routes that set none.
     pub max_request_body: Option<u64>,
+    pub tls_handshake_timeout: Duration,
+    /// From accepting a connection (after its TLS handshake) to its first byte.
+    pub first_byte_timeout: Duration,
+    /// How long a connection may stay open with no request in flight: an HTTP/1 connection
+    /// waiting for its next request, an HTTP/2 connection with no open stream.
+    pub idle_timeout: Duration,
+    /// HTTP/2 pings after this long without a frame from the client...
+    pub http2_keep_alive_interval: Duration,
+    /// ...and the connection closes when a ping is not answered within this.
+    pub http2_keep_alive_timeout: Duration,
+    /// Client connections open at once on the proxy listener; more are closed at accept.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +233,9 @@ pub struct RoutePlan {
     pub challenge: ChallengePlan,
     /// `[routes.trace] raw_bodies`: bodies the trace cannot redact are recorded as they are.
     pub raw_bodies: bool,
+    /// `%2F`, `%5C` and `%2E` in the path reach this route's target as sent instead of being
+    /// refused (an encoded dot-segment is refused all the same).
+    pub allow_encoded_slashes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -34,6 +34,12 @@ pub struct RawServer {
     pub header_read_timeout: Option<String>,
     pub body_read_timeout: Option<String>,
     pub max_request_body: Option<String>,
+    pub tls_handshake_timeout: Option<String>,
+    pub first_byte_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub http2_keep_alive_interval: Option<String>,
+    pub http2_keep_alive_timeout: Option<String>,
+    pub max_connections: Option<usize>,
     pub hosts: Option<Vec<String>>,
     pub allow_browsers: Option<bool>,
 }
@@ -112,6 +118,7 @@ pub struct RawRoute {
     pub auth: Option<RawAuth>,
     pub session: Option<RawSession>,
     pub challenge: Option<RawChallenge>,
+    pub allow_encoded_slashes: Option<bool>,
     pub tls: Option<RawTargetTls>,
     pub trace: Option<RawRouteTrace>,
 }

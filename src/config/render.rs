@@ -67,6 +67,18 @@ fn server(out: &mut Toml, server: &ServerPlan) {
     if let Some(max) = limits.max_request_body {
         out.size("max_request_body", max);
     }
+    out.duration("tls_handshake_timeout", limits.tls_handshake_timeout);
+    out.duration("first_byte_timeout", limits.first_byte_timeout);
+    out.duration("idle_timeout", limits.idle_timeout);
+    out.duration(
+        "http2_keep_alive_interval",
+        limits.http2_keep_alive_interval,
+    );
+    out.duration("http2_keep_alive_timeout", limits.http2_keep_alive_timeout);
+    match limits.max_connections {
+        Some(max) => out.raw("max_connections", max),
+        None => out.comment("no max_connections: client connections are not capped"),
+    }
     out.strings("hosts", &server.hosts);
     out.raw("allow_browsers", server.allow_browsers);
     if server.clients.is_empty() && !server.allow_anyone {
@@ -139,6 +151,7 @@ fn route(out: &mut Toml, route: &RoutePlan) {
     if let Some(max) = route.max_request_body {
         out.size("max_request_body", max);
     }
+    out.raw("allow_encoded_slashes", route.allow_encoded_slashes);
     target_tls(out, upstream);
     auth(out, &route.auth);
     if let Some(session) = &route.session {

@@ -115,6 +115,15 @@ fn duration(text: Option<&str>, default: Duration, path: &KeyPath) -> Checked<Du
     }
 }
 
+/// A timeout that cannot be zero: zero would close every connection at once.
+fn positive_duration(text: Option<&str>, default: Duration, path: &KeyPath) -> Checked<Duration> {
+    let value = duration(text, default, path)?;
+    if value.is_zero() {
+        return invalid(path, "must be longer than 0s");
+    }
+    Ok(value)
+}
+
 fn size(text: Option<&str>, path: &KeyPath) -> Checked<Option<u64>> {
     text.map(|text| parse_size(text).or_else(|message| invalid(path, message)))
         .transpose()
@@ -329,6 +338,35 @@ impl Validator<'_> {
                     &path.key("body_read_timeout"),
                 )?,
                 max_request_body,
+                tls_handshake_timeout: positive_duration(
+                    raw.tls_handshake_timeout.as_deref(),
+                    Duration::from_secs(10),
+                    &path.key("tls_handshake_timeout"),
+                )?,
+                first_byte_timeout: positive_duration(
+                    raw.first_byte_timeout.as_deref(),
+                    Duration::from_secs(10),
+                    &path.key("first_byte_timeout"),
+                )?,
+                idle_timeout: positive_duration(
+                    raw.idle_timeout.as_deref(),
+                    Duration::from_secs(60),
+                    &path.key("idle_timeout"),
+                )?,
+                http2_keep_alive_interval: positive_duration(
+                    raw.http2_keep_alive_interval.as_deref(),
+                    Duration::from_secs(30),
+                    &path.key("http2_keep_alive_interval"),
+                )?,
+                http2_keep_alive_timeout: positive_duration(
+                    raw.http2_keep_alive_timeout.as_deref(),
+                    Duration::from_secs(10),
+                    &path.key("http2_keep_alive_timeout"),
+                )?,
+                max_connections: match raw.max_connections {
+                    Some(0) => return invalid(&path.key("max_connections"), "must be at least 1"),
+                    other => other,
+                },
             },
             hosts: host_names(raw.hosts.as_deref().unwrap_or_default(), &path.key("hosts"))?,
             allow_browsers: raw.allow_browsers.unwrap_or(false),
@@ -537,6 +575,7 @@ impl Validator<'_> {
                 .as_ref()
                 .and_then(|trace| trace.raw_bodies)
                 .unwrap_or(false),
+            allow_encoded_slashes: raw.allow_encoded_slashes.unwrap_or(false),
         })
     }
 

@@ -36,6 +36,8 @@ pub enum ProxyError {
     Upstream(UpstreamError),
     #[error("{0}")]
     BadRequest(String),
+    #[error(transparent)]
+    BadPath(super::path::PathError),
     #[error("this proxy requires a known client credential")]
     Unauthenticated,
     #[error("client {client:?} may not use this route")]
@@ -79,7 +81,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ProxyError::Upstream(err) if err.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ProxyError::ClientNotAllowed { .. } => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -101,6 +103,7 @@ impl ProxyError {
             ProxyError::NoRoute { .. } => "no_route",
             ProxyError::Upstream(err) => err.kind(),
             ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::BadPath(_) => "bad_path",
             ProxyError::Unauthenticated => "client_unauthenticated",
             ProxyError::ClientNotAllowed { .. } => "client_not_allowed",
             ProxyError::BodyTooLarge { .. } => "body_too_large",
@@ -122,6 +125,7 @@ impl ProxyError {
         match self {
             ProxyError::NoRoute { .. }
             | ProxyError::BadRequest(_)
+            | ProxyError::BadPath(_)
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::Unauthenticated
             | ProxyError::ClientNotAllowed { .. }

@@ -7,6 +7,7 @@ mod exchange;
 mod forward;
 pub mod headers;
 mod next;
+pub mod path;
 pub mod replay;
 mod respond;
 pub mod route;
@@ -324,6 +325,15 @@ impl Proxy {
             return self.screened(screened, conn);
         }
         let early = self.shared.tracer.as_ref().map(|_| early_request(&request));
+        // Routes and client restrictions see the path the target will see.
+        let encoded_separators = match path::normalize_request(&mut request) {
+            Ok(encoded) => encoded,
+            Err(err) => {
+                let err = ProxyError::BadPath(err);
+                self.shared.metrics.error(err.kind());
+                return err.to_response(None);
+            }
+        };
         let Some(route_index) = self.router.find(&request) else {
             // An unknown client gets the same 401 for every path, so it cannot map the routes.
             let ingress = &self.shared.ingress;
@@ -360,7 +370,7 @@ impl Proxy {
             did: Did::default(),
             upstream_status: None,
         };
-        let response = match self.run(&mut exchange, request).await {
+        let response = match self.run(&mut exchange, request, encoded_separators).await {
             Ok(response) => response,
             Err(err) => self.fail(&mut exchange, err, early),
         };
@@ -441,8 +451,12 @@ impl Proxy {
         &self,
         x: &mut Exchange<'_>,
         mut request: Request<Incoming>,
+        encoded_separators: bool,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         self.admit(x, request.headers_mut())?;
+        if encoded_separators && !x.route.plan.allow_encoded_slashes {
+            return Err(ProxyError::BadPath(path::PathError::EncodedSeparator));
+        }
         let declared_length = request
             .headers()
             .get(header::CONTENT_LENGTH)

@@ -128,6 +128,7 @@ async fn proxy_in_front_of(target: Arc<SessionLocked>) -> std::net::SocketAddr {
             tracer: None,
             ingress: ingress.clone(),
             tokens: Vec::new(),
+            connections: Arc::default(),
             reload: None,
         },
     );

@@ -1,20 +1,14 @@
 //! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
 
-mod framing;
+pub mod framing;
+mod listener;
 mod tls;
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -27,19 +21,11 @@ use crate::config::{Plan, RoutePlan};
 use crate::ingress::{origin, Ingress};
 use crate::lockfile::FileLock;
 use crate::metrics::Metrics;
-use crate::proxy::{ConnInfo, Proxy, Shared};
+use crate::proxy::{Proxy, Shared};
 use crate::reload::{route_identity, ReloadFailed, ReloadRequest, ReloadResult, Status};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
-use framing::{Framing, FramingGuard};
-
-/// The header count hyper allows when none is configured.
-const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
-
-/// A client connection, plain or TLS, as one type so that one code path serves both.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+pub use listener::ConnectionStats;
 
 /// Why the proxy could not start. Rendered once by the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +71,10 @@ struct Generation {
     metrics: Arc<Metrics>,
     ingress: Arc<Ingress>,
     tls: Option<TlsAcceptor>,
-    builder: auto::Builder<TokioExecutor>,
+    /// How its connections are served: hyper's settings, deadlines, the connection cap.
+    connections: Arc<listener::Connections>,
+    /// The proxy listener's connection counts, carried over from plan to plan.
+    connection_stats: Arc<ConnectionStats>,
 }
 
 type Current = Arc<ArcSwap<Generation>>;
@@ -343,6 +332,8 @@ fn build(
         origin::ServedNames::for_proxy(&plan),
         plan.server.allow_browsers,
     ));
+    let connection_stats =
+        previous.map_or_else(Arc::default, |previous| previous.connection_stats.clone());
     let modules = ModuleStats {
         sessions: sessions.clone(),
         tracer: tracer.clone(),
@@ -354,6 +345,7 @@ fn build(
             .filter_map(|(route, tokens)| Some((route.name.clone(), tokens.clone()?)))
             .collect(),
         reload: Some(status.clone()),
+        connections: connection_stats.clone(),
     };
     let metrics = match previous {
         Some(previous) => previous.metrics.carry_over(&plan.routes, modules),
@@ -393,18 +385,7 @@ fn build(
             .with_status(status.clone()),
         )
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(plan.server.limits.header_read_timeout)
-        .max_buf_size(plan.server.limits.max_header_bytes.max(8192));
-    // hyper parses up to 100 headers in a stack array, but any explicit limit, 100 included,
-    // makes it build and initialise a heap array for every request head.
-    if plan.server.limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-        builder.http1().max_headers(plan.server.limits.max_headers);
-    }
-    builder.http2().timer(TokioTimer::new());
+    let connections = Arc::new(listener::Connections::new(&plan.server.limits));
     Ok(Generation {
         plan,
         proxy,
@@ -414,7 +395,8 @@ fn build(
         metrics,
         ingress,
         tls,
-        builder,
+        connections,
+        connection_stats,
     })
 }
 
@@ -606,7 +588,7 @@ fn spawn_listener(
     current: &Current,
 ) -> Listener {
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(serve(socket, side, current.clone(), stopped));
+    let task = tokio::spawn(listener::serve(socket, side, current.clone(), stopped));
     Listener {
         key,
         addr,
@@ -660,124 +642,4 @@ fn local_addr(
     listener
         .local_addr()
         .map_err(|source| StartupError::Bind { what, addr, source })
-}
-
-/// Accepts connections until told to stop, then waits for open connections to finish their
-/// in-flight requests (at most the current plan's grace period). Each connection takes the TLS
-/// and HTTP settings of the plan current when it was accepted; each request on it, the plan
-/// current when the request arrived.
-async fn serve(
-    listener: TcpListener,
-    side: Side,
-    current: Current,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let graceful = GracefulShutdown::new();
-    // Fires when the grace period is over, so that connections still busy are closed rather
-    // than outliving `shutdown()` (a library user's runtime would keep serving them).
-    let (close, closed) = watch::channel(false);
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!("accept failed: {err}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        // With a `0.0.0.0`/`::` listener, the address this connection came in on is the one its
-        // client may name in `Host`; unknown, it is unspecified, which serves no name.
-        let local = stream
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let generation = current.load_full();
-        let builder = generation.builder.clone();
-        let (tls, ingress) = match side {
-            Side::Proxy => (generation.tls.clone(), Some(generation.ingress.clone())),
-            Side::Admin => (None, None),
-        };
-        drop(generation);
-        let current = current.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(until_closed(closed.clone(), async move {
-            let mut conn = ConnInfo::new(remote, local, tls.is_some());
-            let (stream, framing): (Box<dyn Io>, _) = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => {
-                        conn.client = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|chain| chain.first())
-                            .and_then(|leaf| ingress.as_ref()?.identify_certificate(leaf));
-                        // HTTP/2's binary framing is validated by hyper's h2 codec.
-                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                        (
-                            Box::new(stream),
-                            if h2 {
-                                Framing::Unchecked
-                            } else {
-                                Framing::Checked
-                            },
-                        )
-                    }
-                    Err(err) => {
-                        tracing::debug!(%remote, "TLS handshake failed: {err}");
-                        return;
-                    }
-                },
-                None => (Box::new(stream), Framing::Checked),
-            };
-            let service = service_fn(move |request| {
-                let generation = current.load_full();
-                let conn = conn.clone();
-                async move {
-                    let response = match side {
-                        Side::Proxy => generation.proxy.handle(request, &conn).await,
-                        Side::Admin => match &generation.admin {
-                            Some(admin) => admin.handle(request, conn.local).await,
-                            None => admin::gone(),
-                        },
-                    };
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let guarded = FramingGuard::new(stream, remote, framing);
-            let result = watcher
-                .watch(
-                    builder
-                        .serve_connection(TokioIo::new(guarded), service)
-                        .into_owned(),
-                )
-                .await;
-            if let Err(err) = result {
-                tracing::debug!(%remote, "connection ended with an error: {err}");
-            }
-        }));
-    }
-    drop(listener);
-    let grace = current.load().plan.server.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            ?grace,
-            "grace period over; closing connections with requests still in flight"
-        );
-        let _ = close.send(true);
-    }
-}
-
-/// Runs one connection until it ends or the grace period is over; dropping it closes it.
-async fn until_closed(mut closed: watch::Receiver<bool>, connection: impl Future<Output = ()>) {
-    tokio::select! {
-        () = connection => {}
-        _ = closed.changed() => {}
-    }
 }

@@ -62,6 +62,7 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
         session: Some(session),
         challenge: ChallengePlan::default(),
         raw_bodies: false,
+        allow_encoded_slashes: false,
     }
 }
 

@@ -80,6 +80,7 @@ async fn proxy_with(
             ingress: ingress.clone(),
             tokens: Vec::new(),
             reload: None,
+            connections: Arc::default(),
         },
     );
     let shared = Shared {
