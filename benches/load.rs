@@ -9,6 +9,10 @@
 //! and peak RSS can be read from /proc; the load generator (wrk, one thread) is pinned to CPU 0.
 //! Targets are measured round-robin, several rounds, so that drift hits all of them alike.
 //!
+//! After the main table (issue 22): the aggregation case (a 1 MiB JSON page, 16 connections,
+//! provproxy with trace bodies on against nginx, RSS before and after) and `workers = 1` against
+//! `workers = 2` (not pinned, so the second worker can use the second core).
+//!
 //! Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (64),
 //! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file).
 
@@ -44,6 +48,38 @@ const CLIENT_COOKIE: &str = "JSESSIONID=from-client";
 
 /// A typical SCIM user, about 500 bytes.
 const USER_JSON: &str = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"2819c223-7f76-453a-919d-413861904646","externalId":"bjensen","userName":"bjensen@example.com","name":{"formatted":"Ms. Barbara J Jensen III","familyName":"Jensen","givenName":"Barbara"},"displayName":"Babs Jensen","active":true,"emails":[{"value":"bjensen@example.com","type":"work","primary":true}],"groups":[{"value":"e9e30dba-f08f-4109-8486-d5c6a331660a","display":"Tour Guides"}],"meta":{"resourceType":"User","created":"2010-01-23T04:56:22Z","lastModified":"2011-05-13T04:42:34Z","version":"W/\"3694e05e9dff591\""}}"#;
+/// The aggregation case: a connector paging through every user gets pages of this size.
+const PAGE_PATH: &str = "/scim/v2/Users";
+const PAGE_BYTES: usize = 1024 * 1024;
+const AGGREGATION_CONNECTIONS: u32 = 16;
+
+/// A SCIM ListResponse of `USER_JSON` resources, padded with spaces to exactly `PAGE_BYTES`.
+fn page_json() -> &'static Bytes {
+    static PAGE: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        let head =
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"Resources":["#;
+        let tail = "]}";
+        let mut page = String::with_capacity(PAGE_BYTES);
+        page.push_str(head);
+        let mut count = 0;
+        while page.len() + USER_JSON.len() + 1 + tail.len() + 64 <= PAGE_BYTES {
+            if count > 0 {
+                page.push(',');
+            }
+            page.push_str(USER_JSON);
+            count += 1;
+        }
+        page.push_str(&format!(
+            r#"],"totalResults":{count},"itemsPerPage":{count}}}"#
+        ));
+        while page.len() < PAGE_BYTES {
+            page.push(' ');
+        }
+        Bytes::from(page)
+    })
+}
+
 const UNAUTHORIZED_JSON: &str = r#"{"code":401,"description":"The request requires user authentication","reasonPhrase":"Unauthorized"}"#;
 
 fn main() -> ExitCode {
@@ -76,13 +112,14 @@ fn err<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
 async fn upstream_reply(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let authorized = req.headers().contains_key(AUTHORIZATION);
     let has_cookie = req.headers().contains_key(COOKIE);
+    let page = req.uri().path() == PAGE_PATH;
     // Requests carry no body here, but a keep-alive connection must not be left with one unread.
     let _ = req.into_body().collect().await;
-    let mut response = Response::new(Full::new(Bytes::from_static(if authorized {
-        USER_JSON.as_bytes()
-    } else {
-        UNAUTHORIZED_JSON.as_bytes()
-    })));
+    let mut response = Response::new(Full::new(match (authorized, page) {
+        (true, true) => page_json().clone(),
+        (true, false) => Bytes::from_static(USER_JSON.as_bytes()),
+        (false, _) => Bytes::from_static(UNAUTHORIZED_JSON.as_bytes()),
+    }));
     if !authorized {
         *response.status_mut() = StatusCode::UNAUTHORIZED;
     }
@@ -146,7 +183,7 @@ fn basic_value() -> String {
 }
 
 /// Basic injection + session jar + challenge expand; `trace_dir` turns HAR + JSONL on.
-fn provproxy_toml(upstream: SocketAddr, trace_dir: Option<&Path>) -> String {
+fn provproxy_toml(upstream: SocketAddr, trace_dir: Option<&Path>, workers: u32) -> String {
     let trace = match trace_dir {
         Some(dir) => format!(
             "[trace]\nhar = \"{har}\"\njsonl = \"{jsonl}\"\nbodies = true\nmax_body = \"64KiB\"\n\
@@ -159,7 +196,7 @@ fn provproxy_toml(upstream: SocketAddr, trace_dir: Option<&Path>) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
-workers = 1
+workers = {workers}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -676,10 +713,13 @@ fn full() -> BenchResult<()> {
 
     let (upstream, upstream_addr) = start_upstream(server_cpu)?;
     let plain_cfg = dir.path().join("provproxy.toml");
-    std::fs::write(&plain_cfg, provproxy_toml(upstream_addr, None)).map_err(err("write"))?;
+    std::fs::write(&plain_cfg, provproxy_toml(upstream_addr, None, 1)).map_err(err("write"))?;
     let trace_cfg = dir.path().join("provproxy-trace.toml");
-    std::fs::write(&trace_cfg, provproxy_toml(upstream_addr, Some(&trace_dir)))
-        .map_err(err("write"))?;
+    std::fs::write(
+        &trace_cfg,
+        provproxy_toml(upstream_addr, Some(&trace_dir), 1),
+    )
+    .map_err(err("write"))?;
 
     let cookie = format!("Cookie: {CLIENT_COOKIE}");
     let mut targets = vec![Target {
@@ -715,53 +755,16 @@ fn full() -> BenchResult<()> {
         add("haproxy", proc, addr, None);
     }
 
-    for target in &targets {
-        let warm = wrk(
-            gen_cpu,
-            &script,
-            &target.url,
-            &target.headers,
-            connections,
-            1,
-        )?;
-        if warm.requests == 0 || warm.bad_status > 0 {
-            return Err(format!(
-                "{}: warm-up got {} requests, {} non-2xx",
-                target.name, warm.requests, warm.bad_status
-            ));
-        }
-    }
     let upstream_proc = upstream;
-    for round in 0..rounds {
-        // Rotate the order each round as well, so no target always runs right after another.
-        let n = targets.len();
-        for i in 0..n {
-            let target = &mut targets[(i + round as usize) % n];
-            let cpu0 = target.proc.as_ref().map(Proc::cpu_ticks).transpose()?;
-            let up0 = upstream_proc.cpu_ticks()?.total();
-            let sample = wrk(
-                gen_cpu,
-                &script,
-                &target.url,
-                &target.headers,
-                connections,
-                seconds,
-            )?;
-            if let (Some(proc), Some(before)) = (&target.proc, cpu0) {
-                target.cpu_ticks += proc.cpu_ticks()? - before;
-            }
-            target.upstream_ticks += upstream_proc.cpu_ticks()?.total() - up0;
-            eprintln!(
-                "round {}: {:<16} {:>8.0} req/s p50 {:>5} us p99 {:>5} us",
-                round + 1,
-                target.name,
-                sample.requests as f64 / (sample.micros as f64 / 1e6),
-                sample.p50_us,
-                sample.p99_us
-            );
-            target.samples.push(sample);
-        }
-    }
+    let measure = Measure {
+        gen_cpu,
+        script: &script,
+        rounds,
+        seconds,
+        connections,
+        upstream: &upstream_proc,
+    };
+    measure.run(&mut targets)?;
 
     let tick_us = 1e6 / clock_ticks_per_second() as f64;
     struct Row {
@@ -872,6 +875,23 @@ fn full() -> BenchResult<()> {
         };
         let _ = writeln!(report, "{line}");
     };
+    // Issue 22's goals.
+    check(
+        "CPU per request ≤ 1.0 × nginx",
+        plain.and_then(|r| r.cpu_us),
+        nginx.and_then(|n| n.cpu_us),
+        " µs",
+    );
+    let trace_ratio = traced
+        .and_then(|t| t.cpu_us)
+        .zip(plain.and_then(|p| p.cpu_us))
+        .map(|(t, p)| t / p);
+    check(
+        "trace on / trace off CPU ≤ 1.3",
+        trace_ratio,
+        Some(1.3),
+        "x",
+    );
     check(
         "CPU per request ≤ 0.8 × nginx",
         plain.and_then(|r| r.cpu_us),
@@ -903,6 +923,11 @@ fn full() -> BenchResult<()> {
         " MiB",
     );
     drop(targets);
+
+    let aggregation = aggregation_case(&measure, dir.path(), upstream_addr, server_cpu)?;
+    let _ = writeln!(report, "\n{aggregation}");
+    let scaling = workers_case(&measure, dir.path(), upstream_addr)?;
+    let _ = writeln!(report, "\n{scaling}");
     drop(upstream_proc);
 
     let sessions = measure_sessions(session_count)?;
@@ -912,6 +937,225 @@ fn full() -> BenchResult<()> {
         std::fs::write(&path, &report).map_err(err("write BENCH_OUT"))?;
     }
     Ok(())
+}
+
+/// One measurement setup: the same rounds, load generator and upstream for every table.
+struct Measure<'a> {
+    gen_cpu: Option<u32>,
+    script: &'a Path,
+    rounds: u64,
+    seconds: u64,
+    connections: u32,
+    upstream: &'a Proc,
+}
+
+impl Measure<'_> {
+    /// Warms each target up, then measures them round-robin, rotating the order each round.
+    fn run(&self, targets: &mut [Target]) -> BenchResult<()> {
+        for target in targets.iter() {
+            let warm = wrk(
+                self.gen_cpu,
+                self.script,
+                &target.url,
+                &target.headers,
+                self.connections,
+                1,
+            )?;
+            if warm.requests == 0 || warm.bad_status > 0 {
+                return Err(format!(
+                    "{}: warm-up got {} requests, {} non-2xx",
+                    target.name, warm.requests, warm.bad_status
+                ));
+            }
+        }
+        for round in 0..self.rounds {
+            // Rotate the order each round as well, so no target always runs right after another.
+            let n = targets.len();
+            for i in 0..n {
+                let target = &mut targets[(i + round as usize) % n];
+                let cpu0 = target.proc.as_ref().map(Proc::cpu_ticks).transpose()?;
+                let up0 = self.upstream.cpu_ticks()?.total();
+                let sample = wrk(
+                    self.gen_cpu,
+                    self.script,
+                    &target.url,
+                    &target.headers,
+                    self.connections,
+                    self.seconds,
+                )?;
+                if let (Some(proc), Some(before)) = (&target.proc, cpu0) {
+                    target.cpu_ticks += proc.cpu_ticks()? - before;
+                }
+                target.upstream_ticks += self.upstream.cpu_ticks()?.total() - up0;
+                eprintln!(
+                    "round {}: {:<16} {:>8.0} req/s p50 {:>5} us p99 {:>5} us",
+                    round + 1,
+                    target.name,
+                    sample.requests as f64 / (sample.micros as f64 / 1e6),
+                    sample.p50_us,
+                    sample.p99_us
+                );
+                target.samples.push(sample);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Target {
+    fn proxy(name: &'static str, url: String, proc: Proc) -> Target {
+        Target {
+            name,
+            url,
+            headers: vec![format!("Cookie: {CLIENT_COOKIE}")],
+            proc: Some(proc),
+            admin: None,
+            samples: Vec::new(),
+            cpu_ticks: CpuTicks::default(),
+            upstream_ticks: 0,
+        }
+    }
+
+    fn rps(&self) -> f64 {
+        let requests: u64 = self.samples.iter().map(|s| s.requests).sum();
+        let micros: u64 = self.samples.iter().map(|s| s.micros).sum();
+        requests as f64 / (micros.max(1) as f64 / 1e6)
+    }
+
+    fn errors(&self) -> u64 {
+        self.samples
+            .iter()
+            .map(|s| s.bad_status + s.socket_errors)
+            .sum()
+    }
+}
+
+/// The aggregation case: 1 MiB pages over 16 connections, provproxy with trace bodies captured
+/// (`max_body` 64 KiB) against nginx; RSS after the warm-up, after the rounds, and the peak.
+fn aggregation_case(
+    base: &Measure,
+    dir: &Path,
+    upstream: SocketAddr,
+    server_cpu: Option<u32>,
+) -> BenchResult<String> {
+    let measure = Measure {
+        connections: AGGREGATION_CONNECTIONS,
+        ..*base
+    };
+    let trace_cfg = dir.join("provproxy-aggregation.toml");
+    let trace_dir = dir.join("traces-aggregation");
+    std::fs::write(&trace_cfg, provproxy_toml(upstream, Some(&trace_dir), 1))
+        .map_err(err("write"))?;
+    let mut targets = Vec::new();
+    let (proc, addr, _) = start_provproxy(server_cpu, &trace_cfg)?;
+    targets.push(Target::proxy(
+        "provproxy+trace",
+        format!("http://{addr}{PAGE_PATH}"),
+        proc,
+    ));
+    if let Some((proc, addr)) = start_nginx(server_cpu, dir, upstream)? {
+        targets.push(Target::proxy(
+            "nginx",
+            format!("http://{addr}{PAGE_PATH}"),
+            proc,
+        ));
+    }
+    // Warm-up happens in `run`; "before" is taken after one short pass so it is the settled
+    // process, not the freshly started one.
+    for target in &targets {
+        wrk(
+            measure.gen_cpu,
+            measure.script,
+            &target.url,
+            &target.headers,
+            measure.connections,
+            1,
+        )?;
+    }
+    let rss = |t: &Target, key| t.proc.as_ref().map(|p| p.status_kib(key)).transpose();
+    let before: Vec<Option<u64>> = targets
+        .iter()
+        .map(|t| rss(t, "VmRSS:"))
+        .collect::<BenchResult<_>>()?;
+    measure.run(&mut targets)?;
+    let mib = |k: Option<u64>| k.map_or("–".into(), |k| format!("{:.1}", k as f64 / 1024.0));
+    let nginx_rps = targets.iter().find(|t| t.name == "nginx").map(Target::rps);
+    let mut out = format!(
+        "Aggregation: GET of a {} KiB SCIM ListResponse, wrk -c{}, trace bodies on (max_body \
+         64 KiB) for provproxy.\n\n\
+         | target | req/s | MiB/s | req/s vs nginx | RSS after warm-up MiB | RSS after MiB | \
+         peak RSS MiB | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        PAGE_BYTES / 1024,
+        measure.connections
+    );
+    let mut ratio = None;
+    for (target, before) in targets.iter().zip(before) {
+        let rps = target.rps();
+        let vs = nginx_rps.filter(|n| *n > 0.0).map(|n| rps / n);
+        if target.name != "nginx" {
+            ratio = vs;
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            target.name,
+            rps,
+            rps * PAGE_BYTES as f64 / (1024.0 * 1024.0),
+            vs.map_or("–".into(), |v| format!("{v:.2}x")),
+            mib(before),
+            mib(rss(target, "VmRSS:")?),
+            mib(rss(target, "VmHWM:")?),
+            target.errors(),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n- aggregation throughput ≥ 0.9 × nginx: {}",
+        match ratio {
+            Some(r) if r >= 0.9 => format!("{r:.2}x: met"),
+            Some(r) => format!("{r:.2}x: NOT met"),
+            None => "not measured (no nginx)".into(),
+        }
+    );
+    Ok(out)
+}
+
+/// `workers = 1` against `workers = 2`, neither pinned: on this machine the second worker only
+/// helps as far as wrk and the upstream leave the cores free, which is what the figure shows.
+fn workers_case(measure: &Measure, dir: &Path, upstream: SocketAddr) -> BenchResult<String> {
+    let mut targets = Vec::new();
+    for (name, workers) in [("workers = 1", 1), ("workers = 2", 2)] {
+        let cfg = dir.join(format!("provproxy-workers-{workers}.toml"));
+        std::fs::write(&cfg, provproxy_toml(upstream, None, workers)).map_err(err("write"))?;
+        let (proc, addr, _) = start_provproxy(None, &cfg)?;
+        targets.push(Target::proxy(name, format!("http://{addr}{PATH}"), proc));
+    }
+    measure.run(&mut targets)?;
+    let tick_us = 1e6 / clock_ticks_per_second() as f64;
+    let mut out = format!(
+        "Workers (provproxy not pinned; wrk -c{}):\n\n\
+         | target | req/s | CPU µs/req | errors |\n|---|---:|---:|---:|\n",
+        measure.connections
+    );
+    for target in &targets {
+        let requests: u64 = target.samples.iter().map(|s| s.requests).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.1} | {} |",
+            target.name,
+            target.rps(),
+            target.cpu_ticks.total() as f64 * tick_us / requests.max(1) as f64,
+            target.errors(),
+        );
+    }
+    if let [one, two] = &targets[..] {
+        let _ = writeln!(
+            out,
+            "\nworkers = 2 / workers = 1: {:.2}x req/s",
+            two.rps() / one.rps().max(1.0)
+        );
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1034,7 +1278,7 @@ fn smoke() -> BenchResult<()> {
         tokio::spawn(serve_upstream(listener));
         let trace_dir = tempfile::tempdir().map_err(err("temp dir"))?;
         for trace in [None, Some(trace_dir.path())] {
-            let toml = provproxy_toml(upstream, trace);
+            let toml = provproxy_toml(upstream, trace, 1);
             let proxy = provproxy::demo::start_proxy(&toml, &[("BENCH_PASSWORD", PASSWORD)])
                 .await
                 .map_err(err("start proxy"))?;
@@ -1045,9 +1289,24 @@ fn smoke() -> BenchResult<()> {
                     "through provproxy: {status}, Set-Cookie passed to client: {cookie_set}"
                 ));
             }
+            // The aggregation case's page passes whole, trace bodies on or off.
+            let page = send(addr, None, PAGE_PATH)
+                .await?
+                .into_body()
+                .collect()
+                .await
+                .map_err(err("page body"))?
+                .to_bytes();
+            if page != *page_json() {
+                return Err(format!(
+                    "the {} byte page came back as {}",
+                    PAGE_BYTES,
+                    page.len()
+                ));
+            }
             proxy.shutdown().await;
         }
-        let direct_unauthorized = send(upstream, None).await?.status();
+        let direct_unauthorized = send(upstream, None, PATH).await?.status();
         if direct_unauthorized != StatusCode::UNAUTHORIZED {
             return Err(format!(
                 "upstream without Authorization answered {direct_unauthorized}"
@@ -1062,7 +1321,7 @@ fn smoke() -> BenchResult<()> {
     })
 }
 
-async fn send(addr: SocketAddr, auth: Option<&str>) -> BenchResult<Response<Incoming>> {
+async fn send(addr: SocketAddr, auth: Option<&str>, path: &str) -> BenchResult<Response<Incoming>> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(err("connect"))?;
@@ -1070,7 +1329,7 @@ async fn send(addr: SocketAddr, auth: Option<&str>) -> BenchResult<Response<Inco
         .await
         .map_err(err("handshake"))?;
     tokio::spawn(conn);
-    let mut request = Request::get(PATH)
+    let mut request = Request::get(path)
         .header("host", addr.to_string())
         .header(COOKIE, CLIENT_COOKIE);
     if let Some(auth) = auth {
@@ -1083,7 +1342,7 @@ async fn send(addr: SocketAddr, auth: Option<&str>) -> BenchResult<Response<Inco
 }
 
 async fn get_once(addr: SocketAddr) -> BenchResult<(StatusCode, bool)> {
-    let response = send(addr, None).await?;
+    let response = send(addr, None, PATH).await?;
     let status = response.status();
     let cookie_set = response.headers().contains_key(SET_COOKIE);
     let body = response

@@ -206,11 +206,42 @@ fn scim_exchange() -> ExchangeRecord {
     }
 }
 
+/// A ServiceNow SOAP insert of a user with its password, as XML redaction sees it.
+const SOAP_INSERT: &str = concat!(
+    r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+    r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sys="http://www.service-now.com/sys_user">"#,
+    "<soapenv:Header/><soapenv:Body><sys:insert>",
+    "<active>true</active><email>bjensen@example.com</email><first_name>Barbara</first_name>",
+    "<last_name>Jensen</last_name><user_name>bjensen</user_name>",
+    "<user_password>t1meMa$heen</user_password><department>Tour Guides</department>",
+    "</sys:insert></soapenv:Body></soapenv:Envelope>"
+);
+
 fn trace(c: &mut Criterion) {
     let redactor = Redactor::with_default_fields();
     let record = scim_exchange();
     c.bench_function("trace redact SCIM exchange", |b| {
         b.iter(|| redactor.redact(black_box(&record)))
+    });
+    let mut soap = scim_exchange();
+    for part in [
+        &mut soap.request.headers,
+        &mut soap.response.as_mut().unwrap().headers,
+    ] {
+        part.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        );
+    }
+    let body = CapturedBody {
+        bytes: Bytes::from_static(SOAP_INSERT.as_bytes()),
+        total_size: SOAP_INSERT.len() as u64,
+        truncated: false,
+    };
+    soap.request.body = Some(body.clone());
+    soap.response.as_mut().unwrap().body = Some(body);
+    c.bench_function("trace redact SOAP exchange", |b| {
+        b.iter(|| redactor.redact(black_box(&soap)))
     });
     let redacted = redactor.redact(&record);
     // As the writer task does: one buffer and one memo of escaped bodies reused per record.

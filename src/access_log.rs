@@ -18,7 +18,7 @@ use http::{Method, StatusCode, Uri};
 use serde::Serialize;
 
 use crate::config::{AccessLog as Format, Plan};
-use crate::server::ingress::ClientName;
+use crate::ingress::ClientName;
 use crate::trace::record::CapturedBody;
 use crate::trace::text::Timestamp;
 use crate::trace::{BodyEnd, Redactor};

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 
 use http::{Request, Response, StatusCode};
+use provproxy::body::{full, ProxyBody};
 use provproxy::demo::client::Reply;
-use provproxy::proxy::body::{full, ProxyBody};
 
 use common::{error_body, get, request_h1, Recorded, Upstream};
 use support_binary::{Binary, Options};

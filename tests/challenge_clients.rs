@@ -144,9 +144,8 @@ async fn curl_anyauth_prefers_digest_from_a_combined_digest_basic_line() {
 /// The proxy in front of `target`, fixing the challenge as `challenge` says and injecting
 /// nothing: the client still authenticates itself.
 async fn challenge_fixing_proxy(target: &TargetServer, challenge: &str) -> Running {
-    provproxy::demo::start_proxy(
-        &format!(
-            r#"
+    let config = format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 
@@ -158,12 +157,12 @@ upstream = "{}"
 [routes.challenge]
 {challenge}
 "#,
-            target.url()
-        ),
-        &[],
-    )
-    .await
-    .expect("start proxy")
+        target.url()
+    );
+    let plan =
+        provproxy::config::load_str(&config, "test.toml", std::path::Path::new("."), &|_| None)
+            .expect("valid config");
+    provproxy::start(plan).await.expect("start proxy")
 }
 
 const EXPAND_BASIC: &str = r#"mode = "expand"

@@ -247,6 +247,36 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
 }
 
 #[test]
+fn redaction_keys_are_checked_and_reach_the_trace_plan() {
+    let trace = "\n[trace]\nredact_fields = [\"tenantPin\"]\n";
+    let header_route = concat!(
+        "\n[[routes]]\nname = \"sn\"\nprefix = \"/sn/\"\nupstream = \"https://sn.example.com\"\n",
+        "[routes.auth]\nkind = \"header\"\nname = \"X-SN-Auth\"\nvalue = \"v\"\n",
+        "[routes.trace]\nraw_bodies = true\n"
+    );
+    let plan = load(&format!("{BASE}{header_route}{trace}")).unwrap_or_else(|e| panic!("{e}"));
+    let trace_plan = plan.trace.expect("trace plan");
+    assert_eq!(trace_plan.auth_headers, ["x-sn-auth"]);
+    assert_eq!(trace_plan.raw_body_routes, ["sn"]);
+    assert!(trace_plan.redact_fields.iter().any(|f| f == "tenantPin"));
+    for (text, expected) in [
+        (
+            appended("\n[routes.trace]\nraw_body = true\n"),
+            "x.toml:15:1: routes[0].trace.raw_body: unknown key `raw_body`, did you mean `raw_bodies`?",
+        ),
+        (
+            appended("\n[trace]\nredact_fields = [\"pin\", \"\"]\n"),
+            "x.toml:15:25: trace.redact_fields[1]: an empty pattern would match every field",
+        ),
+    ] {
+        match load(&text) {
+            Ok(_) => panic!("accepted {text}"),
+            Err(err) => assert_eq!(err.to_string(), expected),
+        }
+    }
+}
+
+#[test]
 fn every_example_config_loads() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use provproxy::body::full;
 use provproxy::demo::client::Reply;
 use provproxy::demo::console::{ConsoleDemo, FIXED_HOST};
-use provproxy::proxy::body::full;
 use serde_json::Value;
 
 use common::{request_h1, send_h1, PATIENCE};

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use http::{header, Response, StatusCode};
-use provproxy::proxy::body::{full, ProxyBody};
+use provproxy::body::{full, ProxyBody};
 use serde_json::Value;
 
 use binary::{eventually, output, provproxy, Instance};

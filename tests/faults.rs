@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use provproxy::proxy::body::full;
+use provproxy::body::full;
 use provproxy::server::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -152,7 +152,7 @@ async fn read_to_end(
     Ok(read.freeze())
 }
 
-fn request(addr: SocketAddr, path: &str) -> Request<provproxy::proxy::body::ProxyBody> {
+fn request(addr: SocketAddr, path: &str) -> Request<provproxy::body::ProxyBody> {
     Request::get(path)
         .header("host", addr.to_string())
         .body(full(""))
@@ -313,7 +313,7 @@ fn make_unwritable(dir: &Path) {
 }
 
 /// A target that opens a session: the first request without a cookie gets `SID=<n>`.
-fn session_target(recorded: &Recorded) -> Response<provproxy::proxy::body::ProxyBody> {
+fn session_target(recorded: &Recorded) -> Response<provproxy::body::ProxyBody> {
     let mut response = json(StatusCode::OK, r#"{"ok":true}"#);
     if recorded.headers.get("cookie").is_none() {
         response.headers_mut().insert(

@@ -5,7 +5,7 @@ mod common;
 
 use base64::Engine;
 use http::{Request, Response, StatusCode, Version};
-use provproxy::proxy::body::full;
+use provproxy::body::full;
 
 use common::{error_body, get, ok, proxy, request_h1, request_h2c, Recorded, Upstream};
 
@@ -293,7 +293,7 @@ upstream = "{upstream}"
 }
 
 /// Response headers a target might send that must not cross the proxy.
-fn hop_by_hop_response(_: &Recorded) -> Response<provproxy::proxy::body::ProxyBody> {
+fn hop_by_hop_response(_: &Recorded) -> Response<provproxy::body::ProxyBody> {
     Response::builder()
         .header("connection", "x-target-hop")
         .header("x-target-hop", "1")
@@ -647,7 +647,7 @@ upstream = "{upstream}"
     let body = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
     let request = Request::post("/Users")
         .header("host", proxy.addr().to_string())
-        .body(provproxy::proxy::body::stream(body))
+        .body(provproxy::body::stream(body))
         .expect("request");
     let reply = request_h1(proxy.addr(), request).await;
     assert_eq!(

@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use base64::Engine;
 use http::{Request, StatusCode};
+use provproxy::body::full;
 use provproxy::demo::client::Reply;
-use provproxy::proxy::body::full;
 use provproxy::upstream::tls::provider;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;

@@ -1,6 +1,9 @@
 //! The stored secrets never show: not in the real binary's logs at debug level, not in any
 //! response a client gets (success, 502, 404, 413), not in the trace files or the admin
-//! endpoints, not in `check`, not in `Debug` of the plan.
+//! endpoints, not in `check`, not in `Debug` of the plan. Nor do the secrets clients and targets
+//! send in the fields that leaked through exact-name lists (issue 14): a credential header
+//! under a custom name, SOAP `<password>`, ServiceNow `user_password`, SCIM enterprise
+//! `password`, `newPassword`, `sessionToken`, `client_assertion`, query `sig`.
 
 mod common;
 
@@ -13,8 +16,8 @@ use std::sync::mpsc;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http::{Request, StatusCode};
+use provproxy::body::full;
 use provproxy::demo::client::Reply;
-use provproxy::proxy::body::full;
 
 use common::{closed_port, get, ok, request_h1, request_h2c, Upstream, PATIENCE};
 
@@ -118,9 +121,9 @@ fn reply_text(reply: &Reply) -> String {
     text
 }
 
-fn write_config(dir: &Path, upstream: &str, down: SocketAddr) -> std::path::PathBuf {
+fn write_config(dir: &Path, config: &str, upstream: &str, down: SocketAddr) -> std::path::PathBuf {
     let path = dir.join("provproxy.toml");
-    let text = CONFIG
+    let text = config
         .replace("{upstream}", upstream)
         .replace("{down}", &format!("http://{down}"));
     std::fs::write(&path, text).expect("write config");
@@ -140,43 +143,100 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     Some((field(" addr=")?, field(" admin=Some(")?))
 }
 
+/// `provproxy run` at debug level, its stderr read line by line.
+struct Binary {
+    child: std::process::Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    log: mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<()>,
+    stderr: String,
+}
+
+impl Binary {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_provproxy"))
+            .args(["run", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start provproxy run");
+        let stderr = child.stderr.take().expect("stderr");
+        let (lines, log) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr_text = String::new();
+        let (addr, admin) = loop {
+            let line = log
+                .recv_timeout(PATIENCE)
+                .expect("provproxy logged that it is listening");
+            stderr_text.push_str(&line);
+            stderr_text.push('\n');
+            if let Some(addrs) = listening_addrs(&line) {
+                break addrs;
+            }
+        };
+        Binary {
+            child,
+            addr,
+            admin,
+            log,
+            reader,
+            stderr: stderr_text,
+        }
+    }
+
+    /// SIGTERM, then the whole stderr and stdout once it has exited 0.
+    async fn stop(self) -> (String, String) {
+        let Binary {
+            mut child,
+            log,
+            reader,
+            stderr: mut stderr_text,
+            ..
+        } = self;
+        let terminated = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(terminated.success());
+        let status = tokio::task::spawn_blocking(move || {
+            let status = child.wait().expect("wait for provproxy");
+            let mut stdout = String::new();
+            if let Some(mut out) = child.stdout.take() {
+                out.read_to_string(&mut stdout).expect("read stdout");
+            }
+            (status, stdout)
+        });
+        let (status, stdout) = tokio::time::timeout(PATIENCE, status)
+            .await
+            .expect("provproxy exited after SIGTERM")
+            .expect("waiting task");
+        reader.join().expect("stderr reader");
+        stderr_text.extend(log.try_iter().map(|line| line + "\n"));
+        assert!(status.success(), "provproxy exited with {status}");
+        (stderr_text, stdout)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
     let mut upstream = Upstream::start(ok).await;
     let down = closed_port().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &upstream.url(), down);
+    let config = write_config(dir.path(), CONFIG, &upstream.url(), down);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_provproxy"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .envs(ENV)
-        .env("RUST_LOG", "debug")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start provproxy run");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines, log) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr_text = String::new();
-    let (addr, admin) = loop {
-        let line = log
-            .recv_timeout(PATIENCE)
-            .expect("provproxy logged that it is listening");
-        stderr_text.push_str(&line);
-        stderr_text.push('\n');
-        if let Some(addrs) = listening_addrs(&line) {
-            break addrs;
-        }
-    };
+    let binary = Binary::start(&config, &ENV);
+    let (addr, admin) = (binary.addr, binary.admin);
 
     let mut seen_by_clients = Vec::new();
     for (path, header, expected) in [
@@ -227,26 +287,7 @@ async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
         seen_by_clients.push(reply);
     }
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(terminated.success());
-    let status = tokio::task::spawn_blocking(move || {
-        let status = child.wait().expect("wait for provproxy");
-        let mut stdout = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            out.read_to_string(&mut stdout).expect("read stdout");
-        }
-        (status, stdout)
-    });
-    let (status, stdout) = tokio::time::timeout(PATIENCE, status)
-        .await
-        .expect("provproxy exited after SIGTERM")
-        .expect("waiting task");
-    reader.join().expect("stderr reader");
-    stderr_text.extend(log.try_iter().map(|line| line + "\n"));
-    assert!(status.success(), "provproxy exited with {status}");
+    let (stderr_text, stdout) = binary.stop().await;
 
     assert!(
         stderr_text.contains("DEBUG"),
@@ -291,4 +332,269 @@ async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
         .expect("config loads");
     assert_no_secret("Debug of the plan", &format!("{plan:?}"));
     assert_no_secret("pretty Debug of the plan", &format!("{plan:#?}"));
+}
+
+const SN_AUTH: &str = "sn-auth-Kq1-leak-canary-5";
+
+/// Routes whose credential header is on no list, and one that records raw bodies.
+const FAIL_CLOSED_CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "5s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[trace]
+har = "trace.har"
+jsonl = "trace.jsonl"
+bodies = true
+
+[[routes]]
+name = "sn"
+prefix = "/sn/"
+upstream = "{upstream}"
+[routes.auth]
+kind = "header"
+name = "X-SN-Auth"
+value = { env = "LEAK_TEST_SN_AUTH" }
+
+[[routes]]
+name = "raw"
+prefix = "/raw/"
+upstream = "{upstream}"
+[routes.trace]
+raw_bodies = true
+"#;
+
+/// Each request carries one secret where the issue found it leaking; the target answers one of
+/// them (Okta's authn) with a secret of its own.
+fn leaking_requests() -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    vec![
+        ("GET", "/sn/api/now/table/sys_user?sysparm_limit=1", "", String::new()),
+        (
+            "POST",
+            "/sn/api/now/table/sys_user",
+            "application/json",
+            r#"{"user_name":"bob","user_password":"user-password-leak-canary-6"}"#.into(),
+        ),
+        (
+            "POST",
+            "/sn/soap/sys_user.do?SOAP",
+            "text/xml; charset=utf-8",
+            concat!(
+                r#"<?xml version="1.0"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">"#,
+                "<soapenv:Body><insert><user_name>bob</user_name>",
+                "<password>soap-password-leak-canary-7</password></insert></soapenv:Body></soapenv:Envelope>"
+            )
+            .into(),
+        ),
+        (
+            "PATCH",
+            "/sn/scim/v2/Users/1",
+            "application/scim+json",
+            format!(
+                r#"{{"Operations":[{{"op":"replace","path":"{enterprise}:password","value":"scim-path-leak-canary-8"}},{{"op":"add","value":{{"{enterprise}:password":"scim-key-leak-canary-9","{enterprise}":{{"password":"scim-nested-leak-canary-10"}}}}}}]}}"#
+            ),
+        ),
+        (
+            "POST",
+            "/sn/api/v1/users/me/credentials/change_password",
+            "application/json",
+            r#"{"oldPassword":{"value":"old"},"newPassword":{"value":"new-password-leak-canary-11"}}"#
+                .into(),
+        ),
+        (
+            "POST",
+            "/sn/api/v1/authn",
+            "application/json",
+            r#"{"username":"bob"}"#.into(),
+        ),
+        (
+            "POST",
+            "/sn/oauth/token",
+            "application/x-www-form-urlencoded",
+            "grant_type=authorization_code&client_assertion=client-assertion-leak-canary-13&code=auth-code-leak-canary-14".into(),
+        ),
+        (
+            "GET",
+            "/sn/files/report.pdf?se=2030-01-01&sp=r&sig=query-sig-leak-canary-15",
+            "",
+            String::new(),
+        ),
+        (
+            "POST",
+            "/sn/api/echo",
+            "text/plain",
+            "password: text-body-leak-canary-16".into(),
+        ),
+        ("POST", "/raw/api/echo", "text/plain", "raw body shown on purpose".into()),
+    ]
+}
+
+/// Everything of the requests above that must not show anywhere.
+const LEAK_CANARIES: &[&str] = &[
+    SN_AUTH,
+    "user-password-leak-canary-6",
+    "soap-password-leak-canary-7",
+    "scim-path-leak-canary-8",
+    "scim-key-leak-canary-9",
+    "scim-nested-leak-canary-10",
+    "new-password-leak-canary-11",
+    "session-token-leak-canary-12",
+    "client-assertion-leak-canary-13",
+    "auth-code-leak-canary-14",
+    "query-sig-leak-canary-15",
+    "text-body-leak-canary-16",
+];
+
+fn target(request: &common::Recorded) -> http::Response<provproxy::body::ProxyBody> {
+    if request.uri.path().ends_with("/authn") {
+        return common::json(
+            StatusCode::OK,
+            r#"{"status":"SUCCESS","sessionToken":"session-token-leak-canary-12"}"#,
+        );
+    }
+    ok(request)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_under_custom_headers_and_secret_like_fields_reach_no_trace_exchange_or_log() {
+    let mut upstream = Upstream::start(target).await;
+    let down = closed_port().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), FAIL_CLOSED_CONFIG, &upstream.url(), down);
+    let binary = Binary::start(&config, &[("LEAK_TEST_SN_AUTH", SN_AUTH)]);
+    let (addr, admin) = (binary.addr, binary.admin);
+
+    let requests = leaking_requests();
+    for (method, path, content_type, body) in &requests {
+        let mut request = Request::builder()
+            .method(*method)
+            .uri(*path)
+            .header("host", addr.to_string());
+        if !content_type.is_empty() {
+            request = request.header("content-type", *content_type);
+        }
+        let reply = request_h1(addr, request.body(full(body.clone())).expect("request")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        let received = upstream.only();
+        assert_eq!(
+            received.body,
+            body.as_bytes(),
+            "{path}: the target got the body"
+        );
+        if path.starts_with("/sn/") {
+            assert_eq!(
+                received.header("x-sn-auth"),
+                Some(SN_AUTH),
+                "{path}: the stored credential was injected under its custom name"
+            );
+        }
+    }
+
+    // Every exchange is in the ring before anything is read from it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let exchanges = loop {
+        let reply = get(admin, "/exchanges?limit=100", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let listed: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON array");
+        if listed
+            .as_array()
+            .is_some_and(|all| all.len() >= requests.len())
+        {
+            break reply.text();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {listed} recorded"
+        );
+        tokio::task::yield_now().await;
+    };
+    let (stderr, stdout) = binary.stop().await;
+    let har = std::fs::read_to_string(dir.path().join("trace.har")).expect("HAR written");
+    let jsonl = std::fs::read_to_string(dir.path().join("trace.jsonl")).expect("JSONL written");
+
+    for (what, text) in [
+        ("trace.har", &har),
+        ("trace.jsonl", &jsonl),
+        ("/exchanges", &exchanges),
+        ("stderr of provproxy run", &stderr),
+        ("stdout of provproxy run", &stdout),
+    ] {
+        for canary in LEAK_CANARIES {
+            assert!(!text.contains(canary), "{what} contains {canary}");
+        }
+    }
+    for (what, text) in [
+        ("trace.har", &har),
+        ("trace.jsonl", &jsonl),
+        ("/exchanges", &exchanges),
+    ] {
+        // The exchanges are there, their shape kept, the values replaced.
+        for shown in [
+            "sys_user?sysparm_limit=1",
+            "x-sn-auth",
+            r#"user_password\":\"[REDACTED]\""#,
+            "<password>[REDACTED]</password>",
+            "<user_name>bob</user_name>",
+            "sig=[REDACTED]",
+            "text/plain body of 34 bytes withheld",
+            "raw body shown on purpose",
+        ] {
+            assert!(text.contains(shown), "{what} lacks {shown:?}");
+        }
+    }
+}
+
+/// The client's own credential under a route's custom header name (`when = "missing"` lets it
+/// through): `/exchanges` shows the name, never the value, also when the admin listener records
+/// exchanges without a `[trace]` table.
+#[tokio::test]
+async fn a_client_credential_under_a_routes_header_name_is_redacted_without_a_trace_table() {
+    const CLIENT_KEY: &str = "client-sn-auth-leak-canary-17";
+    let mut upstream = Upstream::start(ok).await;
+    let proxy = common::proxy(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[routes]]
+name = "sn"
+prefix = "/sn/"
+upstream = "{upstream}"
+[routes.auth]
+kind = "header"
+name = "X-SN-Auth"
+when = "missing"
+value = { env = "SN_AUTH" }
+"#,
+        &upstream.url(),
+        &[("SN_AUTH", SN_AUTH)],
+    )
+    .await;
+    let admin = proxy.admin_addr().expect("admin listener");
+    let reply = get(
+        proxy.addr(),
+        "/sn/api/now/table/sys_user",
+        &[("x-sn-auth", CLIENT_KEY)],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(upstream.only().header("x-sn-auth"), Some(CLIENT_KEY));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let exchanges = loop {
+        let reply = get(admin, "/exchanges", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        if reply.text().contains("sys_user") {
+            break reply.text();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not recorded");
+        tokio::task::yield_now().await;
+    };
+    assert!(exchanges.contains("x-sn-auth"), "{exchanges}");
+    assert!(!exchanges.contains(CLIENT_KEY), "{exchanges}");
+    proxy.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{header, Request, StatusCode};
-use provproxy::proxy::body::full;
+use provproxy::body::full;
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 

@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 
 use http::{Request, StatusCode};
-use provproxy::proxy::body::full;
+use provproxy::body::full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

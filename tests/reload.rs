@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{header, Request, Response, StatusCode};
-use provproxy::proxy::body::{full, ProxyBody};
+use provproxy::body::{full, ProxyBody};
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 

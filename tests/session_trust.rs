@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Request, Response, StatusCode};
-use provproxy::proxy::body::ProxyBody;
+use provproxy::body::ProxyBody;
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 

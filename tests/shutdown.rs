@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
-use provproxy::proxy::body::full;
+use provproxy::body::full;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -45,7 +45,7 @@ upstream = "{{upstream}}"
     )
 }
 
-fn slow_request(addr: SocketAddr) -> Request<provproxy::proxy::body::ProxyBody> {
+fn slow_request(addr: SocketAddr) -> Request<provproxy::body::ProxyBody> {
     Request::get("/slow")
         .header("host", addr.to_string())
         .body(full(""))

@@ -17,7 +17,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use provproxy::proxy::body::{full, ProxyBody};
+use provproxy::body::{full, ProxyBody};
 use tokio::sync::Semaphore;
 
 use common::{proxy, serve, ConnMeta, PATIENCE};

@@ -11,7 +11,7 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
-use provproxy::proxy::body::{full, stream, ProxyBody};
+use provproxy::body::{full, stream, ProxyBody};
 
 use common::{proxy, send_h1, serve, ConnMeta};
 

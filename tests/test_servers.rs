@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::{ok, try_request_h1, Recorded, Upstream};
 use http::{Request, Response, StatusCode};
-use provproxy::proxy::body::{full, ProxyBody};
+use provproxy::body::{full, ProxyBody};
 
 fn buggy(recorded: &Recorded) -> Response<ProxyBody> {
     if recorded.uri.path() == "/bug" {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use provproxy::proxy::body::full;
+use provproxy::body::full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -126,7 +126,7 @@ async fn an_http2_connection_without_a_request_is_closed_after_the_idle_timeout(
     let (_sender, connection) = hyper::client::conn::http2::handshake::<
         _,
         _,
-        provproxy::proxy::body::ProxyBody,
+        provproxy::body::ProxyBody,
     >(TokioExecutor::new(), TokioIo::new(stream))
     .await
     .expect("HTTP/2 handshake");
@@ -225,7 +225,7 @@ async fn a_request_slower_than_the_idle_timeout_is_not_cut_over_http1_or_http2()
 /// long as the returned sender lives.
 async fn open_connection(
     addr: SocketAddr,
-) -> Option<hyper::client::conn::http1::SendRequest<provproxy::proxy::body::ProxyBody>> {
+) -> Option<hyper::client::conn::http1::SendRequest<provproxy::body::ProxyBody>> {
     let stream = TcpStream::connect(addr).await.ok()?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

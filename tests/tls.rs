@@ -172,7 +172,7 @@ impl SelfSigned {
 async fn answer_ok(
     _: Request<Incoming>,
     _: ConnMeta,
-) -> http::Response<provproxy::proxy::body::ProxyBody> {
+) -> http::Response<provproxy::body::ProxyBody> {
     json(StatusCode::OK, r#"{"ok":true}"#)
 }
 

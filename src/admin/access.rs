@@ -12,9 +12,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::body::{full, ProxyBody};
 use crate::config::AdminPlan;
-use crate::proxy::body::{full, ProxyBody};
-use crate::server::origin::{self, ServedNames};
+use crate::ingress::origin::{self, ServedNames};
 
 /// The cookie a console session carries the token in (HttpOnly, SameSite=Strict).
 pub const COOKIE: &str = "provproxy_admin";

@@ -16,8 +16,8 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use serde_json::{json, Value};
 
+use crate::body::{self, full, ProxyBody};
 use crate::diagnose::compare::{self, Pick};
-use crate::proxy::body::{self, full, ProxyBody};
 use crate::trace::redact::REDACTED;
 use crate::trace::Tracer;
 

@@ -4,7 +4,7 @@
 
 pub mod access;
 pub mod console;
-pub mod metrics;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +14,12 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::proxy::body::{full, ProxyBody};
+use crate::body::{full, ProxyBody};
+use crate::metrics::Metrics;
 use crate::reload::Status;
 use crate::session::Sessions;
 use crate::trace::Tracer;
 use access::Access;
-use metrics::Metrics;
 
 /// The largest `POST /api/compare` body: a HAR the user imported.
 const COMPARE_BODY_LIMIT: usize = 32 << 20;
@@ -62,7 +62,7 @@ impl Admin {
     pub async fn handle<B>(&self, request: Request<B>, local: SocketAddr) -> Response<ProxyBody>
     where
         B: http_body::Body<Data = bytes::Bytes>,
-        B::Error: Into<crate::proxy::body::BoxError>,
+        B::Error: Into<crate::body::BoxError>,
     {
         if let Err(refusal) = self.access.check(&request, local) {
             return refusal.response();
@@ -92,7 +92,7 @@ impl Admin {
     async fn console<B>(&self, request: Request<B>) -> Response<ProxyBody>
     where
         B: http_body::Body<Data = bytes::Bytes>,
-        B::Error: Into<crate::proxy::body::BoxError>,
+        B::Error: Into<crate::body::BoxError>,
     {
         let path = request.uri().path().to_owned();
         if path == "/ui" {

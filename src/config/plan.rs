@@ -121,6 +121,12 @@ pub struct TracePlan {
     pub channel_capacity: usize,
     /// Recent exchanges kept in memory for `GET /exchanges`.
     pub recent: usize,
+    /// Every route's credential header (`kind = "header"`): redacted whatever its name.
+    /// Filled in from the routes by [`TracePlan::for_routes`].
+    pub auth_headers: Vec<HeaderName>,
+    /// Routes that record bodies the trace cannot redact as they are (`[routes.trace]
+    /// raw_bodies = true`); other routes withhold them.
+    pub raw_body_routes: Vec<String>,
     /// Rotated files kept next to each trace file (`file.1` newest .. `file.KEEP`).
     pub keep: usize,
 }
@@ -128,6 +134,26 @@ pub struct TracePlan {
 impl TracePlan {
     pub fn writes_files(&self) -> bool {
         self.har.is_some() || self.jsonl.is_some()
+    }
+
+    /// What redaction needs to know of the routes, which the plan knows and no list does:
+    /// every route's credential header, and the routes that record raw bodies.
+    pub fn for_routes(self, routes: &[RoutePlan]) -> TracePlan {
+        TracePlan {
+            auth_headers: routes
+                .iter()
+                .filter_map(|route| match &route.auth.kind {
+                    AuthKind::Header { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect(),
+            raw_body_routes: routes
+                .iter()
+                .filter(|route| route.raw_bodies)
+                .map(|route| route.name.clone())
+                .collect(),
+            ..self
+        }
     }
 
     /// Records for the admin ring and the console only, with `[trace]`'s defaults: what an
@@ -146,6 +172,8 @@ impl TracePlan {
             channel_capacity: 1024,
             recent: 256,
             keep: 10,
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
         }
     }
 }
@@ -175,17 +203,18 @@ impl AccessLog {
     }
 }
 
-/// The names redacted in traces even when the config names none.
+/// The patterns redacted in traces even when the config names none: a field whose name contains
+/// one (ignoring case, `-` and `_` alike) is secret. (`code`, `sig` and `signature` are secret
+/// as whole names too; see `trace::redact`.)
 pub const DEFAULT_REDACT_FIELDS: &[&str] = &[
     "password",
-    "client_secret",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "token",
-    "api_key",
-    "apiKey",
+    "passwd",
     "secret",
+    "token",
+    "assertion",
+    "apikey",
+    "api_key",
+    "credential",
 ];
 
 #[derive(Debug, Clone)]
@@ -205,6 +234,8 @@ pub struct RoutePlan {
     /// `%2F`, `%5C` and `%2E` in the path reach this route's target as sent instead of being
     /// refused (an encoded dot-segment is refused all the same).
     pub allow_encoded_slashes: bool,
+    /// `[routes.trace] raw_bodies`: bodies the trace cannot redact are recorded as they are.
+    pub raw_bodies: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

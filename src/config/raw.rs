@@ -120,6 +120,7 @@ pub struct RawRoute {
     pub challenge: Option<RawChallenge>,
     pub allow_encoded_slashes: Option<bool>,
     pub tls: Option<RawTargetTls>,
+    pub trace: Option<RawRouteTrace>,
 }
 
 /// `[routes.tls]`: how the target's certificate is trusted.
@@ -128,6 +129,13 @@ pub struct RawRoute {
 pub struct RawTargetTls {
     pub trust: Option<String>,
     pub pin_sha256: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTrace {
+    /// Record bodies the trace cannot redact (text, binary, unknown types) as they are.
+    pub raw_bodies: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -172,6 +172,10 @@ fn route(out: &mut Toml, route: &RoutePlan) {
         out.strings("remove", &challenge.remove);
         out.raw("split", challenge.split);
     }
+    if route.raw_bodies {
+        out.table("routes.trace");
+        out.raw("raw_bodies", true);
+    }
 }
 
 /// What the route trusts for its target's certificate.
@@ -456,6 +460,8 @@ idle_timeout = "14m"
 relogin_on = [401, 419]
 [routes.challenge]
 add = ['Basic realm="osmc"']
+[routes.trace]
+raw_bodies = true
 "#;
         let env = |_: &str| Some("not-shown-7f3a".to_owned());
         let base = Path::new("/etc/provproxy");
@@ -466,6 +472,10 @@ add = ['Basic realm="osmc"']
         assert!(rendered.contains("password = <env PW>"), "{rendered}");
         assert!(rendered.contains("idle_timeout = \"14m\""), "{rendered}");
         assert!(rendered.contains("har = \"/etc/provproxy/traces/x.har\""));
+        assert!(
+            rendered.contains("[routes.trace]\nraw_bodies = true"),
+            "{rendered}"
+        );
         let refilled = rendered.replace("<env PW>", "{ env = \"PW\" }");
         let again = crate::config::load_str(&refilled, "y.toml", base, &env)
             .unwrap_or_else(|err| panic!("{err}\n{refilled}"));

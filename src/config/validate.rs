@@ -70,6 +70,7 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
     let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
     let log = log(raw.log.unwrap_or_default(), &root.key("log"))?;
+    let trace = trace.map(|trace| trace.for_routes(&routes));
     Ok(Plan {
         server,
         admin,
@@ -171,7 +172,7 @@ fn host_names(names: &[String], path: &KeyPath) -> Checked<Vec<String>> {
         .iter()
         .enumerate()
         .map(
-            |(index, name)| match crate::server::origin::Authority::parse(name) {
+            |(index, name)| match crate::ingress::origin::Authority::parse(name) {
                 Some(_) => Ok(name.to_ascii_lowercase()),
                 None => invalid(
                     &path.index(index),
@@ -435,7 +436,13 @@ impl Validator<'_> {
             .iter()
             .map(|f| f.to_string())
             .collect();
-        for field in raw.redact_fields {
+        for (index, field) in raw.redact_fields.into_iter().enumerate() {
+            if field.is_empty() {
+                return invalid(
+                    &path.key("redact_fields").index(index),
+                    "an empty pattern would match every field",
+                );
+            }
             if !redact_fields
                 .iter()
                 .any(|known| known.eq_ignore_ascii_case(&field))
@@ -454,6 +461,8 @@ impl Validator<'_> {
                 .unwrap_or(64 << 20),
             channel_capacity: raw.channel_capacity.unwrap_or(1024).max(1),
             recent: raw.recent.unwrap_or(256),
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
             keep: raw.keep.unwrap_or(10),
         })
     }
@@ -562,6 +571,11 @@ impl Validator<'_> {
             session,
             challenge,
             allow_encoded_slashes: raw.allow_encoded_slashes.unwrap_or(false),
+            raw_bodies: raw
+                .trace
+                .as_ref()
+                .and_then(|trace| trace.raw_bodies)
+                .unwrap_or(false),
         })
     }
 

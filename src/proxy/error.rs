@@ -5,7 +5,7 @@
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-use super::body::{full, ClientBodyFault, ProxyBody};
+use crate::body::{full, ClientBodyFault, ProxyBody};
 use crate::trace::record::ErrorInfo;
 use crate::upstream::UpstreamError;
 

@@ -11,7 +11,7 @@ use super::forward::Head;
 use super::{ConnInfo, Route};
 use crate::access_log::Did;
 use crate::auth::oauth::TokenExchange;
-use crate::server::ingress::ClientName;
+use crate::ingress::ClientName;
 use crate::session::SessionKey;
 use crate::trace::record::{
     Actions, CapturedBody, ErrorInfo, ExchangeRecord, RequestPart, ResponsePart, Role, Timings,

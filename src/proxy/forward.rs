@@ -6,10 +6,10 @@ use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::exchange::Exchange;
 use super::headers::{self, PathMap};
+use crate::body::ProxyBody;
 use crate::config::{RouteMatch, RoutePlan, SessionKeyKind};
 
 /// Method, URL and headers of the upstream request; the body travels separately.

@@ -2,7 +2,6 @@
 //! phases — admit, prepare, session, authorize, forward, absorb, replay, respond, record — and
 //! this module only sequences them; the work of each phase lives in the module that owns it.
 
-pub mod body;
 pub mod error;
 mod exchange;
 mod forward;
@@ -26,19 +25,19 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessLog, Did, Outcome, ReloginOutcome};
-use crate::admin::metrics::Metrics;
 use crate::auth::oauth::{TokenSource, TokenVerdict};
 use crate::auth::{Injected, Injector};
+use crate::body::{self, ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
 use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
-use crate::server::ingress::{ClientName, Ingress, Screened};
+use crate::ingress::{ClientName, Ingress, Screened};
+use crate::metrics::Metrics;
 use crate::session::{Lease, LeaseError, Relogin, SessionVerdict, Sessions};
 use crate::state::{LeaseFailure, SessionStore, StateBackend, TokenFailure, TokenStore};
 use crate::trace::record::{CapturedBody, RequestPart, Role};
 use crate::trace::{TapBody, Tracer};
 use crate::upstream::{DynForward, Forward, TlsSetupError, UpstreamBody, UpstreamClient};
-use body::{ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
 use error::ProxyError;
 use exchange::{AttemptTrace, CaptureSlot, Exchange, TraceContext};
 use forward::Head;

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, StreamBody};
 
-use super::body::{self, BoxError, ProxyBody};
+use crate::body::{self, BoxError, ProxyBody};
 
 /// The request body, either whole in memory (replayable) or streaming (sent once).
 pub enum ReplayBody {

@@ -8,10 +8,10 @@ use std::time::Instant;
 use http::header::{self, HeaderMap};
 use http::Response;
 
-use super::body::{self, ProxyBody};
 use super::exchange::{CaptureSlot, Exchange};
 use super::headers;
 use crate::access_log::Did;
+use crate::body::{self, ProxyBody};
 use crate::challenge::Outcome;
 use crate::config::ClientCookies;
 use crate::session::Lease;

@@ -13,11 +13,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::body::{full, ProxyBody};
 use super::{token_sources, ConnInfo, Proxy, Shared};
-use crate::admin::metrics::{Metrics, ModuleStats};
-use crate::server::ingress::Ingress;
-use crate::server::origin::ServedNames;
+use crate::admin::stats::ModuleStats;
+use crate::body::{full, ProxyBody};
+use crate::ingress::origin::ServedNames;
+use crate::ingress::Ingress;
+use crate::metrics::Metrics;
 use crate::session::Sessions;
 use crate::upstream::{Forward, UpstreamError};
 

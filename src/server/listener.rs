@@ -22,11 +22,11 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::{Deadlines, FramingGuard, Protocol};
-use super::ingress::Ingress;
 use super::{Current, Side};
 use crate::admin;
+use crate::body::ProxyBody;
 use crate::config::Limits;
-use crate::proxy::body::ProxyBody;
+use crate::ingress::Ingress;
 use crate::proxy::ConnInfo;
 
 /// The header count hyper allows when none is configured.
@@ -406,7 +406,7 @@ struct Tracked {
 
 impl http_body::Body for Tracked {
     type Data = Bytes;
-    type Error = crate::proxy::body::BoxError;
+    type Error = crate::body::BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

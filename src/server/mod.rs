@@ -1,9 +1,7 @@
 //! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
 
 pub mod framing;
-pub mod ingress;
 mod listener;
-pub mod origin;
 mod tls;
 
 use std::net::SocketAddr;
@@ -16,19 +14,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::admin::{
-    self,
-    metrics::{Metrics, ModuleStats},
-};
+use crate::admin::{self, stats::ModuleStats};
 use crate::auth::oauth::TokenSource;
 use crate::clock::SharedClock;
 use crate::config::{Plan, RoutePlan};
+use crate::ingress::{origin, Ingress};
 use crate::lockfile::FileLock;
+use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Shared};
 use crate::reload::{route_identity, ReloadFailed, ReloadRequest, ReloadResult, Status};
 use crate::session::Sessions;
 use crate::trace::{TraceWriter, Tracer};
-use ingress::Ingress;
 pub use listener::ConnectionStats;
 
 /// Why the proxy could not start. Rendered once by the CLI.
@@ -614,7 +610,7 @@ fn recording(plan: &Plan) -> Option<crate::config::TracePlan> {
     plan.trace.clone().or_else(|| {
         plan.admin
             .as_ref()
-            .map(|_| crate::config::TracePlan::in_memory())
+            .map(|_| crate::config::TracePlan::in_memory().for_routes(&plan.routes))
     })
 }
 

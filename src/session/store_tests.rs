@@ -62,6 +62,7 @@ fn route(name: &str, upstream: &str, session: SessionPlan) -> RoutePlan {
         session: Some(session),
         challenge: ChallengePlan::default(),
         allow_encoded_slashes: false,
+        raw_bodies: false,
     }
 }
 

@@ -14,11 +14,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{FakeState, LocalState, StateBackend};
-use crate::admin::metrics::{Metrics, ModuleStats};
-use crate::proxy::body::{full, ProxyBody};
+use crate::admin::stats::ModuleStats;
+use crate::body::{full, ProxyBody};
+use crate::ingress::origin::ServedNames;
+use crate::ingress::Ingress;
+use crate::metrics::Metrics;
 use crate::proxy::{token_sources, ConnInfo, Proxy, Shared};
-use crate::server::ingress::Ingress;
-use crate::server::origin::ServedNames;
 use crate::session::Sessions;
 use crate::upstream::{Forward, UpstreamError};
 

@@ -702,6 +702,8 @@ mod tests {
             keep: 10,
             channel_capacity: 1,
             recent: 0,
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
         };
         let r = Redactor::new(&plan);
         for round in 0..6000 {

@@ -18,6 +18,7 @@ pub mod ring;
 pub mod tap;
 pub mod text;
 pub mod writer;
+mod xml_body;
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,15 @@
 //! Redaction: the only path from a raw [`ExchangeRecord`] to anything that is written or shown.
 //!
 //! The rules keep what a human needs to diagnose a failure (auth schemes, cookie names, the shape
-//! of a JSON body, error messages) and drop every value that could be a credential. When a body
-//! cannot be parsed well enough to redact it, it is withheld rather than risk a leak.
+//! of a JSON or XML body, error messages) and drop every value that could be a credential. They
+//! fail closed:
+//! - a header value the proxy injected is marked sensitive when it is built, and the plan names
+//!   every route's credential header: both are redacted by construction, whatever their name;
+//! - a field is secret when its name contains a secret word (`password`, `token`, ...) or is one
+//!   of a few short secret names (`code`, `sig`), so `user_password` or `newPassword` need no list;
+//! - a body is shown only after a parser as strict as the target's has read it (JSON, forms,
+//!   XML); anything else — another type, a body that does not parse, one cut short — is withheld
+//!   and replaced by its size and type, unless the route opted in to raw bodies.
 //!
 //! A [`RedactedRecord`] borrows every part that redaction leaves as it was from the
 //! [`ExchangeRecord`], and owns only what it rewrote: the writer thread renders it and drops it
@@ -19,24 +26,23 @@ use url::form_urlencoded;
 use super::json_body::{self, Mode};
 use super::record::{Actions, CapturedBody, ErrorInfo, ExchangeRecord, Role, Timings};
 use super::text::{Addr, Timestamp};
+use super::xml_body;
 use crate::config::{TracePlan, DEFAULT_REDACT_FIELDS};
 
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Headers that carry credentials whatever the configured field names.
-const CREDENTIAL_HEADERS: &[&str] = &[
-    "x-api-key",
-    "api-key",
-    "apikey",
-    "x-auth-token",
-    "x-access-token",
-    "x-csrf-token",
-    "x-xsrf-token",
-    "x-amz-security-token",
-    "x-vault-token",
-    "private-token",
-    "ocp-apim-subscription-key",
-];
+/// Names that are secret as a whole (the last segment of a URN): an OAuth authorization `code`,
+/// a URL's `sig` or `signature`. As substrings they would match `postcode` or `design`.
+const SECRET_NAMES: &[&str] = &["code", "sig", "signature"];
+
+/// Charsets under which a body's bytes read as this module reads them (UTF-8, or ASCII for
+/// every byte that gives a body its structure). Under any other (UTF-7, UTF-16) a target would
+/// read different text, so such a body is withheld.
+const READABLE_CHARSETS: &[&str] = &["utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1"];
+
+/// Headers that carry credentials and hold none of the built-in patterns (`X-API-Key`,
+/// `X-Auth-Token`, `Private-Token` and the like do).
+const CREDENTIAL_HEADERS: &[&str] = &["ocp-apim-subscription-key", "x-functions-key"];
 
 /// Headers whose value is a URL: its query and fragment are redacted like the request URL's
 /// (an OAuth redirect carries `access_token` in either).
@@ -71,14 +77,21 @@ const TOKEN_PUBLIC_FIELDS: &[&str] = &[
 /// Redacts records according to one trace plan; built once at startup.
 #[derive(Debug, Clone)]
 pub struct Redactor {
-    fields: Vec<String>,
-    /// The [`signature`] bits of the field names. Every key of every JSON body is looked up,
-    /// and most have a signature bit no field has.
-    field_signatures: u64,
-    /// [`pair_bit`]s of the first two and of the last two bytes of the field names, which a
-    /// header name matching a field must start or end with; all bits when a field is shorter.
-    field_heads: u64,
-    field_tails: u64,
+    /// The `redact_fields` patterns, built-in ones included: lower case, `-` written `_`, none
+    /// containing another (it would add nothing).
+    patterns: Vec<Box<[u8]>>,
+    /// The length of the shortest pattern: shorter names are not searched.
+    shortest: usize,
+    /// For each byte, the patterns that start with it (one bit each, the last bit standing for
+    /// the 64th pattern and all after it), and those whose second byte it is (or that have
+    /// none). A name holds a pattern only where its two bytes share a bit, and most positions
+    /// of most names share none: two loads rule a position out.
+    firsts: Box<[u64; 256]>,
+    seconds: Box<[u64; 256]>,
+    /// Every route's credential header (`kind = "header"`).
+    auth_headers: Vec<HeaderName>,
+    /// Routes whose bodies of a type that cannot be redacted are recorded as they are.
+    raw_body_routes: Vec<String>,
     bodies: bool,
     max_body: usize,
 }
@@ -161,13 +174,17 @@ pub enum BodyContent<'a> {
 enum BodyKind {
     Json,
     Form,
-    Text,
-    Binary,
+    Xml,
+    /// Any other type: there is no parser to redact it with.
+    Other,
 }
 
 impl Redactor {
     pub fn new(plan: &TracePlan) -> Self {
-        Self::with_fields(&plan.redact_fields, plan.bodies, plan.max_body)
+        let mut redactor = Self::with_fields(&plan.redact_fields, plan.bodies, plan.max_body);
+        redactor.auth_headers = plan.auth_headers.clone();
+        redactor.raw_body_routes = plan.raw_body_routes.clone();
+        redactor
     }
 
     /// The built-in field names only, for text that comes from outside (a HAR to diagnose).
@@ -175,70 +192,110 @@ impl Redactor {
         Self::with_fields(DEFAULT_REDACT_FIELDS, true, 0)
     }
 
+    /// The built-in patterns hold whatever `fields` says.
     fn with_fields(fields: &[impl AsRef<str>], bodies: bool, max_body: usize) -> Self {
-        let fields: Vec<String> = fields
+        let mut normal: Vec<Vec<u8>> = fields
             .iter()
-            .map(|f| f.as_ref().to_ascii_lowercase())
+            .map(AsRef::as_ref)
+            .chain(DEFAULT_REDACT_FIELDS.iter().copied())
+            .map(|f| f.bytes().map(snake).collect::<Vec<u8>>())
+            .filter(|f| !f.is_empty())
             .collect();
-        let pairs = |pick: fn(&[u8]) -> Option<(u8, u8)>| {
-            fields.iter().fold(0, |bits, f| match pick(f.as_bytes()) {
-                Some((a, b)) => bits | pair_bit(a, b),
-                None => u64::MAX,
-            })
-        };
+        normal.sort_by_key(Vec::len);
+        normal.dedup();
+        let mut patterns: Vec<Box<[u8]>> = Vec::with_capacity(normal.len());
+        for pattern in normal {
+            if !patterns.iter().any(|kept| contains(&pattern, kept)) {
+                patterns.push(pattern.into_boxed_slice());
+            }
+        }
+        let mut firsts = Box::new([0u64; 256]);
+        let mut seconds = Box::new([0u64; 256]);
+        for (index, pattern) in patterns.iter().enumerate() {
+            let bit = 1 << index.min(63);
+            for byte in 0..=u8::MAX {
+                if snake(byte) == pattern[0] {
+                    firsts[usize::from(byte)] |= bit;
+                }
+                if pattern.get(1).is_none_or(|&second| snake(byte) == second) {
+                    seconds[usize::from(byte)] |= bit;
+                }
+            }
+        }
         Redactor {
-            field_signatures: fields.iter().fold(0, |bits, f| bits | signature(f)),
-            field_heads: pairs(head_pair),
-            field_tails: pairs(tail_pair),
-            fields,
+            shortest: patterns.iter().map(|p| p.len()).min().unwrap_or(usize::MAX),
+            firsts,
+            seconds,
+            patterns,
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
             bodies,
             max_body,
         }
     }
 
-    /// Whether a query, form or JSON field of this name holds a secret.
+    /// Whether a query, form, JSON or XML field of this name holds a secret: its name contains
+    /// a pattern (ignoring case, `-` and `_` alike), or its last `:` segment (the attribute of
+    /// a SCIM URN) is one of [`SECRET_NAMES`].
     pub fn is_secret_field(&self, name: &str) -> bool {
-        self.field_signatures & signature(name) != 0
-            && self.fields.iter().any(|f| f.eq_ignore_ascii_case(name))
+        let bytes = name.as_bytes();
+        self.contains_pattern(bytes) || is_secret_name(bytes)
     }
 
-    /// Whether a header of this name carries a credential in its value.
-    pub fn is_secret_header(&self, name: &str) -> bool {
-        if CREDENTIAL_HEADERS
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
-        {
-            return true;
-        }
-        // `X-Client-Secret`, `X-Auth-Token`, `Api-Key`: compare in the fields' snake_case, byte
-        // by byte, since this runs for every header of every traced exchange.
-        let name = name.as_bytes();
-        let bare = match name {
-            [x, dash, rest @ ..] if snake(*x) == b'x' && snake(*dash) == b'_' => rest,
-            _ => name,
-        };
-        // Equal to a field, or a field and `_` before or after it: either way the name starts
-        // or ends with a field's first or last two bytes. Most headers do neither.
-        // A name too short to have two bytes is not filtered.
-        let bit = |pair: Option<(u8, u8)>| pair.map_or(u64::MAX, |(a, b)| pair_bit(a, b));
-        if bit(head_pair(bare)) & self.field_heads == 0
-            && bit(tail_pair(bare)) & self.field_tails == 0
-        {
+    /// Runs for every key of every body and every header of every traced exchange, so it
+    /// looks a position's two bytes up before comparing any pattern there.
+    fn contains_pattern(&self, name: &[u8]) -> bool {
+        let Some(last) = name.len().checked_sub(self.shortest) else {
             return false;
+        };
+        for (at, &byte) in name[..=last].iter().enumerate() {
+            let first = self.firsts[usize::from(byte)];
+            if first == 0 {
+                continue;
+            }
+            let rest = &name[at..];
+            let second = rest
+                .get(1)
+                .map_or(u64::MAX, |&b| self.seconds[usize::from(b)]);
+            let mut candidates = first & second;
+            while candidates != 0 {
+                let index = candidates.trailing_zeros() as usize;
+                let found = if index < 63 {
+                    starts_with_snake(rest, &self.patterns[index])
+                } else {
+                    self.patterns[63..]
+                        .iter()
+                        .any(|p| starts_with_snake(rest, p))
+                };
+                if found {
+                    return true;
+                }
+                candidates &= candidates - 1;
+            }
         }
-        self.fields.iter().any(|f| {
-            let f = f.as_bytes();
-            let n = f.len();
-            same_snake(bare, f)
-                || (bare.len() > n
-                    && same_snake(&bare[bare.len() - n..], f)
-                    && snake(bare[bare.len() - n - 1]) == b'_')
-                || (bare.len() > n && same_snake(&bare[..n], f) && snake(bare[n]) == b'_')
-        })
+        false
+    }
+
+    /// Whether a header of this name carries a credential in its value: a route's credential
+    /// header, a well-known one, or one named like a secret field (`X-Client-Secret`,
+    /// `X-SN-Auth-Token`).
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        self.auth_headers
+            .iter()
+            .any(|h| h.as_str().eq_ignore_ascii_case(name))
+            || CREDENTIAL_HEADERS
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            || self.is_secret_field(name)
     }
 
     pub fn redact<'a>(&self, record: &'a ExchangeRecord) -> RedactedRecord<'a> {
         let req = &record.request;
+        let raw = record.role != Role::TokenFetch
+            && record
+                .route
+                .as_deref()
+                .is_some_and(|route| self.raw_body_routes.iter().any(|r| r == route));
         let url = self.url(&req.url);
         // A URL left as it was has neither a query nor a fragment.
         let query = match &url {
@@ -251,7 +308,7 @@ impl Redactor {
             headers: self.headers(&req.headers),
             cookies: cookie_names(&req.headers),
             query,
-            body: self.body(req.body.as_ref(), &req.headers, record.role),
+            body: self.body(req.body.as_ref(), &req.headers, record.role, raw),
             body_size: body_size(req.body.as_ref(), &req.headers),
             url,
         };
@@ -261,7 +318,7 @@ impl Redactor {
             http_version: version_str(res.version),
             headers: self.headers(&res.headers),
             cookies: set_cookies(&res.headers),
-            body: self.body(res.body.as_ref(), &res.headers, record.role),
+            body: self.body(res.body.as_ref(), &res.headers, record.role, raw),
             body_size: body_size(res.body.as_ref(), &res.headers),
         });
         RedactedRecord {
@@ -284,6 +341,14 @@ impl Redactor {
     pub fn headers<'a>(&self, headers: &'a HeaderMap) -> Vec<(&'a str, Cow<'a, str>)> {
         let mut shown = Vec::with_capacity(headers.len());
         shown.extend(headers.iter().map(|(name, value)| {
+            // The proxy marks every value it puts on a request itself (stored credentials, OAuth
+            // tokens, a fixed client Authorization) sensitive when it builds it: such a value
+            // never shows, whatever the header is called. Authorization shows its scheme only.
+            let authorization =
+                name == header::AUTHORIZATION || name == header::PROXY_AUTHORIZATION;
+            if value.is_sensitive() && !authorization {
+                return (name.as_str(), Cow::Borrowed(REDACTED));
+            }
             let value = match std::str::from_utf8(value.as_bytes()) {
                 Ok(raw) => self.header_value(name, raw),
                 Err(_) => {
@@ -304,10 +369,10 @@ impl Redactor {
             Cow::Owned(cookie_header(value))
         } else if name == header::SET_COOKIE {
             Cow::Owned(set_cookie_header(value))
-        } else if URL_HEADERS.contains(name) {
-            self.url(value)
         } else if self.is_secret_header(name.as_str()) {
             Cow::Borrowed(REDACTED)
+        } else if URL_HEADERS.contains(name) {
+            self.url(value)
         } else {
             Cow::Borrowed(value)
         }
@@ -393,13 +458,14 @@ impl Redactor {
         captured: Option<&'a CapturedBody>,
         headers: &'a HeaderMap,
         role: Role,
+        raw: bool,
     ) -> Option<RedactedBody<'a>> {
         let captured = captured?;
         let mime_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let content = self.body_content(captured, headers, mime_type, role);
+        let content = self.body_content(captured, headers, mime_type, role, raw);
         Some(RedactedBody {
             mime_type: if mime_type.is_empty() {
                 "application/octet-stream"
@@ -412,12 +478,14 @@ impl Redactor {
         })
     }
 
+    /// `raw`: the route records bodies it cannot redact as they are (never a token endpoint's).
     fn body_content<'a>(
         &self,
         captured: &'a CapturedBody,
         headers: &HeaderMap,
         mime_type: &str,
         role: Role,
+        raw: bool,
     ) -> BodyContent<'a> {
         if !self.bodies {
             return BodyContent::Omitted("bodies are not recorded (trace.bodies = false)".into());
@@ -426,17 +494,28 @@ impl Redactor {
             return BodyContent::Text(Cow::Borrowed(""));
         }
         let kind = self.body_kind(mime_type, &captured.bytes);
+        let token = role == Role::TokenFetch;
         let encoded = headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
-        let structured = matches!(kind, BodyKind::Json | BodyKind::Form);
-        if encoded && (structured || role == Role::TokenFetch) {
+        let as_is = raw && !token && kind == BodyKind::Other;
+        if encoded && !as_is {
             return BodyContent::Omitted(
                 "content-encoded body withheld: it cannot be redacted without decoding".into(),
             );
         }
-        let token = role == Role::TokenFetch;
+        if let Some(charset) = charset(mime_type).filter(|c| {
+            !READABLE_CHARSETS
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(c))
+        }) {
+            if !as_is {
+                return BodyContent::Omitted(
+                    format!("body in charset {charset} withheld: it cannot be redacted").into(),
+                );
+            }
+        }
         match kind {
             BodyKind::Json => {
                 let mode = if token {
@@ -462,35 +541,69 @@ impl Redactor {
             _ if token => BodyContent::Omitted(
                 "token endpoint body withheld: only JSON and form bodies can be redacted".into(),
             ),
-            BodyKind::Text => BodyContent::Text(String::from_utf8_lossy(&captured.bytes)),
-            BodyKind::Binary if captured.truncated || captured.bytes.len() > self.max_body => {
-                BodyContent::Omitted(
-                    format!(
-                        "binary body of {} bytes not recorded (over max_body)",
-                        captured.total_size
-                    )
-                    .into(),
-                )
+            BodyKind::Xml => {
+                let redacted = std::str::from_utf8(&captured.bytes)
+                    .ok()
+                    .and_then(|text| xml_body::redact(text, self).ok());
+                match redacted {
+                    Some(text) => BodyContent::Text(text),
+                    None => BodyContent::Omitted(withheld_reason("XML", captured).into()),
+                }
             }
-            BodyKind::Binary => BodyContent::Base64(
-                base64::engine::general_purpose::STANDARD.encode(&captured.bytes),
+            BodyKind::Other if raw => self.as_is(captured, mime_type),
+            BodyKind::Other => BodyContent::Omitted(
+                format!(
+                    "{} body of {} bytes withheld: provproxy cannot redact this type \
+                     ([routes.trace] raw_bodies = true records it as it is)",
+                    match mime_type.split(';').next().map(str::trim) {
+                        Some(essence) if !essence.is_empty() => essence,
+                        _ => "untyped",
+                    },
+                    captured.total_size
+                )
+                .into(),
             ),
+        }
+    }
+
+    /// A body the route asked to see unredacted: text as text, anything else as base64 up to
+    /// `max_body`.
+    fn as_is<'a>(&self, captured: &'a CapturedBody, mime_type: &str) -> BodyContent<'a> {
+        let bytes = &captured.bytes;
+        let text_type =
+            mime_type.as_bytes()[..mime_type.len().min(5)].eq_ignore_ascii_case(b"text/");
+        let readable = || {
+            !bytes
+                .iter()
+                .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        };
+        match std::str::from_utf8(bytes) {
+            Ok(utf8) if text_type || readable() => BodyContent::Text(Cow::Borrowed(utf8)),
+            _ if text_type => BodyContent::Text(String::from_utf8_lossy(bytes)),
+            _ if captured.truncated || bytes.len() > self.max_body => BodyContent::Omitted(
+                format!(
+                    "binary body of {} bytes not recorded (over max_body)",
+                    captured.total_size
+                )
+                .into(),
+            ),
+            _ => BodyContent::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
         }
     }
 
     fn body_kind(&self, mime: &str, bytes: &[u8]) -> BodyKind {
         let essence = mime.split(';').next().unwrap_or("").trim();
         if essence.is_empty() {
-            // No declared type: sniff, and treat anything that parses as JSON or looks like a
-            // form as such so that its secrets are redacted.
+            // No declared type: a body that parses as JSON or XML is redacted as such. A form
+            // cannot be told from other text (`dG9rZW4=` reads as one), so it is not guessed.
             if json_body::is_json(bytes, self) {
                 return BodyKind::Json;
             }
-            return match std::str::from_utf8(bytes) {
-                Ok(t) if t.contains('=') && !t.contains(char::is_whitespace) => BodyKind::Form,
-                Ok(_) => BodyKind::Text,
-                Err(_) => BodyKind::Binary,
-            };
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+            if matches!(first, Some(b'<' | 0xef)) && xml_body::is_xml(bytes, self) {
+                return BodyKind::Xml;
+            }
+            return BodyKind::Other;
         }
         let is = |name: &str| essence.eq_ignore_ascii_case(name);
         let ends_with = |suffix: &str| {
@@ -502,54 +615,25 @@ impl Redactor {
             BodyKind::Json
         } else if is("application/x-www-form-urlencoded") {
             BodyKind::Form
-        } else if essence.as_bytes()[..essence.len().min(5)].eq_ignore_ascii_case(b"text/")
-            || ends_with("+xml")
-            || is("application/xml")
-            || is("application/javascript")
-        {
-            BodyKind::Text
+        } else if is("application/xml") || is("text/xml") || ends_with("+xml") {
+            BodyKind::Xml
         } else {
-            BodyKind::Binary
+            BodyKind::Other
         }
     }
 }
 
-/// One of 64 bits for a name's length and first and last bytes, ignoring ASCII case: names
-/// equal but for case have the same.
-fn signature(name: &str) -> u64 {
-    let bytes = name.as_bytes();
-    let (first, last) = match bytes {
-        [] => (0, 0),
-        [first, .., last] => (*first, *last),
-        [only] => (*only, *only),
-    };
-    let mix = (bytes.len() as u64)
-        ^ u64::from(first.to_ascii_lowercase()) << 8
-        ^ u64::from(last.to_ascii_lowercase()) << 16;
-    1 << (mix.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
+/// The `charset` parameter of a `Content-Type`, unquoted.
+fn charset(mime: &str) -> Option<&str> {
+    mime.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    })
 }
 
-/// One of 64 bits for two bytes of a header name, as the fields spell them.
-fn pair_bit(a: u8, b: u8) -> u64 {
-    let mix = u64::from(snake(a)) << 8 | u64::from(snake(b));
-    1 << (mix.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
-}
-
-fn head_pair(bytes: &[u8]) -> Option<(u8, u8)> {
-    match bytes {
-        [a, b, ..] => Some((*a, *b)),
-        _ => None,
-    }
-}
-
-fn tail_pair(bytes: &[u8]) -> Option<(u8, u8)> {
-    match bytes {
-        [.., a, b] => Some((*a, *b)),
-        _ => None,
-    }
-}
-
-/// A header name's byte as the fields spell it: lower case, `-` as `_`.
+/// A name's byte as the patterns spell it: lower case, `-` as `_`.
 fn snake(byte: u8) -> u8 {
     if byte == b'-' {
         b'_'
@@ -558,9 +642,28 @@ fn snake(byte: u8) -> u8 {
     }
 }
 
-/// Whether a header name part equals a (lower-case, snake_case) field name.
-fn same_snake(name: &[u8], field: &[u8]) -> bool {
-    name.len() == field.len() && name.iter().zip(field).all(|(&n, &f)| snake(n) == f)
+/// Whether the last `:` segment of `name` is one of [`SECRET_NAMES`], ignoring case: the name
+/// ends with one, whole or after a `:`. A name that does not end in `e` or `g` is none of them.
+fn is_secret_name(name: &[u8]) -> bool {
+    if !matches!(name.last().map(u8::to_ascii_lowercase), Some(b'e' | b'g')) {
+        return false;
+    }
+    SECRET_NAMES.iter().any(|secret| {
+        let secret = secret.as_bytes();
+        name.len() >= secret.len()
+            && name[name.len() - secret.len()..].eq_ignore_ascii_case(secret)
+            && (name.len() == secret.len() || name[name.len() - secret.len() - 1] == b':')
+    })
+}
+
+/// Whether `name` starts with `pattern` (lower case, snake_case), ignoring case and `-` / `_`.
+fn starts_with_snake(name: &[u8], pattern: &[u8]) -> bool {
+    name.len() >= pattern.len() && name.iter().zip(pattern).all(|(&n, &p)| snake(n) == p)
+}
+
+/// Whether `pattern` occurs in `name`, both in snake_case.
+fn contains(name: &[u8], pattern: &[u8]) -> bool {
+    name.windows(pattern.len()).any(|w| w == pattern)
 }
 
 /// The actions as recorded; copied only when a cookie name carries a value. The pipeline passes
@@ -609,11 +712,22 @@ pub(super) fn is_token_public_field(name: &str) -> bool {
 }
 
 /// Keeps the scheme and any scheme word repeated after it: `Bearer Bearer [REDACTED]`.
+/// A value that does not start with what can be a scheme (a lone word is a bare credential;
+/// a long first word or one with `=` or `.` in it looks like a token) is redacted whole.
 pub fn authorization(value: &str) -> String {
-    let mut words = value.split_whitespace();
+    let mut words = value.split_whitespace().peekable();
     let Some(scheme) = words.next() else {
         return String::new();
     };
+    let known = SCHEME_NAMES.iter().any(|s| s.eq_ignore_ascii_case(scheme));
+    let scheme_like = scheme.len() <= 24
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let shows_scheme = known || (scheme_like && words.peek().is_some());
+    if !shows_scheme {
+        return REDACTED.to_owned();
+    }
     let mut out = String::with_capacity(scheme.len() + 1 + REDACTED.len());
     out.push_str(scheme);
     for word in words {
@@ -770,11 +884,16 @@ mod tests {
             keep: 10,
             channel_capacity: 8,
             recent: 8,
+            auth_headers: Vec::new(),
+            raw_body_routes: Vec::new(),
         }
     }
 
     fn redactor() -> Redactor {
-        Redactor::new(&plan(&["sessionSecret"]))
+        let mut plan = plan(&["tenantPin"]);
+        plan.auth_headers = vec![HeaderName::from_static("x-sn-auth")];
+        plan.raw_body_routes = vec!["raw".into()];
+        Redactor::new(&plan)
     }
 
     fn header(name: HeaderName, value: &str) -> String {
@@ -782,6 +901,11 @@ mod tests {
     }
 
     fn body(content_type: &str, body: &str, role: Role) -> BodyContent<'static> {
+        body_of(content_type, body.as_bytes(), role, false)
+    }
+
+    /// `raw`: as on a route with `raw_bodies = true`.
+    fn body_of(content_type: &str, body: &[u8], role: Role, raw: bool) -> BodyContent<'static> {
         let mut headers = HeaderMap::new();
         if !content_type.is_empty() {
             headers.insert(
@@ -790,12 +914,12 @@ mod tests {
             );
         }
         let captured = CapturedBody {
-            bytes: Bytes::copy_from_slice(body.as_bytes()),
+            bytes: Bytes::copy_from_slice(body),
             total_size: body.len() as u64,
             truncated: false,
         };
         match redactor()
-            .body(Some(&captured), &headers, role)
+            .body(Some(&captured), &headers, role, raw)
             .unwrap()
             .content
         {
@@ -860,45 +984,143 @@ mod tests {
 
     #[test]
     fn credential_headers_and_headers_named_like_fields_are_redacted() {
-        for name in ["x-api-key", "api-key", "x-client-secret", "x-auth-token"] {
+        for name in [
+            "x-api-key",
+            "api-key",
+            "x-client-secret",
+            "x-auth-token",
+            "x-session-secret-value",
+            "ocp-apim-subscription-key",
+            "x-tenantpin",
+            "sig",
+        ] {
             let name = HeaderName::from_static(name);
             assert_eq!(header(name, "s3cret"), REDACTED);
         }
-        let name = HeaderName::from_static("x-session-secret-value");
-        assert_eq!(header(name, "kept"), "kept");
+        for (name, value) in [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::ACCEPT, "*/*"),
+            (HeaderName::from_static("x-request-id"), "r-1"),
+            (HeaderName::from_static("x-error-code"), "E42"),
+        ] {
+            assert_eq!(header(name, value), value);
+        }
+    }
+
+    #[test]
+    fn a_routes_credential_header_is_redacted_whatever_its_name() {
+        // `X-SN-Auth` is on no list and names no secret; the plan says a route injects it.
         assert_eq!(
-            header(header::CONTENT_TYPE, "application/json"),
-            "application/json"
+            header(HeaderName::from_static("x-sn-auth"), "s3cret"),
+            REDACTED
+        );
+        assert_eq!(
+            Redactor::new(&plan(&[])).header_value(&HeaderName::from_static("x-sn-auth"), "v"),
+            "v"
         );
     }
 
-    /// The checks as they were written before the prefilters: allocating, and plainly right.
-    fn reference(fields: &[String], name: &str, header: bool) -> bool {
-        if !header {
-            return fields.iter().any(|f| f.eq_ignore_ascii_case(name));
+    #[test]
+    fn a_value_the_proxy_marked_sensitive_is_redacted_whatever_its_header() {
+        let mut headers = HeaderMap::new();
+        let mut injected = HeaderValue::from_static("injected-s3cret");
+        injected.set_sensitive(true);
+        headers.insert("x-custom", injected.clone());
+        headers.insert(header::LOCATION, injected.clone());
+        headers.insert("x-plain", HeaderValue::from_static("shown"));
+        let mut bearer = HeaderValue::from_static("Bearer tok-s3cret");
+        bearer.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, bearer);
+        let shown = redactor().headers(&headers);
+        let value = |name: &str| {
+            shown
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+                .unwrap()
+        };
+        assert_eq!(value("x-custom"), REDACTED);
+        assert_eq!(value("location"), REDACTED);
+        assert_eq!(value("x-plain"), "shown");
+        assert_eq!(value("authorization"), "Bearer [REDACTED]");
+    }
+
+    #[test]
+    fn an_authorization_value_without_a_scheme_is_redacted_whole() {
+        for bare in ["s3cr3t-api-key", "dXNlcjpwYXNz", "a.b.c d", "key=value x"] {
+            assert_eq!(header(header::AUTHORIZATION, bare), REDACTED, "{bare}");
         }
-        if CREDENTIAL_HEADERS
+        assert_eq!(
+            header(header::AUTHORIZATION, "SSWS 00abc"),
+            "SSWS [REDACTED]"
+        );
+        assert_eq!(header(header::AUTHORIZATION, "Basic"), "Basic");
+    }
+
+    #[test]
+    fn field_names_match_secret_words_anywhere_and_short_names_whole() {
+        let r = redactor();
+        for secret in [
+            "password",
+            "user_password",
+            "newPassword",
+            "PASSWD",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:password",
+            "sessionToken",
+            "activationToken",
+            "client_assertion",
+            "client_secret",
+            "x-api-key",
+            "apiKey",
+            "API_KEY",
+            "credentials",
+            "code",
+            "Sig",
+            "signature",
+            "urn:example:params:Code",
+            "my_tenantpin",
+        ] {
+            assert!(r.is_secret_field(secret), "{secret}");
+        }
+        for plain in [
+            "userName",
+            "postcode",
+            "codes",
+            "signal",
+            "design",
+            "passage",
+            "tok",
+            "",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+            "id",
+        ] {
+            assert!(!r.is_secret_field(plain), "{plain}");
+        }
+    }
+
+    /// The check as it reads in the issue, allocating and plainly right.
+    fn reference(patterns: &[&str], name: &str) -> bool {
+        let normal = |s: &str| s.to_ascii_lowercase().replace('-', "_");
+        let name_normal = normal(name);
+        let last = name.rsplit(':').next().unwrap_or(name);
+        patterns
             .iter()
-            .any(|h| h.eq_ignore_ascii_case(name))
-        {
-            return true;
-        }
-        let normal = name.to_ascii_lowercase().replace('-', "_");
-        let bare = normal.strip_prefix("x_").unwrap_or(&normal);
-        fields.iter().any(|f| {
-            bare == f
-                || bare
-                    .strip_suffix(f.as_str())
-                    .is_some_and(|rest| rest.ends_with('_'))
-                || bare
-                    .strip_prefix(f.as_str())
-                    .is_some_and(|rest| rest.starts_with('_'))
-        })
+            .any(|p| !p.is_empty() && name_normal.contains(&normal(p)))
+            || SECRET_NAMES.iter().any(|n| n.eq_ignore_ascii_case(last))
     }
 
     #[test]
     fn the_prefilters_never_hide_a_secret_field_or_header() {
-        let configs: [&[&str]; 3] = [&[], &["sessionSecret", "X"], &["a_b", "ToKeN2"]];
+        // More than 64 patterns share the last bit of the prefilter.
+        let many: Vec<String> = (0..70).map(|i| format!("q{i}z")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let configs: [&[&str]; 5] = [
+            &[],
+            &["sessionSecret", "X"],
+            &["a_b", "ToKeN2"],
+            &["q-r"],
+            &many,
+        ];
         let words = [
             "",
             "x",
@@ -919,10 +1141,11 @@ mod tests {
         ];
         for extra in configs {
             let r = Redactor::new(&plan(extra));
+            let patterns: Vec<&str> = DEFAULT_REDACT_FIELDS.iter().chain(extra).copied().collect();
             let mut names: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-            for field in r.fields.clone() {
+            for field in patterns.iter().chain(SECRET_NAMES) {
                 for form in [
-                    field.clone(),
+                    field.to_string(),
                     field.to_ascii_uppercase(),
                     field.replace('_', "-"),
                     format!("x-{field}"),
@@ -931,6 +1154,10 @@ mod tests {
                     format!("{field}s"),
                     format!("my{field}"),
                     format!("x_{}", field.to_ascii_uppercase()),
+                    format!("urn:a:b:{field}"),
+                    format!("{field}:x"),
+                    field[1..].to_string(),
+                    field[..field.len() - 1].to_string(),
                 ] {
                     names.push(form);
                 }
@@ -938,12 +1165,16 @@ mod tests {
             for name in &names {
                 assert_eq!(
                     r.is_secret_field(name),
-                    reference(&r.fields, name, false),
+                    reference(&patterns, name),
                     "field {name:?} with {extra:?}"
                 );
+                let header = reference(&patterns, name)
+                    || CREDENTIAL_HEADERS
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case(name));
                 assert_eq!(
                     r.is_secret_header(name),
-                    reference(&r.fields, name, true),
+                    header,
                     "header {name:?} with {extra:?}"
                 );
             }
@@ -971,14 +1202,35 @@ mod tests {
     fn json_fields_are_redacted_at_any_depth_and_inside_arrays() {
         let out = text(body(
             "application/scim+json",
-            r#"{"userName":"bob","a":{"b":[{"PASSWORD":"p1"},{"x":{"client_secret":"c1"}}]},"sessionSecret":{"n":1}}"#,
+            r#"{"userName":"bob","a":{"b":[{"PASSWORD":"p1"},{"x":{"client_secret":"c1"}}]},"tenantPin":{"n":1}}"#,
             Role::Client,
         ));
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["userName"], "bob");
         assert_eq!(v["a"]["b"][0]["PASSWORD"], REDACTED);
         assert_eq!(v["a"]["b"][1]["x"]["client_secret"], REDACTED);
-        assert_eq!(v["sessionSecret"], REDACTED);
+        assert_eq!(v["tenantPin"], REDACTED);
+    }
+
+    #[test]
+    fn json_fields_named_like_secrets_are_redacted_as_targets_name_them() {
+        let out = text(body(
+            "application/scim+json",
+            concat!(
+                r#"{"user_password":"sn1","newPassword":"n1","sessionToken":"st1","#,
+                r#""activationToken":"at1","client_assertion":"ca1","code":"oc1","sig":"sg1","#,
+                r#""urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"password":"e1","employeeNumber":"701"},"#,
+                r#""urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:password":"e2","#,
+                r#""userName":"bob","postcode":"12345"}"#
+            ),
+            Role::Client,
+        ));
+        for secret in ["sn1", "n1", "st1", "at1", "ca1", "oc1", "sg1", "e1", "e2"] {
+            assert!(!out.contains(&format!("\"{secret}\"")), "{secret} in {out}");
+        }
+        for kept in ["bob", "12345", "701"] {
+            assert!(out.contains(kept), "{kept} in {out}");
+        }
     }
 
     #[test]
@@ -996,7 +1248,7 @@ mod tests {
 
     #[test]
     fn json_without_secrets_is_kept_intact() {
-        let input = r#"{"code":401,"description":"The request requires user authentication","list":[1,"two",{"three":null}]}"#;
+        let input = r#"{"status":401,"description":"The request requires user authentication","list":[1,"two",{"three":null}]}"#;
         let out = text(body("application/json; charset=utf-8", input, Role::Client));
         assert_eq!(
             serde_json::from_str::<Value>(&out).unwrap(),
@@ -1031,9 +1283,158 @@ mod tests {
             truncated: true,
         };
         let out = redactor()
-            .body(Some(&truncated), &headers, Role::Client)
+            .body(Some(&truncated), &headers, Role::Client, true)
             .unwrap();
         assert!(matches!(out.content, BodyContent::Omitted(ref why) if why.contains("truncated")));
+    }
+
+    #[test]
+    fn form_and_query_fields_named_like_secrets_are_redacted() {
+        assert_eq!(
+            text(body(
+                "application/x-www-form-urlencoded",
+                "sys_id=1&user_password=sn1&newPassword=n1&client_assertion=ca1&code=oc1&state=s",
+                Role::Client
+            )),
+            "sys_id=1&user_password=[REDACTED]&newPassword=[REDACTED]&client_assertion=[REDACTED]&code=[REDACTED]&state=s"
+        );
+        assert_eq!(
+            redactor().url("https://t/dl?file=a.pdf&se=2030&sig=abc%2Bdef&sp=r"),
+            "https://t/dl?file=a.pdf&se=2030&sig=[REDACTED]&sp=r"
+        );
+    }
+
+    #[test]
+    fn xml_and_soap_bodies_are_redacted_by_element_and_attribute_name() {
+        let soap = concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">"#,
+            r#"<soapenv:Header><wsse:Security><wsse:UsernameToken><wsse:Username>svc</wsse:Username>"#,
+            r#"<wsse:Password Type="PasswordText">w1</wsse:Password></wsse:UsernameToken></wsse:Security></soapenv:Header>"#,
+            r#"<soapenv:Body><ns:insert><user_name>bob</user_name><user_password>x1</user_password>"#,
+            r#"<ns:Password>x2</ns:Password><login password="x3" id="7"/>"#,
+            r#"<entry key="password" value="x4"/><Attribute name="newPassword"><Value>x5</Value></Attribute>"#,
+            r#"</ns:insert></soapenv:Body></soapenv:Envelope>"#
+        );
+        for content_type in ["text/xml; charset=utf-8", "application/soap+xml", ""] {
+            let out = text(body(content_type, soap, Role::Client));
+            for secret in ["w1", "x1", "x2", "x3", "x4", "x5", "svc"] {
+                assert!(!out.contains(&format!(">{secret}<")), "{secret} in {out}");
+                assert!(!out.contains(&format!("\"{secret}\"")), "{secret} in {out}");
+            }
+            assert!(out.contains("<user_name>bob</user_name>"), "{out}");
+            assert!(
+                out.contains(r#"<login password="[REDACTED]" id="7"/>"#),
+                "{out}"
+            );
+            assert!(
+                out.contains("<user_password>[REDACTED]</user_password>"),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_that_cannot_be_redacted_are_withheld_with_their_size_and_type() {
+        let cases: [(&str, &[u8]); 7] = [
+            ("text/plain", b"password: hunter2"),
+            ("text/html", b"<p>hunter2</p>"),
+            ("application/octet-stream", &[0, 1, 2, 3]),
+            ("", b"dXNlcjpodW50ZXIy"),
+            ("", b"user=bob&password=hunter2"),
+            ("application/xml", b"<password>hunter2</password"),
+            (
+                "text/xml; charset=utf-7",
+                b"<a>+ADw-password+AD4-hunter2</a>",
+            ),
+        ];
+        for (content_type, bytes) in cases {
+            match body_of(content_type, bytes, Role::Client, false) {
+                BodyContent::Omitted(why) => assert!(why.contains("withheld"), "{why}"),
+                other => panic!("{content_type} {bytes:?} shown: {other:?}"),
+            }
+        }
+        let BodyContent::Omitted(why) =
+            body_of("text/plain; charset=utf-8", b"hello", Role::Client, false)
+        else {
+            panic!("text shown");
+        };
+        assert!(
+            why.starts_with("text/plain body of 5 bytes withheld"),
+            "{why}"
+        );
+        assert!(why.contains("raw_bodies = true"), "{why}");
+    }
+
+    #[test]
+    fn a_route_that_opts_in_records_bodies_that_cannot_be_redacted_as_they_are() {
+        let shown = text(body_of("text/plain", b"plain words", Role::Client, true));
+        assert_eq!(shown, "plain words");
+        // What can be redacted still is, and a token endpoint's body never shows raw.
+        let json = text(body_of(
+            "application/json",
+            br#"{"password":"p"}"#,
+            Role::Client,
+            true,
+        ));
+        assert_eq!(json, r#"{"password":"[REDACTED]"}"#);
+        let broken = body_of(
+            "application/json",
+            br#"{"password":"p""#,
+            Role::Client,
+            true,
+        );
+        assert!(matches!(broken, BodyContent::Omitted(_)));
+        let mut record = record_with_body("text/plain", "raw");
+        record.role = Role::TokenFetch;
+        let r = redactor();
+        let out = r.redact(&record);
+        assert!(matches!(
+            out.request.body.unwrap().content,
+            BodyContent::Omitted(_)
+        ));
+        let record = record_with_body("text/plain", "raw");
+        let out = r.redact(&record);
+        assert!(
+            matches!(out.request.body.unwrap().content, BodyContent::Text(ref t) if t == "text")
+        );
+        let mut other = record_with_body("text/plain", "other");
+        other.route = Some("other".into());
+        let out = r.redact(&other);
+        assert!(matches!(
+            out.request.body.unwrap().content,
+            BodyContent::Omitted(_)
+        ));
+    }
+
+    fn record_with_body(content_type: &'static str, route: &str) -> ExchangeRecord {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        ExchangeRecord {
+            id: 1,
+            parent: None,
+            role: Role::Client,
+            started: SystemTime::now(),
+            timings: Timings::default(),
+            client_addr: None,
+            client_name: None,
+            route: Some(route.into()),
+            session_key: None,
+            request: RequestPart {
+                method: Method::POST,
+                url: "http://t/".into(),
+                version: Version::HTTP_11,
+                headers,
+                body: Some(CapturedBody {
+                    bytes: Bytes::from_static(b"text"),
+                    total_size: 4,
+                    truncated: false,
+                }),
+            },
+            response: None,
+            actions: Actions::default(),
+            error: None,
+        }
     }
 
     #[test]
@@ -1063,7 +1464,7 @@ mod tests {
     }
 
     #[test]
-    fn binary_bodies_are_base64_under_max_body_and_omitted_over_it() {
+    fn raw_binary_bodies_are_base64_under_max_body_and_omitted_over_it() {
         let r = redactor();
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
@@ -1072,7 +1473,7 @@ mod tests {
             total_size: 6,
             truncated: false,
         };
-        let out = r.body(Some(&small), &headers, Role::Client).unwrap();
+        let out = r.body(Some(&small), &headers, Role::Client, true).unwrap();
         assert!(matches!(out.content, BodyContent::Base64(ref b) if b == "iVBORwAB"));
         assert_eq!(out.mime_type, "image/png");
         let big = CapturedBody {
@@ -1080,7 +1481,7 @@ mod tests {
             total_size: 5000,
             truncated: true,
         };
-        let out = r.body(Some(&big), &headers, Role::Client).unwrap();
+        let out = r.body(Some(&big), &headers, Role::Client, true).unwrap();
         assert!(matches!(out.content, BodyContent::Omitted(ref why) if why.contains("5000")));
     }
 
@@ -1095,7 +1496,7 @@ mod tests {
         };
         let headers = HeaderMap::new();
         let out = Redactor::new(&p)
-            .body(Some(&captured), &headers, Role::Client)
+            .body(Some(&captured), &headers, Role::Client, true)
             .unwrap();
         assert_eq!(out.size, 5);
         assert!(matches!(out.content, BodyContent::Omitted(_)));
@@ -1115,7 +1516,7 @@ mod tests {
             truncated: false,
         };
         let out = redactor()
-            .body(Some(&captured), &headers, Role::Client)
+            .body(Some(&captured), &headers, Role::Client, true)
             .unwrap();
         assert!(matches!(out.content, BodyContent::Omitted(_)));
     }

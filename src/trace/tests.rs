@@ -34,6 +34,8 @@ fn plan(dir: &Path) -> TracePlan {
         keep: 10,
         channel_capacity: 64,
         recent: 16,
+        auth_headers: Vec::new(),
+        raw_body_routes: Vec::new(),
     }
 }
 
@@ -752,11 +754,20 @@ fn golden_records() -> Vec<ExchangeRecord> {
     vec![client, login, token, binary, failed, truncated]
 }
 
+/// The golden records' route records bodies that cannot be redacted as they are, so that text
+/// and base64 bodies keep their place in the golden files.
+fn golden_plan(dir: &Path) -> TracePlan {
+    TracePlan {
+        raw_body_routes: vec!["osmc".into()],
+        ..plan(dir)
+    }
+}
+
 /// The golden files were written by the writers that built a `serde_json::Value` per entry; the
 /// views that replaced them must produce the same bytes.
 #[test]
 fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
-    let redactor = super::Redactor::new(&plan(Path::new("/unused")));
+    let redactor = super::Redactor::new(&golden_plan(Path::new("/unused")));
     let records = golden_records();
     let redacted: Vec<RedactedRecord<'_>> = records.iter().map(|r| redactor.redact(r)).collect();
     let har = include_str!("testdata/golden.har-entries");
@@ -779,7 +790,7 @@ fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
 #[tokio::test]
 async fn the_ring_serves_the_same_bytes_as_the_json_lines_file() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = plan(dir.path());
+    let plan = golden_plan(dir.path());
     let (tracer, writer) = Tracer::start(&plan).unwrap();
     for rec in golden_records() {
         tracer.submit(rec);

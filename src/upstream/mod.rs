@@ -18,8 +18,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 
+use crate::body::{BoxError, ClientBodyFault, ProxyBody};
 use crate::config::Upstream as UpstreamPlan;
-use crate::proxy::body::{BoxError, ClientBodyFault, ProxyBody};
 
 use pool::Pool;
 pub use pool::UpstreamBody;
@@ -129,7 +129,7 @@ impl<F: Forward> DynForward for F {
     fn forward_boxed(&self, request: Request<ProxyBody>) -> BoxedForward<'_> {
         Box::pin(async move {
             let response = self.forward(request).await?;
-            Ok(response.map(crate::proxy::body::stream))
+            Ok(response.map(crate::body::stream))
         })
     }
 }

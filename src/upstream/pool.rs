@@ -20,7 +20,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use crate::proxy::body::ProxyBody;
+use crate::body::ProxyBody;
 
 pub type ConnectError = Box<dyn StdError + Send + Sync>;
 
@@ -297,7 +297,7 @@ mod tests {
         let request = http::Request::builder()
             .uri("/")
             .header(http::header::HOST, "target")
-            .body(crate::proxy::body::empty())
+            .body(crate::body::empty())
             .expect("request");
         let response = sender.send_request(request).await.expect("response");
         let (_, incoming) = response.into_parts();

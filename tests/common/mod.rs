@@ -18,8 +18,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use provproxy::body::{full, ProxyBody};
 use provproxy::demo::client::Reply;
-use provproxy::proxy::body::{full, ProxyBody};
 use provproxy::server::Running;
 use provproxy::upstream::tls::provider;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -302,7 +302,15 @@ pub fn json(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
 /// resolving `{ env = "..." }` from `secrets`. Fails the test with the config error.
 pub async fn proxy(toml: &str, upstream: &str, secrets: &[(&str, &str)]) -> Running {
     let toml = toml.replace("{upstream}", upstream);
-    match provproxy::demo::start_proxy(&toml, secrets).await {
+    let env = |name: &str| {
+        secrets
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| (*value).to_owned())
+    };
+    let plan = provproxy::config::load_str(&toml, "test.toml", std::path::Path::new("."), &env)
+        .unwrap_or_else(|err| panic!("config rejected: {err}\n{toml}"));
+    match provproxy::start(plan).await {
         Ok(running) => running,
         Err(err) => panic!("proxy did not start: {err}\n{toml}"),
     }

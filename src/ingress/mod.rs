@@ -4,6 +4,8 @@
 //! is checked in constant time and removed before the request goes anywhere, so it never
 //! reaches a target.
 
+pub mod origin;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,8 +18,8 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::origin::{self, ServedNames};
 use crate::config::{ClientCredential, ClientPlan};
+use origin::ServedNames;
 
 /// The authenticated client of a connection or request.
 pub type ClientName = Arc<str>;
