@@ -278,13 +278,33 @@ pub(crate) fn write_state(
 }
 
 /// Replaces `path` with what `fill` writes, so that a reader (or a crash) sees the old content
-/// or the new, never a mix: temp file in the same directory (0600 from creation), fill, fsync,
-/// rename over `path`, fsync the directory. On any failure the temp file is removed and `path`
-/// is untouched.
+/// or the new, never a mix. On any failure `path` is untouched.
 pub(crate) fn replace_file(
     path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
+    publish_file(path, fill, Publish::Replace).map(|_| ())
+}
+
+/// How a fully written temp file takes its final name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Publish {
+    /// Renamed over whatever `path` holds.
+    Replace,
+    /// Linked to `path` only if nothing is there yet: two processes creating the same file agree
+    /// on the first one's content.
+    KeepExisting,
+}
+
+/// Writes `path` through a temp file in the same directory (0600 from creation), filled by
+/// `fill` and fsynced, then published as `publish` says and the directory fsynced. True when the
+/// new content took the name (false: `KeepExisting` found a file there). On any failure the temp
+/// file is removed and `path` is untouched.
+pub(crate) fn publish_file(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+    publish: Publish,
+) -> io::Result<bool> {
     let dir = parent_dir(path);
     let file_name = path.file_name().ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidInput, "state path has no file name")
@@ -305,10 +325,21 @@ pub(crate) fn replace_file(
         fill(&mut file)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        let published = match publish {
+            Publish::Replace => fs::rename(&tmp, path).map(|()| true)?,
+            Publish::KeepExisting => match fs::hard_link(&tmp, path) {
+                Ok(()) => true,
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(error) => return Err(error),
+            },
+        };
+        if published {
+            // The new name must survive a crash.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(published)
     })();
-    if result.is_err() {
+    if result.is_err() || publish == Publish::KeepExisting {
         let _ = fs::remove_file(&tmp);
     }
     result

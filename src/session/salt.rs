@@ -4,11 +4,12 @@
 //! from `/sessions` or a trace to a header value or credential.
 
 use std::fmt::Write as _;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::key::{random_secret, KeyHasher, HASH_KEY_LEN};
+use super::persist::{publish_file, Publish};
 use super::SessionError;
 
 /// The file's name inside a state directory.
@@ -68,40 +69,19 @@ fn invalid(path: &Path, reason: &str) -> SessionError {
     }
 }
 
-/// Writes the secret to a temp file (0600 from creation, synced) and links it to `path`.
+/// Writes the secret through a temp file (0600 from creation, synced) linked to `path`.
 /// False when `path` already existed: the secret in it is the one to use.
 fn create(path: &Path, secret: &[u8; HASH_KEY_LEN]) -> io::Result<bool> {
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(SALT_FILE);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    // Left over by a crash of an earlier process with the same pid (pid 1 in a container).
-    let _ = fs::remove_file(&tmp);
-    let result = (|| {
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        let mut text = String::with_capacity(HASH_KEY_LEN * 2 + 1);
-        for byte in secret {
-            let _ = write!(text, "{byte:02x}");
-        }
-        text.push('\n');
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(error) => Err(error),
-        }
-    })();
-    let _ = fs::remove_file(&tmp);
-    if let (Ok(true), Some(dir)) = (&result, path.parent()) {
-        // The new name must survive a crash, like the state file's.
-        fs::File::open(dir)?.sync_all()?;
+    let mut text = String::with_capacity(HASH_KEY_LEN * 2 + 1);
+    for byte in secret {
+        let _ = write!(text, "{byte:02x}");
     }
-    result
+    text.push('\n');
+    publish_file(
+        path,
+        |file| file.write_all(text.as_bytes()),
+        Publish::KeepExisting,
+    )
 }
 
 /// Where a state file's secret lives.
