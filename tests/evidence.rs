@@ -141,7 +141,7 @@ fn diagnose(trace: &Path, json: bool) -> (Option<i32>, String, String) {
     if json {
         command.arg("--json");
     }
-    let (status, stdout, stderr) = output(command);
+    let (status, stdout, stderr) = output(&mut command);
     (status.code(), stdout, stderr)
 }
 
@@ -170,7 +170,7 @@ async fn a_second_run_on_the_same_config_fails_naming_the_lock_holder_and_change
         .args(["run", "--config"])
         .arg(&config)
         .envs(ENV.iter().copied());
-    let (status, _, stderr) = output(second);
+    let (status, _, stderr) = output(&mut second);
 
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
@@ -449,7 +449,7 @@ fn diagnose_piped_into_head_ends_quietly_with_its_own_exit_code() {
         env!("CARGO_BIN_EXE_provproxy"),
         har.display()
     ));
-    let (_, stdout, stderr) = output(pipeline);
+    let (_, stdout, stderr) = output(&mut pipeline);
     assert_eq!(stdout.lines().count(), 1);
     assert!(stdout.starts_with("#1 GET"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -490,7 +490,7 @@ fn check_prints_every_example_in_the_configs_own_spelling_without_debug_text() {
         ] {
             check.env(name, "example-secret-value-0b1d");
         }
-        let (status, stdout, stderr) = output(check);
+        let (status, stdout, stderr) = output(&mut check);
         assert!(status.success(), "{}: {stderr}", file.display());
         for debug in [
             "Some(",
@@ -512,7 +512,7 @@ fn check_prints_every_example_in_the_configs_own_spelling_without_debug_text() {
         .args(["check", "--config"])
         .arg(examples.join("session-locked.toml"))
         .env("OSMC_PASSWORD", "example-secret-value-0b1d");
-    let (_, stdout, _) = output(check);
+    let (_, stdout, _) = output(&mut check);
     assert!(stdout.contains("idle_timeout = \"14m\""), "{stdout}");
     assert!(
         stdout.contains("password = <env OSMC_PASSWORD>"),
@@ -529,7 +529,7 @@ fn a_config_error_on_column_15_says_column_15() {
     std::fs::write(&config, text).expect("write config");
     let mut check = provproxy();
     check.args(["check", "--config"]).arg(&config);
-    let (status, stdout, stderr) = output(check);
+    let (status, stdout, stderr) = output(&mut check);
     assert_eq!(status.code(), Some(1));
     assert!(stdout.is_empty());
     assert_eq!(
@@ -545,7 +545,7 @@ fn a_config_error_on_column_15_says_column_15() {
 fn version_and_help_tell_the_version_and_the_exit_codes() {
     let mut version = provproxy();
     version.arg("--version");
-    let (status, stdout, _) = output(version);
+    let (status, stdout, _) = output(&mut version);
     assert!(status.success());
     assert_eq!(
         stdout.trim(),
@@ -554,14 +554,14 @@ fn version_and_help_tell_the_version_and_the_exit_codes() {
     for args in [&["--help"][..], &["diagnose", "--help"]] {
         let mut help = provproxy();
         help.args(args);
-        let (status, stdout, _) = output(help);
+        let (status, stdout, _) = output(&mut help);
         assert!(status.success());
         assert!(stdout.contains("Exit codes:"), "{stdout}");
         assert!(stdout.contains("2  usage error"), "{stdout}");
     }
     let mut unreadable = provproxy();
     unreadable.args(["check", "--config", "/nonexistent/provproxy.toml"]);
-    let (status, _, stderr) = output(unreadable);
+    let (status, _, stderr) = output(&mut unreadable);
     assert_eq!(status.code(), Some(2), "{stderr}");
 }
 

@@ -114,7 +114,7 @@ impl Drop for Instance {
 }
 
 /// Runs a command to its end with a deadline: exit status, stdout, stderr.
-pub fn output(mut command: Command) -> (ExitStatus, String, String) {
+pub fn output(command: &mut Command) -> (ExitStatus, String, String) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -4,6 +4,9 @@
 // Shared by tests/reload.rs and tests/operations.rs; each uses part of it.
 #![allow(dead_code)]
 
+#[path = "binary.rs"]
+mod binary;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -164,43 +167,9 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// `provproxy ARGS` run to its end with a deadline: exit status, stdout, stderr.
-pub fn output(command: &mut Command) -> (ExitStatus, String, String) {
-    use std::io::Read;
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start command");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the command did not end in time");
-        }
-        std::thread::sleep(POLL_EVERY);
-    };
-    (
-        status,
-        out.join().expect("stdout reader"),
-        err.join().expect("stderr reader"),
-    )
-}
+// tests/reload.rs runs no command to its end.
+#[allow(unused_imports)]
+pub use binary::output;
 
 pub fn provproxy() -> Command {
     Command::new(env!("CARGO_BIN_EXE_provproxy"))
