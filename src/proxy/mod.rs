@@ -12,7 +12,7 @@ pub mod replay;
 mod respond;
 pub mod route;
 #[cfg(test)]
-mod stand_in_tests;
+pub(crate) mod stand_in_tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

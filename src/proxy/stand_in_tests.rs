@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::{token_sources, ConnInfo, Proxy, Shared};
 use crate::admin::stats::ModuleStats;
 use crate::body::{full, ProxyBody};
+use crate::config::Plan;
 use crate::ingress::origin::ServedNames;
 use crate::ingress::Ingress;
 use crate::metrics::Metrics;
@@ -114,13 +115,22 @@ relogin_on = [401]
 async fn proxy_in_front_of(target: Arc<SessionLocked>) -> std::net::SocketAddr {
     let plan = crate::config::load_str(CONFIG, "t.toml", std::path::Path::new("."), &|_| None)
         .expect("valid config");
+    let (mut proxy, _) = untraced_proxy(&plan);
+    assert!(proxy.forward_to("osmc", target));
+    assert!(!proxy.forward_to("nosuch", Arc::new(SessionLocked::default())));
+    serve(proxy).await
+}
+
+/// The pipeline of `plan` with no tracer, and the sessions it keeps: what a test puts its
+/// stand-ins into.
+pub(crate) fn untraced_proxy(plan: &Plan) -> (Proxy, Sessions) {
     let sessions = Sessions::open(&plan.routes, &plan.state, false).expect("sessions");
     let ingress = Arc::new(Ingress::new(
         &plan.server.clients,
-        ServedNames::for_proxy(&plan),
+        ServedNames::for_proxy(plan),
         plan.server.allow_browsers,
     ));
-    let tokens = token_sources(&plan, &crate::clock::system()).expect("token sources");
+    let tokens = token_sources(plan, &crate::clock::system()).expect("token sources");
     let metrics = Metrics::new(
         &plan.routes,
         ModuleStats {
@@ -135,13 +145,15 @@ async fn proxy_in_front_of(target: Arc<SessionLocked>) -> std::net::SocketAddr {
     let shared = Shared {
         metrics,
         ingress,
-        sessions,
+        sessions: sessions.clone(),
         tracer: None,
         tokens,
     };
-    let mut proxy = Proxy::new(&plan, shared).expect("proxy");
-    assert!(proxy.forward_to("osmc", target));
-    assert!(!proxy.forward_to("nosuch", Arc::new(SessionLocked::default())));
+    (Proxy::new(plan, shared).expect("proxy"), sessions)
+}
+
+/// Serves `proxy` over HTTP/1 on 127.0.0.1, one task per connection.
+pub(crate) async fn serve(proxy: Proxy) -> std::net::SocketAddr {
     let proxy = Arc::new(proxy);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");

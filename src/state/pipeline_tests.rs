@@ -1,7 +1,6 @@
 //! The pipeline through the state seam: every lease comes from the backend it is given, and a
 //! backend that cannot answer becomes a 503 `state_unavailable` naming the route.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -9,17 +8,12 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::{FakeState, LocalState, StateBackend};
-use crate::admin::stats::ModuleStats;
 use crate::body::{full, ProxyBody};
-use crate::ingress::origin::ServedNames;
-use crate::ingress::Ingress;
-use crate::metrics::Metrics;
-use crate::proxy::{token_sources, ConnInfo, Proxy, Shared};
+use crate::proxy::stand_in_tests::{serve, untraced_proxy};
 use crate::session::Sessions;
 use crate::upstream::{Forward, UpstreamError};
 
@@ -66,52 +60,10 @@ async fn proxy_with(
 ) -> std::net::SocketAddr {
     let plan = crate::config::load_str(CONFIG, "t.toml", std::path::Path::new("."), &|_| None)
         .expect("valid config");
-    let sessions = Sessions::open(&plan.routes, &plan.state, false).expect("sessions");
-    let ingress = Arc::new(Ingress::new(
-        &plan.server.clients,
-        ServedNames::for_proxy(&plan),
-        plan.server.allow_browsers,
-    ));
-    let metrics = Metrics::new(
-        &plan.routes,
-        ModuleStats {
-            sessions: sessions.clone(),
-            tracer: None,
-            ingress: ingress.clone(),
-            tokens: Vec::new(),
-            reload: None,
-            connections: Arc::default(),
-        },
-    );
-    let shared = Shared {
-        metrics,
-        ingress,
-        sessions: sessions.clone(),
-        tracer: None,
-        tokens: token_sources(&plan, &crate::clock::system()).expect("token sources"),
-    };
-    let mut proxy = Proxy::new(&plan, shared).expect("proxy");
+    let (mut proxy, sessions) = untraced_proxy(&plan);
     assert!(proxy.forward_to("osmc", target));
     proxy.use_state(state(sessions));
-    let proxy = Arc::new(proxy);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        while let Ok((stream, remote)) = listener.accept().await {
-            let proxy = proxy.clone();
-            let conn = ConnInfo::new(remote, addr, false);
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let (proxy, conn) = (proxy.clone(), conn.clone());
-                    async move { Ok::<_, Infallible>(proxy.handle(request, &conn).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve(proxy).await
 }
 
 /// Status and body of one `GET /osmc/Users`.
