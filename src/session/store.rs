@@ -28,7 +28,7 @@ use url::Url;
 
 use super::jar::Jar;
 use super::key::{KeyHasher, MissingKeyHeader, SessionKey};
-use super::persist::{self, PersistedSession, StateDoc};
+use super::persist::{self, DecodeError, PersistedSession, StateDoc};
 use super::salt;
 use super::seal::StateCipher;
 use super::SessionError;
@@ -60,6 +60,11 @@ struct Inner {
     files: Vec<StateFile>,
     /// Seals cookie values in the state files (`[state] encryption_key`).
     cipher: Option<StateCipher>,
+    /// Opens values sealed before a key rotation (`encryption_key_previous`).
+    previous: Option<StateCipher>,
+    /// Shared documents (another replica's sessions) that could not be opened: treated as
+    /// absent, so a new session is opened rather than garbage cookies sent.
+    unreadable: AtomicU64,
     changed: Notify,
     opened: AtomicU64,
     relogins: AtomicU64,
@@ -122,6 +127,9 @@ struct State {
     generation: u64,
     last_used: Instant,
     last_used_wall: SystemTime,
+    /// The revision of the shared copy (Redis) this jar was last read from or written as; 0
+    /// when there is none. Only the shared backend uses it.
+    synced_rev: u64,
 }
 
 impl Session {
@@ -143,6 +151,7 @@ impl Session {
                 generation: 0,
                 last_used: last_used.0,
                 last_used_wall: last_used.1,
+                synced_rev: 0,
             }),
         }
     }
@@ -304,13 +313,21 @@ impl Sessions {
             })
         };
         let cipher = state.encryption_key.clone().map(StateCipher::new);
+        let previous = state.encryption_key_previous.clone().map(StateCipher::new);
+        // Shared state: every replica must hash a client to the same session, and the state
+        // key is the one secret they all have. Sessions live in the shared store, not in files.
+        let shared_hasher = match (&state.redis, &cipher) {
+            (Some(_), Some(cipher)) => Some(cipher.key_hasher().map_err(|_| SessionError::Random)?),
+            _ => None,
+        };
         let process_hasher = KeyHasher::random().map_err(|_| SessionError::Random)?;
         let mut hashers: HashMap<PathBuf, KeyHasher> = HashMap::new();
         let mut files: Vec<StateFile> = Vec::new();
         let mut by_name = HashMap::new();
         for route in routes {
             let Some(plan) = &route.session else { continue };
-            let file = plan.persist.as_ref().map(|path| {
+            let persist = plan.persist.as_ref().filter(|_| shared_hasher.is_none());
+            let file = persist.map(|path| {
                 files
                     .iter()
                     .position(|f| &f.path == path)
@@ -323,10 +340,11 @@ impl Sessions {
                         files.len() - 1
                     })
             });
-            let hasher = match (kept(&route.name), &plan.persist) {
+            let hasher = match (kept(&route.name), persist, &shared_hasher) {
                 // Its sessions' keys were hashed with it.
-                (Some(old), _) => old.hasher.clone(),
-                (None, Some(path)) => {
+                (Some(old), _, _) => old.hasher.clone(),
+                (None, _, Some(shared)) => shared.clone(),
+                (None, Some(path), None) => {
                     let dir = persist::ensure_dir(path)?;
                     match hashers.get(dir) {
                         Some(hasher) => hasher.clone(),
@@ -337,7 +355,7 @@ impl Sessions {
                         }
                     }
                 }
-                (None, None) => process_hasher.clone(),
+                (None, None, None) => process_hasher.clone(),
             };
             by_name.insert(
                 route.name.clone(),
@@ -354,7 +372,7 @@ impl Sessions {
             );
         }
         for (index, file) in files.iter().enumerate() {
-            let doc = match persist::read_state(&file.path, cipher.as_ref()) {
+            let doc = match persist::read_state(&file.path, cipher.as_ref(), previous.as_ref()) {
                 Ok(doc) => doc,
                 Err(error) if reset => {
                     let moved = persist::move_aside(&file.path)?;
@@ -380,6 +398,8 @@ impl Sessions {
                 routes: by_name,
                 files,
                 cipher,
+                previous,
+                unreadable: AtomicU64::new(0),
                 changed: Notify::new(),
                 opened: AtomicU64::new(0),
                 relogins: AtomicU64::new(0),
@@ -431,6 +451,8 @@ impl Sessions {
                     generation,
                     sent_cookie: AtomicBool::new(false),
                     opened: AtomicBool::new(false),
+                    changed: AtomicBool::new(false),
+                    hold: None,
                 });
             }
         }
@@ -578,6 +600,53 @@ impl Sessions {
             });
         }
         dropped
+    }
+
+    /// Brings the session `key` of `route` up to its shared copy before it is leased (see
+    /// [`Lease::adopt`]); a session the store has and this process does not is added.
+    pub(crate) fn adopt_shared(&self, route: &str, key: &SessionKey, remote: Option<(u64, &[u8])>) {
+        let Some(route) = self.inner.routes.get(route) else {
+            return;
+        };
+        let session = match (route.map.get(key), remote) {
+            (Some(session), _) => session.clone(),
+            (None, None) => return,
+            (None, Some(_)) => {
+                let now = SystemTime::now();
+                route
+                    .map
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        Arc::new(Session::new(
+                            key.clone(),
+                            Jar::new(),
+                            now,
+                            (Instant::now(), now),
+                        ))
+                    })
+                    .clone()
+            }
+        };
+        let mut state = session.state();
+        adopt_shared(&self.inner, route, key, &mut state, remote);
+    }
+
+    /// Whether `route` holds every lease alone (`serialize = true`).
+    pub(crate) fn serializes(&self, route: &str) -> bool {
+        self.inner.routes.get(route).is_some_and(|r| r.plan.serialize)
+    }
+
+    /// `route`'s idle timeout: how long a shared session lives unused.
+    pub(crate) fn idle_timeout(&self, route: &str) -> Duration {
+        self.inner
+            .routes
+            .get(route)
+            .map_or(Duration::from_secs(60), |r| r.plan.idle_timeout)
+    }
+
+    /// Shared documents that could not be opened (wrong key, altered), since the start.
+    pub fn unreadable_shared(&self) -> u64 {
+        self.inner.unreadable.load(Ordering::Relaxed)
     }
 
     /// Every tracked session, for `/sessions`: cookie names, never values.
@@ -765,6 +834,58 @@ fn next_write_at(
     }
 }
 
+/// Replaces `state`'s jar with the shared copy `remote` when it is another revision than the
+/// one the jar was synced with. A copy that cannot be opened is counted, logged and treated as
+/// absent (a new session is opened), never turned into cookies.
+fn adopt_shared(
+    inner: &Inner,
+    route: &RouteSessions,
+    key: &SessionKey,
+    state: &mut State,
+    remote: Option<(u64, &[u8])>,
+) {
+    let Some((rev, bytes)) = remote else {
+        if state.synced_rev != 0 {
+            // Dropped from the store (expired, logged out, a Redis that lost its data).
+            state.jar.clear();
+            state.synced_rev = 0;
+            state.generation += 1;
+        }
+        return;
+    };
+    if rev == state.synced_rev {
+        return;
+    }
+    let now = inner.clock.wall();
+    let opened = persist::decode(bytes, inner.cipher.as_ref(), inner.previous.as_ref()).and_then(
+        |doc| {
+            doc.sessions
+                .into_iter()
+                .next()
+                .filter(|saved| saved.route == route.name && saved.key == key.to_string())
+                .ok_or_else(|| DecodeError::Corrupt("it is not this session's document".into()))
+        },
+    );
+    match opened {
+        Ok(saved) => {
+            state.jar = Jar::from_stored(saved.cookies, now);
+            state.generation = saved.generation.max(state.generation + 1);
+        }
+        Err(error) => {
+            inner.unreadable.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                route = %route.name,
+                key = %key,
+                %error,
+                "cannot open the shared session document; opening a new session instead"
+            );
+            state.jar.clear();
+            state.generation += 1;
+        }
+    }
+    state.synced_rev = rev;
+}
+
 /// Never held across an await; what it guards stays consistent whatever a panicking holder
 /// did, so poisoning is ignored.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -924,6 +1045,11 @@ pub struct Lease {
     generation: u64,
     sent_cookie: AtomicBool,
     opened: AtomicBool,
+    /// The jar changed under this lease since it was last written to the shared store.
+    changed: AtomicBool,
+    /// The shared backend's hold on the session across replicas (its fleet lease), released
+    /// when dropped.
+    hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Lease {
@@ -978,6 +1104,7 @@ impl Lease {
             self.inner.opened.fetch_add(1, Ordering::Relaxed);
         }
         if !names.is_empty() {
+            self.changed.store(true, Ordering::Release);
             self.inner.mark_dirty(&self.route);
         }
         names
@@ -1027,9 +1154,87 @@ impl Lease {
         self.generation = state.generation;
         drop(state);
         self.sent_cookie.store(false, Ordering::Relaxed);
+        self.changed.store(true, Ordering::Release);
         self.inner.relogins.fetch_add(1, Ordering::Relaxed);
         self.inner.mark_dirty(&self.route);
         Relogin::Leader
+    }
+
+    /// The route this lease is on.
+    pub(crate) fn route_name(&self) -> &str {
+        &self.route.name
+    }
+
+    /// The route's session rules.
+    pub(crate) fn plan(&self) -> &SessionPlan {
+        &self.route.plan
+    }
+
+    /// Whether the session holds a cookie (or the route keeps none): usable as it is.
+    pub(crate) fn established(&self) -> bool {
+        self.active.0.established(&self.route.plan, self.inner.clock.wall())
+    }
+
+    /// True once, after the jar changed under this lease (a cookie stored or deleted, a
+    /// re-login): the shared backend then writes it back.
+    pub(crate) fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::AcqRel)
+    }
+
+    /// The session as the shared store keeps it (cookie values sealed under the state key), and
+    /// the revision of the shared copy it was last read as.
+    pub(crate) fn export(&self) -> std::io::Result<(Vec<u8>, u64)> {
+        let now = self.inner.clock.wall();
+        let session = &self.active.0;
+        let (saved, rev) = {
+            let state = session.state();
+            (
+                PersistedSession {
+                    route: self.route.name.clone(),
+                    key: session.key.to_string(),
+                    created_ms: persist::to_unix_ms(session.created),
+                    last_used_ms: persist::to_unix_ms(state.last_used_wall),
+                    generation: state.generation,
+                    cookies: state.jar.to_stored(now),
+                },
+                state.synced_rev,
+            )
+        };
+        let bytes = persist::encode(StateDoc::new(vec![saved]), self.inner.cipher.as_ref(), false)?;
+        Ok((bytes, rev))
+    }
+
+    /// The jar still has to be written to the shared store (the last write failed).
+    pub(crate) fn mark_changed(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// The revision of the shared copy the jar was last read as or written as.
+    pub(crate) fn synced_rev(&self) -> u64 {
+        self.active.0.state().synced_rev
+    }
+
+    /// The shared copy now has revision `rev`: this lease wrote it.
+    pub(crate) fn synced(&self, rev: u64) {
+        self.active.0.state().synced_rev = rev;
+    }
+
+    /// Takes the shared copy of the session (revision and document; `None`: the store has
+    /// none) in place of the jar when it is newer, and works with its generation from now on.
+    pub(crate) fn adopt(&mut self, remote: Option<(u64, &[u8])>) {
+        let mut state = self.active.0.state();
+        adopt_shared(&self.inner, &self.route, &self.active.0.key, &mut state, remote);
+        self.generation = state.generation;
+    }
+
+    /// Keeps the shared backend's hold on the session until this lease is dropped.
+    pub(crate) fn hold(&mut self, hold: Box<dyn std::any::Any + Send + Sync>) {
+        self.hold = Some(hold);
+    }
+
+    /// Gives up the shared backend's hold (released by the caller).
+    pub(crate) fn take_hold(&mut self) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        self.hold.take()
     }
 
     fn url_for(&self, path: &str) -> Url {

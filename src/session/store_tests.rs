@@ -929,6 +929,7 @@ fn encrypted(secret: &str) -> StatePlan {
             secret,
             crate::config::SecretSource::Env("PROVPROXY_STATE_KEY".into()),
         )),
+        ..StatePlan::default()
     }
 }
 
