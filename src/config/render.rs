@@ -100,7 +100,14 @@ fn server(out: &mut Toml, server: &ServerPlan) {
 
 fn state(out: &mut Toml, state: &StatePlan) {
     out.table("state");
-    out.string("backend", if state.redis.is_some() { "redis" } else { "file" });
+    out.string(
+        "backend",
+        if state.redis.is_some() {
+            "redis"
+        } else {
+            "file"
+        },
+    );
     if let Some(redis) = &state.redis {
         out.string("url", redis.url.as_str());
         if let Some(username) = &redis.username {

@@ -1025,7 +1025,8 @@ impl Validator<'_> {
                 )
             }
         };
-        let encryption_key = self.state_key(raw.encryption_key.as_ref(), &path.key("encryption_key"))?;
+        let encryption_key =
+            self.state_key(raw.encryption_key.as_ref(), &path.key("encryption_key"))?;
         let encryption_key_previous = self.state_key(
             raw.encryption_key_previous.as_ref(),
             &path.key("encryption_key_previous"),
@@ -1060,8 +1061,13 @@ impl Validator<'_> {
             );
         }
         let url_path = path.key("url");
-        let text = require(&raw.url, &url_path, "the Redis URL, like \"redis://127.0.0.1:6379/0\"")?;
-        let url = Url::parse(text).or_else(|err| invalid(&url_path, format!("invalid URL {text:?}: {err}")))?;
+        let text = require(
+            &raw.url,
+            &url_path,
+            "the Redis URL, like \"redis://127.0.0.1:6379/0\"",
+        )?;
+        let url = Url::parse(text)
+            .or_else(|err| invalid(&url_path, format!("invalid URL {text:?}: {err}")))?;
         if !matches!(url.scheme(), "redis" | "rediss") {
             return invalid(&url_path, "must be redis:// or rediss:// (TLS)");
         }
@@ -1079,15 +1085,25 @@ impl Validator<'_> {
         }
         let database = url.path().trim_start_matches('/');
         if !database.is_empty() && database.parse::<u16>().is_err() {
-            return invalid(&url_path, format!("the path {database:?} is not a database number"));
+            return invalid(
+                &url_path,
+                format!("the path {database:?} is not a database number"),
+            );
         }
         let password = raw
             .password
             .as_ref()
             .map(|password| self.secret(password, &path.key("password")))
             .transpose()?;
-        let key_prefix = raw.key_prefix.clone().unwrap_or_else(|| "provproxy:".to_owned());
-        if key_prefix.is_empty() || key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let key_prefix = raw
+            .key_prefix
+            .clone()
+            .unwrap_or_else(|| "provproxy:".to_owned());
+        if key_prefix.is_empty()
+            || key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return invalid(
                 &path.key("key_prefix"),
                 "must be non-empty, without spaces or control characters, like \"provproxy:\"",
@@ -1104,7 +1120,10 @@ impl Validator<'_> {
                 on_unavailable: one_of(
                     raw.on_unavailable.as_deref(),
                     OnUnavailable::Fail,
-                    &[("fail", OnUnavailable::Fail), ("local", OnUnavailable::Local)],
+                    &[
+                        ("fail", OnUnavailable::Fail),
+                        ("local", OnUnavailable::Local),
+                    ],
                     "value",
                     &path.key("on_unavailable"),
                 )?,

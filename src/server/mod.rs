@@ -14,7 +14,6 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::state::RedisShared;
 use crate::admin::{self, stats::ModuleStats};
 use crate::auth::oauth::TokenSource;
 use crate::clock::SharedClock;
@@ -25,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Shared};
 use crate::reload::{route_identity, ReloadFailed, ReloadRequest, ReloadResult, Status};
 use crate::session::Sessions;
+use crate::state::RedisShared;
 use crate::trace::{TraceWriter, Tracer};
 pub use listener::ConnectionStats;
 

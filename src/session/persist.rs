@@ -125,7 +125,9 @@ pub(crate) enum DecodeError {
     Corrupt(String),
     #[error("it holds encrypted cookies but no state.encryption_key is set")]
     NoKey,
-    #[error("state.encryption_key (nor encryption_key_previous) is not the key it was sealed with")]
+    #[error(
+        "state.encryption_key (nor encryption_key_previous) is not the key it was sealed with"
+    )]
     WrongKey,
 }
 
@@ -270,7 +272,11 @@ pub(crate) fn write_state(
 
 /// A state document as written to a file (`pretty`) or a shared store: cookies sealed when
 /// there is a `cipher`, under a key of their own (a fresh salt per document).
-pub(crate) fn encode(doc: StateDoc, cipher: Option<&StateCipher>, pretty: bool) -> io::Result<Vec<u8>> {
+pub(crate) fn encode(
+    doc: StateDoc,
+    cipher: Option<&StateCipher>,
+    pretty: bool,
+) -> io::Result<Vec<u8>> {
     let file_key = cipher
         .map(StateCipher::new_file_key)
         .transpose()

@@ -633,7 +633,10 @@ impl Sessions {
 
     /// Whether `route` holds every lease alone (`serialize = true`).
     pub(crate) fn serializes(&self, route: &str) -> bool {
-        self.inner.routes.get(route).is_some_and(|r| r.plan.serialize)
+        self.inner
+            .routes
+            .get(route)
+            .is_some_and(|r| r.plan.serialize)
     }
 
     /// `route`'s idle timeout: how long a shared session lives unused.
@@ -857,15 +860,14 @@ fn adopt_shared(
         return;
     }
     let now = inner.clock.wall();
-    let opened = persist::decode(bytes, inner.cipher.as_ref(), inner.previous.as_ref()).and_then(
-        |doc| {
+    let opened =
+        persist::decode(bytes, inner.cipher.as_ref(), inner.previous.as_ref()).and_then(|doc| {
             doc.sessions
                 .into_iter()
                 .next()
                 .filter(|saved| saved.route == route.name && saved.key == key.to_string())
                 .ok_or_else(|| DecodeError::Corrupt("it is not this session's document".into()))
-        },
-    );
+        });
     match opened {
         Ok(saved) => {
             state.jar = Jar::from_stored(saved.cookies, now);
@@ -1172,7 +1174,9 @@ impl Lease {
 
     /// Whether the session holds a cookie (or the route keeps none): usable as it is.
     pub(crate) fn established(&self) -> bool {
-        self.active.0.established(&self.route.plan, self.inner.clock.wall())
+        self.active
+            .0
+            .established(&self.route.plan, self.inner.clock.wall())
     }
 
     /// True once, after the jar changed under this lease (a cookie stored or deleted, a
@@ -1200,7 +1204,11 @@ impl Lease {
                 state.synced_rev,
             )
         };
-        let bytes = persist::encode(StateDoc::new(vec![saved]), self.inner.cipher.as_ref(), false)?;
+        let bytes = persist::encode(
+            StateDoc::new(vec![saved]),
+            self.inner.cipher.as_ref(),
+            false,
+        )?;
         Ok((bytes, rev))
     }
 
@@ -1223,7 +1231,13 @@ impl Lease {
     /// none) in place of the jar when it is newer, and works with its generation from now on.
     pub(crate) fn adopt(&mut self, remote: Option<(u64, &[u8])>) {
         let mut state = self.active.0.state();
-        adopt_shared(&self.inner, &self.route, &self.active.0.key, &mut state, remote);
+        adopt_shared(
+            &self.inner,
+            &self.route,
+            &self.active.0.key,
+            &mut state,
+            remote,
+        );
         self.generation = state.generation;
     }
 

@@ -304,7 +304,9 @@ impl Fleet {
 
     /// `PING`, for `/readyz`: true when Redis answered within the command timeout.
     pub async fn ping(&self) -> bool {
-        self.query::<String>("ping", redis::cmd("PING")).await.is_ok()
+        self.query::<String>("ping", redis::cmd("PING"))
+            .await
+            .is_ok()
     }
 
     /// The Redis key of a session (`kind` "session") or its lease (`kind` "lease").
@@ -400,7 +402,9 @@ impl Fleet {
             )
             .await?;
         let items = array(value);
-        Ok(revision(&items, 0).filter(|rev| *rev > 0).zip(bytes(&items, 1)))
+        Ok(revision(&items, 0)
+            .filter(|rev| *rev > 0)
+            .zip(bytes(&items, 1)))
     }
 
     /// Writes a session at revision `expected` (compare-and-set), releasing `release` (a lease
@@ -434,7 +438,9 @@ impl Fleet {
         if revision(&items, 0) == Some(1) {
             return Ok(Ok(rev));
         }
-        Ok(Err(bytes(&items, 2).filter(|_| rev > 0).map(|doc| (rev, doc))))
+        Ok(Err(bytes(&items, 2)
+            .filter(|_| rev > 0)
+            .map(|doc| (rev, doc))))
     }
 
     /// Waits until this process holds the lease `lease` (polling every few milliseconds, up to
@@ -452,7 +458,11 @@ impl Fleet {
         } else {
             &self.inner.scripts.acquire
         };
-        let what = if token_lease { "token lease" } else { "session lease" };
+        let what = if token_lease {
+            "token lease"
+        } else {
+            "session lease"
+        };
         let deadline = tokio::time::Instant::now() + patience;
         let mut waited = false;
         let mut expiring = false;
@@ -470,7 +480,10 @@ impl Fleet {
                 if expiring {
                     // The holder's lease ran out instead of being released: it died.
                     self.inner.takeovers.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(lease, "took over a fleet lease whose holder did not release it");
+                    tracing::warn!(
+                        lease,
+                        "took over a fleet lease whose holder did not release it"
+                    );
                 }
                 return Ok(Acquired {
                     hold: self.hold(lease, token),
@@ -620,9 +633,12 @@ impl Fleet {
     /// A random lease token or token id.
     pub(crate) fn random_id(&self) -> Result<String, Unavailable> {
         let mut bytes = [0u8; 16];
-        self.inner.random.fill(&mut bytes).map_err(|_| Unavailable {
-            what: "random number generator",
-        })?;
+        self.inner
+            .random
+            .fill(&mut bytes)
+            .map_err(|_| Unavailable {
+                what: "random number generator",
+            })?;
         Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
     }
 }

@@ -189,7 +189,9 @@ impl RedisState {
         let session_key = self.fleet().session_key("session", &route, &key);
         let lease_key = self.fleet().session_key("lease", &route, &key);
         let hold = if lease.established() {
-            lease.take_hold().and_then(|hold| hold.downcast::<FleetHold>().ok())
+            lease
+                .take_hold()
+                .and_then(|hold| hold.downcast::<FleetHold>().ok())
         } else {
             None
         };
@@ -213,7 +215,10 @@ impl RedisState {
                 }
             }
             Ok(Err(newer)) => {
-                tracing::info!(route, "another replica wrote this session first; using its jar");
+                tracing::info!(
+                    route,
+                    "another replica wrote this session first; using its jar"
+                );
                 lease.adopt(newer.as_ref().map(|(rev, doc)| (*rev, doc.as_slice())));
             }
             Err(_) => {
@@ -342,10 +347,9 @@ impl RedisState {
             .cipher
             .open_value(&context, &shared.salt, &shared.sealed)
             .or_else(|| {
-                self.shared
-                    .previous
-                    .as_ref()
-                    .and_then(|previous| previous.open_value(&context, &shared.salt, &shared.sealed))
+                self.shared.previous.as_ref().and_then(|previous| {
+                    previous.open_value(&context, &shared.salt, &shared.sealed)
+                })
             });
         let Some(plain) = opened.and_then(|plain| String::from_utf8(plain).ok()) else {
             tracing::error!(
@@ -356,9 +360,10 @@ impl RedisState {
             return None;
         };
         let token = source.adopt(plain, remaining)?;
-        self.shared
-            .tokens
-            .insert(source.route().to_owned(), (token.generation(), shared.id.clone()));
+        self.shared.tokens.insert(
+            source.route().to_owned(),
+            (token.generation(), shared.id.clone()),
+        );
         Some(token)
     }
 
@@ -374,13 +379,17 @@ impl RedisState {
         let (salt, sealed) = self
             .shared
             .cipher
-            .seal_value(&token_context(route), token.access_token().expose().as_bytes())
+            .seal_value(
+                &token_context(route),
+                token.access_token().expose().as_bytes(),
+            )
             .map_err(|_| sealing)?;
         Ok(SharedToken {
             id: self.fleet().random_id()?,
             salt,
             sealed,
-            expires_ms: now_ms().saturating_add(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
+            expires_ms: now_ms()
+                .saturating_add(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
         })
     }
 }
