@@ -531,7 +531,7 @@ scopes = ["{SCIM_SCOPE}"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_cookie_value_or_secret_sits_in_redis_and_a_replica_with_another_key_opens_its_own() {
+async fn nothing_sits_in_redis_in_clear_another_key_sends_no_garbage_and_rotation_reads_the_old() {
     let redis = RedisServer::start();
     let (server, target) = LockedTarget::spawn().await;
     target.state.rotate_every.store(3, Ordering::SeqCst);
@@ -572,6 +572,33 @@ async fn no_cookie_value_or_secret_sits_in_redis_and_a_replica_with_another_key_
         1,
         "the stranger's cookieless call opened nothing"
     );
+
+    // Rotation: the new key, with the old one as previous, reads the jar the old key sealed,
+    // and what it writes (the target rotates its id every third call) the new key opens.
+    let rotated_config = config_text.replace(
+        r#"encryption_key = { env = "PROVPROXY_STATE_KEY" }"#,
+        r#"encryption_key = { env = "NEW_STATE_KEY" }
+encryption_key_previous = { env = "PROVPROXY_STATE_KEY" }"#,
+    );
+    let rotated = Replica::start(&rotated_config, &[("NEW_STATE_KEY", other_key)]);
+    for _ in 0..4 {
+        ok(Method::GET, &rotated.url("/app/accounts")).await;
+    }
+    assert_eq!(rotated.metric("sessions_shared_unreadable").await, 0);
+    ok(Method::GET, &stranger.url("/app/accounts")).await;
+    assert_eq!(target.opened(), 1, "one session all along");
+    let dump = redis.dump();
+    for secret in target
+        .issued()
+        .iter()
+        .map(String::as_str)
+        .chain([other_key])
+    {
+        assert!(
+            !dump.contains(secret),
+            "{secret:?} sits in Redis in clear:\n{dump}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -662,4 +689,112 @@ async fn admin_lists_the_fleets_sessions_and_a_delete_on_one_replica_drops_it_fo
     ok(Method::GET, &replicas[0].url("/app/accounts")).await;
     assert_eq!(target.opened(), 2);
     assert_eq!(target.expired_refusals(), 0, "the dropped jar was not sent");
+}
+
+/// `[state]` for Redis: each mistake is one line naming the place, the key and the fix.
+#[test]
+fn redis_state_config_mistakes_get_one_line_naming_place_key_and_fix() {
+    let env = |name: &str| match name {
+        "KEY" => Some(STATE_KEY.to_owned()),
+        "PW" => Some(PASSWORD.to_owned()),
+        _ => None,
+    };
+    let load = |state: &str| {
+        let text = format!(
+            "[[routes]]\nname = \"app\"\nprefix = \"/app/\"\nupstream = \"http://127.0.0.1:1\"\n\n[state]\n{state}"
+        );
+        provproxy::config::load_str(&text, "x.toml", std::path::Path::new("/etc"), &env)
+            .map_err(|err| err.to_string())
+    };
+    let good = "backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\nencryption_key = { env = \"KEY\" }\npassword = { env = \"PW\" }\n";
+    let plan = load(good).expect("valid");
+    let redis = plan.state.redis.as_ref().expect("a redis plan");
+    assert_eq!(redis.key_prefix, "provproxy:");
+    assert_eq!(redis.command_timeout, Duration::from_millis(500));
+    assert_eq!(redis.connect_timeout, Duration::from_secs(1));
+    let rendered = provproxy::config::render(&plan);
+    assert!(rendered.contains("backend = \"redis\""), "{rendered}");
+    assert!(
+        !rendered.contains(PASSWORD) && !rendered.contains(STATE_KEY),
+        "{rendered}"
+    );
+    assert!(
+        !format!("{plan:?}").contains(PASSWORD),
+        "the password is a secret"
+    );
+
+    for (state, expected) in [
+        (
+            "backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"\n",
+            "x.toml:6:2: state.encryption_key: missing; required with backend = \"redis\"",
+        ),
+        (
+            "backend = \"redis\"\nencryption_key = { env = \"KEY\" }\n",
+            "x.toml:6:2: state.url: missing; the Redis URL",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"http://127.0.0.1:6379\"\nencryption_key = { env = \"KEY\" }\n",
+            "x.toml:8:7: state.url: must be redis:// or rediss:// (TLS)",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"redis://:pw@127.0.0.1:6379\"\nencryption_key = { env = \"KEY\" }\n",
+            "x.toml:8:7: state.url: holds credentials; use state.username and state.password",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"redis://127.0.0.1\"\nencryption_key = { env = \"KEY\" }\non_unavailable = \"ignore\"\n",
+            "x.toml:10:18: state.on_unavailable: unknown value \"ignore\", expected one of fail, local",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"redis://127.0.0.1\"\nencryption_key = { env = \"KEY\" }\ncommand_timeout = \"0s\"\n",
+            "x.toml:10:19: state.command_timeout: must be longer than 0s",
+        ),
+        (
+            "backend = \"memcached\"\n",
+            "x.toml:7:11: state.backend: unknown backend \"memcached\", expected one of file, redis",
+        ),
+        (
+            "url = \"redis://127.0.0.1\"\n",
+            "x.toml:7:7: state.url: not used with backend = \"file\"",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"redis://127.0.0.1\"\nencryption_key = { env = \"KEY\" }\nkey_prefx = \"a:\"\n",
+            "x.toml:10:1: state.key_prefx: unknown key `key_prefx`, did you mean `key_prefix`?",
+        ),
+    ] {
+        let error = load(state).expect_err(state);
+        assert!(
+            error.starts_with(expected),
+            "{state}\n got: {error}\nwant: {expected}"
+        );
+        assert_eq!(error.lines().count(), 1, "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_state_is_refused_and_the_running_config_stays() {
+    let redis = RedisServer::start();
+    let (server, _target) = LockedTarget::spawn().await;
+    let text = config(&redis, &server.url(), "fail", "");
+    let replica = Replica::start(&text, &[]);
+    ok(Method::GET, &replica.url("/app/accounts")).await;
+
+    std::fs::write(
+        &replica.binary.config,
+        text.replace("key_prefix = \"replicas-test:\"", "key_prefix = \"other:\""),
+    )
+    .expect("rewrite the config");
+    let reloaded = replica.admin(Method::POST, "/reload").await;
+    assert_eq!(
+        reloaded.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        reloaded.text()
+    );
+    assert!(
+        reloaded.text().contains("[state] changed") && reloaded.text().contains("restart"),
+        "{}",
+        reloaded.text()
+    );
+    ok(Method::GET, &replica.url("/app/accounts")).await;
+    assert!(redis.dump().contains("replicas-test:session:app:route"));
 }

@@ -316,7 +316,9 @@ impl Sessions {
         let previous = state.encryption_key_previous.clone().map(StateCipher::new);
         // Shared state: every replica must hash a client to the same session, and the state
         // key is the one secret they all have. Sessions live in the shared store, not in files.
-        let shared_hasher = match (&state.redis, &cipher) {
+        // While a key is being rotated the previous one keys the hashes, so that replicas
+        // restarted with the new key and those not yet restarted agree.
+        let shared_hasher = match (&state.redis, previous.as_ref().or(cipher.as_ref())) {
             (Some(_), Some(cipher)) => Some(cipher.key_hasher().map_err(|_| SessionError::Random)?),
             _ => None,
         };

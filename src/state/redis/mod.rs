@@ -255,6 +255,8 @@ impl RedisState {
                 if remote.is_some_and(|(rev, _)| rev != read_as) {
                     lease.adopt(remote);
                     if lease.established() {
+                        // The jar is Redis's own now: nothing to write back.
+                        lease.take_changed();
                         drop(acquired.hold);
                         return Relogin::AlreadyRenewed;
                     }
