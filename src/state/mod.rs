@@ -16,6 +16,9 @@
 //! - A backend that cannot answer says [`Unavailable`]; the pipeline answers 503
 //!   `state_unavailable` naming the route, never hangs and never serves stale state silently.
 //!
+//! [`LocalState`] is today's in-process store; [`RedisState`] (`redis/`) shares sessions,
+//! leases and tokens between replicas, with the local store as its cache and single flight.
+//!
 //! Dispatch is an enum, not a trait object: the established-session path pays no boxed future.
 
 mod local;

@@ -125,7 +125,6 @@ impl RedisState {
 
     pub async fn lease(&self, route: &str, key: SessionKey) -> Result<Lease, LeaseFailure> {
         let session_key = self.fleet().session_key("session", route, &key.to_string());
-        let lease_key = self.fleet().session_key("lease", route, &key.to_string());
         loop {
             let serialized = self.sessions.serializes(route);
             if !serialized {
@@ -148,6 +147,7 @@ impl RedisState {
             }
             // Alone in this process on a session to establish (or `serialize`): alone in the
             // fleet too, reading the jar in the same trip.
+            let lease_key = self.fleet().session_key("lease", route, &key.to_string());
             let acquired = match self
                 .fleet()
                 .acquire(&lease_key, &session_key, false, FLEET_PATIENCE)
