@@ -604,7 +604,7 @@ encryption_key_previous = { env = "PROVPROXY_STATE_KEY" }"#,
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_fail_answers_503_json_in_time_local_keeps_serving_and_a_restart_heals() {
     let mut redis = RedisServer::start();
-    let (server, _target) = LockedTarget::spawn().await;
+    let (server, target) = LockedTarget::spawn().await;
     let failing = Replica::start(&config(&redis, &server.url(), "fail", ""), &[]);
     let local = Replica::start(&config(&redis, &server.url(), "local", ""), &[]);
     ok(Method::GET, &failing.url("/app/accounts")).await;
@@ -645,7 +645,8 @@ async fn redis_killed_fail_answers_503_json_in_time_local_keeps_serving_and_a_re
         ready.text()
     );
 
-    // Redis back, empty: serving resumes by itself (a lost jar costs a new login only).
+    // Redis back, empty: serving resumes by itself, and the replicas publish the jar they hold
+    // again rather than log in beside the session the target still holds open.
     redis.restart();
     eventually("the failing replica serves again", || async {
         call(Method::GET, &failing.url("/app/accounts"))
@@ -656,6 +657,17 @@ async fn redis_killed_fail_answers_503_json_in_time_local_keeps_serving_and_a_re
     .await;
     let ready = failing.admin(Method::GET, "/readyz").await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    ok(Method::GET, &failing.url("/app/accounts")).await;
+    ok(Method::GET, &local.url("/app/accounts")).await;
+    assert_eq!(target.opened(), 1, "one target session all along");
+    assert_eq!(target.locked_out(), 0);
+    assert!(redis.dump().contains("replicas-test:session:app:route"));
+    let ready = local.admin(Method::GET, "/readyz").await;
+    assert!(
+        ready.text().contains("\"serving_locally\":false"),
+        "{}",
+        ready.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -90,7 +90,8 @@ pub(super) async fn delete(
     key: &str,
 ) -> Response<ProxyBody> {
     let redis_key = redis.fleet().session_key("session", route, key);
-    let in_redis = match redis.fleet().delete(&redis_key).await {
+    let ttl = sessions.idle_timeout(route);
+    let in_redis = match redis.fleet().delete(&redis_key, ttl).await {
         Ok(deleted) => deleted,
         Err(down) => return unavailable(down.what),
     };

@@ -605,14 +605,20 @@ impl Sessions {
     }
 
     /// Brings the session `key` of `route` up to its shared copy before it is leased (see
-    /// [`Lease::adopt`]); a session the store has and this process does not is added.
-    pub(crate) fn adopt_shared(&self, route: &str, key: &SessionKey, remote: Option<(u64, &[u8])>) {
+    /// [`Lease::adopt`]); a session the store has and this process does not is added. True
+    /// when the store has no copy while this process holds a jar: the lease should publish it.
+    pub(crate) fn adopt_shared(
+        &self,
+        route: &str,
+        key: &SessionKey,
+        remote: Option<(u64, &[u8])>,
+    ) -> bool {
         let Some(route) = self.inner.routes.get(route) else {
-            return;
+            return false;
         };
         let session = match (route.map.get(key), remote) {
             (Some(session), _) => session.clone(),
-            (None, None) => return,
+            (None, None) => return false,
             (None, Some(_)) => {
                 let now = SystemTime::now();
                 route
@@ -630,7 +636,7 @@ impl Sessions {
             }
         };
         let mut state = session.state();
-        adopt_shared(&self.inner, route, key, &mut state, remote);
+        adopt_shared(&self.inner, route, key, &mut state, remote)
     }
 
     /// Whether `route` holds every lease alone (`serialize = true`).
@@ -839,27 +845,34 @@ fn next_write_at(
     }
 }
 
-/// Replaces `state`'s jar with the shared copy `remote` when it is another revision than the
-/// one the jar was synced with. A copy that cannot be opened is counted, logged and treated as
-/// absent (a new session is opened), never turned into cookies.
+/// Replaces `state`'s jar with the shared copy `remote` (revision and document) when it is
+/// another revision than the one the jar was synced with; an empty document is a session an
+/// operator deleted, dropped here too. A copy that cannot be opened is counted, logged and
+/// treated as absent (a new session is opened), never turned into cookies.
+///
+/// No copy at all (a Redis that restarted empty, or a jar that was only ever local) keeps the
+/// jar and returns true: it is published again rather than dropped, because a session-locked
+/// target still holds that session open and would refuse a new login. (A session idle past its
+/// timeout in Redis is idle here too, and goes by the local idle expiry.)
 fn adopt_shared(
     inner: &Inner,
     route: &RouteSessions,
     key: &SessionKey,
     state: &mut State,
     remote: Option<(u64, &[u8])>,
-) {
+) -> bool {
     let Some((rev, bytes)) = remote else {
-        if state.synced_rev != 0 {
-            // Dropped from the store (expired, logged out, a Redis that lost its data).
-            state.jar.clear();
-            state.synced_rev = 0;
-            state.generation += 1;
-        }
-        return;
+        state.synced_rev = 0;
+        return !state.jar.is_empty(inner.clock.wall());
     };
     if rev == state.synced_rev {
-        return;
+        return false;
+    }
+    if bytes.is_empty() {
+        state.jar.clear();
+        state.generation += 1;
+        state.synced_rev = rev;
+        return false;
     }
     let now = inner.clock.wall();
     let opened =
@@ -888,6 +901,7 @@ fn adopt_shared(
         }
     }
     state.synced_rev = rev;
+    false
 }
 
 /// Never held across an await; what it guards stays consistent whatever a panicking holder
@@ -1233,13 +1247,15 @@ impl Lease {
     /// none) in place of the jar when it is newer, and works with its generation from now on.
     pub(crate) fn adopt(&mut self, remote: Option<(u64, &[u8])>) {
         let mut state = self.active.0.state();
-        adopt_shared(
+        if adopt_shared(
             &self.inner,
             &self.route,
             &self.active.0.key,
             &mut state,
             remote,
-        );
+        ) {
+            self.changed.store(true, Ordering::Release);
+        }
         self.generation = state.generation;
     }
 

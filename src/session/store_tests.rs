@@ -1112,10 +1112,18 @@ async fn a_shared_jar_moves_between_stores_by_revision_and_a_sealed_one_needs_th
     assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=two"));
     drop(b);
 
-    // Gone from the store (expired, deleted, a Redis that lost its data): the jar goes too.
-    second.adopt_shared("osmc", &key("route"), None);
+    // No copy in the store (a Redis that restarted empty): the jar stays, to be published
+    // again, since the target still holds its session open.
+    assert!(second.adopt_shared("osmc", &key("route"), None));
+    let b = second.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=two"));
+    drop(b);
+
+    // Deleted by an operator (a revision without a document): the jar goes.
+    assert!(!second.adopt_shared("osmc", &key("route"), Some((2, &[]))));
     let b = second.lease("osmc", key("route")).await.unwrap();
     assert!(b.is_exclusive(), "a new session is established");
+    assert_eq!(cookie_of(&b), None);
     drop(b);
 
     // Another key cannot open it: counted, and the session is treated as absent.

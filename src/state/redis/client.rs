@@ -79,6 +79,18 @@ end
 return 0
 ";
 
+/// Deletes a session for every replica, leaving a tombstone (its next revision, no document)
+/// so that a replica that still holds the jar drops it instead of publishing it again.
+const DELETE_SESSION: &str = r"
+local rev = redis.call('HGET', KEYS[1], 'rev')
+if not rev then return 0 end
+local had = redis.call('HEXISTS', KEYS[1], 'doc')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'rev', tonumber(rev) + 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return had
+";
+
 /// Reads a route's shared token.
 const READ_TOKEN: &str = r"
 return redis.call('HMGET', KEYS[1], 'id', 'salt', 'sealed', 'expires_ms')
@@ -142,6 +154,7 @@ struct Scripts {
     write_session: Script,
     renew: Script,
     release: Script,
+    delete_session: Script,
     read_token: Script,
     acquire_token: Script,
     write_token: Script,
@@ -261,6 +274,7 @@ impl Fleet {
                     write_session: Script::new(WRITE_SESSION),
                     renew: Script::new(RENEW),
                     release: Script::new(RELEASE),
+                    delete_session: Script::new(DELETE_SESSION),
                     read_token: Script::new(READ_TOKEN),
                     acquire_token: Script::new(ACQUIRE_TOKEN),
                     write_token: Script::new(WRITE_TOKEN),
@@ -402,9 +416,10 @@ impl Fleet {
             )
             .await?;
         let items = array(value);
+        // A revision without a document is a session an operator deleted (a tombstone).
         Ok(revision(&items, 0)
             .filter(|rev| *rev > 0)
-            .zip(bytes(&items, 1)))
+            .map(|rev| (rev, bytes(&items, 1).unwrap_or_default())))
     }
 
     /// Writes a session at revision `expected` (compare-and-set), releasing `release` (a lease
@@ -438,9 +453,9 @@ impl Fleet {
         if revision(&items, 0) == Some(1) {
             return Ok(Ok(rev));
         }
-        Ok(Err(bytes(&items, 2)
-            .filter(|_| rev > 0)
-            .map(|doc| (rev, doc))))
+        Ok(Err(
+            (rev > 0).then(|| (rev, bytes(&items, 2).unwrap_or_default()))
+        ))
     }
 
     /// Waits until this process holds the lease `lease` (polling every few milliseconds, up to
@@ -622,12 +637,18 @@ impl Fleet {
         Ok(out)
     }
 
-    /// Deletes a session for every replica; true when Redis had it.
-    pub(crate) async fn delete(&self, key: &str) -> Result<bool, Unavailable> {
-        let mut command = redis::cmd("DEL");
-        command.arg(key);
-        let deleted: u64 = self.query("session delete", command).await?;
-        Ok(deleted > 0)
+    /// Deletes a session for every replica (see the script); true when Redis had it. The
+    /// tombstone lives `ttl`, the route's idle timeout: by then every replica's jar is idle.
+    pub(crate) async fn delete(&self, key: &str, ttl: Duration) -> Result<bool, Unavailable> {
+        let value = self
+            .eval(
+                "session delete",
+                &self.inner.scripts.delete_session,
+                &[key],
+                &[millis(ttl).as_bytes()],
+            )
+            .await?;
+        Ok(matches!(value, Value::Int(1)))
     }
 
     /// A random lease token or token id.

@@ -126,6 +126,7 @@ impl RedisState {
     pub async fn lease(&self, route: &str, key: SessionKey) -> Result<Lease, LeaseFailure> {
         let session_key = self.fleet().session_key("session", route, &key.to_string());
         loop {
+            let mut publish = false;
             let serialized = self.sessions.serializes(route);
             if !serialized {
                 let ttl = self.sessions.idle_timeout(route);
@@ -133,7 +134,7 @@ impl RedisState {
                     Ok(remote) => {
                         self.recovered();
                         let remote = remote.as_ref().map(|(rev, doc)| (*rev, doc.as_slice()));
-                        self.sessions.adopt_shared(route, &key, remote);
+                        publish = self.sessions.adopt_shared(route, &key, remote);
                     }
                     Err(down) => {
                         self.unavailable(down)?;
@@ -143,6 +144,10 @@ impl RedisState {
             }
             let mut lease = self.sessions.lease(route, key.clone()).await?;
             if !lease.is_exclusive() {
+                if publish {
+                    // Written back at the first response (see `commit`).
+                    lease.mark_changed();
+                }
                 return Ok(lease);
             }
             // Alone in this process on a session to establish (or `serialize`): alone in the
@@ -401,15 +406,16 @@ fn token_context(route: &str) -> Vec<u8> {
     [b"token".as_slice(), route.as_bytes()].join(&0u8)
 }
 
-/// The `(rev, doc)` part of an acquire's answer; `None` when Redis has no session.
+/// The `(rev, doc)` part of an acquire's answer (an empty doc: deleted by an operator); `None`
+/// when Redis has no session.
 fn remote_session(value: &[redis::Value]) -> Option<(u64, &[u8])> {
     let rev = match value.first()? {
-        redis::Value::Int(rev) => u64::try_from(*rev).ok()?,
+        redis::Value::Int(rev) => u64::try_from(*rev).ok().filter(|rev| *rev > 0)?,
         _ => return None,
     };
-    match value.get(1)? {
-        redis::Value::BulkString(doc) if rev > 0 => Some((rev, doc.as_slice())),
-        _ => None,
+    match value.get(1) {
+        Some(redis::Value::BulkString(doc)) => Some((rev, doc.as_slice())),
+        _ => Some((rev, &[])),
     }
 }
 
