@@ -52,6 +52,10 @@ struct TargetState {
     rotate_every: AtomicU64,
     /// The next call that opens a session waits until `release` is notified.
     stall_next_open: AtomicBool,
+    /// Each call takes this long (a slow target), so that calls that may overlap do.
+    work_ms: AtomicU64,
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
     stalled: Notify,
     release: Notify,
 }
@@ -97,6 +101,19 @@ impl LockedTarget {
     }
 
     async fn handle(&self, request: Request<Bytes>) -> Response<Full<Bytes>> {
+        let state = &self.state;
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        let work = state.work_ms.load(Ordering::SeqCst);
+        if work > 0 {
+            tokio::time::sleep(Duration::from_millis(work)).await;
+        }
+        let response = self.answer(request).await;
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        response
+    }
+
+    async fn answer(&self, request: Request<Bytes>) -> Response<Full<Bytes>> {
         let state = &self.state;
         let presented: Option<String> = request
             .headers()
@@ -809,4 +826,54 @@ async fn a_reload_that_changes_state_is_refused_and_the_running_config_stays() {
     );
     ok(Method::GET, &replica.url("/app/accounts")).await;
     assert!(redis.dump().contains("replicas-test:session:app:route"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serialize_holds_across_replicas_at_two_round_trips_a_call() {
+    let redis = RedisServer::start();
+    let (server, target) = LockedTarget::spawn().await;
+    target.state.work_ms.store(5, Ordering::SeqCst);
+    let config = config(&redis, &server.url(), "fail", "serialize = true\n");
+    let replicas = [Replica::start(&config, &[]), Replica::start(&config, &[])];
+    ok(Method::GET, &replicas[0].url("/app/accounts")).await;
+
+    let mut calls = Vec::new();
+    for i in 0..16 {
+        let url = replicas[i % 2].url("/app/accounts");
+        calls.push(tokio::spawn(async move { call(Method::GET, &url).await }));
+    }
+    for call in calls {
+        let reply = call.await.expect("call");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+
+    assert_eq!(
+        target.state.most_in_flight.load(Ordering::SeqCst),
+        1,
+        "never two calls at once, across both replicas"
+    );
+    assert_eq!(target.opened(), 1);
+    let waits = replicas[0].metric("state_lease_waits").await
+        + replicas[1].metric("state_lease_waits").await;
+    assert!(waits > 0, "the replicas did wait for each other");
+
+    // One call alone: take the lease with the jar, then release it (or write the jar back).
+    let trips = || async {
+        replicas[0].metric("state_redis_round_trips").await
+            + replicas[1].metric("state_redis_round_trips").await
+    };
+    let before = trips().await;
+    for i in 0..10 {
+        ok(Method::GET, &replicas[i % 2].url("/app/accounts")).await;
+    }
+    // The last release may still be on its way: poll until it is counted, with a deadline.
+    let deadline = Instant::now() + PATIENCE;
+    let spent = loop {
+        let spent = trips().await - before;
+        if spent >= 20 || Instant::now() > deadline {
+            break spent;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    };
+    assert_eq!(spent, 20, "two round trips per serialized call");
 }
