@@ -12,6 +12,7 @@ mod psl;
 mod salt;
 mod seal;
 mod store;
+pub mod tokens;
 mod verdict;
 
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use crate::config::SessionPlan;
 pub use jar::{Absorbed, Jar, Rejected};
 pub use key::{KeyHasher, MissingKeyHeader, SessionKey};
 pub use seal::StateCipher;
-pub use store::{Lease, LeaseError, Relogin, SessionInfo, SessionStats, Sessions};
+pub use store::{Lease, LeaseError, Relogin, SessionInfo, SessionStats, Sessions, TokenTurn};
 pub use verdict::SessionVerdict;
 
 /// Startup and persistence errors. They name files and causes, never cookie values.

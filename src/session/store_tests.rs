@@ -32,6 +32,7 @@ fn plan() -> SessionPlan {
         login: None,
         max_sessions: 10_000,
         default_key: None,
+        tokens: Vec::new(),
     }
 }
 
