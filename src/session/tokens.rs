@@ -107,6 +107,15 @@ impl TokenFrom {
         }
     }
 
+    /// What the source names, for an error message (never a value).
+    pub fn describe(&self) -> String {
+        match self {
+            TokenFrom::Header(name) => format!("{name} header"),
+            TokenFrom::Json(pointer) => format!("JSON value at {pointer}"),
+            TokenFrom::Cookie(name) => format!("{name} cookie"),
+        }
+    }
+
     /// Whether the value is in the body rather than the headers.
     pub fn needs_body(&self) -> bool {
         matches!(self, TokenFrom::Json(_))

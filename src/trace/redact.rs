@@ -291,7 +291,8 @@ impl Redactor {
 
     pub fn redact<'a>(&self, record: &'a ExchangeRecord) -> RedactedRecord<'a> {
         let req = &record.request;
-        let raw = record.role != Role::TokenFetch
+        // A token fetch's body holds the token itself: never recorded as it is.
+        let raw = !matches!(record.role, Role::TokenFetch | Role::SessionTokenFetch)
             && record
                 .route
                 .as_deref()
