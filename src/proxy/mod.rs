@@ -232,7 +232,9 @@ impl Proxy {
                     let session_replays = route
                         .session
                         .as_ref()
-                        .filter(|session| !session.relogin_on.is_empty());
+                        .filter(|session| {
+                            !session.relogin_on.is_empty() || !session.tokens.is_empty()
+                        });
                     let replay_limit = match (session_replays, &tokens) {
                         (Some(session), _) => Some(session.replay_body_limit),
                         (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
