@@ -179,7 +179,9 @@ impl Target {
                 b"CSRF token validation failed",
             )));
             *response.status_mut() = StatusCode::FORBIDDEN;
-            response.headers_mut().insert(CSRF, HeaderValue::from_static("Required"));
+            response
+                .headers_mut()
+                .insert(CSRF, HeaderValue::from_static("Required"));
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -195,7 +197,10 @@ impl Target {
 
     fn fetch(&self, session: &str) -> Response<Full<Bytes>> {
         if let Some(status) = *lock(&self.fail_fetches) {
-            return json(status, r#"{"error":{"message":"token service unavailable"}}"#);
+            return json(
+                status,
+                r#"{"error":{"message":"token service unavailable"}}"#,
+            );
         }
         let token = {
             let mut sessions = lock(&self.sessions);

@@ -114,23 +114,25 @@ impl Target {
     }
 
     fn login(&self, body: &[u8]) -> Response<Full<Bytes>> {
-        let credentials: Option<(String, String)> = serde_json::from_slice::<serde_json::Value>(
-            body,
-        )
-        .ok()
-        .and_then(|value| {
-            Some((
-                value.get("username")?.as_str()?.to_owned(),
-                value.get("password")?.as_str()?.to_owned(),
-            ))
-        });
+        let credentials: Option<(String, String)> =
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|value| {
+                    Some((
+                        value.get("username")?.as_str()?.to_owned(),
+                        value.get("password")?.as_str()?.to_owned(),
+                    ))
+                });
         let valid = credentials.is_some_and(|(username, password)| {
             username == self.username
                 && bool::from(password.as_bytes().ct_eq(self.password.as_bytes()))
         });
         if !valid || self.refuse_logins.load(Ordering::SeqCst) {
             self.failed_logins.fetch_add(1, Ordering::SeqCst);
-            return json(StatusCode::UNAUTHORIZED, r#"{"error":"invalid credentials"}"#);
+            return json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"invalid credentials"}"#,
+            );
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!(

@@ -11,9 +11,9 @@ pub mod path;
 pub mod replay;
 mod respond;
 pub mod route;
-mod token_fetch;
 #[cfg(test)]
 pub(crate) mod stand_in_tests;
+mod token_fetch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -229,12 +229,9 @@ impl Proxy {
                 .iter()
                 .zip(shared.tokens.iter().cloned())
                 .map(|(route, tokens)| {
-                    let session_replays = route
-                        .session
-                        .as_ref()
-                        .filter(|session| {
-                            !session.relogin_on.is_empty() || !session.tokens.is_empty()
-                        });
+                    let session_replays = route.session.as_ref().filter(|session| {
+                        !session.relogin_on.is_empty() || !session.tokens.is_empty()
+                    });
                     let replay_limit = match (session_replays, &tokens) {
                         (Some(session), _) => Some(session.replay_body_limit),
                         (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),

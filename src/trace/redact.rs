@@ -376,7 +376,10 @@ impl Redactor {
         } else if self.is_secret_header(name.as_str()) {
             // The CSRF protocol's own words (`X-CSRF-Token: Fetch`, `Required`) are no secret,
             // and `diagnose` needs them to name the cause.
-            if CSRF_WORDS.iter().any(|word| word.eq_ignore_ascii_case(value)) {
+            if CSRF_WORDS
+                .iter()
+                .any(|word| word.eq_ignore_ascii_case(value))
+            {
                 Cow::Borrowed(value)
             } else {
                 Cow::Borrowed(REDACTED)
