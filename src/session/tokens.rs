@@ -107,6 +107,15 @@ impl TokenFrom {
         }
     }
 
+    /// The source as the config writes it.
+    pub fn spelling(&self) -> String {
+        match self {
+            TokenFrom::Header(name) => format!("header:{name}"),
+            TokenFrom::Json(pointer) => format!("json:{pointer}"),
+            TokenFrom::Cookie(name) => format!("cookie:{name}"),
+        }
+    }
+
     /// What the source names, for an error message (never a value).
     pub fn describe(&self) -> String {
         match self {
@@ -176,6 +185,11 @@ impl TokenFormat {
             prefix: prefix.to_owned(),
             suffix: suffix.to_owned(),
         })
+    }
+
+    /// The format as the config writes it.
+    pub fn spelling(&self) -> String {
+        format!("{}{{}}{}", self.prefix, self.suffix)
     }
 
     /// The header value for `value`, marked sensitive; `None` when the target handed out a
