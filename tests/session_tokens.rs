@@ -110,6 +110,21 @@ async fn login_proxy(target: &TargetServer, session_extra: &str) -> Running {
     .await
 }
 
+/// The admin's `/exchanges`, once it holds at least `count` records.
+async fn exchanges(proxy: &Running, count: usize) -> Vec<serde_json::Value> {
+    let admin = proxy.admin_addr().expect("admin");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let reply = get(&format!("http://{admin}/exchanges?limit=100"), &[]).await;
+        let listed = body_json(&reply);
+        if let Some(all) = listed.as_array().filter(|all| all.len() >= count) {
+            return all.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {listed}");
+        tokio::task::yield_now().await;
+    }
+}
+
 fn users(proxy: &Running) -> String {
     format!("http://{}{SERVICE}Users", proxy.addr())
 }
@@ -248,6 +263,18 @@ async fn a_failing_fetch_answers_502_naming_route_and_token_then_recovers() {
     assert_eq!(error["route"], "sap");
     assert_eq!(error["token"], "csrf");
     assert!(error["detail"].as_str().unwrap().contains("500"), "{error}");
+    // The failed fetch is recorded, linked to the error record the client's request got.
+    let records = exchanges(&proxy, 2).await;
+    let fetch = records
+        .iter()
+        .find(|r| r["role"] == "token_fetch")
+        .expect("the fetch is recorded");
+    assert_eq!(fetch["status"], 500, "{fetch}");
+    let answer = records
+        .iter()
+        .find(|r| r["id"] == fetch["parent"])
+        .expect("the fetch's parent is recorded");
+    assert_eq!(answer["error"]["kind"], "token_fetch_failed", "{answer}");
     stats.fail_fetches(None);
     let created = send(Method::POST, &users(&proxy), &[JSON], NEW_USER).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
@@ -426,6 +453,24 @@ async fn no_captured_value_reaches_har_jsonl_exchanges_or_logs() {
         ("/exchanges", &exchanges),
     ] {
         assert!(text.contains("token_fetch"), "{what} shows the fetches");
+    }
+    // Each fetch is its own record, linked to the request that caused it: the first call it
+    // was made for, or the refused attempt whose replay needed a new token.
+    let records: Vec<serde_json::Value> = jsonl_text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let fetches: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["role"] == "token_fetch")
+        .collect();
+    assert_eq!(fetches.len(), 4, "two CSRF fetches, two logins");
+    for fetch in fetches {
+        let parent = records
+            .iter()
+            .find(|r| r["id"] == fetch["parent"])
+            .unwrap_or_else(|| panic!("the parent of {fetch} is recorded"));
+        assert_eq!(parent["role"], "client", "{parent}");
     }
     assert!(stderr.contains("token fetched"), "{stderr}");
     assert!(stderr.contains("token refetched"), "{stderr}");

@@ -367,6 +367,7 @@ impl Proxy {
             }),
             attempted: false,
             replayed_from: None,
+            reserved_id: None,
             did: Did::default(),
             upstream_status: None,
         };
@@ -400,7 +401,10 @@ impl Proxy {
         if let (Some(trace), Some(request), false) = (&exchange.trace, early, exchange.attempted) {
             // After a refused attempt, this record is what the client got instead of its replay.
             let attempt = AttemptTrace {
-                id: trace.tracer.next_id(),
+                id: exchange
+                    .reserved_id
+                    .take()
+                    .unwrap_or_else(|| trace.tracer.next_id()),
                 role: Role::Client,
                 parent: exchange.replayed_from,
                 started: trace.started,
@@ -505,13 +509,10 @@ impl Proxy {
         let mut replay_after = None;
         loop {
             // Session tokens first: their fetch may set the cookies this attempt sends.
-            let reserved_id = match lease.as_mut() {
-                Some(lease) => {
-                    let refetch = role == Role::Replay;
-                    Box::pin(self.ensure_tokens(x, lease, &head.method, parent, refetch)).await?
-                }
-                None => None,
-            };
+            if let Some(lease) = lease.as_mut() {
+                let refetch = role == Role::Replay;
+                Box::pin(self.ensure_tokens(x, lease, &head.method, parent, refetch)).await?;
+            }
             x.actions.next_attempt();
             x.actions.replayed = role == Role::Replay;
             let mut headers = head.headers.clone();
@@ -523,7 +524,7 @@ impl Proxy {
             let mut attempt = x.trace.as_ref().map(|trace| {
                 let mut attempt = trace.attempt(role, parent, &head, &headers, body.buffered());
                 // The id a token fetch made on this attempt's behalf already points at.
-                attempt.id = reserved_id.unwrap_or(attempt.id);
+                attempt.id = x.reserved_id.take().unwrap_or(attempt.id);
                 attempt
             });
             let request_body = tap_request_body(x, attempt.as_mut(), body.take());

@@ -33,7 +33,7 @@ fn tokens<'a>(x: &Exchange<'a>) -> &'a [TokenPlan] {
 impl super::Proxy {
     /// Fetches each token a `method` request needs that the session lacks. `parent` is the
     /// record the fetch is on behalf of (the refused attempt of a refetch); without one, an id
-    /// is reserved for the attempt about to go, and returned so that the attempt takes it.
+    /// is reserved in the exchange for the attempt about to go, which takes it.
     pub(super) async fn ensure_tokens(
         &self,
         x: &mut Exchange<'_>,
@@ -41,8 +41,7 @@ impl super::Proxy {
         method: &Method,
         parent: Option<u64>,
         refetch: bool,
-    ) -> Result<Option<u64>, ProxyError> {
-        let mut reserved = None;
+    ) -> Result<(), ProxyError> {
         for token in tokens(x) {
             if !applies(token.methods.as_deref(), method) || lease.token(&token.name).is_some() {
                 continue;
@@ -53,7 +52,7 @@ impl super::Proxy {
             let parent = match (parent, &x.trace) {
                 (Some(parent), _) => Some(parent),
                 (None, Some(trace)) => {
-                    Some(*reserved.get_or_insert_with(|| trace.tracer.next_id()))
+                    Some(*x.reserved_id.get_or_insert_with(|| trace.tracer.next_id()))
                 }
                 (None, None) => None,
             };
@@ -63,7 +62,7 @@ impl super::Proxy {
             }
             fetched?;
         }
-        Ok(reserved)
+        Ok(())
     }
 
     /// The fetch request of `token`, alone on the session: the route's credential, the
