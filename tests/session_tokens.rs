@@ -14,7 +14,9 @@ use provproxy::demo::login_session::{self, LoginStats};
 use provproxy::demo::server::TargetServer;
 use provproxy::server::{Running, StartOptions};
 
-use support_sessions::{body_json, get, send, start, try_start, write_file, Binary, PATIENCE};
+use support_sessions::{
+    admin_get, body_json, get, send, start, try_start, write_file, Binary, PATIENCE,
+};
 
 const USER: &str = "svc_provision";
 const SAP_PASSWORD: &str = "sap-pw-Kd2!tokens-canary";
@@ -125,6 +127,38 @@ async fn exchanges(proxy: &Running, count: usize) -> Vec<serde_json::Value> {
     }
 }
 
+/// Waits until `count` requests hold or wait for the route's one session (`/sessions` counts
+/// leases being acquired too), so that they are all in the proxy at once.
+async fn until_in_use(proxy: &Running, count: u64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let sessions = body_json(&admin_get(proxy, "/sessions").await);
+        if sessions[0]["in_use"].as_u64() == Some(count) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{sessions}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Eight parallel POSTs, all in the proxy while the one fetch they need is held by the target.
+async fn eight_posts_during_one_fetch(proxy: &Running, stats: &CsrfStats) {
+    stats.hold_fetches(true);
+    let url = users(proxy);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { send(Method::POST, &url, &[JSON], NEW_USER).await })
+        })
+        .collect();
+    until_in_use(proxy, 8).await;
+    stats.hold_fetches(false);
+    for call in calls {
+        let reply = call.await.expect("the call ran");
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    }
+}
+
 fn users(proxy: &Running) -> String {
     format!("http://{}{SERVICE}Users", proxy.addr())
 }
@@ -151,18 +185,33 @@ async fn eight_parallel_posts_without_a_token_all_succeed_in_one_session_with_on
     let sessions_before = stats.sessions_opened();
 
     let proxy = csrf_proxy(&target).await;
-    let url = users(&proxy);
-    let calls = (0..8).map(|_| {
-        let url = url.clone();
-        tokio::spawn(async move { send(Method::POST, &url, &[JSON], NEW_USER).await })
-    });
-    for call in calls {
-        let reply = call.await.expect("the call ran");
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
-    }
+    eight_posts_during_one_fetch(&proxy, &stats).await;
     assert_eq!(stats.sessions_opened() - sessions_before, 1, "one session");
     assert_eq!(stats.fetches(), 1, "one fetch for eight first calls");
     assert_eq!(stats.required(), 1, "only the direct call was refused");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_session_a_read_opened_eight_parallel_posts_share_one_fetch() {
+    let (target, stats) = csrf_target().await;
+    let proxy = csrf_proxy(&target).await;
+    let read = get(&users(&proxy), &[]).await;
+    assert_eq!(read.status, StatusCode::OK, "a GET needs no token");
+    assert_eq!((stats.sessions_opened(), stats.fetches()), (1, 0));
+
+    eight_posts_during_one_fetch(&proxy, &stats).await;
+    assert_eq!(
+        stats.fetches(),
+        1,
+        "one fetch for eight calls that lacked the token"
+    );
+    assert_eq!(
+        stats.sessions_opened(),
+        1,
+        "the fetch used the open session"
+    );
+    assert_eq!(stats.required(), 0);
     proxy.shutdown().await;
 }
 

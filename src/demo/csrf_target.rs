@@ -51,6 +51,8 @@ struct Target {
     issued: Mutex<Vec<String>>,
     seen: Mutex<Vec<CsrfSeen>>,
     fail_fetches: Mutex<Option<StatusCode>>,
+    /// While true, token fetches wait before they are answered.
+    hold: tokio::sync::watch::Sender<bool>,
     fetches: AtomicU64,
     sessions_opened: AtomicU64,
     required: AtomicU64,
@@ -91,6 +93,12 @@ impl CsrfStats {
         for token in lock(&self.target.sessions).values_mut() {
             *token = None;
         }
+    }
+
+    /// Holds every token fetch unanswered until called again with `false`, so that a test can
+    /// have many requests arrive while a fetch is under way.
+    pub fn hold_fetches(&self, hold: bool) {
+        self.target.hold.send_replace(hold);
     }
 
     /// Makes every token fetch answer `status` (`None`: back to normal).
@@ -271,14 +279,26 @@ pub async fn spawn(username: &str, password: &str) -> std::io::Result<(TargetSer
         issued: Mutex::new(Vec::new()),
         seen: Mutex::new(Vec::new()),
         fail_fetches: Mutex::new(None),
+        hold: tokio::sync::watch::Sender::new(false),
         fetches: AtomicU64::new(0),
         sessions_opened: AtomicU64::new(0),
         required: AtomicU64::new(0),
     });
     let handler = target.clone();
-    let server = serve(move |request| {
-        let response = handler.handle(request);
-        async move { response }
+    let server = serve(move |request: Request<Bytes>| {
+        let handler = handler.clone();
+        async move {
+            let fetch = request
+                .headers()
+                .get(CSRF)
+                .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"fetch"));
+            if fetch {
+                let mut held = handler.hold.subscribe();
+                // The sender lives as long as the target: this only ends when released.
+                let _ = held.wait_for(|held| !held).await;
+            }
+            handler.handle(request)
+        }
     })
     .await?;
     Ok((server, CsrfStats { target }))
