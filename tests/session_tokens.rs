@@ -357,6 +357,12 @@ async fn tokens_go_with_the_session_dropped_by_the_admin() {
     let proxy = login_proxy(&target, "").await;
     let url = format!("http://{}/api/users", proxy.addr());
     assert_eq!(get(&url, &[]).await.status, StatusCode::OK);
+    let listed = body_json(&admin_get(&proxy, "/sessions").await);
+    assert_eq!(
+        listed[0]["tokens"],
+        serde_json::json!(["session"]),
+        "names, never values"
+    );
     let admin = proxy.admin_addr().expect("admin");
     let deleted = send(
         Method::DELETE,

@@ -200,6 +200,8 @@ pub struct SessionInfo {
     pub route: String,
     pub key: String,
     pub cookies: Vec<String>,
+    /// Names of the session tokens it holds.
+    pub tokens: Vec<String>,
     pub created: SystemTime,
     pub last_used: SystemTime,
     /// When idle expiry will drop it if unused until then (`None`: too far ahead to represent).
@@ -605,6 +607,7 @@ impl Sessions {
                     route: route.name.clone(),
                     key: session.key.to_string(),
                     cookies: state.jar.names(self.inner.clock.wall()),
+                    tokens: state.tokens.names(),
                     created: session.created,
                     last_used: state.last_used_wall,
                     expires_at: state.last_used_wall.checked_add(route.plan.idle_timeout),

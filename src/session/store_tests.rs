@@ -1149,3 +1149,19 @@ async fn tokens_are_sealed_in_the_state_file_and_come_back_with_the_session() {
     .unwrap();
     assert!(persist::read_state(&old, None).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn an_idle_session_is_swept_with_its_tokens() {
+    let sessions = open(plan());
+    let lease = sessions.lease("osmc", key("route")).await.unwrap();
+    lease.store_token("csrf", "t-9".into());
+    drop(lease);
+    let timeout = plan().idle_timeout;
+    assert_eq!(sessions.sweep_at(Instant::now() + timeout), 1);
+    let lease = sessions.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(
+        lease.token("csrf"),
+        None,
+        "a new session starts without tokens"
+    );
+}
