@@ -1098,7 +1098,7 @@ async fn parallel_holders_lacking_a_token_elect_one_fetcher_and_the_rest_use_its
 #[tokio::test]
 async fn a_session_holding_only_a_token_is_established_and_a_relogin_drops_its_tokens() {
     let sessions = open(plan());
-    let mut first = sessions.lease("osmc", key("route")).await.unwrap();
+    let first = sessions.lease("osmc", key("route")).await.unwrap();
     assert!(first.is_exclusive(), "a new session is opened alone");
     first.store_token("session", "id-1".into());
     drop(first);
