@@ -56,11 +56,8 @@ impl super::Proxy {
                 }
                 (None, None) => None,
             };
-            let fetched = self.fetch_token(x, lease, token, parent, refetch).await;
-            if let Err(err) = &fetched {
-                tracing::warn!(route = %x.route.plan.name, token = %token.name, "{err}");
-            }
-            fetched?;
+            // A failure is logged once, where the exchange fails, naming the token.
+            self.fetch_token(x, lease, token, parent, refetch).await?;
         }
         Ok(())
     }

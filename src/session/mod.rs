@@ -3,7 +3,8 @@
 //! The pipeline asks [`Sessions::key_for`] for the request's [`SessionKey`] (a keyed hash,
 //! scoped to the authenticated client), takes a [`Lease`] from [`Sessions`], sends the jar's
 //! `Cookie` header, absorbs every response's `Set-Cookie`, and on a response for which
-//! [`is_session_gone`] holds, calls [`Lease::begin_relogin`] and replays once.
+//! [`is_session_gone`] holds, calls [`Lease::begin_relogin`] and replays once. Session tokens
+//! ([`tokens`]) live next to the jar and go with it.
 
 mod jar;
 mod key;
