@@ -140,18 +140,6 @@ pub(super) fn classify(
         evidence.push("response X-CSRF-Token: Required".to_owned());
         return (Class::CsrfTokenRequired, with_body(evidence));
     }
-    // A login-session target: its 401 asks for a session the client never logged in to get
-    // (or sent under the `Session` scheme and the target no longer knows).
-    let sent_session = sent_scheme.is_some_and(|s| s.eq_ignore_ascii_case("session"));
-    if ex.status == 401
-        && challenges.is_empty()
-        && (sent_session
-            || (lower_body.contains("session")
-                && (lower_body.contains("login") || lower_body.contains("log in"))))
-    {
-        return (Class::SessionLoginRequired, with_body(evidence));
-    }
-
     match ex.status {
         401 => {
             let missing: Vec<_> = set_before
@@ -172,6 +160,14 @@ pub(super) fn classify(
                     );
                 }
                 return (Class::SessionLocked, with_body(evidence));
+            }
+            // A login-session target: its 401 asks for a session the client never logged in
+            // to get (or sent under the `Session` scheme and the target no longer knows).
+            let sent_session = sent_scheme.is_some_and(|s| s.eq_ignore_ascii_case("session"));
+            let asks_for_login = lower_body.contains("session")
+                && (lower_body.contains("login") || lower_body.contains("log in"));
+            if challenges.is_empty() && (sent_session || asks_for_login) {
+                return (Class::SessionLoginRequired, with_body(evidence));
             }
             let offered = offered_schemes(&challenges);
             let offers = |s: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(s));
