@@ -508,8 +508,9 @@ impl Proxy {
         // Why the request is being replayed, once it is.
         let mut replay_after = None;
         loop {
-            // Session tokens first: their fetch may set the cookies this attempt sends.
-            if let Some(lease) = lease.as_mut() {
+            // Session tokens first: their fetch may set the cookies this attempt sends. Checked
+            // before the boxed call, which would cost every session route an allocation.
+            if let Some(lease) = lease.as_mut().filter(|_| token_fetch::configured(x)) {
                 let refetch = role == Role::Replay;
                 Box::pin(self.ensure_tokens(x, lease, &head.method, parent, refetch)).await?;
             }

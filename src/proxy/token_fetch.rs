@@ -22,6 +22,11 @@ const FETCH_BODY_LIMIT: usize = 256 * 1024;
 #[derive(Default)]
 pub(super) struct Sent(Vec<(usize, String)>);
 
+/// Whether the route declares session tokens at all.
+pub(super) fn configured(x: &Exchange<'_>) -> bool {
+    !tokens(x).is_empty()
+}
+
 fn tokens<'a>(x: &Exchange<'a>) -> &'a [TokenPlan] {
     x.route
         .plan
