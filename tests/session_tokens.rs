@@ -254,6 +254,29 @@ async fn an_invalidated_token_is_refetched_once_and_the_patch_replayed_with_its_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_target_rotates_in_a_response_is_followed_without_a_refetch() {
+    let (target, stats) = csrf_target().await;
+    stats.rotate_tokens(true);
+    let proxy = csrf_proxy(&target).await;
+    for _ in 0..3 {
+        let created = send(Method::POST, &users(&proxy), &[JSON], NEW_USER).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    }
+    assert_eq!(
+        stats.fetches(),
+        1,
+        "each call carried the token the last one rotated in"
+    );
+    assert_eq!(stats.required(), 0, "no call went with a rotated-out token");
+    assert_eq!(
+        stats.issued().len(),
+        4,
+        "the fetched token and three rotations"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_body_target_logs_in_once_for_eight_parallel_gets() {
     let (target, stats) = login_target().await;
     let direct = get(&format!("{}/api/users", target.url()), &[]).await;

@@ -53,6 +53,8 @@ struct Target {
     fail_fetches: Mutex<Option<StatusCode>>,
     /// While true, token fetches wait before they are answered.
     hold: tokio::sync::watch::Sender<bool>,
+    /// Hand out a new token with every successful modifying call (the old one stops working).
+    rotate: std::sync::atomic::AtomicBool,
     fetches: AtomicU64,
     sessions_opened: AtomicU64,
     required: AtomicU64,
@@ -99,6 +101,12 @@ impl CsrfStats {
     /// have many requests arrive while a fetch is under way.
     pub fn hold_fetches(&self, hold: bool) {
         self.target.hold.send_replace(hold);
+    }
+
+    /// Makes every successful modifying call answer a new token in `X-CSRF-Token`, and the
+    /// old one stop working, as targets that rotate the token per call do.
+    pub fn rotate_tokens(&self, rotate: bool) {
+        self.target.rotate.store(rotate, Ordering::SeqCst);
     }
 
     /// Makes every token fetch answer `status` (`None`: back to normal).
@@ -194,6 +202,13 @@ impl Target {
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             response
+        } else if modifying && self.rotate.load(Ordering::SeqCst) {
+            let mut response = self.operation(request);
+            let token = self.new_token(&session);
+            if let Ok(value) = HeaderValue::try_from(token) {
+                response.headers_mut().insert(CSRF, value);
+            }
+            response
         } else {
             self.operation(request)
         };
@@ -210,25 +225,22 @@ impl Target {
                 r#"{"error":{"message":"token service unavailable"}}"#,
             );
         }
-        let token = {
-            let mut sessions = lock(&self.sessions);
-            let slot = sessions.entry(session.to_owned()).or_default();
-            match slot {
-                Some(token) => token.clone(),
-                None => {
-                    let token = base64::engine::general_purpose::STANDARD.encode(self.new_id(1));
-                    lock(&self.issued).push(token.clone());
-                    *slot = Some(token.clone());
-                    token
-                }
-            }
-        };
+        let current = lock(&self.sessions).get(session).cloned().flatten();
+        let token = current.unwrap_or_else(|| self.new_token(session));
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let mut response = json(StatusCode::OK, r#"{"d":{"EntitySets":["Users"]}}"#);
         if let Ok(value) = HeaderValue::try_from(token) {
             response.headers_mut().insert(CSRF, value);
         }
         response
+    }
+
+    /// A new token for `session`, in place of any earlier one.
+    fn new_token(&self, session: &str) -> String {
+        let token = base64::engine::general_purpose::STANDARD.encode(self.new_id(1));
+        lock(&self.issued).push(token.clone());
+        lock(&self.sessions).insert(session.to_owned(), Some(token.clone()));
+        token
     }
 
     fn token_ok(&self, session: &str, headers: &HeaderMap) -> bool {
@@ -280,6 +292,7 @@ pub async fn spawn(username: &str, password: &str) -> std::io::Result<(TargetSer
         seen: Mutex::new(Vec::new()),
         fail_fetches: Mutex::new(None),
         hold: tokio::sync::watch::Sender::new(false),
+        rotate: std::sync::atomic::AtomicBool::new(false),
         fetches: AtomicU64::new(0),
         sessions_opened: AtomicU64::new(0),
         required: AtomicU64::new(0),
