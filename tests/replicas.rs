@@ -16,6 +16,7 @@ use http::header::{COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use provproxy::demo::client::{CookielessClient, Reply};
+use provproxy::demo::csrf_target;
 use provproxy::demo::oauth_target::{
     spawn_scim_target, spawn_token_endpoint, TokenEndpointConfig, SCIM_SCOPE, SCIM_USERS_PATH,
     TOKEN_PATH,
@@ -876,4 +877,106 @@ async fn serialize_holds_across_replicas_at_two_round_trips_a_call() {
         tokio::time::sleep(POLL_EVERY).await;
     };
     assert_eq!(spent, 20, "two round trips per serialized call");
+}
+
+/// A CSRF-token target (SAP Gateway-like) behind two replicas: the token travels with the
+/// session through Redis, sealed, so the fleet fetches it once and refetches it once.
+fn csrf_config(redis: &RedisServer, target: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[state]
+backend = "redis"
+url = "{url}"
+key_prefix = "replicas-test:"
+encryption_key = {{ env = "PROVPROXY_STATE_KEY" }}
+command_timeout = "500ms"
+
+[[routes]]
+name = "sap"
+prefix = "/sap/"
+upstream = "{target}"
+
+[routes.auth]
+kind = "basic"
+username = "SVC_PROVISION"
+password = {{ env = "{REDIS_PASSWORD_ENV}" }}
+
+[routes.session]
+key = "route"
+
+[[routes.session.tokens]]
+name = "csrf"
+fetch = {{ method = "GET", path = "{service}", headers = {{ "X-CSRF-Token" = "Fetch" }} }}
+from = "header:X-CSRF-Token"
+to = "header:X-CSRF-Token"
+methods = ["POST", "PUT", "PATCH", "DELETE"]
+refetch_on = [403]
+"#,
+        url = redis.url(),
+        service = csrf_target::SERVICE,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_csrf_token_is_fetched_once_for_the_fleet_refetched_once_and_never_in_redis_in_clear() {
+    let redis = RedisServer::start();
+    let (server, target) = csrf_target::spawn("SVC_PROVISION", PASSWORD)
+        .await
+        .expect("start the CSRF target");
+    let config = csrf_config(&redis, &server.url());
+    let replicas = [Replica::start(&config, &[]), Replica::start(&config, &[])];
+    let users = format!("{}A_User", csrf_target::SERVICE);
+
+    let mut calls = Vec::new();
+    for i in 0..16 {
+        let url = replicas[i % 2].url(&users);
+        calls.push(tokio::spawn(async move { call(Method::POST, &url).await }));
+    }
+    for call in calls {
+        let reply = call.await.expect("call");
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    }
+    assert_eq!(
+        target.sessions_opened(),
+        1,
+        "one target session for the fleet"
+    );
+    assert_eq!(target.fetches(), 1, "one token fetch for the fleet");
+    assert_eq!(target.required(), 0);
+
+    // The target forgets the token: the calls on both replicas meet the 403 at once; one of
+    // them refetches for the fleet and every call is replayed once with the new token.
+    target.invalidate_tokens();
+    let mut calls = Vec::new();
+    for i in 0..16 {
+        let url = replicas[i % 2].url(&users);
+        calls.push(tokio::spawn(async move { call(Method::POST, &url).await }));
+    }
+    for call in calls {
+        let reply = call.await.expect("call");
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    }
+    assert_eq!(target.fetches(), 2, "one refetch for the fleet");
+    assert_eq!(target.sessions_opened(), 1);
+
+    let dump = redis.dump();
+    assert!(dump.contains("replicas-test:session:sap:route"), "{dump}");
+    let issued = target.issued();
+    assert_eq!(issued.len(), 2);
+    for secret in issued
+        .iter()
+        .map(String::as_str)
+        .chain([PASSWORD, STATE_KEY])
+    {
+        assert!(
+            !dump.contains(secret),
+            "{secret:?} sits in Redis in clear:\n{dump}"
+        );
+    }
 }

@@ -26,11 +26,12 @@ use tokio::sync::{
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::jar::Jar;
+use super::jar::{Jar, StoredCookie};
 use super::key::{KeyHasher, MissingKeyHeader, SessionKey};
-use super::persist::{self, DecodeError, PersistedSession, StateDoc};
+use super::persist::{self, DecodeError, PersistedSession, StateDoc, StoredToken};
 use super::salt;
 use super::seal::StateCipher;
+use super::tokens::HeldTokens;
 use super::SessionError;
 use crate::clock::{Clock, SharedClock};
 use crate::config::{RoutePlan, SessionPlan, StatePlan};
@@ -122,6 +123,8 @@ struct Session {
 
 struct State {
     jar: Jar,
+    /// Session tokens (`[[routes.session.tokens]]`): they live and die with the jar.
+    tokens: HeldTokens,
     /// Bumped whenever a new upstream session may begin (establishing, re-login), so a lease can
     /// tell whether the session it used is still the current one.
     generation: u64,
@@ -130,6 +133,13 @@ struct State {
     /// The revision of the shared copy (Redis) this jar was last read from or written as; 0
     /// when there is none. Only the shared backend uses it.
     synced_rev: u64,
+}
+
+impl State {
+    /// Whether there is anything worth keeping: a live cookie or a token.
+    fn holds_anything(&self, now: SystemTime) -> bool {
+        !self.jar.is_empty(now) || !self.tokens.is_empty()
+    }
 }
 
 impl Session {
@@ -148,6 +158,7 @@ impl Session {
             created,
             state: Mutex::new(State {
                 jar,
+                tokens: HeldTokens::default(),
                 generation: 0,
                 last_used: last_used.0,
                 last_used_wall: last_used.1,
@@ -162,8 +173,11 @@ impl Session {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A session that holds a token is established even when its target sets no cookie (a
+    /// session id from a login body), so that its requests share it instead of queueing.
     fn established(&self, plan: &SessionPlan, now: SystemTime) -> bool {
-        !plan.cookies || !self.state().jar.is_empty(now)
+        let state = self.state();
+        !plan.cookies || !state.jar.is_empty(now) || !state.tokens.is_empty()
     }
 
     fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
@@ -195,6 +209,8 @@ pub struct SessionInfo {
     pub route: String,
     pub key: String,
     pub cookies: Vec<String>,
+    /// Names of the session tokens it holds.
+    pub tokens: Vec<String>,
     pub created: SystemTime,
     pub last_used: SystemTime,
     /// When idle expiry will drop it if unused until then (`None`: too far ahead to represent).
@@ -546,7 +562,7 @@ impl Sessions {
             if let Some((_, session)) = removed {
                 session.removed.store(true, Ordering::Release);
                 route.evicted.fetch_add(1, Ordering::Relaxed);
-                if !session.state().jar.is_empty(self.inner.clock.wall()) {
+                if session.state().holds_anything(self.inner.clock.wall()) {
                     self.inner.mark_dirty(route);
                 }
                 return true;
@@ -582,7 +598,7 @@ impl Sessions {
     fn retire(&self, route: &RouteSessions, session: &Session) {
         session.removed.store(true, Ordering::Release);
         self.inner.expired.fetch_add(1, Ordering::Relaxed);
-        if !session.state().jar.is_empty(self.inner.clock.wall()) {
+        if session.state().holds_anything(self.inner.clock.wall()) {
             self.inner.mark_dirty(route);
         }
     }
@@ -671,6 +687,7 @@ impl Sessions {
                     route: route.name.clone(),
                     key: session.key.to_string(),
                     cookies: state.jar.names(self.inner.clock.wall()),
+                    tokens: state.tokens.names(),
                     created: session.created,
                     last_used: state.last_used_wall,
                     expires_at: state.last_used_wall.checked_add(route.plan.idle_timeout),
@@ -806,20 +823,38 @@ impl Sessions {
             for entry in route.map.iter() {
                 let session = entry.value();
                 let state = session.state();
-                if state.jar.is_empty(now) {
+                if !state.holds_anything(now) {
                     continue;
                 }
-                sessions.push(PersistedSession {
-                    route: route.name.clone(),
-                    key: session.key.to_string(),
-                    created_ms: persist::to_unix_ms(session.created),
-                    last_used_ms: persist::to_unix_ms(state.last_used_wall),
-                    generation: state.generation,
-                    cookies: state.jar.to_stored(now),
-                });
+                sessions.push(persisted(&route.name, session, &state, now));
             }
         }
         StateDoc::new(sessions)
+    }
+}
+
+/// A session as the state file and the shared store keep it (sealed later, by `persist`).
+fn persisted(
+    route: &str,
+    session: &Session,
+    state: &State,
+    now: SystemTime,
+) -> PersistedSession<StoredCookie> {
+    PersistedSession {
+        route: route.to_owned(),
+        key: session.key.to_string(),
+        created_ms: persist::to_unix_ms(session.created),
+        last_used_ms: persist::to_unix_ms(state.last_used_wall),
+        generation: state.generation,
+        cookies: state.jar.to_stored(now),
+        tokens: state
+            .tokens
+            .iter()
+            .map(|(name, value)| StoredToken {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+            .collect(),
     }
 }
 
@@ -863,13 +898,14 @@ fn adopt_shared(
 ) -> bool {
     let Some((rev, bytes)) = remote else {
         state.synced_rev = 0;
-        return !state.jar.is_empty(inner.clock.wall());
+        return state.holds_anything(inner.clock.wall());
     };
     if rev == state.synced_rev {
         return false;
     }
     if bytes.is_empty() {
         state.jar.clear();
+        state.tokens.clear();
         state.generation += 1;
         state.synced_rev = rev;
         return false;
@@ -886,6 +922,11 @@ fn adopt_shared(
     match opened {
         Ok(saved) => {
             state.jar = Jar::from_stored(saved.cookies, now);
+            state.tokens = saved
+                .tokens
+                .into_iter()
+                .map(|token| (token.name, token.value))
+                .collect();
             state.generation = saved.generation.max(state.generation + 1);
         }
         Err(error) => {
@@ -897,6 +938,7 @@ fn adopt_shared(
                 "cannot open the shared session document; opening a new session instead"
             );
             state.jar.clear();
+            state.tokens.clear();
             state.generation += 1;
         }
     }
@@ -936,7 +978,7 @@ fn restore(
             continue;
         }
         let jar = Jar::from_stored(saved.cookies, now_wall);
-        if jar.is_empty(now_wall) {
+        if jar.is_empty(now_wall) && saved.tokens.is_empty() {
             continue;
         }
         let key = SessionKey::from_display(&saved.key);
@@ -946,7 +988,15 @@ fn restore(
             persist::from_unix_ms(saved.created_ms),
             (now.checked_sub(idle).unwrap_or(now), last_used_wall),
         );
-        session.state().generation = saved.generation;
+        {
+            let mut state = session.state();
+            state.generation = saved.generation;
+            state.tokens = saved
+                .tokens
+                .into_iter()
+                .map(|token| (token.name, token.value))
+                .collect();
+        }
         route.map.insert(key, Arc::new(session));
     }
 }
@@ -1052,6 +1102,15 @@ pub enum Relogin {
     Leader,
     /// Another request renewed the session meanwhile: replay with the current cookie.
     AlreadyRenewed,
+}
+
+/// The outcome of [`Lease::begin_token_fetch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTurn {
+    /// This lease is alone on the session and the token is still missing: fetch it.
+    Leader,
+    /// Another request fetched it meanwhile: use the session's value.
+    AlreadyFetched,
 }
 
 /// The right to use one session for one exchange (and its replay).
@@ -1168,6 +1227,8 @@ impl Lease {
         // Alone on the session now, and nobody renewed it since this lease looked: lead.
         let mut state = session.state();
         state.jar.clear();
+        // Tokens belong to the session the target ended.
+        state.tokens.clear();
         state.generation += 1;
         self.generation = state.generation;
         drop(state);
@@ -1209,14 +1270,7 @@ impl Lease {
         let (saved, rev) = {
             let state = session.state();
             (
-                PersistedSession {
-                    route: self.route.name.clone(),
-                    key: session.key.to_string(),
-                    created_ms: persist::to_unix_ms(session.created),
-                    last_used_ms: persist::to_unix_ms(state.last_used_wall),
-                    generation: state.generation,
-                    cookies: state.jar.to_stored(now),
-                },
+                persisted(&self.route.name, session, &state, now),
                 state.synced_rev,
             )
         };
@@ -1267,6 +1321,62 @@ impl Lease {
     /// Gives up the shared backend's hold (released by the caller).
     pub(crate) fn take_hold(&mut self) -> Option<Box<dyn std::any::Any + Send + Sync>> {
         self.hold.take()
+    }
+
+    /// The value of the session token `name`, if the session holds it.
+    pub fn token(&self, name: &str) -> Option<String> {
+        self.active.0.state().tokens.get(name).map(str::to_owned)
+    }
+
+    /// Stores a captured (or rotated) token; true when the value changed.
+    pub fn store_token(&self, name: &str, value: String) -> bool {
+        let changed = self.active.0.state().tokens.store(name, value);
+        if changed {
+            self.changed.store(true, Ordering::Release);
+            self.inner.mark_dirty(&self.route);
+        }
+        changed
+    }
+
+    /// The target refused the token value `sent`: drops it unless a newer one replaced it
+    /// meanwhile. True when it was dropped.
+    pub fn drop_token(&self, name: &str, sent: &str) -> bool {
+        let dropped = self.active.0.state().tokens.drop_if(name, sent);
+        if dropped {
+            self.changed.store(true, Ordering::Release);
+            self.inner.mark_dirty(&self.route);
+        }
+        dropped
+    }
+
+    /// Single-flight fetch of the token `name`, which the session lacks: the first caller gets
+    /// the session alone (the same exclusive path as establishing and re-login, so a fetch and
+    /// a re-login never run at once) and fetches; the others wait for it and use its token.
+    pub async fn begin_token_fetch(&mut self, name: &str) -> TokenTurn {
+        let session = self.active.0.clone();
+        if !matches!(self.guard, Guard::Exclusive { .. }) {
+            self.guard = Guard::Released;
+            let elect = session.elect.clone().lock_owned().await;
+            let read = session.gate.clone().read_owned().await;
+            if session.state().tokens.get(name).is_some() {
+                self.generation = session.state().generation;
+                self.guard = Guard::Shared { _read: read };
+                return TokenTurn::AlreadyFetched;
+            }
+            drop(read);
+            let write = session.gate.clone().write_owned().await;
+            self.generation = session.state().generation;
+            self.guard = Guard::Exclusive {
+                _write: write,
+                _elect: Some(elect),
+            };
+        }
+        let fetched = session.state().tokens.get(name).is_some();
+        if fetched {
+            TokenTurn::AlreadyFetched
+        } else {
+            TokenTurn::Leader
+        }
     }
 
     fn url_for(&self, path: &str) -> Url {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::auth::oauth::{Token, TokenSource};
-use crate::session::{Lease, Relogin, SessionKey};
+use crate::session::{Lease, Relogin, SessionKey, TokenTurn};
 
 use super::{LeaseFailure, LocalState, SessionStore, TokenFailure, TokenStore, Unavailable};
 
@@ -59,6 +59,10 @@ impl SessionStore for FakeState {
 
     async fn begin_relogin(&self, lease: &mut Lease) -> Relogin {
         lease.begin_relogin().await
+    }
+
+    async fn begin_token_fetch(&self, lease: &mut Lease, name: &str) -> TokenTurn {
+        lease.begin_token_fetch(name).await
     }
 }
 

@@ -3,7 +3,7 @@
 //! generation is a counter, so nothing here can be unavailable.
 
 use crate::auth::oauth::{Token, TokenSource};
-use crate::session::{Lease, Relogin, SessionKey, Sessions};
+use crate::session::{Lease, Relogin, SessionKey, Sessions, TokenTurn};
 
 use super::{LeaseFailure, SessionStore, TokenFailure, TokenStore};
 
@@ -27,6 +27,10 @@ impl SessionStore for LocalState {
 
     async fn begin_relogin(&self, lease: &mut Lease) -> Relogin {
         lease.begin_relogin().await
+    }
+
+    async fn begin_token_fetch(&self, lease: &mut Lease, name: &str) -> TokenTurn {
+        lease.begin_token_fetch(name).await
     }
 }
 

@@ -27,7 +27,7 @@ pub mod redis;
 use std::future::Future;
 
 use crate::auth::oauth::{OAuthError, Token, TokenSource};
-use crate::session::{Lease, LeaseError, Relogin, SessionKey, Sessions};
+use crate::session::{Lease, LeaseError, Relogin, SessionKey, Sessions, TokenTurn};
 
 pub use local::LocalState;
 pub use redis::{RedisShared, RedisState};
@@ -76,6 +76,14 @@ pub trait SessionStore {
     /// Single-flight re-login (see [`Lease::begin_relogin`]), across every replica for a
     /// shared store.
     fn begin_relogin(&self, lease: &mut Lease) -> impl Future<Output = Relogin> + Send;
+
+    /// Single-flight fetch of the session token `name` (see [`Lease::begin_token_fetch`]),
+    /// across every replica for a shared store.
+    fn begin_token_fetch(
+        &self,
+        lease: &mut Lease,
+        name: &str,
+    ) -> impl Future<Output = TokenTurn> + Send;
 }
 
 /// OAuth tokens of the route `source` fetches for.
@@ -138,6 +146,13 @@ impl SessionStore for StateBackend {
         match self {
             StateBackend::Redis(redis) => redis.begin_relogin(lease).await,
             _ => lease.begin_relogin().await,
+        }
+    }
+
+    async fn begin_token_fetch(&self, lease: &mut Lease, name: &str) -> TokenTurn {
+        match self {
+            StateBackend::Redis(redis) => redis.begin_token_fetch(lease, name).await,
+            _ => lease.begin_token_fetch(name).await,
         }
     }
 }

@@ -27,7 +27,7 @@ use dashmap::DashMap;
 
 use crate::auth::oauth::{Token, TokenSource};
 use crate::config::{OnUnavailable, StatePlan};
-use crate::session::{Lease, Relogin, SessionKey, Sessions, StateCipher};
+use crate::session::{Lease, Relogin, SessionKey, Sessions, StateCipher, TokenTurn};
 
 use super::{LeaseFailure, TokenFailure, Unavailable};
 
@@ -271,6 +271,48 @@ impl RedisState {
             }
             // Logged by the client; this replica logs in on its own.
             Err(_) => Relogin::Leader,
+        }
+    }
+
+    /// Single-flight fetch of a session token across the fleet, like a re-login: the local
+    /// fetcher takes the fleet lease too, and a replica that finds the token fetched by another
+    /// replica meanwhile uses it.
+    pub async fn begin_token_fetch(&self, lease: &mut Lease, name: &str) -> TokenTurn {
+        let held = lease.take_hold();
+        let turn = lease.begin_token_fetch(name).await;
+        if let Some(held) = held {
+            // Already alone in the fleet (serialize, establishing).
+            lease.hold(held);
+            return turn;
+        }
+        if turn != TokenTurn::Leader {
+            return turn;
+        }
+        let read_as = lease.synced_rev();
+        let (route, key) = (lease.route_name().to_owned(), lease.key().to_string());
+        let session_key = self.fleet().session_key("session", &route, &key);
+        let lease_key = self.fleet().session_key("lease", &route, &key);
+        match self
+            .fleet()
+            .acquire(&lease_key, &session_key, false, FLEET_PATIENCE)
+            .await
+        {
+            Ok(acquired) => {
+                let remote = remote_session(&acquired.value);
+                if remote.is_some_and(|(rev, _)| rev != read_as) {
+                    lease.adopt(remote);
+                    if lease.token(name).is_some() {
+                        // The session is Redis's own now: nothing to write back.
+                        lease.take_changed();
+                        drop(acquired.hold);
+                        return TokenTurn::AlreadyFetched;
+                    }
+                }
+                lease.hold(Box::new(acquired.hold));
+                TokenTurn::Leader
+            }
+            // Logged by the client; this replica fetches on its own.
+            Err(_) => TokenTurn::Leader,
         }
     }
 
