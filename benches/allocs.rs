@@ -79,7 +79,9 @@ fn err<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
 fn main() -> ExitCode {
     COUNTED.with(|c| c.set(false));
     let bench = std::env::args().any(|a| a == "--bench");
-    match run(bench) {
+    // `--trace=on` or `--trace=off` measures only that case (for a profiler's run).
+    let only = std::env::args().find_map(|a| a.strip_prefix("--trace=").map(|v| v == "on"));
+    match run(bench, only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench allocs: {e}");
@@ -88,11 +90,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(bench: bool) -> BenchResult<()> {
+fn run(bench: bool, only: Option<bool>) -> BenchResult<()> {
     let (few, many) = if bench { (500, 5_500) } else { (20, 120) };
     let upstream = start_upstream()?;
     let trace_dir = tempfile::tempdir().map_err(err("temp dir"))?;
-    for trace in [false, true] {
+    for trace in [false, true]
+        .into_iter()
+        .filter(|t| only.is_none_or(|o| o == *t))
+    {
         let dir = trace.then_some(trace_dir.path());
         // The first run pays the process's one-off costs (lazy statics, first-use tables).
         proxied(upstream, dir, few)?;
