@@ -722,7 +722,15 @@ mod tests {
     #[test]
     fn long_text_dense_with_escapes_is_escaped_exactly_as_serde_json_escapes_it() {
         let body = r#"{"schemas":["urn:scim:User"],"name":{"givenName":"Barbara"},"x":"a\"b\\c"}"#;
-        let pieces = [body, "\n", "\u{1}", " ", "é", "\"\"\"", "12345678901234567890"];
+        let pieces = [
+            body,
+            "\n",
+            "\u{1}",
+            " ",
+            "é",
+            "\"\"\"",
+            "12345678901234567890",
+        ];
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..2000 {
             state ^= state << 13;

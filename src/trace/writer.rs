@@ -29,6 +29,9 @@ use crate::config::TracePlan;
 /// thread behind it, and records reach the files at most this much later.
 const GATHER: Duration = Duration::from_millis(2);
 
+/// Route names the feed thread keeps shared (see [`Worker::route`]).
+const MAX_ROUTE_NAMES: usize = 256;
+
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TraceStats {
@@ -150,6 +153,7 @@ impl Tracer {
             line: Vec::new(),
             entry: Vec::new(),
             memo: json_out::Memo::default(),
+            routes: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("provproxy-trace".into())
@@ -253,6 +257,8 @@ struct Worker {
     line: Vec<u8>,
     entry: Vec<u8>,
     memo: json_out::Memo,
+    /// Route names as the feed hands them on, one allocation per name rather than per record.
+    routes: Vec<Arc<str>>,
 }
 
 impl Worker {
@@ -309,7 +315,21 @@ impl Worker {
         }
     }
 
-    fn record(&mut self, mut record: Box<ExchangeRecord>) {
+    /// The shared name of a route. Routes are few; a reload that renames them many times over
+    /// starts the list again.
+    fn route(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.routes.iter().find(|known| ***known == *name) {
+            return Arc::clone(known);
+        }
+        if self.routes.len() == MAX_ROUTE_NAMES {
+            self.routes.clear();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.routes.push(Arc::clone(&shared));
+        shared
+    }
+
+    fn record(&mut self, record: Box<ExchangeRecord>) {
         let redacted = self.redactor.redact(&record);
         let (id, status) = (
             redacted.id,
@@ -335,9 +355,10 @@ impl Worker {
         }
         // Counted first: a subscriber that has the record may read the counters.
         counters.written.fetch_add(1, Ordering::Relaxed);
+        let route = record.route.as_deref().map(|name| self.route(name));
         self.shared.feed.publish(FeedRecord {
             id,
-            route: record.route.take().map(Arc::from),
+            route,
             status,
             line: Arc::from(self.line.as_slice()),
             har_entry: with_entry.then(|| Box::from(self.entry.as_slice())),
