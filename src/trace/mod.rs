@@ -10,6 +10,7 @@
 pub mod feed;
 pub mod file;
 pub mod files;
+pub mod from_lines;
 pub mod har;
 mod json_body;
 pub mod json_out;

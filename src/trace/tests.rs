@@ -842,3 +842,54 @@ async fn the_ring_serves_the_same_bytes_as_the_json_lines_file() {
         include_str!("testdata/golden.jsonl")
     );
 }
+
+/// The golden JSON lines were rendered from the same records as the golden HAR entries.
+#[test]
+fn a_har_made_from_json_lines_holds_the_entries_the_live_har_holds() {
+    let made = super::from_lines::har(include_str!("testdata/golden.jsonl")).unwrap();
+    let doc: Value = serde_json::from_slice(&made.har).unwrap();
+    let entries = doc["log"]["entries"].as_array().unwrap();
+    let live: Vec<Value> = include_str!("testdata/golden.har-entries")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(made.entries, live.len());
+    assert!(!made.torn_last_line);
+    assert_eq!(entries, &live);
+}
+
+#[tokio::test]
+async fn a_har_made_from_the_json_lines_file_is_the_har_file_written_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    for rec in secret_records() {
+        tracer.submit(rec);
+    }
+    tracer.submit(failed_record(4));
+    writer.shutdown().await;
+    let lines = std::fs::read_to_string(plan.jsonl.as_ref().unwrap()).unwrap();
+    let made = super::from_lines::har(&lines).unwrap();
+    assert_eq!(made.entries, 4);
+    let path = dir.path().join("made.har");
+    std::fs::write(&path, &made.har).unwrap();
+    assert_valid_har(std::slice::from_ref(&path));
+    assert_eq!(har_entries(&path), har_entries(plan.har.as_ref().unwrap()));
+}
+
+#[test]
+fn a_har_from_json_lines_leaves_out_a_torn_last_line_and_refuses_a_line_that_is_no_record() {
+    let golden = include_str!("testdata/golden.jsonl");
+    let first = golden.lines().next().unwrap();
+    let torn = format!("{first}\n{}", &first[..first.len() / 2]);
+    let made = super::from_lines::har(&torn).unwrap();
+    assert_eq!((made.entries, made.torn_last_line), (1, true));
+    let bad = format!("{{\"not\":\"a record\"}}\n{first}\n");
+    assert!(matches!(
+        super::from_lines::har(&bad),
+        Err(super::from_lines::FromLinesError::Line { line: 1, .. })
+    ));
+    let empty = super::from_lines::har("").unwrap();
+    let doc: Value = serde_json::from_slice(&empty.har).unwrap();
+    assert_eq!(doc["log"]["entries"].as_array().map(Vec::len), Some(0));
+}
