@@ -176,6 +176,7 @@ impl Owned {
             "login" => Role::Login,
             "replay" => Role::Replay,
             "token" => Role::TokenFetch,
+            "token_fetch" => Role::SessionTokenFetch,
             other => return Err(invalid(format!("unknown role {other:?}"))),
         };
         let started = Timestamp::from_text(&line.started)
