@@ -79,7 +79,13 @@ fn err<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
 fn main() -> ExitCode {
     COUNTED.with(|c| c.set(false));
     let bench = std::env::args().any(|a| a == "--bench");
-    match run(bench) {
+    // `--trace=off`, `--trace=on` or `--trace=jsonl` (JSON lines only, no HAR) measures only
+    // that case, for a profiler's run.
+    let only = std::env::args().find_map(|a| {
+        a.strip_prefix("--trace=")
+            .and_then(|v| Trace::ALL.into_iter().find(|t| t.arg() == v))
+    });
+    match run(bench, only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench allocs: {e}");
@@ -88,12 +94,46 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(bench: bool) -> BenchResult<()> {
+/// What the proxy records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trace {
+    Off,
+    On,
+    JsonLinesOnly,
+}
+
+impl Trace {
+    /// Measured without `--trace=`.
+    const MEASURED: [Trace; 2] = [Trace::Off, Trace::On];
+    const ALL: [Trace; 3] = [Trace::Off, Trace::On, Trace::JsonLinesOnly];
+
+    fn arg(self) -> &'static str {
+        match self {
+            Trace::Off => "off",
+            Trace::On => "on",
+            Trace::JsonLinesOnly => "jsonl",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Trace::Off => "off",
+            Trace::On => "on (HAR + JSONL + bodies)",
+            Trace::JsonLinesOnly => "on (JSONL + bodies)",
+        }
+    }
+}
+
+fn run(bench: bool, only: Option<Trace>) -> BenchResult<()> {
     let (few, many) = if bench { (500, 5_500) } else { (20, 120) };
     let upstream = start_upstream()?;
     let trace_dir = tempfile::tempdir().map_err(err("temp dir"))?;
-    for trace in [false, true] {
-        let dir = trace.then_some(trace_dir.path());
+    let cases = match only {
+        Some(trace) => vec![trace],
+        None => Trace::MEASURED.to_vec(),
+    };
+    for trace in cases {
+        let dir = (trace != Trace::Off).then(|| (trace_dir.path(), trace == Trace::On));
         // The first run pays the process's one-off costs (lazy statics, first-use tables).
         proxied(upstream, dir, few)?;
         let (a0, b0) = proxied(upstream, dir, few)?;
@@ -103,11 +143,7 @@ fn run(bench: bool) -> BenchResult<()> {
         let bytes = b1.saturating_sub(b0) as f64 / n;
         println!(
             "allocations per proxied request, trace {}: {allocs:.1} ({bytes:.0} bytes)",
-            if trace {
-                "on (HAR + JSONL + bodies)"
-            } else {
-                "off"
-            }
+            trace.label()
         );
         if !(allocs > 0.0 && allocs < 10_000.0) {
             return Err(format!(
@@ -118,12 +154,17 @@ fn run(bench: bool) -> BenchResult<()> {
     Ok(())
 }
 
-/// Basic injection + session jar + challenge expand, as in `benches/load.rs`.
-fn proxy_toml(upstream: SocketAddr, trace_dir: Option<&std::path::Path>) -> String {
-    let trace = match trace_dir {
-        Some(dir) => format!(
-            "[trace]\nhar = \"{}\"\njsonl = \"{}\"\nbodies = true\nmax_body = \"64KiB\"\n",
-            dir.join("allocs.har").display(),
+/// Basic injection + session jar + challenge expand, as in `benches/load.rs`; `trace` is the
+/// traces' directory and whether a HAR is written besides the JSON lines.
+fn proxy_toml(upstream: SocketAddr, trace: Option<(&std::path::Path, bool)>) -> String {
+    let trace = match trace {
+        Some((dir, har)) => format!(
+            "[trace]\n{}jsonl = \"{}\"\nbodies = true\nmax_body = \"64KiB\"\n",
+            if har {
+                format!("har = \"{}\"\n", dir.join("allocs.har").display())
+            } else {
+                String::new()
+            },
             dir.join("allocs.jsonl").display(),
         ),
         None => String::new(),
@@ -164,16 +205,16 @@ split = true
 /// connection, shuts it down; returns the counters' growth over the whole run.
 fn proxied(
     upstream: SocketAddr,
-    trace_dir: Option<&std::path::Path>,
+    trace: Option<(&std::path::Path, bool)>,
     requests: u64,
 ) -> BenchResult<(u64, u64)> {
-    if let Some(dir) = trace_dir {
+    if let Some((dir, _)) = trace {
         // A fresh pair of files each run, so both runs write the same way.
         for name in ["allocs.har", "allocs.jsonl"] {
             let _ = std::fs::remove_file(dir.join(name));
         }
     }
-    let toml = proxy_toml(upstream, trace_dir);
+    let toml = proxy_toml(upstream, trace);
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let a0 = ALLOCS.load(Ordering::Relaxed);
