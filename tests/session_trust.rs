@@ -177,11 +177,12 @@ async fn two_thousand_tenants_through_the_proxy_stay_within_max_sessions() {
             let tenant = format!("tenant-{n}");
             let reply = get(addr, "/app/Users", &[("x-tenant", &tenant)]).await;
             drop(permit);
-            reply.status
+            reply
         });
     }
-    while let Some(status) = calls.join_next().await {
-        assert_eq!(status.expect("call"), StatusCode::OK);
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply.expect("call");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     }
     let sessions = body_json(&admin_get(&proxy, "/sessions").await);
     assert_eq!(sessions.as_array().expect("a list").len(), MAX);

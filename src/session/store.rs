@@ -90,6 +90,7 @@ struct RouteSessions {
     /// Sessions dropped to stay within `max_sessions`.
     evicted: AtomicU64,
     /// The oldest idle sessions as of the last scan, newest first (the next to go is last).
+    /// Held for the whole of a checkout's evictions, so that evictions on a route are serial.
     candidates: Mutex<Vec<Candidate>>,
 }
 
@@ -521,8 +522,11 @@ impl Sessions {
         // No map shard is locked any more: evicting may lock any of them.
         let active = Active(session);
         if added {
+            // One eviction at a time per route: two checkouts that both saw the map one over
+            // its bound would otherwise both evict, leaving it one under.
+            let mut candidates = lock(&route.candidates);
             while route.map.len() > route.plan.max_sessions {
-                if !self.evict_one(route) {
+                if !self.evict_one(route, &mut candidates) {
                     if route
                         .map
                         .remove_if(key, |_, held| Arc::ptr_eq(held, &active.0))
@@ -540,18 +544,16 @@ impl Sessions {
         Ok(active)
     }
 
-    /// Drops the least recently used idle session of `route`; false when none is idle.
-    fn evict_one(&self, route: &RouteSessions) -> bool {
-        // A candidate used since the scan is skipped; two scans that yield nothing usable
-        // mean every session is busy (or being used as fast as it is scanned).
-        let mut scans = 0;
+    /// Drops the least recently used idle session of `route` (whose `candidates` the caller
+    /// holds locked); false when none is idle.
+    fn evict_one(&self, route: &RouteSessions, candidates: &mut Vec<Candidate>) -> bool {
+        // A candidate used since the scan is skipped; only a scan that finds no idle session
+        // means every session is busy.
         loop {
-            let next = lock(&route.candidates).pop();
-            let Some(candidate) = next else {
-                if scans == 2 || !self.scan_candidates(route) {
+            let Some(candidate) = candidates.pop() else {
+                if !self.scan_candidates(route, candidates) {
                     return false;
                 }
-                scans += 1;
                 continue;
             };
             let removed = route.map.remove_if(&candidate.key, |_, session| {
@@ -571,7 +573,7 @@ impl Sessions {
     }
 
     /// Refills the route's candidates with its oldest idle sessions; false when none is idle.
-    fn scan_candidates(&self, route: &RouteSessions) -> bool {
+    fn scan_candidates(&self, route: &RouteSessions, candidates: &mut Vec<Candidate>) -> bool {
         let mut idle: Vec<Candidate> = route
             .map
             .iter()
@@ -590,7 +592,7 @@ impl Sessions {
         // Newest first, so that `pop` yields the oldest.
         idle.sort_unstable_by_key(|candidate| std::cmp::Reverse(candidate.last_used));
         let found = !idle.is_empty();
-        *lock(&route.candidates) = idle;
+        *candidates = idle;
         found
     }
 

@@ -1253,3 +1253,38 @@ async fn an_idle_session_is_swept_with_its_tokens() {
         "a new session starts without tokens"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_sessions_opened_in_parallel_make_room_while_most_sessions_are_idle() {
+    const MAX: usize = 100;
+    const PARALLEL: usize = 16;
+    const EACH: usize = 500;
+    let sessions = bounded(MAX);
+    let start = Arc::new(Barrier::new(PARALLEL));
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..PARALLEL {
+        let sessions = sessions.clone();
+        let start = start.clone();
+        workers.spawn(async move {
+            start.wait().await;
+            for n in 0..EACH {
+                let name = format!("w{worker}-{n}");
+                let lease = sessions.lease("osmc", key(&name)).await;
+                if let Err(refused) = lease {
+                    return Err(format!("{name}: {refused:?}"));
+                }
+            }
+            Ok(())
+        });
+    }
+    while let Some(worker) = workers.join_next().await {
+        // At most PARALLEL of MAX sessions are ever in use: there is always an idle one to drop.
+        worker.unwrap().unwrap();
+    }
+    let stats = sessions.stats();
+    assert_eq!(stats.live, MAX as u64);
+    assert_eq!(
+        stats.evicted,
+        [("osmc".to_owned(), (PARALLEL * EACH - MAX) as u64)]
+    );
+}
