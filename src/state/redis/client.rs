@@ -415,11 +415,13 @@ impl Fleet {
                 &[millis(ttl).as_bytes(), now_ms.to_string().as_bytes()],
             )
             .await?;
-        let items = array(value);
+        let items = self.items("session read", value)?;
         // A revision without a document is a session an operator deleted (a tombstone).
-        Ok(revision(&items, 0)
-            .filter(|rev| *rev > 0)
-            .map(|rev| (rev, bytes(&items, 1).unwrap_or_default())))
+        match revision(&items, 0) {
+            Some(0) => Ok(None),
+            Some(rev) => Ok(Some((rev, bytes(&items, 1).unwrap_or_default()))),
+            None => Err(self.malformed("session read")),
+        }
     }
 
     /// Writes a session at revision `expected` (compare-and-set), releasing `release` (a lease
@@ -448,7 +450,7 @@ impl Fleet {
                 ],
             )
             .await?;
-        let items = array(value);
+        let items = self.items("session write", value)?;
         let rev = revision(&items, 1).unwrap_or(0);
         if revision(&items, 0) == Some(1) {
             return Ok(Ok(rev));
@@ -490,7 +492,7 @@ impl Fleet {
                     &[token.as_bytes(), millis(LEASE_TTL).as_bytes()],
                 )
                 .await?;
-            let items = array(value);
+            let items = self.items(what, value)?;
             if revision(&items, 0) == Some(1) {
                 if expiring {
                     // The holder's lease ran out instead of being released: it died.
@@ -561,7 +563,7 @@ impl Fleet {
         let value = self
             .eval("token read", &self.inner.scripts.read_token, &[key], &[])
             .await?;
-        Ok(SharedToken::from_items(&array(value)))
+        Ok(SharedToken::from_items(&self.items("token read", value)?))
     }
 
     /// Stores a fetched token (`ttl`: until it expires) and releases the fetch lease.
@@ -609,6 +611,8 @@ impl Fleet {
         let pattern = format!("{}session:*", self.inner.prefix);
         let mut cursor: u64 = 0;
         let mut keys: Vec<String> = Vec::new();
+        // Replies are parsed here rather than by the client library, whose type errors quote
+        // the reply (and would count a malformed reply as Redis being down).
         loop {
             let mut command = redis::cmd("SCAN");
             command
@@ -617,8 +621,18 @@ impl Fleet {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(500);
-            let (next, batch): (u64, Vec<String>) = self.query("session scan", command).await?;
-            keys.extend(batch);
+            let reply = self.query::<Value>("session scan", command).await?;
+            let items = self.items("session scan", reply)?;
+            let (Some(next), Some(Value::Array(batch))) = (revision(&items, 0), items.get(1))
+            else {
+                return Err(self.malformed("session scan"));
+            };
+            for key in batch {
+                match key {
+                    Value::BulkString(key) => keys.push(String::from_utf8_lossy(key).into_owned()),
+                    _ => return Err(self.malformed("session scan")),
+                }
+            }
             cursor = next;
             if cursor == 0 {
                 break;
@@ -628,10 +642,10 @@ impl Fleet {
         for key in keys {
             let mut command = redis::cmd("HMGET");
             command.arg(&key).arg("rev").arg("doc").arg("used");
-            let (rev, doc, used): (Option<u64>, Option<Vec<u8>>, Option<u64>) =
-                self.query("session list", command).await?;
-            if let (Some(rev), Some(doc)) = (rev, doc) {
-                out.push((rev, doc, used.unwrap_or(0)));
+            let reply = self.query::<Value>("session list", command).await?;
+            let items = self.items("session list", reply)?;
+            if let (Some(rev), Some(doc)) = (revision(&items, 0), bytes(&items, 1)) {
+                out.push((rev, doc, revision(&items, 2).unwrap_or(0)));
             }
         }
         Ok(out)
@@ -649,6 +663,23 @@ impl Fleet {
             )
             .await?;
         Ok(matches!(value, Value::Int(1)))
+    }
+
+    /// A script's reply as the array every script here returns. Anything else is a malformed
+    /// reply (a proxy or a foreign server in front of Redis, a script of another version).
+    fn items(&self, what: &'static str, value: Value) -> Result<Vec<Value>, Unavailable> {
+        match value {
+            Value::Array(items) => Ok(items),
+            _ => Err(self.malformed(what)),
+        }
+    }
+
+    /// Counts and logs a reply this client cannot use, as an error of `what`. The reply itself
+    /// stays out of the log: it may hold sealed values, or whatever a foreign server sent.
+    fn malformed(&self, what: &'static str) -> Unavailable {
+        self.inner.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(redis = %self.inner.target, what, "Redis sent a reply of the wrong shape");
+        Unavailable { what }
     }
 
     /// A random lease token or token id.
@@ -684,13 +715,6 @@ impl SharedToken {
     }
 }
 
-fn array(value: Value) -> Vec<Value> {
-    match value {
-        Value::Array(items) => items,
-        _ => Vec::new(),
-    }
-}
-
 fn revision(items: &[Value], index: usize) -> Option<u64> {
     match items.get(index)? {
         Value::Int(n) => u64::try_from(*n).ok(),
@@ -713,4 +737,91 @@ fn millis(duration: Duration) -> String {
 
 fn millis_i64(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server that speaks RESP but answers every command with the integer 3: the shape no
+    /// script here returns.
+    async fn answering_three() -> (url::Url, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            url::Url::parse(&format!("redis://{}/0", listener.local_addr().unwrap())).unwrap();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut read = BufReader::new(read);
+                    let mut line = String::new();
+                    // Each command is `*N` followed by N bulk strings (`$len`, then the bytes).
+                    while read.read_line(&mut line).await.unwrap_or(0) > 0 {
+                        let args: usize = line.trim_start_matches('*').trim().parse().unwrap();
+                        for _ in 0..args {
+                            line.clear();
+                            read.read_line(&mut line).await.unwrap();
+                            let len: usize = line.trim_start_matches('$').trim().parse().unwrap();
+                            let mut arg = vec![0; len + 2];
+                            read.read_exact(&mut arg).await.unwrap();
+                        }
+                        line.clear();
+                        if write.write_all(b":3\r\n").await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, server)
+    }
+
+    fn plan(url: url::Url) -> RedisPlan {
+        RedisPlan {
+            url,
+            username: None,
+            password: None,
+            key_prefix: "test:".into(),
+            on_unavailable: OnUnavailable::Fail,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_of_the_wrong_shape_is_a_counted_error_naming_the_step_never_a_panic() {
+        let (url, server) = answering_three().await;
+        let fleet = Fleet::new(&plan(url)).unwrap();
+        let read = fleet.read_session("test:session:r:k", Duration::from_secs(60), 1);
+        assert_eq!(
+            read.await.err(),
+            Some(Unavailable {
+                what: "session read"
+            })
+        );
+        let acquired = fleet.acquire("test:lease:r:k", "test:session:r:k", false, Duration::ZERO);
+        assert_eq!(
+            acquired.await.err(),
+            Some(Unavailable {
+                what: "session lease"
+            })
+        );
+        assert_eq!(
+            fleet.read_token("test:token:r").await.err(),
+            Some(Unavailable { what: "token read" })
+        );
+        assert_eq!(
+            fleet.scan_sessions().await.err(),
+            Some(Unavailable {
+                what: "session scan"
+            })
+        );
+        let stats = fleet.stats();
+        assert_eq!(stats.errors, 4);
+        assert!(stats.reachable, "a server that answers is reachable");
+        server.abort();
+    }
 }
