@@ -1,6 +1,7 @@
 //! The stored secrets never show: not in the real binary's logs at debug level, not in any
 //! response a client gets (success, 502, 404, 413), not in the trace files or the admin
-//! endpoints, not in `check`, not in `Debug` of the plan. Nor do the secrets clients and targets
+//! endpoints, not in `check`, not in `Debug` of the plan; the state encryption key and a
+//! captured CSRF token show nowhere either, the state file included. Nor do the secrets clients and targets
 //! send in the fields that leaked through exact-name lists (issue 14): a credential header
 //! under a custom name, SOAP `<password>`, ServiceNow `user_password`, SCIM enterprise
 //! `password`, `newPassword`, `sessionToken`, `client_assertion`, query `sig`.
@@ -25,6 +26,10 @@ const USER: &str = "svc_provision";
 const PASSWORD: &str = "Basic-pw-Zq8!leak-canary-1";
 const TOKEN: &str = "bearer-tok-Vx3-leak-canary-2";
 const API_KEY: &str = "api-key-Rr5-leak-canary-3";
+/// Seals the session state file; 32 bytes and more.
+const STATE_KEY: &str = "state-key-Tq9-leak-canary-4-0123456789abcdef";
+/// What the target hands out as its CSRF token: a captured value, as secret as a password.
+const CSRF_TOKEN: &str = "csrf-tok-Wm2-leak-canary-6";
 
 const CONFIG: &str = r#"
 [server]
@@ -38,6 +43,9 @@ listen = "127.0.0.1:0"
 har = "trace.har"
 jsonl = "trace.jsonl"
 bodies = true
+
+[state]
+encryption_key = { env = "LEAK_TEST_STATE_KEY" }
 
 [[routes]]
 name = "basic"
@@ -74,13 +82,38 @@ upstream = "{down}"
 kind = "basic"
 username = "svc_provision"
 password = { env = "LEAK_TEST_PASSWORD" }
+
+[[routes]]
+name = "csrf"
+prefix = "/csrf/"
+upstream = "{upstream}"
+[routes.session]
+persist = "sessions.json"
+[[routes.session.tokens]]
+name = "csrf"
+fetch = { method = "GET", path = "/csrf/token", headers = { "X-CSRF-Token" = "Fetch" } }
+from = "header:X-CSRF-Token"
+to = "header:X-CSRF-Token"
+methods = ["POST"]
 "#;
 
-const ENV: [(&str, &str); 3] = [
+const ENV: [(&str, &str); 4] = [
     ("LEAK_TEST_PASSWORD", PASSWORD),
     ("LEAK_TEST_TOKEN", TOKEN),
     ("LEAK_TEST_API_KEY", API_KEY),
+    ("LEAK_TEST_STATE_KEY", STATE_KEY),
 ];
+
+/// Answers 200; a token fetch (`X-CSRF-Token: Fetch`) also gets the CSRF token.
+fn csrf_target(request: &common::Recorded) -> http::Response<provproxy::body::ProxyBody> {
+    let mut response = ok(request);
+    if request.header("x-csrf-token") == Some("Fetch") {
+        response
+            .headers_mut()
+            .insert("x-csrf-token", http::HeaderValue::from_static(CSRF_TOKEN));
+    }
+    response
+}
 
 /// Every form in which a secret could leak: as is, and base64 in the usual alphabets, alone
 /// and as the `user:password` of a Basic header.
@@ -90,6 +123,8 @@ fn forbidden() -> Vec<String> {
         PASSWORD.to_owned(),
         TOKEN.to_owned(),
         API_KEY.to_owned(),
+        STATE_KEY.to_owned(),
+        CSRF_TOKEN.to_owned(),
         format!("{USER}:{PASSWORD}"),
     ] {
         for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
@@ -230,7 +265,7 @@ impl Binary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
-    let mut upstream = Upstream::start(ok).await;
+    let mut upstream = Upstream::start(csrf_target).await;
     let down = closed_port().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), CONFIG, &upstream.url(), down);
@@ -265,6 +300,24 @@ async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
     .await;
     assert_eq!(h2.status, StatusCode::OK);
     seen_by_clients.push(h2);
+    upstream.received();
+    let created = request_h1(
+        addr,
+        Request::post("/csrf/Users")
+            .header("host", addr.to_string())
+            .body(full(r#"{"userName":"a"}"#))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    let sent = upstream.received();
+    assert_eq!(sent.len(), 2, "the token fetch, then the POST");
+    assert_eq!(
+        sent[1].header("x-csrf-token"),
+        Some(CSRF_TOKEN),
+        "the captured token was sent"
+    );
+    seen_by_clients.push(created);
     let bad_gateway = get(addr, "/down/Users", &[]).await;
     assert_eq!(bad_gateway.status, StatusCode::BAD_GATEWAY);
     seen_by_clients.push(bad_gateway);
@@ -310,6 +363,12 @@ async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
         );
         assert_no_secret(trace, &text);
     }
+    let state = std::fs::read_to_string(dir.path().join("sessions.json")).expect("state file");
+    assert!(
+        state.contains("csrf"),
+        "the session and its token were kept"
+    );
+    assert_no_secret("the state file", &state);
 
     let check = Command::new(env!("CARGO_BIN_EXE_provproxy"))
         .args(["check", "--config"])
