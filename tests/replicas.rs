@@ -771,6 +771,10 @@ fn redis_state_config_mistakes_get_one_line_naming_place_key_and_fix() {
             "x.toml:8:7: state.url: holds credentials; use state.username and state.password",
         ),
         (
+            "backend = \"redis\"\nurl = \"redis://:s3cret-pw@127.0.0.1:port\"\nencryption_key = { env = \"KEY\" }\n",
+            "x.toml:8:7: state.url: invalid URL: invalid port number",
+        ),
+        (
             "backend = \"redis\"\nurl = \"redis://127.0.0.1\"\nencryption_key = { env = \"KEY\" }\non_unavailable = \"ignore\"\n",
             "x.toml:10:18: state.on_unavailable: unknown value \"ignore\", expected one of fail, local",
         ),
@@ -797,6 +801,7 @@ fn redis_state_config_mistakes_get_one_line_naming_place_key_and_fix() {
             "{state}\n got: {error}\nwant: {expected}"
         );
         assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(!error.contains("s3cret"), "a password in a bad URL: {error}");
     }
 }
 

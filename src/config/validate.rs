@@ -1148,7 +1148,8 @@ impl Validator<'_> {
             "the Redis URL, like \"redis://127.0.0.1:6379/0\"",
         )?;
         let url = Url::parse(text)
-            .or_else(|err| invalid(&url_path, format!("invalid URL {text:?}: {err}")))?;
+            // Not quoted: a URL that does not parse may still hold a password.
+            .or_else(|err| invalid(&url_path, format!("invalid URL: {err}")))?;
         if !matches!(url.scheme(), "redis" | "rediss") {
             return invalid(&url_path, "must be redis:// or rediss:// (TLS)");
         }
