@@ -246,31 +246,10 @@ impl RedisState {
         if outcome != Relogin::Leader {
             return outcome;
         }
-        let read_as = lease.synced_rev();
-        let (route, key) = (lease.route_name().to_owned(), lease.key().to_string());
-        let session_key = self.fleet().session_key("session", &route, &key);
-        let lease_key = self.fleet().session_key("lease", &route, &key);
-        match self
-            .fleet()
-            .acquire(&lease_key, &session_key, false, FLEET_PATIENCE)
-            .await
-        {
-            Ok(acquired) => {
-                let remote = remote_session(&acquired.value);
-                if remote.is_some_and(|(rev, _)| rev != read_as) {
-                    lease.adopt(remote);
-                    if lease.established() {
-                        // The jar is Redis's own now: nothing to write back.
-                        lease.take_changed();
-                        drop(acquired.hold);
-                        return Relogin::AlreadyRenewed;
-                    }
-                }
-                lease.hold(Box::new(acquired.hold));
-                Relogin::Leader
-            }
-            // Logged by the client; this replica logs in on its own.
-            Err(_) => Relogin::Leader,
+        if self.fleet_turn(lease, |lease| lease.established()).await {
+            Relogin::AlreadyRenewed
+        } else {
+            Relogin::Leader
         }
     }
 
@@ -288,32 +267,44 @@ impl RedisState {
         if turn != TokenTurn::Leader {
             return turn;
         }
+        if self
+            .fleet_turn(lease, |lease| lease.token(name).is_some())
+            .await
+        {
+            TokenTurn::AlreadyFetched
+        } else {
+            TokenTurn::Leader
+        }
+    }
+
+    /// The fleet half of a local leader's turn (re-login, token fetch): takes the session's
+    /// fleet lease and adopts a jar another replica wrote meanwhile. True when that jar is
+    /// already `done` (the lease is then released): the turn is over, with nothing to write
+    /// back. Otherwise the lease stays with `lease` and this replica does the work; also when
+    /// Redis fails (logged by the client), as this replica then works on its own.
+    async fn fleet_turn(&self, lease: &mut Lease, done: impl Fn(&Lease) -> bool) -> bool {
         let read_as = lease.synced_rev();
         let (route, key) = (lease.route_name().to_owned(), lease.key().to_string());
         let session_key = self.fleet().session_key("session", &route, &key);
         let lease_key = self.fleet().session_key("lease", &route, &key);
-        match self
+        let Ok(acquired) = self
             .fleet()
             .acquire(&lease_key, &session_key, false, FLEET_PATIENCE)
             .await
-        {
-            Ok(acquired) => {
-                let remote = remote_session(&acquired.value);
-                if remote.is_some_and(|(rev, _)| rev != read_as) {
-                    lease.adopt(remote);
-                    if lease.token(name).is_some() {
-                        // The session is Redis's own now: nothing to write back.
-                        lease.take_changed();
-                        drop(acquired.hold);
-                        return TokenTurn::AlreadyFetched;
-                    }
-                }
-                lease.hold(Box::new(acquired.hold));
-                TokenTurn::Leader
+        else {
+            return false;
+        };
+        let remote = remote_session(&acquired.value);
+        if remote.is_some_and(|(rev, _)| rev != read_as) {
+            lease.adopt(remote);
+            if done(lease) {
+                lease.take_changed();
+                drop(acquired.hold);
+                return true;
             }
-            // Logged by the client; this replica fetches on its own.
-            Err(_) => TokenTurn::Leader,
         }
+        lease.hold(Box::new(acquired.hold));
+        false
     }
 
     pub async fn token(&self, source: &TokenSource) -> Result<Token, TokenFailure> {
