@@ -906,25 +906,9 @@ command_timeout = "500ms"
 name = "sap"
 prefix = "/sap/"
 upstream = "{target}"
-
-[routes.auth]
-kind = "basic"
-username = "SVC_PROVISION"
-password = {{ env = "{REDIS_PASSWORD_ENV}" }}
-
-[routes.session]
-key = "route"
-
-[[routes.session.tokens]]
-name = "csrf"
-fetch = {{ method = "GET", path = "{service}", headers = {{ "X-CSRF-Token" = "Fetch" }} }}
-from = "header:X-CSRF-Token"
-to = "header:X-CSRF-Token"
-methods = ["POST", "PUT", "PATCH", "DELETE"]
-refetch_on = [403]
-"#,
+{tables}"#,
         url = redis.url(),
-        service = csrf_target::SERVICE,
+        tables = csrf_target::route_tables("SVC_PROVISION", REDIS_PASSWORD_ENV),
     )
 }
 

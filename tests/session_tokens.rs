@@ -37,23 +37,8 @@ fn csrf_route(target: &str) -> String {
 name = "sap"
 prefix = "/sap/"
 upstream = "{target}"
-
-[routes.auth]
-kind = "basic"
-username = "{USER}"
-password = {{ env = "SAP_PASSWORD" }}
-
-[routes.session]
-key = "route"
-
-[[routes.session.tokens]]
-name = "csrf"
-fetch = {{ method = "GET", path = "{SERVICE}", headers = {{ "X-CSRF-Token" = "Fetch" }} }}
-from = "header:X-CSRF-Token"
-to = "header:X-CSRF-Token"
-methods = ["POST", "PUT", "PATCH", "DELETE"]
-refetch_on = [403]
-"#
+{}"#,
+        csrf_target::route_tables(USER, "SAP_PASSWORD")
     )
 }
 

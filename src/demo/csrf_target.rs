@@ -23,6 +23,31 @@ use super::server::{json, serve, TargetServer};
 
 /// The service root the token is fetched from.
 pub const SERVICE: &str = "/sap/opu/odata/sap/API_USER/";
+
+/// The tables of a `[[routes]]` entry that make provproxy work with this target: Basic auth as
+/// `username` (the password from the env var `password_env`), one session for the route, and
+/// the CSRF token fetched and sent on modifying calls. One text for the demo and the tests.
+pub fn route_tables(username: &str, password_env: &str) -> String {
+    format!(
+        r#"
+[routes.auth]
+kind = "basic"
+username = "{username}"
+password = {{ env = "{password_env}" }}
+
+[routes.session]
+key = "route"
+
+[[routes.session.tokens]]
+name = "csrf"
+fetch = {{ method = "GET", path = "{SERVICE}", headers = {{ "X-CSRF-Token" = "Fetch" }} }}
+from = "header:X-CSRF-Token"
+to = "header:X-CSRF-Token"
+methods = ["POST", "PUT", "PATCH", "DELETE"]
+refetch_on = [403]
+"#
+    )
+}
 const SESSION_COOKIE: &str = "SAP_SESSIONID";
 const CSRF: &str = "x-csrf-token";
 

@@ -584,15 +584,7 @@ async fn csrf_token(narrator: &mut Narrator<'_>, traces: &Traces<'_>) -> Result<
         traces,
         scenario,
         &target.url(),
-        &format!(
-            "[routes.auth]\nkind = \"basic\"\nusername = \"svc_provision\"\npassword = {{ env = \"SAP_PASSWORD\" }}\n\n\
-             [routes.session]\nkey = \"route\"\n\n\
-             [[routes.session.tokens]]\nname = \"csrf\"\n\
-             fetch = {{ method = \"GET\", path = \"{}\", headers = {{ \"X-CSRF-Token\" = \"Fetch\" }} }}\n\
-             from = \"header:X-CSRF-Token\"\nto = \"header:X-CSRF-Token\"\n\
-             methods = [\"POST\", \"PUT\", \"PATCH\", \"DELETE\"]\nrefetch_on = [403]\n",
-            csrf_target::SERVICE
-        ),
+        &csrf_target::route_tables("svc_provision", "SAP_PASSWORD"),
         &[("SAP_PASSWORD", &password)],
     )
     .await?;
