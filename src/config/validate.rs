@@ -14,6 +14,8 @@ use super::plan::*;
 use super::raw::*;
 use super::secret::{Secret, SecretSource};
 use super::units::{parse_duration, parse_size};
+use crate::authority::Authority;
+use crate::www_authenticate::configured;
 
 /// A validation failure before it is placed in the file.
 #[derive(Debug)]
@@ -172,7 +174,7 @@ fn host_names(names: &[String], path: &KeyPath) -> Checked<Vec<String>> {
         .iter()
         .enumerate()
         .map(
-            |(index, name)| match crate::ingress::origin::Authority::parse(name) {
+            |(index, name)| match Authority::parse(name) {
                 Some(_) => Ok(name.to_ascii_lowercase()),
                 None => invalid(
                     &path.index(index),
@@ -553,8 +555,6 @@ impl Validator<'_> {
             Some(challenge) => self.challenge(challenge, &path.key("challenge"))?,
             None => ChallengePlan::default(),
         };
-        crate::challenge::check(&challenge)
-            .or_else(|err| invalid(&path.key("challenge"), err.to_string()))?;
         Ok(RoutePlan {
             name: raw.name,
             matcher,
@@ -1048,7 +1048,8 @@ impl Validator<'_> {
             "mode",
             &path.key("mode"),
         )?;
-        // The entries themselves are checked by the challenge module's Rewriter.
+        configured(&raw.add, &raw.remove, mode == ChallengeMode::Replace)
+            .or_else(|err| invalid(path, err.to_string()))?;
         Ok(ChallengePlan {
             mode,
             add: raw.add.clone(),

@@ -7,6 +7,8 @@
 
 mod jar;
 mod key;
+#[cfg(test)]
+mod locked_target;
 mod persist;
 mod psl;
 mod salt;
