@@ -1,0 +1,81 @@
+//! The provproxy config both benchmarks measure (`benches/load.rs`, `benches/allocs.rs`), so
+//! that their figures are of the same proxy: Basic injection + session jar + challenge expand,
+//! with the trace files and the admin listener as separate switches.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The injected credentials; the password reaches the proxy as `{ env = "BENCH_PASSWORD" }`.
+pub const USER: &str = "svc_bench";
+pub const PASSWORD: &str = "bench-password-not-a-secret";
+
+/// What is switched on besides injection + jar + challenge.
+#[derive(Debug, Clone, Copy)]
+pub struct Features<'a> {
+    /// `[trace]` HAR + JSON lines with bodies (`max_body` 64 KiB), written into this directory
+    /// as `bench.har` and `bench.jsonl`.
+    pub trace: Option<&'a Path>,
+    /// `[admin]` on loopback: the exchange records' ring buffer (and the console's feed) exist,
+    /// so every exchange is recorded in memory even with no trace files.
+    pub admin: bool,
+    pub workers: u32,
+}
+
+impl Features<'_> {
+    /// Nothing but the proxy's own work: no trace, no admin listener, so no records at all.
+    pub const PLAIN: Features<'static> = Features {
+        trace: None,
+        admin: false,
+        workers: 1,
+    };
+}
+
+pub fn provproxy_toml(upstream: SocketAddr, features: Features<'_>) -> String {
+    let trace = match features.trace {
+        Some(dir) => format!(
+            "[trace]\nhar = \"{har}\"\njsonl = \"{jsonl}\"\nbodies = true\nmax_body = \"64KiB\"\n\
+             rotate_size = \"256MiB\"\n",
+            har = dir.join("bench.har").display(),
+            jsonl = dir.join("bench.jsonl").display(),
+        ),
+        None => String::new(),
+    };
+    let admin = if features.admin {
+        "[admin]\nlisten = \"127.0.0.1:0\"\n"
+    } else {
+        ""
+    };
+    let workers = features.workers;
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+workers = {workers}
+
+{admin}
+[log]
+access = "off"                     # as nginx's and haproxy's are in the load bench
+
+{trace}
+[[routes]]
+name = "scim"
+prefix = "/scim/"
+upstream = "http://{upstream}"
+
+[routes.auth]
+kind = "basic"
+username = "{USER}"
+password = {{ env = "BENCH_PASSWORD" }}
+
+[routes.session]
+cookies = true
+key = "route"
+serialize = false
+client_cookies = "strip"
+
+[routes.challenge]
+mode = "expand"
+add = ['Basic realm="scim"']
+split = true
+"#
+    )
+}
