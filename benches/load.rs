@@ -1005,6 +1005,16 @@ fn full() -> BenchResult<()> {
     let _ = writeln!(report);
     let plain = find("provproxy");
     let traced = find("provproxy+trace");
+    let ring = find("provproxy+admin ring");
+    let ring_ratio = ring
+        .and_then(|r| r.cpu_us)
+        .zip(plain.and_then(|p| p.cpu_us))
+        .map(|(r, p)| r / p);
+    let _ = writeln!(
+        report,
+        "- admin ring on / records off CPU (no goal; what `[admin]` alone costs): {}",
+        ring_ratio.map_or("not measured".into(), |r| format!("{r:.2}x"))
+    );
     let mut check = |what: &str, value: Option<f64>, limit: Option<f64>, unit: &str| {
         let line = match (value, limit) {
             (Some(v), Some(l)) => format!(
@@ -1122,10 +1132,10 @@ fn console_feed_report(
     );
     let _ = writeln!(
         out,
-        "The reader received {} records as `data:` events; the writer published {published} \
-         ({writer_dropped} dropped before the feed because the writer was behind); \
+        "The reader received {} records as `data:` events of the {published} the writer \
+         published ({writer_dropped} more dropped before the feed, the writer being behind); \
          {feed_dropped} were dropped for the reader (its queue full), {} of them announced to it \
-         by `lagging` events; {} lost in neither count.",
+         by `lagging` events; {} unaccounted for.",
         count.events,
         count.lagging,
         published
