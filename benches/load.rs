@@ -14,7 +14,8 @@
 //! `workers = 2` (not pinned, so the second worker can use the second core).
 //!
 //! Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (64),
-//! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file).
+//! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file),
+//! BENCH_REDIS_URL (adds the Redis state backend's line; see `redis_state` in `full`).
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -861,7 +862,14 @@ fn full() -> BenchResult<()> {
         admin: true,
         ..Features::PLAIN
     };
-    let variants = [
+    // Issue 22's Redis case: with `BENCH_REDIS_URL` set, one more line keeps the sessions in
+    // that Redis (`[state] backend = "redis"`, the config contract's keys) and the report gives
+    // its CPU per request against `provproxy`'s in-process state. Until a build has the Redis
+    // backend, the proxy refuses that config and the bench says so.
+    let redis_state = std::env::var("BENCH_REDIS_URL")
+        .ok()
+        .map(|url| format!("backend = \"redis\"\nurl = \"{url}\""));
+    let mut variants = vec![
         ("provproxy", Features::PLAIN, false),
         ("provproxy+admin ring", with_admin, false),
         ("provproxy+console feed", with_admin, true),
@@ -874,6 +882,13 @@ fn full() -> BenchResult<()> {
             false,
         ),
     ];
+    if let Some(table) = &redis_state {
+        let features = Features {
+            state: Some(table),
+            ..Features::PLAIN
+        };
+        variants.push(("provproxy+redis state", features, false));
+    }
     for (index, (name, features, subscribe)) in variants.into_iter().enumerate() {
         let cfg = dir.path().join(format!("provproxy-{index}.toml"));
         std::fs::write(&cfg, provproxy_toml(upstream_addr, features)).map_err(err("write"))?;
@@ -1015,6 +1030,18 @@ fn full() -> BenchResult<()> {
         "- admin ring on / records off CPU (no goal; what `[admin]` alone costs): {}",
         ring_ratio.map_or("not measured".into(), |r| format!("{r:.2}x"))
     );
+    if let Some((redis, local)) = find("provproxy+redis state")
+        .and_then(|r| r.cpu_us)
+        .zip(plain.and_then(|p| p.cpu_us))
+    {
+        let _ = writeln!(
+            report,
+            "- Redis state backend: {redis:.1} µs/req against {local:.1} in-process: +{:.1} µs \
+             per request ({:.2}x)",
+            redis - local,
+            redis / local
+        );
+    }
     let mut check = |what: &str, value: Option<f64>, limit: Option<f64>, unit: &str| {
         let line = match (value, limit) {
             (Some(v), Some(l)) => format!(

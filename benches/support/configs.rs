@@ -19,6 +19,9 @@ pub struct Features<'a> {
     /// so every exchange is recorded in memory even with no trace files.
     pub admin: bool,
     pub workers: u32,
+    /// The body of a `[state]` table (where sessions and tokens live); `None` keeps them in the
+    /// process, as the default file backend does when no route persists.
+    pub state: Option<&'a str>,
 }
 
 impl Features<'_> {
@@ -27,6 +30,7 @@ impl Features<'_> {
         trace: None,
         admin: false,
         workers: 1,
+        state: None,
     };
 }
 
@@ -45,6 +49,10 @@ pub fn provproxy_toml(upstream: SocketAddr, features: Features<'_>) -> String {
     } else {
         ""
     };
+    let state = match features.state {
+        Some(table) => format!("[state]\n{table}\n"),
+        None => String::new(),
+    };
     let workers = features.workers;
     format!(
         r#"[server]
@@ -52,6 +60,7 @@ listen = "127.0.0.1:0"
 workers = {workers}
 
 {admin}
+{state}
 [log]
 access = "off"                     # as nginx's and haproxy's are in the load bench
 
