@@ -1531,9 +1531,10 @@ fn smoke() -> BenchResult<()> {
         ];
         for features in variants {
             let toml = provproxy_toml(upstream, features);
-            let proxy = provproxy::demo::start_proxy(&toml, &[("BENCH_PASSWORD", PASSWORD)])
-                .await
-                .map_err(err("start proxy"))?;
+            let env = |name: &str| (name == "BENCH_PASSWORD").then(|| PASSWORD.to_owned());
+            let plan = config::load_str(&toml, "bench.toml", Path::new("."), &env)
+                .map_err(err("bench config"))?;
+            let proxy = provproxy::start(plan).await.map_err(err("start proxy"))?;
             let addr = proxy.addr();
             let reader = match proxy.admin_addr() {
                 Some(admin) => Some(feed_reader(admin).await?),
