@@ -301,6 +301,39 @@ pub fn replay(route: &str, why: &str, status: StatusCode) {
     }
 }
 
+/// A session token the proxy fetched (`refetch`: in place of one the target called stale).
+/// Failed fetches are logged where they fail, with their reason.
+pub fn session_token_fetched(route: &str, token: &str, refetch: bool, status: StatusCode) {
+    tracing::info!(
+        target: TARGET,
+        route,
+        token,
+        status = status.as_u16(),
+        "{}",
+        if refetch {
+            "token refetched"
+        } else {
+            "token fetched"
+        }
+    );
+}
+
+/// A session token the target called stale; the request is replayed with a new one when it can.
+pub fn session_token_stale(route: &str, token: &str, status: StatusCode, replayed: bool) {
+    tracing::info!(
+        target: TARGET,
+        route,
+        token,
+        status = status.as_u16(),
+        "{}",
+        if replayed {
+            "session token stale: dropped it, refetching and replaying"
+        } else {
+            "session token stale: dropped it, the next request fetches a new one (this one was not kept for a replay)"
+        }
+    );
+}
+
 /// A token the proxy fetched. Failed fetches are logged where they fail, with their reason.
 pub fn token_fetched(route: &str, status: StatusCode, elapsed: std::time::Duration) {
     tracing::info!(

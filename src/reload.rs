@@ -193,6 +193,15 @@ pub fn route_identity(route: &RoutePlan) -> [u8; 32] {
         if let Some(body) = session.login.as_ref().and_then(|login| login.body.as_ref()) {
             part(body.expose().as_bytes());
         }
+        // The session's tokens were fetched by these requests, with these bodies.
+        part(format!("{:?}", session.tokens).as_bytes());
+        for body in session
+            .tokens
+            .iter()
+            .filter_map(|token| token.fetch.body.as_ref())
+        {
+            part(body.expose().as_bytes());
+        }
     }
     for secret in credentials(&route.auth.kind) {
         part(secret.as_bytes());
@@ -278,6 +287,33 @@ key = "{key}"
         let old = plan("one", "http://127.0.0.1:1", "route");
         let new = plan("one", "http://127.0.0.1:1", "route");
         assert_eq!(compare(&old, &new, String::new()).kept, ["osmc"]);
+    }
+
+    #[test]
+    fn a_changed_session_token_or_its_fetch_body_resets_the_route() {
+        let with_token = |from: &str, body: &str| {
+            let toml = format!(
+                "[[routes]]\nname = \"osmc\"\nprefix = \"/osmc/\"\nupstream = \"http://127.0.0.1:1\"\n\
+                 [routes.session]\n[[routes.session.tokens]]\nname = \"session\"\n\
+                 fetch = {{ method = \"POST\", path = \"/osmc/login\", body = {{ env = \"BODY\" }} }}\n\
+                 from = \"{from}\"\nto = \"header:Authorization\"\n"
+            );
+            let body = body.to_owned();
+            let env = move |name: &str| (name == "BODY").then(|| body.clone());
+            crate::config::load_str(&toml, "x.toml", std::path::Path::new("."), &env)
+                .expect("valid config")
+        };
+        let old = with_token("json:/sessionId", "one");
+        assert_eq!(
+            compare(&old, &with_token("json:/sessionId", "one"), String::new()).kept,
+            ["osmc"]
+        );
+        for new in [
+            with_token("json:/id", "one"),
+            with_token("json:/sessionId", "two"),
+        ] {
+            assert_eq!(compare(&old, &new, String::new()).reset, ["osmc"]);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use provproxy::diagnose::{diagnose, Class};
 
-/// Runs the whole demo once per test binary (it starts 4 targets and 8 proxies).
+/// Runs the whole demo once per test binary (it starts 5 targets and 10 proxies).
 fn demo_run() -> &'static (bool, String, PathBuf) {
     static RUN: std::sync::OnceLock<(bool, String, PathBuf)> = std::sync::OnceLock::new();
     RUN.get_or_init(|| {
@@ -44,6 +44,7 @@ fn every_field_case_behaves_as_the_field_says() {
         "== session-locked API",
         "== single advertised scheme",
         "== scoped token",
+        "== CSRF token",
     ] {
         assert!(
             output.contains(heading),
@@ -59,7 +60,7 @@ fn every_demo_trace_is_valid_har_and_files_are_private() {
     let hars = files_with_extension(dir, "har");
     assert_eq!(
         hars.len(),
-        8,
+        10,
         "an as-is and a fixed trace per scenario: {hars:?}"
     );
     har_validator::assert_valid_har(&hars);
@@ -90,6 +91,7 @@ fn diagnose_names_the_cause_of_each_failure_the_as_is_runs_recorded() {
             "scoped-token",
             vec![Class::InsufficientScope, Class::DoubledBearerPrefix],
         ),
+        ("csrf-token", vec![Class::CsrfTokenRequired]),
     ]);
     for (scenario, classes) in expected {
         let text = std::fs::read_to_string(dir.join(format!("{scenario}-as-is.har")))
@@ -107,7 +109,12 @@ fn diagnose_names_the_cause_of_each_failure_the_as_is_runs_recorded() {
 #[test]
 fn the_fixed_runs_recorded_no_failure_but_the_expected_challenge() {
     let (_, _, dir) = demo_run();
-    for scenario in ["stored-credentials", "session-locked", "scoped-token"] {
+    for scenario in [
+        "stored-credentials",
+        "session-locked",
+        "scoped-token",
+        "csrf-token",
+    ] {
         let text = std::fs::read_to_string(dir.join(format!("{scenario}-fixed.har")))
             .expect("fixed trace");
         let report = diagnose(&text).expect("readable");

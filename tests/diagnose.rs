@@ -421,3 +421,79 @@ fn json_lines_appended_across_runs_link_each_replay_to_the_latest_record_with_it
     assert_eq!(report.recovered[0].entry, 2);
     assert_eq!(report.recovered[0].cause, Cause::SessionExpired);
 }
+
+/// A browser-style HAR of one request and its answer.
+fn one_entry_har(
+    method: &str,
+    url: &str,
+    request_auth: Option<&str>,
+    status: u16,
+    headers: &str,
+    body: &str,
+) -> String {
+    let auth = request_auth.map_or(String::new(), |value| {
+        format!(r#"{{"name":"Authorization","value":"{value}"}}"#)
+    });
+    format!(
+        r#"{{"log":{{"version":"1.2","creator":{{"name":"test","version":"1"}},"entries":[{{
+        "startedDateTime":"2026-01-01T00:00:00Z","time":1,
+        "request":{{"method":"{method}","url":"{url}","httpVersion":"HTTP/1.1","headers":[{auth}],"cookies":[],"queryString":[],"headersSize":-1,"bodySize":0}},
+        "response":{{"status":{status},"statusText":"","httpVersion":"HTTP/1.1","headers":[{headers}],"cookies":[],
+          "content":{{"size":{},"mimeType":"application/json","text":{}}},"redirectURL":"","headersSize":-1,"bodySize":-1}},
+        "cache":{{}},"timings":{{"send":0,"wait":1,"receive":0}}}}]}}}}"#,
+        body.len(),
+        serde_json::Value::String(body.to_owned())
+    )
+}
+
+#[test]
+fn a_403_demanding_a_csrf_token_is_named_with_the_tokens_table_as_fix() {
+    let har = one_entry_har(
+        "POST",
+        "https://sap.example.com/sap/opu/odata/sap/API_USER/Users",
+        Some("Basic c3ZjOnB3"),
+        403,
+        r#"{"name":"x-csrf-token","value":"Required"}"#,
+        "CSRF token validation failed",
+    );
+    let report = diagnose(&har).unwrap();
+    assert_eq!(classes(&report), [Class::CsrfTokenRequired]);
+    let finding = &report.findings[0];
+    assert!(finding
+        .evidence
+        .iter()
+        .any(|e| e == "response X-CSRF-Token: Required"));
+    assert!(finding.fix.contains("[[routes.session.tokens]]"));
+    assert!(finding.fix.contains(r#"from = "header:X-CSRF-Token""#));
+    assert!(render_text(&report).contains("csrf_token_required"));
+}
+
+#[test]
+fn a_401_asking_for_a_login_session_suggests_a_login_token() {
+    let har = one_entry_har(
+        "GET",
+        "https://app.example.com/api/users",
+        None,
+        401,
+        "",
+        r#"{"error":"session expired or missing; log in at /api/login"}"#,
+    );
+    let report = diagnose(&har).unwrap();
+    assert_eq!(classes(&report), [Class::SessionLoginRequired]);
+    let fix = &report.findings[0].fix;
+    assert!(fix.contains(r#"from = "json:/sessionId""#), "{fix}");
+    assert!(fix.contains(r#"format = "Session {}""#), "{fix}");
+    // A session id the target no longer knows, sent under the `Session` scheme, too.
+    let har = one_entry_har(
+        "GET",
+        "https://app.example.com/api/users",
+        Some("Session [REDACTED]"),
+        401,
+        "",
+        r#"{"error":"unauthorized"}"#,
+    );
+    assert_eq!(
+        classes(&diagnose(&har).unwrap()),
+        [Class::SessionLoginRequired]
+    );
+}

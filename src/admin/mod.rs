@@ -207,6 +207,7 @@ impl Admin {
                     "route": session.route,
                     "key": session.key,
                     "cookies": session.cookies,
+                    "tokens": session.tokens,
                     "created": timestamp(session.created),
                     "last_used": timestamp(session.last_used),
                     "expires_at": session.expires_at.map(timestamp),

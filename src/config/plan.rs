@@ -139,6 +139,20 @@ impl TracePlan {
     /// What redaction needs to know of the routes, which the plan knows and no list does:
     /// every route's credential header, and the routes that record raw bodies.
     pub fn for_routes(self, routes: &[RoutePlan]) -> TracePlan {
+        let tokens = || {
+            routes
+                .iter()
+                .filter_map(|route| route.session.as_ref())
+                .flat_map(|session| &session.tokens)
+        };
+        // A session token's header (where it comes from and where it goes) and its JSON field
+        // are credentials, whatever they are called.
+        let mut redact_fields = self.redact_fields;
+        redact_fields.extend(
+            tokens()
+                .filter_map(|token| token.from.json_field())
+                .map(str::to_owned),
+        );
         TracePlan {
             auth_headers: routes
                 .iter()
@@ -146,7 +160,10 @@ impl TracePlan {
                     AuthKind::Header { name, .. } => Some(name.clone()),
                     _ => None,
                 })
+                .chain(tokens().map(|token| token.to.clone()))
+                .chain(tokens().filter_map(|token| token.from.header().cloned()))
                 .collect(),
+            redact_fields,
             raw_body_routes: routes
                 .iter()
                 .filter(|route| route.raw_bodies)
@@ -388,6 +405,33 @@ pub struct SessionPlan {
     pub max_sessions: usize,
     /// `header:NAME` keys: the value used when a request lacks the header (else it gets 400).
     pub default_key: Option<String>,
+    /// `[[routes.session.tokens]]`, in file order.
+    pub tokens: Vec<TokenPlan>,
+}
+
+/// A session token: fetched when the session lacks it, sent in a header, refetched when stale.
+#[derive(Debug, Clone)]
+pub struct TokenPlan {
+    pub name: String,
+    pub fetch: TokenFetchPlan,
+    pub from: crate::session::tokens::TokenFrom,
+    pub to: HeaderName,
+    pub format: crate::session::tokens::TokenFormat,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+    /// Statuses that mean the token is stale: dropped, fetched anew, the request replayed once.
+    pub refetch_on: Vec<StatusCode>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenFetchPlan {
+    pub method: Method,
+    /// Path on the proxy side, like `login.path`.
+    pub path: String,
+    pub headers: Vec<(HeaderName, http::HeaderValue)>,
+    /// A secret: a login body carries credentials.
+    pub body: Option<Secret>,
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -176,6 +176,32 @@ pub struct RawSession {
     pub login: Option<RawLogin>,
     pub max_sessions: Option<usize>,
     pub default_key: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+}
+
+/// `[[routes.session.tokens]]`: a value captured from a response and sent on later requests.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: String,
+    pub fetch: RawTokenFetch,
+    pub from: String,
+    pub to: String,
+    pub format: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub refetch_on: Option<Vec<u16>>,
+}
+
+/// The request that fetches a token when the session has none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenFetch {
+    pub method: Option<String>,
+    pub path: String,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub body: Option<RawSecret>,
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -313,6 +313,56 @@ fn session(out: &mut Toml, session: &SessionPlan) {
         }
         out.inline("login", &inline);
     }
+    for token in &session.tokens {
+        self::token(out, token);
+    }
+}
+
+fn token(out: &mut Toml, token: &TokenPlan) {
+    out.array_table("routes.session.tokens");
+    out.string("name", &token.name);
+    let fetch = &token.fetch;
+    let mut inline = vec![
+        ("method", quote(fetch.method.as_str())),
+        ("path", quote(&fetch.path)),
+    ];
+    if !fetch.headers.is_empty() {
+        let headers: Vec<String> = fetch
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{} = {}",
+                    quote(name.as_str()),
+                    quote(&String::from_utf8_lossy(value.as_bytes()))
+                )
+            })
+            .collect();
+        inline.push(("headers", format!("{{ {} }}", headers.join(", "))));
+    }
+    if let Some(body) = &fetch.body {
+        inline.push(("body", secret(body)));
+    }
+    if let Some(content_type) = &fetch.content_type {
+        inline.push(("content_type", quote(content_type)));
+    }
+    out.inline("fetch", &inline);
+    out.string("from", &token.from.spelling());
+    out.string("to", &format!("header:{}", token.to));
+    out.string("format", &token.format.spelling());
+    match &token.methods {
+        Some(methods) => {
+            let methods: Vec<String> = methods.iter().map(|m| m.as_str().to_owned()).collect();
+            out.strings("methods", &methods);
+        }
+        None => out.comment("methods: all"),
+    }
+    let refetch_on: Vec<String> = token
+        .refetch_on
+        .iter()
+        .map(|status| status.as_u16().to_string())
+        .collect();
+    out.raw("refetch_on", format!("[{}]", refetch_on.join(", ")));
 }
 
 /// The output, built line by line.

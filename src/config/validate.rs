@@ -1000,7 +1000,88 @@ impl Validator<'_> {
             login,
             max_sessions,
             default_key: raw.default_key.clone(),
+            tokens: self.tokens(&raw.tokens, &path.key("tokens"))?,
         })
+    }
+
+    /// `[[routes.session.tokens]]`: each spelling checked here, so the pipeline only reads.
+    fn tokens(&mut self, raw: &[RawToken], path: &KeyPath) -> Checked<Vec<TokenPlan>> {
+        use crate::session::tokens::{parse_to, TokenFormat, TokenFrom};
+        let mut names = HashSet::new();
+        let mut tokens = Vec::with_capacity(raw.len());
+        for (index, token) in raw.iter().enumerate() {
+            let path = path.index(index);
+            if token.name.trim().is_empty() {
+                return invalid(&path.key("name"), "must not be empty");
+            }
+            if !names.insert(token.name.as_str()) {
+                return invalid(
+                    &path.key("name"),
+                    format!("{:?} names another token of this route too", token.name),
+                );
+            }
+            let fetch_path = path.key("fetch");
+            let fetch = &token.fetch;
+            let method = Method::from_bytes(fetch.method.as_deref().unwrap_or("GET").as_bytes())
+                .or_else(|_| invalid(&fetch_path.key("method"), "not an HTTP method"))?;
+            if !fetch.path.starts_with('/') {
+                return invalid(&fetch_path.key("path"), "must start with /");
+            }
+            let mut headers = Vec::new();
+            for (name, value) in fetch.headers.iter().flatten() {
+                let at = fetch_path.key("headers").key(name);
+                let header = HeaderName::from_bytes(name.as_bytes())
+                    .or_else(|_| invalid(&at, format!("{name:?} is not a header name")))?;
+                let value = http::HeaderValue::from_str(value)
+                    .or_else(|_| invalid(&at, "not a valid header value"))?;
+                headers.push((header, value));
+            }
+            let methods = token
+                .methods
+                .as_ref()
+                .map(|methods| {
+                    methods
+                        .iter()
+                        .enumerate()
+                        .map(|(at, method)| {
+                            Method::from_bytes(method.as_bytes()).or_else(|_| {
+                                invalid(&path.key("methods").index(at), "not an HTTP method")
+                            })
+                        })
+                        .collect::<Checked<Vec<_>>>()
+                })
+                .transpose()?;
+            tokens.push(TokenPlan {
+                name: token.name.clone(),
+                fetch: TokenFetchPlan {
+                    method,
+                    path: fetch.path.clone(),
+                    headers,
+                    body: fetch
+                        .body
+                        .as_ref()
+                        .map(|body| self.secret(body, &fetch_path.key("body")))
+                        .transpose()?,
+                    content_type: fetch.content_type.clone(),
+                },
+                from: TokenFrom::parse(&token.from)
+                    .or_else(|message| invalid(&path.key("from"), message))?,
+                to: parse_to(&token.to).or_else(|message| invalid(&path.key("to"), message))?,
+                format: token
+                    .format
+                    .as_deref()
+                    .map(TokenFormat::parse)
+                    .transpose()
+                    .or_else(|message| invalid(&path.key("format"), message))?
+                    .unwrap_or_default(),
+                methods,
+                refetch_on: status_codes(
+                    token.refetch_on.as_deref().unwrap_or(&[401, 403]),
+                    &path.key("refetch_on"),
+                )?,
+            });
+        }
+        Ok(tokens)
     }
 
     fn state(&mut self, raw: RawState, path: &KeyPath) -> Checked<StatePlan> {

@@ -4,6 +4,8 @@
 pub mod basic_target;
 pub mod client;
 pub mod console;
+pub mod csrf_target;
+pub mod login_session;
 pub mod oauth_target;
 pub mod server;
 pub mod session_locked;
@@ -143,6 +145,7 @@ pub async fn run(out: &mut dyn Write, trace_dir: &Path) -> Result<bool, DemoErro
     session_locked(&mut narrator, &traces).await?;
     single_scheme_challenge(&mut narrator, &traces).await?;
     scoped_token(&mut narrator, &traces).await?;
+    csrf_token(&mut narrator, &traces).await?;
     let steps = narrator.steps;
     let failures = narrator.failures();
     let _ = writeln!(
@@ -557,5 +560,76 @@ async fn scoped_token(narrator: &mut Narrator<'_>, traces: &Traces<'_>) -> Resul
     explain(narrator, traces, scenario, as_is).await;
     target.stop().await;
     endpoint.stop().await;
+    Ok(())
+}
+
+/// SAP Gateway's CSRF protocol: a modifying call needs a token fetched first in the same session.
+async fn csrf_token(narrator: &mut Narrator<'_>, traces: &Traces<'_>) -> Result<(), DemoError> {
+    let scenario = "csrf-token";
+    narrator.heading(
+        "CSRF token (SAP Gateway OData)",
+        "Every POST, PUT, PATCH or DELETE must carry a token fetched with `X-CSRF-Token: Fetch`\n\
+         in the same session (its cookie), or it gets 403 `X-CSRF-Token: Required`. The connector\n\
+         sends one request per operation and never fetches. provproxy fetches the token once per\n\
+         session, keeps the cookie it is bound to, and sends both.",
+    );
+    let password = demo_secret("sap");
+    let authorization = basic("svc_provision", &password);
+    let users = format!("{}Users", csrf_target::SERVICE);
+    let body = r#"{"UserName":"ADA.LOVELACE","FirstName":"Ada","LastName":"Lovelace"}"#;
+    let client = CookielessClient::default();
+    let (target, stats) = csrf_target::spawn("svc_provision", &password).await?;
+    let as_is = recorder(traces, scenario, &target.url()).await?;
+    let fixed = fixer(
+        traces,
+        scenario,
+        &target.url(),
+        &format!(
+            "[routes.auth]\nkind = \"basic\"\nusername = \"svc_provision\"\npassword = {{ env = \"SAP_PASSWORD\" }}\n\n\
+             [routes.session]\nkey = \"route\"\n\n\
+             [[routes.session.tokens]]\nname = \"csrf\"\n\
+             fetch = {{ method = \"GET\", path = \"{}\", headers = {{ \"X-CSRF-Token\" = \"Fetch\" }} }}\n\
+             from = \"header:X-CSRF-Token\"\nto = \"header:X-CSRF-Token\"\n\
+             methods = [\"POST\", \"PUT\", \"PATCH\", \"DELETE\"]\nrefetch_on = [403]\n",
+            csrf_target::SERVICE
+        ),
+        &[("SAP_PASSWORD", &password)],
+    )
+    .await?;
+    let headers = [
+        ("authorization", authorization.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let reply = client
+        .send(http::Method::POST, &url(&as_is, &users), &headers, body)
+        .await?;
+    narrator.step(
+        "as is",
+        "POST .../API_USER/Users (no CSRF token)",
+        &reply,
+        StatusCode::FORBIDDEN,
+    );
+    let (sessions_before, fetches_before) = (stats.sessions_opened(), stats.fetches());
+    let reply = client
+        .send(
+            http::Method::POST,
+            &url(&fixed, &users),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await?;
+    narrator.step(
+        "proxy",
+        "POST .../API_USER/Users (no CSRF token)",
+        &reply,
+        StatusCode::CREATED,
+    );
+    narrator.check(
+        "through the proxy: one session, one token fetch",
+        stats.sessions_opened() - sessions_before == 1 && stats.fetches() - fetches_before == 1,
+    );
+    fixed.shutdown().await;
+    explain(narrator, traces, scenario, as_is).await;
+    target.stop().await;
     Ok(())
 }

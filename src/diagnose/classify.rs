@@ -26,6 +26,9 @@ pub enum Class {
     TlsFailure,
     LoginFailed,
     TokenFetchFailed,
+    CsrfTokenRequired,
+    SessionLoginRequired,
+    SessionTokenFetchFailed,
     RefusedByProxy,
     ResponseCutShort,
     Unauthorized,
@@ -50,6 +53,9 @@ impl Class {
             Class::TlsFailure => "tls_failure",
             Class::LoginFailed => "login_failed",
             Class::TokenFetchFailed => "token_fetch_failed",
+            Class::CsrfTokenRequired => "csrf_token_required",
+            Class::SessionLoginRequired => "session_login_required",
+            Class::SessionTokenFetchFailed => "session_token_fetch_failed",
             Class::RefusedByProxy => "refused_by_proxy",
             Class::ResponseCutShort => "response_cut_short",
             Class::Unauthorized => "unauthorized",
@@ -130,6 +136,10 @@ pub(super) fn classify(
         return (Class::ExpiredToken, with_body(evidence));
     }
 
+    if ex.status == 403 && csrf_required(ex, &lower_body) {
+        evidence.push("response X-CSRF-Token: Required".to_owned());
+        return (Class::CsrfTokenRequired, with_body(evidence));
+    }
     match ex.status {
         401 => {
             let missing: Vec<_> = set_before
@@ -150,6 +160,14 @@ pub(super) fn classify(
                     );
                 }
                 return (Class::SessionLocked, with_body(evidence));
+            }
+            // A login-session target: its 401 asks for a session the client never logged in
+            // to get (or sent under the `Session` scheme and the target no longer knows).
+            let sent_session = sent_scheme.is_some_and(|s| s.eq_ignore_ascii_case("session"));
+            let asks_for_login = lower_body.contains("session")
+                && (lower_body.contains("login") || lower_body.contains("log in"));
+            if challenges.is_empty() && (sent_session || asks_for_login) {
+                return (Class::SessionLoginRequired, with_body(evidence));
             }
             let offered = offered_schemes(&challenges);
             let offers = |s: &str| offered.iter().any(|o| o.eq_ignore_ascii_case(s));
@@ -199,6 +217,8 @@ fn proxy_failure(ex: &Entry) -> Option<Class> {
     let kind = ex.error_kind.clone().or(body_kind)?;
     if kind == "login_failed" {
         Some(Class::LoginFailed)
+    } else if kind == "token_fetch_failed" {
+        Some(Class::SessionTokenFetchFailed)
     } else if kind.starts_with("oauth_") {
         Some(Class::TokenFetchFailed)
     } else if kind == "response_cut_short" {
@@ -208,6 +228,15 @@ fn proxy_failure(ex: &Entry) -> Option<Class> {
     } else {
         None
     }
+}
+
+/// The CSRF protocol's refusal: `X-CSRF-Token: Required` (SAP Gateway and others), or a body
+/// that says the CSRF token failed validation.
+fn csrf_required(ex: &Entry, lower_body: &str) -> bool {
+    ex.response_headers
+        .iter()
+        .any(|(name, value)| name == "x-csrf-token" && value.eq_ignore_ascii_case("required"))
+        || lower_body.contains("csrf token")
 }
 
 /// Status 0, a recorded transport error, or the proxy's own 502/504 JSON error body.
@@ -252,6 +281,9 @@ pub(super) fn fix(class: Class, ex: &Entry) -> String {
         Class::TlsFailure => "[[routes]] ca_file = \"...\" with the target's CA (private CAs are common), and check that the upstream host name matches the certificate".into(),
         Class::LoginFailed => "[routes.session] login: check its path, body and expect_status against what the target's login answers (the login record is in the trace), and the stored credential".into(),
         Class::TokenFetchFailed => "[routes.auth] token_url, client_id, client_secret (and grant, scopes): the token endpoint refused or could not be reached; its answer is in the trace's token record".into(),
+        Class::CsrfTokenRequired => "[[routes.session.tokens]] name = \"csrf\", fetch = { method = \"GET\", path = \"<service root>\", headers = { \"X-CSRF-Token\" = \"Fetch\" } }, from = \"header:X-CSRF-Token\", to = \"header:X-CSRF-Token\", methods = [\"POST\", \"PUT\", \"PATCH\", \"DELETE\"], refetch_on = [403], with [routes.session] key = \"route\": the proxy fetches the token once per session, keeps the session cookie it is bound to, and sends both on every modifying call".into(),
+        Class::SessionLoginRequired => "[[routes.session.tokens]] name = \"session\", fetch = { method = \"POST\", path = \"/api/login\", body = { env = \"LOGIN_BODY\" }, content_type = \"application/json\" }, from = \"json:/sessionId\", to = \"header:Authorization\", format = \"Session {}\", refetch_on = [401]: the proxy logs in once per session, sends the session id on every call, and logs in again when it expires".into(),
+        Class::SessionTokenFetchFailed => "[[routes.session.tokens]] fetch: check its method, path, headers and body (and the route's stored credential) against what the target answers; the fetch is in the trace as a token_fetch record, and the error names the token".into(),
         Class::RefusedByProxy => "the client's request broke a rule of the proxy (size, time, credential, route): read the error detail; the target never saw the request".into(),
         Class::ResponseCutShort => "the response ended midway: if the target's side failed, check its logs; if the client went away, check the client's timeout".into(),
         Class::Unauthorized => "check the stored credential under [routes.auth] (kind, username, secret source) and the challenge the target sends".into(),

@@ -179,7 +179,9 @@ fn role(text: Option<&str>) -> Role {
     match text {
         Some("login") => Role::Login,
         Some("replay") => Role::Replay,
-        Some("token") => Role::TokenFetch,
+        // An OAuth token request or a session token fetch: the proxy's own request, never
+        // what the client got.
+        Some("token" | "token_fetch") => Role::TokenFetch,
         _ => Role::Client,
     }
 }

@@ -50,6 +50,9 @@ pub enum ProxyError {
     Token(crate::auth::oauth::OAuthError),
     #[error("the session login request to {path} answered {status}")]
     LoginFailed { status: StatusCode, path: String },
+    /// `why` names the fetch request and what was wrong with its answer, never a value.
+    #[error("session token {token:?} could not be fetched: {why}")]
+    TokenFetchFailed { token: String, why: String },
     #[error("the request has no {header} header, which names its session on this route")]
     SessionKeyMissing { header: http::HeaderName },
     #[error("all {max} sessions of this route are in use; retry when one is free")]
@@ -88,7 +91,9 @@ impl ProxyError {
             ProxyError::ClientBody(ClientBodyFault::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::ClientBody(ClientBodyFault::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ClientBody(ClientBodyFault::Malformed(_)) => StatusCode::BAD_REQUEST,
-            ProxyError::Token(_) | ProxyError::LoginFailed { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Token(_)
+            | ProxyError::LoginFailed { .. }
+            | ProxyError::TokenFetchFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::SessionKeyMissing { .. } => StatusCode::BAD_REQUEST,
             ProxyError::SessionsFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +117,7 @@ impl ProxyError {
             ProxyError::ClientBody(ClientBodyFault::Malformed(_)) => "malformed_body",
             ProxyError::Token(err) => err.kind(),
             ProxyError::LoginFailed { .. } => "login_failed",
+            ProxyError::TokenFetchFailed { .. } => "token_fetch_failed",
             ProxyError::Internal(_) => "internal",
             ProxyError::SessionKeyMissing { .. } => "session_key_missing",
             ProxyError::SessionsFull { .. } => "sessions_full",
@@ -133,9 +139,10 @@ impl ProxyError {
             | ProxyError::SessionKeyMissing { .. }
             | ProxyError::Misdirected
             | ProxyError::CrossSite => Side::Client,
-            ProxyError::Upstream(_) | ProxyError::Token(_) | ProxyError::LoginFailed { .. } => {
-                Side::Upstream
-            }
+            ProxyError::Upstream(_)
+            | ProxyError::Token(_)
+            | ProxyError::LoginFailed { .. }
+            | ProxyError::TokenFetchFailed { .. } => Side::Upstream,
             ProxyError::Internal(_)
             | ProxyError::SessionsFull { .. }
             | ProxyError::StateUnavailable(_) => Side::Proxy,
@@ -161,6 +168,9 @@ impl ProxyError {
             side: Side,
             #[serde(skip_serializing_if = "Option::is_none")]
             header: Option<&'a str>,
+            /// The session token that could not be fetched.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            token: Option<&'a str>,
             detail: String,
         }
         let body = Body {
@@ -169,6 +179,10 @@ impl ProxyError {
             side: self.side(),
             header: match self {
                 ProxyError::SessionKeyMissing { header } => Some(header.as_str()),
+                _ => None,
+            },
+            token: match self {
+                ProxyError::TokenFetchFailed { token, .. } => Some(token.as_str()),
                 _ => None,
             },
             detail: self.to_string(),

@@ -34,6 +34,9 @@ pub struct Exchange<'a> {
     pub attempted: bool,
     /// The record of the refused attempt a replay follows from.
     pub replayed_from: Option<u64>,
+    /// The id a session token fetch gave as its parent before the attempt it was made for
+    /// existed: that attempt's record (or the error record in its place) takes it.
+    pub reserved_id: Option<u64>,
     /// What the proxy did over all attempts, for the access log.
     pub did: Did,
     /// The status of the last response the target sent.

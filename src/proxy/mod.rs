@@ -13,6 +13,7 @@ mod respond;
 pub mod route;
 #[cfg(test)]
 pub(crate) mod stand_in_tests;
+mod token_fetch;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -228,10 +229,9 @@ impl Proxy {
                 .iter()
                 .zip(shared.tokens.iter().cloned())
                 .map(|(route, tokens)| {
-                    let session_replays = route
-                        .session
-                        .as_ref()
-                        .filter(|session| !session.relogin_on.is_empty());
+                    let session_replays = route.session.as_ref().filter(|session| {
+                        !session.relogin_on.is_empty() || !session.tokens.is_empty()
+                    });
                     let replay_limit = match (session_replays, &tokens) {
                         (Some(session), _) => Some(session.replay_body_limit),
                         (None, Some(_)) => Some(DEFAULT_REPLAY_LIMIT),
@@ -367,6 +367,7 @@ impl Proxy {
             }),
             attempted: false,
             replayed_from: None,
+            reserved_id: None,
             did: Did::default(),
             upstream_status: None,
         };
@@ -400,7 +401,10 @@ impl Proxy {
         if let (Some(trace), Some(request), false) = (&exchange.trace, early, exchange.attempted) {
             // After a refused attempt, this record is what the client got instead of its replay.
             let attempt = AttemptTrace {
-                id: trace.tracer.next_id(),
+                id: exchange
+                    .reserved_id
+                    .take()
+                    .unwrap_or_else(|| trace.tracer.next_id()),
                 role: Role::Client,
                 parent: exchange.replayed_from,
                 started: trace.started,
@@ -504,15 +508,26 @@ impl Proxy {
         // Why the request is being replayed, once it is.
         let mut replay_after = None;
         loop {
+            // Session tokens first: their fetch may set the cookies this attempt sends. Checked
+            // before the boxed call, which would cost every session route an allocation.
+            if let Some(lease) = lease.as_mut().filter(|_| token_fetch::configured(x)) {
+                let refetch = role == Role::Replay;
+                Box::pin(self.ensure_tokens(x, lease, &head.method, parent, refetch)).await?;
+            }
             x.actions.next_attempt();
             x.actions.replayed = role == Role::Replay;
             let mut headers = head.headers.clone();
             apply_session(x, lease.as_ref(), &head, &mut headers);
             let token_generation = self.authorize(x, &mut headers).await?;
-            let mut attempt = x
-                .trace
-                .as_ref()
-                .map(|trace| trace.attempt(role, parent, &head, &headers, body.buffered()));
+            let sent_tokens = lease.as_ref().map_or_else(Default::default, |lease| {
+                token_fetch::apply(x, lease, &head.method, &mut headers)
+            });
+            let mut attempt = x.trace.as_ref().map(|trace| {
+                let mut attempt = trace.attempt(role, parent, &head, &headers, body.buffered());
+                // The id a token fetch made on this attempt's behalf already points at.
+                attempt.id = x.reserved_id.take().unwrap_or(attempt.id);
+                attempt
+            });
             let request_body = tap_request_body(x, attempt.as_mut(), body.take());
             let (mut response, first_byte) = self
                 .forward(x, &head, headers, request_body, &mut attempt)
@@ -535,6 +550,16 @@ impl Proxy {
                 None
             };
             let may_replay = role == Role::Client && body.is_replayable();
+            let token_stale = lease.as_ref().is_some_and(|lease| {
+                token_fetch::observe(
+                    x,
+                    lease,
+                    &sent_tokens,
+                    status,
+                    response.headers(),
+                    may_replay,
+                )
+            });
             let session = SessionVerdict::decide(
                 session_plan,
                 sent_cookie,
@@ -551,6 +576,12 @@ impl Proxy {
                     verdict
                 }
                 _ => TokenVerdict::Keep,
+            };
+            // A stale session token asks for the same one replay as a refused OAuth token.
+            let token = if token_stale {
+                TokenVerdict::Refetch
+            } else {
+                token
             };
             x.actions.token_refused = token == TokenVerdict::Refetch;
             match Next::of(session, token, may_replay) {
@@ -727,7 +758,7 @@ impl Proxy {
                 let err = ProxyError::from(err);
                 if let (Some(trace), Some(attempt)) = (&x.trace, attempt.take()) {
                     // A failed login is not what the client gets: the proxy's error record is.
-                    let login = attempt.role == Role::Login;
+                    let login = matches!(attempt.role, Role::Login | Role::SessionTokenFetch);
                     trace
                         .tracer
                         .submit(x.record(attempt, None, None, Some(err.info())));

@@ -186,6 +186,7 @@ mod tests {
             login: None,
             max_sessions: 10,
             default_key: default_key.map(str::to_owned),
+            tokens: Vec::new(),
         }
     }
 

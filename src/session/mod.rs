@@ -3,7 +3,8 @@
 //! The pipeline asks [`Sessions::key_for`] for the request's [`SessionKey`] (a keyed hash,
 //! scoped to the authenticated client), takes a [`Lease`] from [`Sessions`], sends the jar's
 //! `Cookie` header, absorbs every response's `Set-Cookie`, and on a response for which
-//! [`is_session_gone`] holds, calls [`Lease::begin_relogin`] and replays once.
+//! [`is_session_gone`] holds, calls [`Lease::begin_relogin`] and replays once. Session tokens
+//! ([`tokens`]) live next to the jar and go with it.
 
 mod jar;
 mod key;
@@ -14,6 +15,7 @@ mod psl;
 mod salt;
 mod seal;
 mod store;
+pub mod tokens;
 mod verdict;
 
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ use crate::config::SessionPlan;
 pub use jar::{Absorbed, Jar, Rejected};
 pub use key::{KeyHasher, MissingKeyHeader, SessionKey};
 pub use seal::StateCipher;
-pub use store::{Lease, LeaseError, Relogin, SessionInfo, SessionStats, Sessions};
+pub use store::{Lease, LeaseError, Relogin, SessionInfo, SessionStats, Sessions, TokenTurn};
 pub use verdict::SessionVerdict;
 
 /// Startup and persistence errors. They name files and causes, never cookie values.

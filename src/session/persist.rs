@@ -32,13 +32,38 @@ impl StateDoc {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(crate) struct PersistedSession<C> {
+pub(crate) struct PersistedSession<C, T = StoredToken> {
     pub(crate) route: String,
     pub(crate) key: String,
     pub(crate) created_ms: u64,
     pub(crate) last_used_ms: u64,
     pub(crate) generation: u64,
     pub(crate) cookies: Vec<C>,
+    /// Session tokens; absent from files written before tokens existed, and left out when
+    /// there are none, so a file without tokens reads as it always did.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tokens: Vec<T>,
+}
+
+/// A session token in clear.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredToken {
+    pub(crate) name: String,
+    pub(crate) value: String,
+}
+
+/// A token as written: sealed like a cookie value when there is a key.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum FileToken {
+    Plain(StoredToken),
+    Sealed { name: String, sealed: String },
+}
+
+/// What a sealed token is bound to. Four parts where a cookie's context has three, so a
+/// sealed cookie cannot be passed off as a token or the other way round.
+fn token_seal_context(route: &str, key: &str, name: &str) -> Vec<u8> {
+    [route.as_bytes(), key.as_bytes(), b"token", name.as_bytes()].join(&0u8)
 }
 
 /// The file as written. Without an encryption key it is exactly the format of earlier
@@ -49,7 +74,7 @@ struct FileDoc {
     version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     encryption: Option<Encryption>,
-    sessions: Vec<PersistedSession<FileCookie>>,
+    sessions: Vec<PersistedSession<FileCookie, FileToken>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -171,6 +196,29 @@ pub(crate) fn read_state(
                 }
             }
         }
+        let mut tokens = Vec::with_capacity(saved.tokens.len());
+        for token in saved.tokens {
+            match token {
+                FileToken::Plain(stored) => tokens.push(stored),
+                FileToken::Sealed { name, sealed } => {
+                    let Some(file_key) = &file_key else {
+                        return Err(corrupt(
+                            "a sealed token in a file without a key salt".into(),
+                        ));
+                    };
+                    let context = token_seal_context(&saved.route, &saved.key, &name);
+                    let plain =
+                        file_key
+                            .open(&context, &sealed)
+                            .ok_or_else(|| SessionError::WrongKey {
+                                path: path.to_owned(),
+                            })?;
+                    let value = String::from_utf8(plain)
+                        .map_err(|_| corrupt("a sealed token is not text".into()))?;
+                    tokens.push(StoredToken { name, value });
+                }
+            }
+        }
         sessions.push(PersistedSession {
             route: saved.route,
             key: saved.key,
@@ -178,6 +226,7 @@ pub(crate) fn read_state(
             last_used_ms: saved.last_used_ms,
             generation: saved.generation,
             cookies,
+            tokens,
         });
     }
     Ok(Some(StateDoc { sessions }))
@@ -256,6 +305,23 @@ pub(crate) fn write_state(
                 sealed
             }
         };
+        let tokens =
+            match &file_key {
+                None => saved.tokens.into_iter().map(FileToken::Plain).collect(),
+                Some(file_key) => {
+                    let mut sealed = Vec::with_capacity(saved.tokens.len());
+                    for token in saved.tokens {
+                        let context = token_seal_context(&saved.route, &saved.key, &token.name);
+                        sealed.push(FileToken::Sealed {
+                            sealed: file_key.seal(&context, token.value.as_bytes()).map_err(
+                                |_| io::Error::other("the system random number generator failed"),
+                            )?,
+                            name: token.name,
+                        });
+                    }
+                    sealed
+                }
+            };
         sessions.push(PersistedSession {
             route: saved.route,
             key: saved.key,
@@ -263,6 +329,7 @@ pub(crate) fn write_state(
             last_used_ms: saved.last_used_ms,
             generation: saved.generation,
             cookies,
+            tokens,
         });
     }
     let file = FileDoc {

@@ -28,9 +28,10 @@ use url::Url;
 
 use super::jar::Jar;
 use super::key::{KeyHasher, MissingKeyHeader, SessionKey};
-use super::persist::{self, PersistedSession, StateDoc};
+use super::persist::{self, PersistedSession, StateDoc, StoredToken};
 use super::salt;
 use super::seal::StateCipher;
+use super::tokens::HeldTokens;
 use super::SessionError;
 use crate::clock::{Clock, SharedClock};
 use crate::config::{RoutePlan, SessionPlan, StatePlan};
@@ -117,11 +118,20 @@ struct Session {
 
 struct State {
     jar: Jar,
+    /// Session tokens (`[[routes.session.tokens]]`): they live and die with the jar.
+    tokens: HeldTokens,
     /// Bumped whenever a new upstream session may begin (establishing, re-login), so a lease can
     /// tell whether the session it used is still the current one.
     generation: u64,
     last_used: Instant,
     last_used_wall: SystemTime,
+}
+
+impl State {
+    /// Whether there is anything worth keeping: a live cookie or a token.
+    fn holds_anything(&self, now: SystemTime) -> bool {
+        !self.jar.is_empty(now) || !self.tokens.is_empty()
+    }
 }
 
 impl Session {
@@ -140,6 +150,7 @@ impl Session {
             created,
             state: Mutex::new(State {
                 jar,
+                tokens: HeldTokens::default(),
                 generation: 0,
                 last_used: last_used.0,
                 last_used_wall: last_used.1,
@@ -153,8 +164,11 @@ impl Session {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A session that holds a token is established even when its target sets no cookie (a
+    /// session id from a login body), so that its requests share it instead of queueing.
     fn established(&self, plan: &SessionPlan, now: SystemTime) -> bool {
-        !plan.cookies || !self.state().jar.is_empty(now)
+        let state = self.state();
+        !plan.cookies || !state.jar.is_empty(now) || !state.tokens.is_empty()
     }
 
     fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
@@ -186,6 +200,8 @@ pub struct SessionInfo {
     pub route: String,
     pub key: String,
     pub cookies: Vec<String>,
+    /// Names of the session tokens it holds.
+    pub tokens: Vec<String>,
     pub created: SystemTime,
     pub last_used: SystemTime,
     /// When idle expiry will drop it if unused until then (`None`: too far ahead to represent).
@@ -522,7 +538,7 @@ impl Sessions {
             if let Some((_, session)) = removed {
                 session.removed.store(true, Ordering::Release);
                 route.evicted.fetch_add(1, Ordering::Relaxed);
-                if !session.state().jar.is_empty(self.inner.clock.wall()) {
+                if session.state().holds_anything(self.inner.clock.wall()) {
                     self.inner.mark_dirty(route);
                 }
                 return true;
@@ -558,7 +574,7 @@ impl Sessions {
     fn retire(&self, route: &RouteSessions, session: &Session) {
         session.removed.store(true, Ordering::Release);
         self.inner.expired.fetch_add(1, Ordering::Relaxed);
-        if !session.state().jar.is_empty(self.inner.clock.wall()) {
+        if session.state().holds_anything(self.inner.clock.wall()) {
             self.inner.mark_dirty(route);
         }
     }
@@ -591,6 +607,7 @@ impl Sessions {
                     route: route.name.clone(),
                     key: session.key.to_string(),
                     cookies: state.jar.names(self.inner.clock.wall()),
+                    tokens: state.tokens.names(),
                     created: session.created,
                     last_used: state.last_used_wall,
                     expires_at: state.last_used_wall.checked_add(route.plan.idle_timeout),
@@ -726,7 +743,7 @@ impl Sessions {
             for entry in route.map.iter() {
                 let session = entry.value();
                 let state = session.state();
-                if state.jar.is_empty(now) {
+                if !state.holds_anything(now) {
                     continue;
                 }
                 sessions.push(PersistedSession {
@@ -736,6 +753,14 @@ impl Sessions {
                     last_used_ms: persist::to_unix_ms(state.last_used_wall),
                     generation: state.generation,
                     cookies: state.jar.to_stored(now),
+                    tokens: state
+                        .tokens
+                        .iter()
+                        .map(|(name, value)| StoredToken {
+                            name: name.to_owned(),
+                            value: value.to_owned(),
+                        })
+                        .collect(),
                 });
             }
         }
@@ -797,7 +822,7 @@ fn restore(
             continue;
         }
         let jar = Jar::from_stored(saved.cookies, now_wall);
-        if jar.is_empty(now_wall) {
+        if jar.is_empty(now_wall) && saved.tokens.is_empty() {
             continue;
         }
         let key = SessionKey::from_display(&saved.key);
@@ -807,7 +832,15 @@ fn restore(
             persist::from_unix_ms(saved.created_ms),
             (now.checked_sub(idle).unwrap_or(now), last_used_wall),
         );
-        session.state().generation = saved.generation;
+        {
+            let mut state = session.state();
+            state.generation = saved.generation;
+            state.tokens = saved
+                .tokens
+                .into_iter()
+                .map(|token| (token.name, token.value))
+                .collect();
+        }
         route.map.insert(key, Arc::new(session));
     }
 }
@@ -913,6 +946,15 @@ pub enum Relogin {
     Leader,
     /// Another request renewed the session meanwhile: replay with the current cookie.
     AlreadyRenewed,
+}
+
+/// The outcome of [`Lease::begin_token_fetch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenTurn {
+    /// This lease is alone on the session and the token is still missing: fetch it.
+    Leader,
+    /// Another request fetched it meanwhile: use the session's value.
+    AlreadyFetched,
 }
 
 /// The right to use one session for one exchange (and its replay).
@@ -1023,6 +1065,8 @@ impl Lease {
         // Alone on the session now, and nobody renewed it since this lease looked: lead.
         let mut state = session.state();
         state.jar.clear();
+        // Tokens belong to the session the target ended.
+        state.tokens.clear();
         state.generation += 1;
         self.generation = state.generation;
         drop(state);
@@ -1030,6 +1074,60 @@ impl Lease {
         self.inner.relogins.fetch_add(1, Ordering::Relaxed);
         self.inner.mark_dirty(&self.route);
         Relogin::Leader
+    }
+
+    /// The value of the session token `name`, if the session holds it.
+    pub fn token(&self, name: &str) -> Option<String> {
+        self.active.0.state().tokens.get(name).map(str::to_owned)
+    }
+
+    /// Stores a captured (or rotated) token; true when the value changed.
+    pub fn store_token(&self, name: &str, value: String) -> bool {
+        let changed = self.active.0.state().tokens.store(name, value);
+        if changed {
+            self.inner.mark_dirty(&self.route);
+        }
+        changed
+    }
+
+    /// The target refused the token value `sent`: drops it unless a newer one replaced it
+    /// meanwhile. True when it was dropped.
+    pub fn drop_token(&self, name: &str, sent: &str) -> bool {
+        let dropped = self.active.0.state().tokens.drop_if(name, sent);
+        if dropped {
+            self.inner.mark_dirty(&self.route);
+        }
+        dropped
+    }
+
+    /// Single-flight fetch of the token `name`, which the session lacks: the first caller gets
+    /// the session alone (the same exclusive path as establishing and re-login, so a fetch and
+    /// a re-login never run at once) and fetches; the others wait for it and use its token.
+    pub async fn begin_token_fetch(&mut self, name: &str) -> TokenTurn {
+        let session = self.active.0.clone();
+        if !matches!(self.guard, Guard::Exclusive { .. }) {
+            self.guard = Guard::Released;
+            let elect = session.elect.clone().lock_owned().await;
+            let read = session.gate.clone().read_owned().await;
+            if session.state().tokens.get(name).is_some() {
+                self.generation = session.state().generation;
+                self.guard = Guard::Shared { _read: read };
+                return TokenTurn::AlreadyFetched;
+            }
+            drop(read);
+            let write = session.gate.clone().write_owned().await;
+            self.generation = session.state().generation;
+            self.guard = Guard::Exclusive {
+                _write: write,
+                _elect: Some(elect),
+            };
+        }
+        let fetched = session.state().tokens.get(name).is_some();
+        if fetched {
+            TokenTurn::AlreadyFetched
+        } else {
+            TokenTurn::Leader
+        }
     }
 
     fn url_for(&self, path: &str) -> Url {

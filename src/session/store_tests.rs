@@ -31,6 +31,7 @@ fn plan() -> SessionPlan {
         login: None,
         max_sessions: 10_000,
         default_key: None,
+        tokens: Vec::new(),
     }
 }
 
@@ -1030,4 +1031,108 @@ fn session_key_hashes_are_stable_across_restarts_with_persistence_only() {
     let b = derive(&Sessions::open(&routes, &StatePlan::default(), false).unwrap());
     assert_ne!(a, b, "without persistence each process keys its own hashes");
     assert_ne!(a, first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_holders_lacking_a_token_elect_one_fetcher_and_the_rest_use_its_token() {
+    let sessions = open(plan());
+    let lease = sessions.lease("osmc", key("route")).await.unwrap();
+    lease.absorb(PATH, &set_cookie("SAP_SESSIONID=s1; Path=/"));
+    drop(lease);
+
+    let n = 8;
+    let all_hold = Arc::new(Barrier::new(n));
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let (sessions, all_hold) = (sessions.clone(), all_hold.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lease = sessions.lease("osmc", key("route")).await.unwrap();
+            assert_eq!(lease.token("csrf"), None);
+            all_hold.wait().await;
+            let turn = lease.begin_token_fetch("csrf").await;
+            if turn == TokenTurn::Leader {
+                assert!(lease.is_exclusive(), "the fetcher is alone on the session");
+                assert!(lease.store_token("csrf", "t-1".into()));
+            }
+            (turn, lease.token("csrf"))
+        }));
+    }
+    let mut leaders = 0;
+    for task in tasks {
+        let (turn, token) = timeout(BOUND, task).await.unwrap().unwrap();
+        leaders += usize::from(turn == TokenTurn::Leader);
+        assert_eq!(token.as_deref(), Some("t-1"));
+    }
+    assert_eq!(leaders, 1);
+}
+
+#[tokio::test]
+async fn a_session_holding_only_a_token_is_established_and_a_relogin_drops_its_tokens() {
+    let sessions = open(plan());
+    let first = sessions.lease("osmc", key("route")).await.unwrap();
+    assert!(first.is_exclusive(), "a new session is opened alone");
+    first.store_token("session", "id-1".into());
+    drop(first);
+    let shared = sessions.lease("osmc", key("route")).await.unwrap();
+    assert!(
+        !shared.is_exclusive(),
+        "a token is a session: no more queueing"
+    );
+    assert!(
+        !shared.drop_token("session", "id-0"),
+        "a refusal of an older value keeps the current one"
+    );
+    drop(shared);
+    let mut lease = sessions.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(lease.begin_relogin().await, Relogin::Leader);
+    assert_eq!(lease.token("session"), None);
+}
+
+#[tokio::test]
+async fn tokens_are_sealed_in_the_state_file_and_come_back_with_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.json");
+    let routes = [route("osmc", "https://osmc.example.com/", persisted(&path))];
+    let sessions = Sessions::open(&routes, &encrypted(STATE_KEY), false).unwrap();
+    let lease = sessions.lease("osmc", key("route")).await.unwrap();
+    lease.store_token("session", "sid-4c1e9b".into());
+    drop(lease);
+    sessions.persist_now().await.unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("sid-4c1e9b"), "in clear:\n{text}");
+    assert!(
+        text.contains("\"session\""),
+        "the name stays readable:\n{text}"
+    );
+
+    let reopened = Sessions::open(&routes, &encrypted(STATE_KEY), false).unwrap();
+    let lease = reopened.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(lease.token("session").as_deref(), Some("sid-4c1e9b"));
+
+    // A file written before tokens existed has no `tokens` key and loads as it did.
+    let old = dir.path().join("old.json");
+    std::fs::write(
+        &old,
+        br#"{"version":1,"sessions":[{"route":"osmc","key":"route","created_ms":1,
+        "last_used_ms":1,"generation":1,"cookies":[]}]}"#,
+    )
+    .unwrap();
+    assert!(persist::read_state(&old, None).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_idle_session_is_swept_with_its_tokens() {
+    let sessions = open(plan());
+    let lease = sessions.lease("osmc", key("route")).await.unwrap();
+    lease.store_token("csrf", "t-9".into());
+    drop(lease);
+    let timeout = plan().idle_timeout;
+    assert_eq!(sessions.sweep_at(Instant::now() + timeout), 1);
+    let lease = sessions.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(
+        lease.token("csrf"),
+        None,
+        "a new session starts without tokens"
+    );
 }

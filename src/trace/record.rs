@@ -39,6 +39,8 @@ pub enum Role {
     Replay,
     /// A request to an OAuth token endpoint.
     TokenFetch,
+    /// A request the proxy made to fetch a session token (`[[routes.session.tokens]]`).
+    SessionTokenFetch,
 }
 
 impl Role {
@@ -48,6 +50,7 @@ impl Role {
             Role::Login => "login",
             Role::Replay => "replay",
             Role::TokenFetch => "token",
+            Role::SessionTokenFetch => "token_fetch",
         }
     }
 }
@@ -111,7 +114,8 @@ pub struct Actions {
     /// What was wrong with the client's `Authorization` and was fixed (`doubled scheme Bearer`).
     pub authorization_normalised: Option<String>,
     pub token_fetched: bool,
-    /// This response refused the token the proxy injected: it was dropped for a new one.
+    /// This response refused the token the proxy injected: it was dropped for a new one. On a
+    /// session token fetch: the fetch replaces a token the target refused (a refetch).
     pub token_refused: bool,
     /// What the client's response lacks of the target's: the names of the cookies whose
     /// `Set-Cookie` the proxy kept for its session, and the response headers it removed.

@@ -44,6 +44,9 @@ const READABLE_CHARSETS: &[&str] = &["utf-8", "utf8", "us-ascii", "ascii", "iso-
 /// `X-Auth-Token`, `Private-Token` and the like do).
 const CREDENTIAL_HEADERS: &[&str] = &["ocp-apim-subscription-key", "x-functions-key"];
 
+/// Values of a CSRF token header that ask for or demand a token rather than carry one.
+const CSRF_WORDS: &[&str] = &["Fetch", "Required"];
+
 /// Headers whose value is a URL: its query and fragment are redacted like the request URL's
 /// (an OAuth redirect carries `access_token` in either).
 const URL_HEADERS: &[HeaderName] = &[header::LOCATION, header::CONTENT_LOCATION, header::REFERER];
@@ -291,7 +294,8 @@ impl Redactor {
 
     pub fn redact<'a>(&self, record: &'a ExchangeRecord) -> RedactedRecord<'a> {
         let req = &record.request;
-        let raw = record.role != Role::TokenFetch
+        // A token fetch's body holds the token itself: never recorded as it is.
+        let raw = !matches!(record.role, Role::TokenFetch | Role::SessionTokenFetch)
             && record
                 .route
                 .as_deref()
@@ -370,7 +374,16 @@ impl Redactor {
         } else if name == header::SET_COOKIE {
             Cow::Owned(set_cookie_header(value))
         } else if self.is_secret_header(name.as_str()) {
-            Cow::Borrowed(REDACTED)
+            // The CSRF protocol's own words (`X-CSRF-Token: Fetch`, `Required`) are no secret,
+            // and `diagnose` needs them to name the cause.
+            if CSRF_WORDS
+                .iter()
+                .any(|word| word.eq_ignore_ascii_case(value))
+            {
+                Cow::Borrowed(value)
+            } else {
+                Cow::Borrowed(REDACTED)
+            }
         } else if URL_HEADERS.contains(name) {
             self.url(value)
         } else {

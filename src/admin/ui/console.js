@@ -95,6 +95,9 @@
     const out = [];
     if (record.role === "login") out.push(["login", "login"]);
     if (record.role === "token") out.push(["token request", "token"]);
+    // A session token fetch says whether it replaces a token the target refused.
+    const sessionToken = record.role === "token_fetch";
+    if (sessionToken) out.push([a.tokenRefused ? "token refetched" : "token fetched", "token"]);
     if (a.authInjected) out.push(["auth: " + a.authInjected, "auth"]);
     if (a.cookiesReplayed && a.cookiesReplayed.length) out.push(["cookies: " + a.cookiesReplayed.join(", "), "cookies"]);
     if (a.sessionOpened) out.push(["session opened", "session"]);
@@ -103,8 +106,8 @@
       out.push([record.parent ? "replay of #" + record.parent : "replay", "replay", record.parent]);
     }
     if (a.challengeAfter && a.challengeAfter.length) out.push(["challenge rewritten", "challenge"]);
-    if (a.tokenFetched) out.push(["token fetched", "token"]);
-    if (a.tokenRefused) out.push(["token refused", "refused"]);
+    if (a.tokenFetched && !sessionToken) out.push(["token fetched", "token"]);
+    if (a.tokenRefused && !sessionToken) out.push(["token refused", "refused"]);
     if (a.authorizationNormalised) out.push(["Bearer Bearer fixed", "fixed"]);
     if (record.error) out.push(["error: " + record.error.kind, "error"]);
     return out;
