@@ -2,8 +2,8 @@
 //!
 //! Data flows one way: listener (`server`) → `ingress` → route (`proxy`) → `session` → `auth` →
 //! `upstream` → `challenge` → `trace`. Shared vocabulary (`body`, `metrics`, `clock`, `authority`,
-//! `www_authenticate`, `config`) depends on nothing above it; `proxy` only sequences the phases
-//! the other modules own.
+//! `www_authenticate`, `token_rules`, `config`) depends on nothing above it; `proxy` only
+//! sequences the phases the other modules own.
 
 pub mod access_log;
 pub mod admin;
@@ -24,6 +24,7 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod token_rules;
 pub mod trace;
 pub mod upstream;
 pub mod www_authenticate;

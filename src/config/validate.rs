@@ -15,6 +15,7 @@ use super::raw::*;
 use super::secret::{Secret, SecretSource};
 use super::units::{parse_duration, parse_size};
 use crate::authority::Authority;
+use crate::token_rules::{parse_to, TokenFormat, TokenFrom};
 use crate::www_authenticate::configured;
 
 /// A validation failure before it is placed in the file.
@@ -1006,7 +1007,6 @@ impl Validator<'_> {
 
     /// `[[routes.session.tokens]]`: each spelling checked here, so the pipeline only reads.
     fn tokens(&mut self, raw: &[RawToken], path: &KeyPath) -> Checked<Vec<TokenPlan>> {
-        use crate::session::tokens::{parse_to, TokenFormat, TokenFrom};
         let mut names = HashSet::new();
         let mut tokens = Vec::with_capacity(raw.len());
         for (index, token) in raw.iter().enumerate() {
