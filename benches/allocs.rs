@@ -82,7 +82,13 @@ fn err<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> String + '_ {
 fn main() -> ExitCode {
     COUNTED.with(|c| c.set(false));
     let bench = std::env::args().any(|a| a == "--bench");
-    match run(bench) {
+    // `--trace=off`, `--trace=on` or `--trace=jsonl` (JSON lines only, no HAR) measures only
+    // that case, for a profiler's run.
+    let only = std::env::args().find_map(|a| {
+        a.strip_prefix("--trace=")
+            .and_then(|v| Trace::ALL.into_iter().find(|t| t.arg() == v))
+    });
+    match run(bench, only) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench allocs: {e}");
@@ -91,12 +97,46 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(bench: bool) -> BenchResult<()> {
+/// What the proxy records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trace {
+    Off,
+    On,
+    JsonLinesOnly,
+}
+
+impl Trace {
+    /// Measured without `--trace=`.
+    const MEASURED: [Trace; 2] = [Trace::Off, Trace::On];
+    const ALL: [Trace; 3] = [Trace::Off, Trace::On, Trace::JsonLinesOnly];
+
+    fn arg(self) -> &'static str {
+        match self {
+            Trace::Off => "off",
+            Trace::On => "on",
+            Trace::JsonLinesOnly => "jsonl",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Trace::Off => "off",
+            Trace::On => "on (HAR + JSONL + bodies)",
+            Trace::JsonLinesOnly => "on (JSONL + bodies)",
+        }
+    }
+}
+
+fn run(bench: bool, only: Option<Trace>) -> BenchResult<()> {
     let (few, many) = if bench { (500, 5_500) } else { (20, 120) };
     let upstream = start_upstream()?;
     let trace_dir = tempfile::tempdir().map_err(err("temp dir"))?;
-    for trace in [false, true] {
-        let dir = trace.then_some(trace_dir.path());
+    let cases = match only {
+        Some(trace) => vec![trace],
+        None => Trace::MEASURED.to_vec(),
+    };
+    for trace in cases {
+        let dir = (trace != Trace::Off).then(|| (trace_dir.path(), trace == Trace::On));
         // The first run pays the process's one-off costs (lazy statics, first-use tables).
         proxied(upstream, dir, few)?;
         let (a0, b0) = proxied(upstream, dir, few)?;
@@ -106,11 +146,7 @@ fn run(bench: bool) -> BenchResult<()> {
         let bytes = b1.saturating_sub(b0) as f64 / n;
         println!(
             "allocations per proxied request, trace {}: {allocs:.1} ({bytes:.0} bytes)",
-            if trace {
-                "on (HAR + JSONL + bodies)"
-            } else {
-                "off"
-            }
+            trace.label()
         );
         if !(allocs > 0.0 && allocs < 10_000.0) {
             return Err(format!(
@@ -122,12 +158,14 @@ fn run(bench: bool) -> BenchResult<()> {
 }
 
 /// Basic injection + session jar + challenge expand: the load benchmark's config
-/// (`benches/support/configs.rs`), without the admin listener.
-fn proxy_toml(upstream: SocketAddr, trace_dir: Option<&std::path::Path>) -> String {
+/// (`benches/support/configs.rs`), without the admin listener; `trace` is the traces' directory
+/// and whether a HAR is written besides the JSON lines.
+fn proxy_toml(upstream: SocketAddr, trace: Option<(&std::path::Path, bool)>) -> String {
     configs::provproxy_toml(
         upstream,
         configs::Features {
-            trace: trace_dir,
+            trace: trace.map(|(dir, _)| dir),
+            har: trace.is_none_or(|(_, har)| har),
             ..configs::Features::PLAIN
         },
     )
@@ -137,16 +175,16 @@ fn proxy_toml(upstream: SocketAddr, trace_dir: Option<&std::path::Path>) -> Stri
 /// connection, shuts it down; returns the counters' growth over the whole run.
 fn proxied(
     upstream: SocketAddr,
-    trace_dir: Option<&std::path::Path>,
+    trace: Option<(&std::path::Path, bool)>,
     requests: u64,
 ) -> BenchResult<(u64, u64)> {
-    if let Some(dir) = trace_dir {
+    if let Some((dir, _)) = trace {
         // A fresh pair of files each run, so both runs write the same way.
         for name in ["bench.har", "bench.jsonl"] {
             let _ = std::fs::remove_file(dir.join(name));
         }
     }
-    let toml = proxy_toml(upstream, trace_dir);
+    let toml = proxy_toml(upstream, trace);
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let a0 = ALLOCS.load(Ordering::Relaxed);

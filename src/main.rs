@@ -91,6 +91,17 @@ enum Command {
         #[arg(long, num_args = 2, value_names = ["GOOD[#N]", "BAD[#M]"], conflicts_with = "trace")]
         compare: Option<Vec<String>>,
     },
+    /// Make a HAR 1.2 from provproxy's JSON-lines trace: the entries a live HAR file would hold.
+    /// A trace kept as JSON lines only costs the proxy less per request; its HAR is made when
+    /// someone needs one.
+    #[command(after_help = EXIT_CODES)]
+    Har {
+        /// The JSON-lines trace.
+        jsonl: PathBuf,
+        /// Where to write the HAR (created 0600); without it, standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Print a shell completion script: `provproxy completions bash > /etc/bash_completion.d/provproxy`.
     Completions {
         #[arg(value_enum)]
@@ -144,6 +155,7 @@ fn main() -> ExitCode {
             ..
         } => diagnose(&trace, json),
         Command::Diagnose { .. } => fail(&"diagnose needs a trace file or --compare", UNREADABLE),
+        Command::Har { jsonl, output } => har(&jsonl, output.as_deref()),
         Command::Completions { shell } => {
             let shell = match shell {
                 Shell::Bash => clap_complete::Shell::Bash,
@@ -297,6 +309,47 @@ fn diagnose(trace: &Path, json: bool) -> ExitCode {
         ExitCode::from(FAILURE)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `har FILE.jsonl [-o OUT.har]`.
+fn har(jsonl: &Path, output: Option<&Path>) -> ExitCode {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = match std::fs::read_to_string(jsonl) {
+        Ok(text) => text,
+        Err(err) => {
+            return fail(
+                &format!("cannot read {}: {err}", jsonl.display()),
+                UNREADABLE,
+            )
+        }
+    };
+    let made = match provproxy::trace::from_lines::har(&text) {
+        Ok(made) => made,
+        Err(err) => return fail(&format!("{}: {err}", jsonl.display()), UNREADABLE),
+    };
+    if made.torn_last_line {
+        eprintln!(
+            "provproxy: {}: the last line was cut short (a crash while it was written) and is left out",
+            jsonl.display()
+        );
+    }
+    let Some(output) = output else {
+        return print_out(&String::from_utf8_lossy(&made.har)).unwrap_or(ExitCode::SUCCESS);
+    };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(output)
+        .and_then(|mut file| file.write_all(&made.har));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(
+            &format!("cannot write {}: {err}", output.display()),
+            UNREADABLE,
+        ),
     }
 }
 

@@ -296,7 +296,8 @@ fn every_example_config_loads() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no example configs in {}", dir.display());
-    let any_env = |_: &str| Some("dummy-secret-value".to_owned());
+    // Long enough for a state key (32 characters), which config/replicas.toml requires.
+    let any_env = |_: &str| Some("dummy-secret-value-long-enough-for-a-state-key".to_owned());
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read example config");
         let name = file.display().to_string();

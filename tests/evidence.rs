@@ -361,6 +361,38 @@ async fn a_403_makes_diagnose_exit_1_and_the_json_lines_give_the_same_findings_a
     assert_eq!(report["recovered"][0]["cause"], "session_expired");
 }
 
+/// `provproxy har`: a trace kept as JSON lines gives the HAR the proxy would have written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn har_makes_from_the_json_lines_the_har_that_was_written_live_created_0600() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (upstream, target) = target().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), &upstream.url(), r#"access = "off""#);
+    session_story(&config, &target, true).await;
+    let live = dir.path().join("traces/osmc.har");
+    let jsonl = dir.path().join("traces/osmc.jsonl");
+    let made = dir.path().join("made.har");
+
+    let mut har = provproxy();
+    har.arg("har").arg(&jsonl).arg("-o").arg(&made);
+    let (status, stdout, stderr) = output(&mut har);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.is_empty());
+    let mode = std::fs::metadata(&made).expect("made").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    har_validator::assert_valid_har(std::slice::from_ref(&made));
+    assert_eq!(har_entries(&made), har_entries(&live));
+
+    let mut to_stdout = provproxy();
+    to_stdout.arg("har").arg(&jsonl);
+    let (status, stdout, _) = output(&mut to_stdout);
+    assert!(status.success());
+    assert_eq!(stdout.as_bytes(), read(&made));
+    let mut unreadable = provproxy();
+    unreadable.arg("har").arg(dir.path().join("missing.jsonl"));
+    assert_eq!(output(&mut unreadable).0.code(), Some(2));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_has_one_line_per_exchange_and_no_secret_colour_or_cookie_value() {
     let (upstream, target) = target().await;

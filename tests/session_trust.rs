@@ -465,7 +465,7 @@ fn state_and_session_bounds_are_checked_in_the_config() {
     for (text, expected) in [
         (
             format!("{route}\n[state]\nbackend = \"redis\"\n"),
-            "state.backend: backend \"redis\" is not supported yet",
+            "state.encryption_key: missing; required with backend = \"redis\"",
         ),
         (
             format!("{route}\n[state]\nencryption_key = {{ env = \"SHORT\" }}\n"),

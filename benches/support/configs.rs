@@ -12,9 +12,10 @@ pub const PASSWORD: &str = "bench-password-not-a-secret";
 /// What is switched on besides injection + jar + challenge.
 #[derive(Debug, Clone, Copy)]
 pub struct Features<'a> {
-    /// `[trace]` HAR + JSON lines with bodies (`max_body` 64 KiB), written into this directory
-    /// as `bench.har` and `bench.jsonl`.
+    /// `[trace]` JSON lines with bodies (`max_body` 64 KiB), written into this directory as
+    /// `bench.jsonl`, and with `har` a HAR file as `bench.har` too.
     pub trace: Option<&'a Path>,
+    pub har: bool,
     /// `[admin]` on loopback: the exchange records' ring buffer (and the console's feed) exist,
     /// so every exchange is recorded in memory even with no trace files.
     pub admin: bool,
@@ -28,6 +29,7 @@ impl Features<'_> {
     /// Nothing but the proxy's own work: no trace, no admin listener, so no records at all.
     pub const PLAIN: Features<'static> = Features {
         trace: None,
+        har: true,
         admin: false,
         workers: 1,
         state: None,
@@ -37,9 +39,13 @@ impl Features<'_> {
 pub fn provproxy_toml(upstream: SocketAddr, features: Features<'_>) -> String {
     let trace = match features.trace {
         Some(dir) => format!(
-            "[trace]\nhar = \"{har}\"\njsonl = \"{jsonl}\"\nbodies = true\nmax_body = \"64KiB\"\n\
+            "[trace]\n{har}jsonl = \"{jsonl}\"\nbodies = true\nmax_body = \"64KiB\"\n\
              rotate_size = \"256MiB\"\n",
-            har = dir.join("bench.har").display(),
+            har = if features.har {
+                format!("har = \"{}\"\n", dir.join("bench.har").display())
+            } else {
+                String::new()
+            },
             jsonl = dir.join("bench.jsonl").display(),
         ),
         None => String::new(),

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod console;
+mod fleet;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use crate::body::{full, ProxyBody};
 use crate::metrics::Metrics;
 use crate::reload::Status;
 use crate::session::Sessions;
+use crate::state::RedisShared;
 use crate::trace::Tracer;
 use access::Access;
 
@@ -34,6 +36,8 @@ pub struct Admin {
     access: Access,
     /// Readiness and reloads; `None` for a proxy that cannot reload (the demo).
     status: Option<Arc<Status>>,
+    /// `[state] backend = "redis"`: readiness and sessions are the fleet's.
+    redis: Option<RedisShared>,
 }
 
 impl Admin {
@@ -49,12 +53,19 @@ impl Admin {
             tracer,
             access,
             status: None,
+            redis: None,
         }
     }
 
     /// Serves `/readyz` and `POST /reload` from this status.
     pub fn with_status(mut self, status: Arc<Status>) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Answers `/readyz` and `/sessions` for the fleet sharing state through `redis`.
+    pub fn with_redis(mut self, redis: Option<RedisShared>) -> Self {
+        self.redis = redis;
         self
     }
 
@@ -73,6 +84,28 @@ impl Admin {
         }
         if path == "/reload" && request.method() == Method::POST {
             return self.reload().await;
+        }
+        if let Some(redis) = &self.redis {
+            let segments: Vec<String> = path
+                .trim_matches('/')
+                .split('/')
+                .map(|segment| {
+                    percent_encoding::percent_decode_str(segment)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .collect();
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            match (request.method(), segments.as_slice()) {
+                (&Method::GET, ["readyz"]) => {
+                    return fleet::readyz(self.status.as_deref(), redis).await
+                }
+                (&Method::GET, ["sessions"]) => return fleet::list(&self.sessions, redis).await,
+                (&Method::DELETE, ["sessions", route, key]) => {
+                    return fleet::delete(&self.sessions, redis, route, key).await
+                }
+                _ => {}
+            }
         }
         self.endpoints(request)
     }

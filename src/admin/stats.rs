@@ -26,6 +26,8 @@ pub struct ModuleStats {
     pub connections: Arc<crate::server::ConnectionStats>,
     /// Reload outcomes; `None` for a proxy that cannot reload (the demo).
     pub reload: Option<Arc<crate::reload::Status>>,
+    /// `[state] backend = "redis"`: its round trips, errors, lease waits and fallbacks.
+    pub redis: Option<crate::state::redis::Fleet>,
 }
 
 impl std::fmt::Debug for ModuleStats {
@@ -68,6 +70,39 @@ impl prometheus_client::collector::Collector for ModuleStats {
             "Failed writes of the session state file",
             sessions.persist_failures,
         )?;
+        counter(
+            "sessions_shared_unreadable",
+            "Shared session documents that could not be opened (wrong state key, altered)",
+            self.sessions.unreadable_shared(),
+        )?;
+        if let Some(fleet) = &self.redis {
+            let redis = fleet.stats();
+            counter(
+                "state_redis_round_trips",
+                "Commands sent to Redis (each one round trip)",
+                redis.round_trips,
+            )?;
+            counter(
+                "state_redis_errors",
+                "Redis commands that failed or timed out",
+                redis.errors,
+            )?;
+            counter(
+                "state_lease_waits",
+                "Times a replica waited for a fleet lease another replica held",
+                redis.lease_waits,
+            )?;
+            counter(
+                "state_lease_takeovers",
+                "Fleet leases taken over after their holder stopped renewing them (it died)",
+                redis.takeovers,
+            )?;
+            counter(
+                "state_local_fallbacks",
+                "Requests served from this replica's own state while Redis was unavailable",
+                redis.fallbacks,
+            )?;
+        }
         counter(
             "ingress_denials",
             "Requests refused for missing or wrong client credentials",
@@ -140,6 +175,15 @@ impl prometheus_client::collector::Collector for ModuleStats {
             None,
             live.metric_type(),
         )?)?;
+        if let Some(fleet) = &self.redis {
+            let down = ConstGauge::new(i64::from(!fleet.stats().reachable));
+            down.encode(encoder.encode_descriptor(
+                "state_redis_unavailable",
+                "1 while the last Redis command failed",
+                None,
+                down.metric_type(),
+            )?)?;
+        }
         let mut evicted = encoder.encode_descriptor(
             "sessions_evicted",
             "Idle sessions dropped to stay within the route's max_sessions",

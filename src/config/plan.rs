@@ -26,11 +26,38 @@ pub struct Plan {
     pub missing_secrets: Vec<String>,
 }
 
-/// `[state]`: how sessions are kept at rest. Only the file backend exists so far.
+/// `[state]`: where sessions and tokens live and how they are kept at rest.
 #[derive(Debug, Clone, Default)]
 pub struct StatePlan {
-    /// Present: cookie values in state files are encrypted with a key derived from it.
+    /// Present: cookie values in state files (and in Redis) are encrypted with a key derived
+    /// from it.
     pub encryption_key: Option<Secret>,
+    /// Opens values sealed under the key before `encryption_key` (rotation); never seals.
+    pub encryption_key_previous: Option<Secret>,
+    /// `backend = "redis"`: sessions, leases and tokens are shared by every replica.
+    pub redis: Option<RedisPlan>,
+}
+
+/// `[state] backend = "redis"`.
+#[derive(Debug, Clone)]
+pub struct RedisPlan {
+    /// `redis://` or `rediss://` (TLS), without a password (that is `password`).
+    pub url: Url,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub key_prefix: String,
+    pub on_unavailable: OnUnavailable,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// What a replica does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnavailable {
+    /// Requests that need state are answered 503 `state_unavailable`.
+    Fail,
+    /// Serve from this process's own state until Redis is back.
+    Local,
 }
 
 #[derive(Debug, Clone)]

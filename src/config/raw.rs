@@ -99,6 +99,14 @@ pub struct RawLog {
 pub struct RawState {
     pub backend: Option<String>,
     pub encryption_key: Option<RawSecret>,
+    pub encryption_key_previous: Option<RawSecret>,
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<RawSecret>,
+    pub key_prefix: Option<String>,
+    pub on_unavailable: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -100,10 +100,39 @@ fn server(out: &mut Toml, server: &ServerPlan) {
 
 fn state(out: &mut Toml, state: &StatePlan) {
     out.table("state");
-    out.string("backend", "file");
+    out.string(
+        "backend",
+        if state.redis.is_some() {
+            "redis"
+        } else {
+            "file"
+        },
+    );
+    if let Some(redis) = &state.redis {
+        out.string("url", redis.url.as_str());
+        if let Some(username) = &redis.username {
+            out.string("username", username);
+        }
+        if let Some(password) = &redis.password {
+            out.secret("password", password);
+        }
+        out.string("key_prefix", &redis.key_prefix);
+        out.string(
+            "on_unavailable",
+            match redis.on_unavailable {
+                crate::config::OnUnavailable::Fail => "fail",
+                crate::config::OnUnavailable::Local => "local",
+            },
+        );
+        out.duration("connect_timeout", redis.connect_timeout);
+        out.duration("command_timeout", redis.command_timeout);
+    }
     match &state.encryption_key {
         Some(key) => out.secret("encryption_key", key),
         None => out.comment("no encryption_key: cookie values are stored in the clear"),
+    }
+    if let Some(previous) = &state.encryption_key_previous {
+        out.secret("encryption_key_previous", previous);
     }
 }
 

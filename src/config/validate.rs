@@ -72,6 +72,17 @@ pub fn validate(raw: RawConfig, resolver: &Resolver<'_>) -> Result<Plan, Invalid
         .transpose()?;
     let routes = validator.routes(raw.routes, &server, &root.key("routes"))?;
     let state = validator.state(raw.state.unwrap_or_default(), &root.key("state"))?;
+    if state.redis.is_some() {
+        for route in &routes {
+            if route.session.as_ref().is_some_and(|s| s.persist.is_some()) {
+                validator.warnings.push(format!(
+                    "routes {:?}: session.persist is not used with state.backend = \"redis\" \
+                     (sessions live in Redis)",
+                    route.name
+                ));
+            }
+        }
+    }
     let log = log(raw.log.unwrap_or_default(), &root.key("log"))?;
     let trace = trace.map(|trace| trace.for_routes(&routes));
     Ok(Plan {
@@ -1085,28 +1096,140 @@ impl Validator<'_> {
     }
 
     fn state(&mut self, raw: RawState, path: &KeyPath) -> Checked<StatePlan> {
-        match raw.backend.as_deref() {
-            None | Some("file") => {}
-            Some("redis") => return invalid(
-                &path.key("backend"),
-                "backend \"redis\" is not supported yet; use \"file\" (each route's persist file)",
-            ),
+        let redis = match raw.backend.as_deref() {
+            None | Some("file") => false,
+            Some("redis") => true,
             Some(other) => {
                 return invalid(
                     &path.key("backend"),
-                    format!("unknown backend {other:?}, expected file"),
+                    format!("unknown backend {other:?}, expected one of file, redis"),
                 )
             }
+        };
+        let encryption_key =
+            self.state_key(raw.encryption_key.as_ref(), &path.key("encryption_key"))?;
+        let encryption_key_previous = self.state_key(
+            raw.encryption_key_previous.as_ref(),
+            &path.key("encryption_key_previous"),
+        )?;
+        if encryption_key_previous.is_some() && encryption_key.is_none() {
+            return invalid(
+                &path.key("encryption_key_previous"),
+                "only used next to encryption_key (it opens what the previous key sealed)",
+            );
         }
-        let encryption_key = raw
-            .encryption_key
+        if !redis {
+            let because = "with backend = \"file\" (only with \"redis\")";
+            forbid(&raw.url, &path.key("url"), because)?;
+            forbid(&raw.username, &path.key("username"), because)?;
+            forbid(&raw.password, &path.key("password"), because)?;
+            forbid(&raw.key_prefix, &path.key("key_prefix"), because)?;
+            forbid(&raw.on_unavailable, &path.key("on_unavailable"), because)?;
+            forbid(&raw.connect_timeout, &path.key("connect_timeout"), because)?;
+            forbid(&raw.command_timeout, &path.key("command_timeout"), because)?;
+            return Ok(StatePlan {
+                encryption_key,
+                encryption_key_previous,
+                redis: None,
+            });
+        }
+        if encryption_key.is_none() {
+            return invalid(
+                &path.key("encryption_key"),
+                "missing; required with backend = \"redis\": cookie values and tokens never sit \
+                 in Redis in clear (for example { env = \"PROVPROXY_STATE_KEY\" } holding the \
+                 output of `openssl rand -base64 32`)",
+            );
+        }
+        let url_path = path.key("url");
+        let text = require(
+            &raw.url,
+            &url_path,
+            "the Redis URL, like \"redis://127.0.0.1:6379/0\"",
+        )?;
+        let url = Url::parse(text)
+            .or_else(|err| invalid(&url_path, format!("invalid URL {text:?}: {err}")))?;
+        if !matches!(url.scheme(), "redis" | "rediss") {
+            return invalid(&url_path, "must be redis:// or rediss:// (TLS)");
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return invalid(&url_path, "names no host");
+        }
+        if url.password().is_some() || !url.username().is_empty() {
+            return invalid(
+                &url_path,
+                "holds credentials; use state.username and state.password (a secret) instead",
+            );
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return invalid(&url_path, "must not have a query or fragment");
+        }
+        let database = url.path().trim_start_matches('/');
+        if !database.is_empty() && database.parse::<u16>().is_err() {
+            return invalid(
+                &url_path,
+                format!("the path {database:?} is not a database number"),
+            );
+        }
+        let password = raw
+            .password
             .as_ref()
-            .map(|key| self.secret(key, &path.key("encryption_key")))
+            .map(|password| self.secret(password, &path.key("password")))
             .transpose()?;
-        if let Some(key) = &encryption_key {
+        let key_prefix = raw
+            .key_prefix
+            .clone()
+            .unwrap_or_else(|| "provproxy:".to_owned());
+        if key_prefix.is_empty()
+            || key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return invalid(
+                &path.key("key_prefix"),
+                "must be non-empty, without spaces or control characters, like \"provproxy:\"",
+            );
+        }
+        Ok(StatePlan {
+            encryption_key,
+            encryption_key_previous,
+            redis: Some(RedisPlan {
+                url,
+                username: raw.username.clone(),
+                password,
+                key_prefix,
+                on_unavailable: one_of(
+                    raw.on_unavailable.as_deref(),
+                    OnUnavailable::Fail,
+                    &[
+                        ("fail", OnUnavailable::Fail),
+                        ("local", OnUnavailable::Local),
+                    ],
+                    "value",
+                    &path.key("on_unavailable"),
+                )?,
+                connect_timeout: positive_duration(
+                    raw.connect_timeout.as_deref(),
+                    Duration::from_secs(1),
+                    &path.key("connect_timeout"),
+                )?,
+                command_timeout: positive_duration(
+                    raw.command_timeout.as_deref(),
+                    Duration::from_millis(500),
+                    &path.key("command_timeout"),
+                )?,
+            }),
+        })
+    }
+
+    /// A state key (`encryption_key`, `encryption_key_previous`): a secret long enough to carry
+    /// the key's entropy itself.
+    fn state_key(&mut self, raw: Option<&RawSecret>, path: &KeyPath) -> Checked<Option<Secret>> {
+        let key = raw.map(|key| self.secret(key, path)).transpose()?;
+        if let Some(key) = &key {
             if !key.is_missing() && key.expose().len() < MIN_ENCRYPTION_KEY_BYTES {
                 return invalid(
-                    &path.key("encryption_key"),
+                    path,
                     format!(
                         "too short: at least {MIN_ENCRYPTION_KEY_BYTES} characters of random text \
                          (for example the output of `openssl rand -base64 32`)"
@@ -1114,7 +1237,7 @@ impl Validator<'_> {
                 );
             }
         }
-        Ok(StatePlan { encryption_key })
+        Ok(key)
     }
 
     fn challenge(&mut self, raw: &RawChallenge, path: &KeyPath) -> Checked<ChallengePlan> {

@@ -143,6 +143,8 @@ pub struct Shared {
     pub tracer: Option<Tracer>,
     /// One per route, in route order; `Some` for OAuth routes.
     pub tokens: Vec<Option<TokenSource>>,
+    /// `[state] backend = "redis"`: sessions and tokens are shared through it.
+    pub redis: Option<crate::state::RedisShared>,
 }
 
 /// The token source of every OAuth route, in route order, reading time from `clock`. Built
@@ -270,7 +272,7 @@ impl Proxy {
         Ok(Proxy {
             router: Router::new(&plan.routes),
             routes,
-            state: StateBackend::local(shared.sessions.clone()),
+            state: StateBackend::new(shared.sessions.clone(), shared.redis.as_ref()),
             shared,
             body_read_timeout: plan.server.limits.body_read_timeout,
             trace_max_body: plan.trace.as_ref().map_or(0, |trace| {
@@ -533,6 +535,9 @@ impl Proxy {
                 .forward(x, &head, headers, request_body, &mut attempt)
                 .await?;
             absorb(x, lease.as_ref(), &head, response.headers());
+            if let Some(lease) = lease.as_mut() {
+                self.state.commit(lease).await;
+            }
             let status = response.status();
             x.upstream_status = Some(status);
             if let Some(why) = replay_after {
@@ -621,7 +626,7 @@ impl Proxy {
                 }
                 Next::Respond { start_fresh: true } => {
                     if let Some(lease) = lease.as_mut() {
-                        if Box::pin(lease.begin_relogin()).await == Relogin::Leader {
+                        if Box::pin(self.state.begin_relogin(lease)).await == Relogin::Leader {
                             x.actions.relogin = true;
                             x.did.add(Did::RELOGIN);
                             access_log::relogin(
@@ -777,7 +782,7 @@ impl Proxy {
         lease: &mut Lease,
         parent: Option<u64>,
     ) -> Result<(), ProxyError> {
-        if lease.begin_relogin().await != Relogin::Leader {
+        if self.state.begin_relogin(lease).await != Relogin::Leader {
             return Ok(());
         }
         let Some(login) = x
@@ -837,6 +842,7 @@ impl Proxy {
         let body = login_body.map_or_else(body::empty, body::full);
         let (response, first_byte) = self.forward(x, &head, headers, body, &mut attempt).await?;
         absorb(x, Some(&*lease), &head, response.headers());
+        self.state.commit(lease).await;
         let (status, response_headers, captured) =
             drain_body(response, x.trace.as_ref().map_or(0, |trace| trace.max_body)).await;
         if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {

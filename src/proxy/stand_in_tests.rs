@@ -140,6 +140,7 @@ pub(crate) fn untraced_proxy(plan: &Plan) -> (Proxy, Sessions) {
             tokens: Vec::new(),
             connections: Arc::default(),
             reload: None,
+            redis: None,
         },
     );
     let shared = Shared {
@@ -148,6 +149,7 @@ pub(crate) fn untraced_proxy(plan: &Plan) -> (Proxy, Sessions) {
         sessions: sessions.clone(),
         tracer: None,
         tokens,
+        redis: None,
     };
     (Proxy::new(plan, shared).expect("proxy"), sessions)
 }

@@ -13,6 +13,7 @@ use crate::access_log::{self, Did};
 use crate::config::TokenPlan;
 use crate::session::tokens::applies;
 use crate::session::{Lease, TokenTurn};
+use crate::state::SessionStore;
 use crate::trace::record::{CapturedBody, Role};
 
 /// How much of a fetch response is read to find a token in its JSON body.
@@ -51,7 +52,9 @@ impl super::Proxy {
             if !applies(token.methods.as_deref(), method) || lease.token(&token.name).is_some() {
                 continue;
             }
-            if Box::pin(lease.begin_token_fetch(&token.name)).await == TokenTurn::AlreadyFetched {
+            if Box::pin(self.state.begin_token_fetch(lease, &token.name)).await
+                == TokenTurn::AlreadyFetched
+            {
                 continue;
             }
             let parent = match (parent, &x.trace) {

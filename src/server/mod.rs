@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{Proxy, Shared};
 use crate::reload::{route_identity, ReloadFailed, ReloadRequest, ReloadResult, Status};
 use crate::session::Sessions;
+use crate::state::RedisShared;
 use crate::trace::{TraceWriter, Tracer};
 pub use listener::ConnectionStats;
 
@@ -46,6 +47,8 @@ pub enum StartupError {
     Trace(#[from] crate::trace::TraceError),
     #[error(transparent)]
     Lock(#[from] crate::lockfile::LockError),
+    #[error(transparent)]
+    Redis(#[from] crate::state::redis::FleetError),
 }
 
 /// Choices made on the command line rather than in the config.
@@ -115,6 +118,8 @@ struct Supervisor {
     trace_writer: Option<TraceWriter>,
     /// The state and trace files this instance owns; released once they are written for good.
     locks: Vec<FileLock>,
+    /// `[state] backend = "redis"`: one connection for the life of the process.
+    redis: Option<RedisShared>,
 }
 
 /// A running proxy (and admin listener). `shutdown` drains in-flight requests.
@@ -226,7 +231,15 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
     };
     let (status, reloads) = Status::new(hash, plan.routes.len());
     let clock = options.clock.unwrap_or_else(crate::clock::system);
-    let generation = build(plan, sessions, None, tracer.clone(), &status, &clock)?;
+    let redis = RedisShared::from_plan(&plan.state)?;
+    let generation = build(
+        plan,
+        sessions,
+        None,
+        (tracer.clone(), redis.clone()),
+        &status,
+        &clock,
+    )?;
     let addr = local_addr(&listener, generation.plan.server.listen, "proxy")?;
     let current: Current = Arc::new(ArcSwap::from_pointee(generation));
     let plan = &current.load().plan;
@@ -265,6 +278,7 @@ pub async fn start_with(plan: Plan, options: StartOptions) -> Result<Running, St
         tracer,
         trace_writer,
         locks,
+        redis,
     }));
     let addrs = Arc::new(std::sync::Mutex::new((addr, admin_addr)));
     let reloader = tokio::spawn(serve_reloads(supervisor.clone(), addrs.clone(), reloads));
@@ -299,7 +313,7 @@ fn build(
     plan: Plan,
     sessions: Sessions,
     previous: Option<&Generation>,
-    tracer: Option<Tracer>,
+    (tracer, redis): (Option<Tracer>, Option<RedisShared>),
     status: &Arc<Status>,
     clock: &SharedClock,
 ) -> Result<Generation, StartupError> {
@@ -345,6 +359,7 @@ fn build(
             .filter_map(|(route, tokens)| Some((route.name.clone(), tokens.clone()?)))
             .collect(),
         reload: Some(status.clone()),
+        redis: redis.as_ref().map(|redis| redis.fleet().clone()),
         connections: connection_stats.clone(),
     };
     let metrics = match previous {
@@ -359,6 +374,7 @@ fn build(
             sessions: sessions.clone(),
             tracer: tracer.clone(),
             tokens: tokens.clone(),
+            redis: redis.clone(),
         },
         &|route| {
             let (previous, _, old) = same(route)?;
@@ -382,7 +398,8 @@ fn build(
                 tracer,
                 admin::access::Access::new(admin_plan),
             )
-            .with_status(status.clone()),
+            .with_status(status.clone())
+            .with_redis(redis.clone()),
         )
     });
     let connections = Arc::new(listener::Connections::new(&plan.server.limits));
@@ -461,6 +478,19 @@ impl Supervisor {
         let hash = crate::reload::config_hash(&text);
         let plan = crate::config::load(&path).map_err(|err| failed(err.to_string()))?;
         let current = self.current.load_full();
+        // The Redis connection lives as long as the process; Debug shows every setting and each
+        // secret's source, never its value.
+        if format!("{:?}", plan.state.redis) != format!("{:?}", current.plan.state.redis)
+            || plan.state.redis.is_some()
+                && format!("{:?}", plan.state.encryption_key)
+                    != format!("{:?}", current.plan.state.encryption_key)
+        {
+            return Err(failed(
+                "[state] changed (backend, Redis settings or key): that takes a restart; \
+                 the running config stays"
+                    .into(),
+            ));
+        }
         if plan.server.workers != current.plan.server.workers {
             tracing::warn!("server.workers changed: it takes effect at the next start");
         }
@@ -497,7 +527,7 @@ impl Supervisor {
             plan,
             sessions,
             Some(&current),
-            tracer.clone(),
+            (tracer.clone(), self.redis.clone()),
             &self.status,
             &self.clock,
         )

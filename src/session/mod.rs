@@ -26,6 +26,7 @@ use crate::config::SessionPlan;
 
 pub use jar::{Absorbed, Jar, Rejected};
 pub use key::{KeyHasher, MissingKeyHeader, SessionKey};
+pub(crate) use persist::from_unix_ms;
 pub use seal::StateCipher;
 pub use store::{Lease, LeaseError, Relogin, SessionInfo, SessionStats, Sessions, TokenTurn};
 pub use verdict::SessionVerdict;

@@ -108,12 +108,13 @@ pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// Reads a state file; `None` when there is none yet. Sealed cookies are opened with `cipher`;
-/// a file sealed under another key, or sealed while no key is configured, is an error naming
-/// it, never a jar of garbage cookies.
+/// Reads a state file; `None` when there is none yet. Sealed cookies are opened with `cipher`
+/// (or, for a file sealed before a key rotation, `previous`); a file sealed under another key,
+/// or sealed while no key is configured, is an error naming it, never a jar of garbage cookies.
 pub(crate) fn read_state(
     path: &Path,
     cipher: Option<&StateCipher>,
+    previous: Option<&StateCipher>,
 ) -> Result<Option<StateDoc>, SessionError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
@@ -125,11 +126,52 @@ pub(crate) fn read_state(
             })
         }
     };
-    let corrupt = |reason: String| SessionError::Corrupt {
-        path: path.to_owned(),
-        reason,
-    };
-    let doc: FileDoc = serde_json::from_slice(&bytes).map_err(|error| {
+    decode(&bytes, cipher, previous)
+        .map(Some)
+        .map_err(|error| match error {
+            DecodeError::Corrupt(reason) => SessionError::Corrupt {
+                path: path.to_owned(),
+                reason,
+            },
+            DecodeError::NoKey => SessionError::NoKey {
+                path: path.to_owned(),
+            },
+            DecodeError::WrongKey => SessionError::WrongKey {
+                path: path.to_owned(),
+            },
+        })
+}
+
+/// Why a state document (a file, or one session in a shared store) cannot be read. Never holds
+/// a value from the document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("it holds encrypted cookies but no state.encryption_key is set")]
+    NoKey,
+    #[error(
+        "state.encryption_key (nor encryption_key_previous) is not the key it was sealed with"
+    )]
+    WrongKey,
+}
+
+/// The sessions of a state document, opened with `cipher`, else with `previous` (the key
+/// before a rotation).
+pub(crate) fn decode(
+    bytes: &[u8],
+    cipher: Option<&StateCipher>,
+    previous: Option<&StateCipher>,
+) -> Result<StateDoc, DecodeError> {
+    match decode_with(bytes, cipher) {
+        Err(DecodeError::WrongKey) if previous.is_some() => decode_with(bytes, previous),
+        decoded => decoded,
+    }
+}
+
+fn decode_with(bytes: &[u8], cipher: Option<&StateCipher>) -> Result<StateDoc, DecodeError> {
+    let corrupt = DecodeError::Corrupt;
+    let doc: FileDoc = serde_json::from_slice(bytes).map_err(|error| {
         // serde's message can quote the offending value, which may be a cookie: only say where.
         corrupt(format!(
             "invalid {} at line {} column {}",
@@ -154,11 +196,7 @@ pub(crate) fn read_state(
                 encryption.scheme
             )))
         }
-        (Some(_), None) => {
-            return Err(SessionError::NoKey {
-                path: path.to_owned(),
-            })
-        }
+        (Some(_), None) => return Err(DecodeError::NoKey),
         (Some(encryption), Some(cipher)) => Some(
             cipher
                 .file_key(&encryption.salt)
@@ -182,12 +220,9 @@ pub(crate) fn read_state(
                         ));
                     };
                     let context = seal_context(&saved.route, &saved.key, &name);
-                    let plain =
-                        file_key
-                            .open(&context, &sealed)
-                            .ok_or_else(|| SessionError::WrongKey {
-                                path: path.to_owned(),
-                            })?;
+                    let plain = file_key
+                        .open(&context, &sealed)
+                        .ok_or(DecodeError::WrongKey)?;
                     let cookie: Cookie<'static> = serde_json::from_slice(&plain)
                         .ok()
                         .filter(|cookie: &Cookie<'static>| cookie.name() == name)
@@ -207,12 +242,9 @@ pub(crate) fn read_state(
                         ));
                     };
                     let context = token_seal_context(&saved.route, &saved.key, &name);
-                    let plain =
-                        file_key
-                            .open(&context, &sealed)
-                            .ok_or_else(|| SessionError::WrongKey {
-                                path: path.to_owned(),
-                            })?;
+                    let plain = file_key
+                        .open(&context, &sealed)
+                        .ok_or(DecodeError::WrongKey)?;
                     let value = String::from_utf8(plain)
                         .map_err(|_| corrupt("a sealed token is not text".into()))?;
                     tokens.push(StoredToken { name, value });
@@ -229,7 +261,7 @@ pub(crate) fn read_state(
             tokens,
         });
     }
-    Ok(Some(StateDoc { sessions }))
+    Ok(StateDoc { sessions })
 }
 
 /// Renames a bad state file to `<file>.corrupt-<unix seconds>` (never deleting an earlier one)
@@ -280,6 +312,17 @@ pub(crate) fn write_state(
     doc: StateDoc,
     cipher: Option<&StateCipher>,
 ) -> io::Result<()> {
+    let bytes = encode(doc, cipher, true)?;
+    replace_file(path, |file| file.write_all(&bytes))
+}
+
+/// A state document as written to a file (`pretty`) or a shared store: cookies sealed when
+/// there is a `cipher`, under a key of their own (a fresh salt per document).
+pub(crate) fn encode(
+    doc: StateDoc,
+    cipher: Option<&StateCipher>,
+    pretty: bool,
+) -> io::Result<Vec<u8>> {
     let file_key = cipher
         .map(StateCipher::new_file_key)
         .transpose()
@@ -340,8 +383,11 @@ pub(crate) fn write_state(
         }),
         sessions,
     };
-    let bytes = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
-    replace_file(path, |file| file.write_all(&bytes))
+    if pretty {
+        serde_json::to_vec_pretty(&file).map_err(io::Error::other)
+    } else {
+        serde_json::to_vec(&file).map_err(io::Error::other)
+    }
 }
 
 /// Replaces `path` with what `fill` writes, so that a reader (or a crash) sees the old content
@@ -468,7 +514,7 @@ mod tests {
             "last_used_ms":1,"generation":1,"cookies":[{"created":0,"cookie":"JSESSIONID=topsecret"}]}]}"#,
         )
         .unwrap();
-        let Err(error) = read_state(&path, None) else {
+        let Err(error) = read_state(&path, None, None) else {
             panic!("must not load");
         };
         let text = error.to_string();
@@ -483,7 +529,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         fs::write(&path, br#"{"version":99,"sessions":[]}"#).unwrap();
-        let Err(error) = read_state(&path, None) else {
+        let Err(error) = read_state(&path, None, None) else {
             panic!("must not load");
         };
         assert!(error.to_string().contains("unsupported version 99"));
@@ -492,7 +538,7 @@ mod tests {
     #[test]
     fn missing_file_reads_as_no_state() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read_state(&dir.path().join("none.json"), None)
+        assert!(read_state(&dir.path().join("none.json"), None, None)
             .unwrap()
             .is_none());
     }

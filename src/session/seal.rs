@@ -12,6 +12,7 @@ use ring::aead::{self, Aad, LessSafeKey, Nonce, NONCE_LEN};
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use super::key::{KeyHasher, HASH_KEY_LEN};
 use crate::config::Secret;
 
 /// Names the scheme in the file, so that a later format can tell its files apart.
@@ -21,6 +22,9 @@ const SALT_LEN: usize = 16;
 
 /// The HKDF `info`: binds derived keys to this one use of the secret.
 const INFO: &[u8] = b"provproxy state file cookie values v1";
+
+/// The HKDF `info` of the session-key hash secret derived from the state key.
+const HASHER_INFO: &[u8] = b"provproxy shared session key hashes v1";
 
 /// The configured state secret. Its `Debug` never shows it.
 #[derive(Clone)]
@@ -62,6 +66,35 @@ impl StateCipher {
     pub(crate) fn file_key(&self, salt: &str) -> Option<FileKey> {
         let bytes = STANDARD.decode(salt).ok()?;
         self.derive(&bytes, salt.to_owned()).ok()
+    }
+
+    /// The secret that keys session-key hashes when sessions are shared by several replicas:
+    /// they all derive the same one from the state key, under an `info` of its own.
+    pub(crate) fn key_hasher(&self) -> Result<KeyHasher, ring::error::Unspecified> {
+        let mut secret = [0u8; HASH_KEY_LEN];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, &[])
+            .extract(self.secret.expose().as_bytes())
+            .expand(&[HASHER_INFO], hkdf::HKDF_SHA256)?
+            .fill(&mut secret)?;
+        Ok(KeyHasher::new(&secret))
+    }
+
+    /// `base64(nonce || ciphertext || tag)` of `plaintext` under a fresh key, with that key's
+    /// salt: a value kept on its own (a shared token) rather than in a document.
+    pub(crate) fn seal_value(
+        &self,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(String, String), ring::error::Unspecified> {
+        let key = self.new_file_key()?;
+        let sealed = key.seal(context, plaintext)?;
+        Ok((key.salt, sealed))
+    }
+
+    /// The plaintext of [`StateCipher::seal_value`]'s output; `None` for a wrong key or an
+    /// altered value.
+    pub(crate) fn open_value(&self, context: &[u8], salt: &str, sealed: &str) -> Option<Vec<u8>> {
+        self.file_key(salt)?.open(context, sealed)
     }
 
     fn derive(&self, salt: &[u8], encoded: String) -> Result<FileKey, ring::error::Unspecified> {

@@ -26,9 +26,9 @@ use tokio::sync::{
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::jar::Jar;
+use super::jar::{Jar, StoredCookie};
 use super::key::{KeyHasher, MissingKeyHeader, SessionKey};
-use super::persist::{self, PersistedSession, StateDoc, StoredToken};
+use super::persist::{self, DecodeError, PersistedSession, StateDoc, StoredToken};
 use super::salt;
 use super::seal::StateCipher;
 use super::tokens::HeldTokens;
@@ -61,6 +61,11 @@ struct Inner {
     files: Vec<StateFile>,
     /// Seals cookie values in the state files (`[state] encryption_key`).
     cipher: Option<StateCipher>,
+    /// Opens values sealed before a key rotation (`encryption_key_previous`).
+    previous: Option<StateCipher>,
+    /// Shared documents (another replica's sessions) that could not be opened: treated as
+    /// absent, so a new session is opened rather than garbage cookies sent.
+    unreadable: AtomicU64,
     changed: Notify,
     opened: AtomicU64,
     relogins: AtomicU64,
@@ -125,6 +130,9 @@ struct State {
     generation: u64,
     last_used: Instant,
     last_used_wall: SystemTime,
+    /// The revision of the shared copy (Redis) this jar was last read from or written as; 0
+    /// when there is none. Only the shared backend uses it.
+    synced_rev: u64,
 }
 
 impl State {
@@ -154,6 +162,7 @@ impl Session {
                 generation: 0,
                 last_used: last_used.0,
                 last_used_wall: last_used.1,
+                synced_rev: 0,
             }),
         }
     }
@@ -320,13 +329,23 @@ impl Sessions {
             })
         };
         let cipher = state.encryption_key.clone().map(StateCipher::new);
+        let previous = state.encryption_key_previous.clone().map(StateCipher::new);
+        // Shared state: every replica must hash a client to the same session, and the state
+        // key is the one secret they all have. Sessions live in the shared store, not in files.
+        // While a key is being rotated the previous one keys the hashes, so that replicas
+        // restarted with the new key and those not yet restarted agree.
+        let shared_hasher = match (&state.redis, previous.as_ref().or(cipher.as_ref())) {
+            (Some(_), Some(cipher)) => Some(cipher.key_hasher().map_err(|_| SessionError::Random)?),
+            _ => None,
+        };
         let process_hasher = KeyHasher::random().map_err(|_| SessionError::Random)?;
         let mut hashers: HashMap<PathBuf, KeyHasher> = HashMap::new();
         let mut files: Vec<StateFile> = Vec::new();
         let mut by_name = HashMap::new();
         for route in routes {
             let Some(plan) = &route.session else { continue };
-            let file = plan.persist.as_ref().map(|path| {
+            let persist = plan.persist.as_ref().filter(|_| shared_hasher.is_none());
+            let file = persist.map(|path| {
                 files
                     .iter()
                     .position(|f| &f.path == path)
@@ -339,10 +358,11 @@ impl Sessions {
                         files.len() - 1
                     })
             });
-            let hasher = match (kept(&route.name), &plan.persist) {
+            let hasher = match (kept(&route.name), persist, &shared_hasher) {
                 // Its sessions' keys were hashed with it.
-                (Some(old), _) => old.hasher.clone(),
-                (None, Some(path)) => {
+                (Some(old), _, _) => old.hasher.clone(),
+                (None, _, Some(shared)) => shared.clone(),
+                (None, Some(path), None) => {
                     let dir = persist::ensure_dir(path)?;
                     match hashers.get(dir) {
                         Some(hasher) => hasher.clone(),
@@ -353,7 +373,7 @@ impl Sessions {
                         }
                     }
                 }
-                (None, None) => process_hasher.clone(),
+                (None, None, None) => process_hasher.clone(),
             };
             by_name.insert(
                 route.name.clone(),
@@ -370,7 +390,7 @@ impl Sessions {
             );
         }
         for (index, file) in files.iter().enumerate() {
-            let doc = match persist::read_state(&file.path, cipher.as_ref()) {
+            let doc = match persist::read_state(&file.path, cipher.as_ref(), previous.as_ref()) {
                 Ok(doc) => doc,
                 Err(error) if reset => {
                     let moved = persist::move_aside(&file.path)?;
@@ -396,6 +416,8 @@ impl Sessions {
                 routes: by_name,
                 files,
                 cipher,
+                previous,
+                unreadable: AtomicU64::new(0),
                 changed: Notify::new(),
                 opened: AtomicU64::new(0),
                 relogins: AtomicU64::new(0),
@@ -447,6 +469,8 @@ impl Sessions {
                     generation,
                     sent_cookie: AtomicBool::new(false),
                     opened: AtomicBool::new(false),
+                    changed: AtomicBool::new(false),
+                    hold: None,
                 });
             }
         }
@@ -594,6 +618,62 @@ impl Sessions {
             });
         }
         dropped
+    }
+
+    /// Brings the session `key` of `route` up to its shared copy before it is leased (see
+    /// [`Lease::adopt`]); a session the store has and this process does not is added. True
+    /// when the store has no copy while this process holds a jar: the lease should publish it.
+    pub(crate) fn adopt_shared(
+        &self,
+        route: &str,
+        key: &SessionKey,
+        remote: Option<(u64, &[u8])>,
+    ) -> bool {
+        let Some(route) = self.inner.routes.get(route) else {
+            return false;
+        };
+        let session = match (route.map.get(key), remote) {
+            (Some(session), _) => session.clone(),
+            (None, None) => return false,
+            (None, Some(_)) => {
+                let now = SystemTime::now();
+                route
+                    .map
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        Arc::new(Session::new(
+                            key.clone(),
+                            Jar::new(),
+                            now,
+                            (Instant::now(), now),
+                        ))
+                    })
+                    .clone()
+            }
+        };
+        let mut state = session.state();
+        adopt_shared(&self.inner, route, key, &mut state, remote)
+    }
+
+    /// Whether `route` holds every lease alone (`serialize = true`).
+    pub(crate) fn serializes(&self, route: &str) -> bool {
+        self.inner
+            .routes
+            .get(route)
+            .is_some_and(|r| r.plan.serialize)
+    }
+
+    /// `route`'s idle timeout: how long a shared session lives unused.
+    pub(crate) fn idle_timeout(&self, route: &str) -> Duration {
+        self.inner
+            .routes
+            .get(route)
+            .map_or(Duration::from_secs(60), |r| r.plan.idle_timeout)
+    }
+
+    /// Shared documents that could not be opened (wrong key, altered), since the start.
+    pub fn unreadable_shared(&self) -> u64 {
+        self.inner.unreadable.load(Ordering::Relaxed)
     }
 
     /// Every tracked session, for `/sessions`: cookie names, never values.
@@ -746,25 +826,35 @@ impl Sessions {
                 if !state.holds_anything(now) {
                     continue;
                 }
-                sessions.push(PersistedSession {
-                    route: route.name.clone(),
-                    key: session.key.to_string(),
-                    created_ms: persist::to_unix_ms(session.created),
-                    last_used_ms: persist::to_unix_ms(state.last_used_wall),
-                    generation: state.generation,
-                    cookies: state.jar.to_stored(now),
-                    tokens: state
-                        .tokens
-                        .iter()
-                        .map(|(name, value)| StoredToken {
-                            name: name.to_owned(),
-                            value: value.to_owned(),
-                        })
-                        .collect(),
-                });
+                sessions.push(persisted(&route.name, session, &state, now));
             }
         }
         StateDoc::new(sessions)
+    }
+}
+
+/// A session as the state file and the shared store keep it (sealed later, by `persist`).
+fn persisted(
+    route: &str,
+    session: &Session,
+    state: &State,
+    now: SystemTime,
+) -> PersistedSession<StoredCookie> {
+    PersistedSession {
+        route: route.to_owned(),
+        key: session.key.to_string(),
+        created_ms: persist::to_unix_ms(session.created),
+        last_used_ms: persist::to_unix_ms(state.last_used_wall),
+        generation: state.generation,
+        cookies: state.jar.to_stored(now),
+        tokens: state
+            .tokens
+            .iter()
+            .map(|(name, value)| StoredToken {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+            .collect(),
     }
 }
 
@@ -788,6 +878,72 @@ fn next_write_at(
         Some(last) => soonest.max(last + MIN_WRITE_INTERVAL),
         None => soonest,
     }
+}
+
+/// Replaces `state`'s jar with the shared copy `remote` (revision and document) when it is
+/// another revision than the one the jar was synced with; an empty document is a session an
+/// operator deleted, dropped here too. A copy that cannot be opened is counted, logged and
+/// treated as absent (a new session is opened), never turned into cookies.
+///
+/// No copy at all (a Redis that restarted empty, or a jar that was only ever local) keeps the
+/// jar and returns true: it is published again rather than dropped, because a session-locked
+/// target still holds that session open and would refuse a new login. (A session idle past its
+/// timeout in Redis is idle here too, and goes by the local idle expiry.)
+fn adopt_shared(
+    inner: &Inner,
+    route: &RouteSessions,
+    key: &SessionKey,
+    state: &mut State,
+    remote: Option<(u64, &[u8])>,
+) -> bool {
+    let Some((rev, bytes)) = remote else {
+        state.synced_rev = 0;
+        return state.holds_anything(inner.clock.wall());
+    };
+    if rev == state.synced_rev {
+        return false;
+    }
+    if bytes.is_empty() {
+        state.jar.clear();
+        state.tokens.clear();
+        state.generation += 1;
+        state.synced_rev = rev;
+        return false;
+    }
+    let now = inner.clock.wall();
+    let opened =
+        persist::decode(bytes, inner.cipher.as_ref(), inner.previous.as_ref()).and_then(|doc| {
+            doc.sessions
+                .into_iter()
+                .next()
+                .filter(|saved| saved.route == route.name && saved.key == key.to_string())
+                .ok_or_else(|| DecodeError::Corrupt("it is not this session's document".into()))
+        });
+    match opened {
+        Ok(saved) => {
+            state.jar = Jar::from_stored(saved.cookies, now);
+            state.tokens = saved
+                .tokens
+                .into_iter()
+                .map(|token| (token.name, token.value))
+                .collect();
+            state.generation = saved.generation.max(state.generation + 1);
+        }
+        Err(error) => {
+            inner.unreadable.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                route = %route.name,
+                key = %key,
+                %error,
+                "cannot open the shared session document; opening a new session instead"
+            );
+            state.jar.clear();
+            state.tokens.clear();
+            state.generation += 1;
+        }
+    }
+    state.synced_rev = rev;
+    false
 }
 
 /// Never held across an await; what it guards stays consistent whatever a panicking holder
@@ -966,6 +1122,11 @@ pub struct Lease {
     generation: u64,
     sent_cookie: AtomicBool,
     opened: AtomicBool,
+    /// The jar changed under this lease since it was last written to the shared store.
+    changed: AtomicBool,
+    /// The shared backend's hold on the session across replicas (its fleet lease), released
+    /// when dropped.
+    hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Lease {
@@ -1020,6 +1181,7 @@ impl Lease {
             self.inner.opened.fetch_add(1, Ordering::Relaxed);
         }
         if !names.is_empty() {
+            self.changed.store(true, Ordering::Release);
             self.inner.mark_dirty(&self.route);
         }
         names
@@ -1071,9 +1233,94 @@ impl Lease {
         self.generation = state.generation;
         drop(state);
         self.sent_cookie.store(false, Ordering::Relaxed);
+        self.changed.store(true, Ordering::Release);
         self.inner.relogins.fetch_add(1, Ordering::Relaxed);
         self.inner.mark_dirty(&self.route);
         Relogin::Leader
+    }
+
+    /// The route this lease is on.
+    pub(crate) fn route_name(&self) -> &str {
+        &self.route.name
+    }
+
+    /// The route's session rules.
+    pub(crate) fn plan(&self) -> &SessionPlan {
+        &self.route.plan
+    }
+
+    /// Whether the session holds a cookie (or the route keeps none): usable as it is.
+    pub(crate) fn established(&self) -> bool {
+        self.active
+            .0
+            .established(&self.route.plan, self.inner.clock.wall())
+    }
+
+    /// True once, after the jar changed under this lease (a cookie stored or deleted, a
+    /// re-login): the shared backend then writes it back.
+    pub(crate) fn take_changed(&self) -> bool {
+        self.changed.swap(false, Ordering::AcqRel)
+    }
+
+    /// The session as the shared store keeps it (cookie values sealed under the state key), and
+    /// the revision of the shared copy it was last read as.
+    pub(crate) fn export(&self) -> std::io::Result<(Vec<u8>, u64)> {
+        let now = self.inner.clock.wall();
+        let session = &self.active.0;
+        let (saved, rev) = {
+            let state = session.state();
+            (
+                persisted(&self.route.name, session, &state, now),
+                state.synced_rev,
+            )
+        };
+        let bytes = persist::encode(
+            StateDoc::new(vec![saved]),
+            self.inner.cipher.as_ref(),
+            false,
+        )?;
+        Ok((bytes, rev))
+    }
+
+    /// The jar still has to be written to the shared store (the last write failed).
+    pub(crate) fn mark_changed(&self) {
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// The revision of the shared copy the jar was last read as or written as.
+    pub(crate) fn synced_rev(&self) -> u64 {
+        self.active.0.state().synced_rev
+    }
+
+    /// The shared copy now has revision `rev`: this lease wrote it.
+    pub(crate) fn synced(&self, rev: u64) {
+        self.active.0.state().synced_rev = rev;
+    }
+
+    /// Takes the shared copy of the session (revision and document; `None`: the store has
+    /// none) in place of the jar when it is newer, and works with its generation from now on.
+    pub(crate) fn adopt(&mut self, remote: Option<(u64, &[u8])>) {
+        let mut state = self.active.0.state();
+        if adopt_shared(
+            &self.inner,
+            &self.route,
+            &self.active.0.key,
+            &mut state,
+            remote,
+        ) {
+            self.changed.store(true, Ordering::Release);
+        }
+        self.generation = state.generation;
+    }
+
+    /// Keeps the shared backend's hold on the session until this lease is dropped.
+    pub(crate) fn hold(&mut self, hold: Box<dyn std::any::Any + Send + Sync>) {
+        self.hold = Some(hold);
+    }
+
+    /// Gives up the shared backend's hold (released by the caller).
+    pub(crate) fn take_hold(&mut self) -> Option<Box<dyn std::any::Any + Send + Sync>> {
+        self.hold.take()
     }
 
     /// The value of the session token `name`, if the session holds it.
@@ -1085,6 +1332,7 @@ impl Lease {
     pub fn store_token(&self, name: &str, value: String) -> bool {
         let changed = self.active.0.state().tokens.store(name, value);
         if changed {
+            self.changed.store(true, Ordering::Release);
             self.inner.mark_dirty(&self.route);
         }
         changed
@@ -1095,6 +1343,7 @@ impl Lease {
     pub fn drop_token(&self, name: &str, sent: &str) -> bool {
         let dropped = self.active.0.state().tokens.drop_if(name, sent);
         if dropped {
+            self.changed.store(true, Ordering::Release);
             self.inner.mark_dirty(&self.route);
         }
         dropped

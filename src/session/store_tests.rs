@@ -901,6 +901,7 @@ fn encrypted(secret: &str) -> StatePlan {
             secret,
             crate::config::SecretSource::Env("PROVPROXY_STATE_KEY".into()),
         )),
+        ..StatePlan::default()
     }
 }
 
@@ -1033,6 +1034,93 @@ fn session_key_hashes_are_stable_across_restarts_with_persistence_only() {
     assert_ne!(a, first);
 }
 
+/// Two replicas' stores sharing one state key, as the Redis backend builds them.
+fn shared_pair(secret: &str) -> (Sessions, Sessions) {
+    let state = StatePlan {
+        redis: Some(crate::config::RedisPlan {
+            url: Url::parse("redis://127.0.0.1:6379/0").unwrap(),
+            username: None,
+            password: None,
+            key_prefix: "t:".into(),
+            on_unavailable: crate::config::OnUnavailable::Fail,
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_millis(500),
+        }),
+        ..encrypted(secret)
+    };
+    let routes = [route("osmc", "https://osmc.example.com/", plan())];
+    (
+        Sessions::open(&routes, &state, false).unwrap(),
+        Sessions::open(&routes, &state, false).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_shared_jar_moves_between_stores_by_revision_and_a_sealed_one_needs_the_key() {
+    let (first, second) = shared_pair(STATE_KEY);
+    let a = first.lease("osmc", key("route")).await.unwrap();
+    a.absorb(PATH, &set_cookie("JSESSIONID=one; Path=/"));
+    assert!(
+        a.take_changed(),
+        "a stored cookie is a change to write back"
+    );
+    assert!(!a.take_changed(), "once");
+    let (doc, read_as) = a.export().unwrap();
+    assert_eq!(read_as, 0);
+    assert!(!String::from_utf8_lossy(&doc).contains("one"), "sealed");
+    a.synced(1);
+    drop(a);
+
+    second.adopt_shared("osmc", &key("route"), Some((1, &doc)));
+    let b = second.lease("osmc", key("route")).await.unwrap();
+    assert!(!b.is_exclusive(), "established from the shared copy");
+    assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=one"));
+    b.absorb(PATH, &set_cookie("JSESSIONID=two; Path=/"));
+    drop(b);
+
+    // The same revision again changes nothing: the local jar (rotated meanwhile) stays.
+    second.adopt_shared("osmc", &key("route"), Some((1, &doc)));
+    let b = second.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=two"));
+    drop(b);
+
+    // No copy in the store (a Redis that restarted empty): the jar stays, to be published
+    // again, since the target still holds its session open.
+    assert!(second.adopt_shared("osmc", &key("route"), None));
+    let b = second.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=two"));
+    drop(b);
+
+    // Deleted by an operator (a revision without a document): the jar goes.
+    assert!(!second.adopt_shared("osmc", &key("route"), Some((2, &[]))));
+    let b = second.lease("osmc", key("route")).await.unwrap();
+    assert!(b.is_exclusive(), "a new session is established");
+    assert_eq!(cookie_of(&b), None);
+    drop(b);
+
+    // Another key cannot open it: counted, and the session is treated as absent.
+    let (stranger, _) = shared_pair("another-key-0123456789abcdefghijkl");
+    stranger.adopt_shared("osmc", &key("route"), Some((1, &doc)));
+    let c = stranger.lease("osmc", key("route")).await.unwrap();
+    assert!(c.is_exclusive());
+    assert_eq!(cookie_of(&c), None, "no garbage cookie");
+    assert_eq!(stranger.unreadable_shared(), 1);
+}
+
+#[test]
+fn replicas_with_one_state_key_hash_a_client_to_the_same_session() {
+    let (first, second) = shared_pair(STATE_KEY);
+    let mut headers = HeaderMap::new();
+    headers.insert("x-tenant", HeaderValue::from_static("t1"));
+    let hashed = |sessions: &Sessions| {
+        let route = sessions.inner.routes.get("osmc").unwrap();
+        route.hasher.hashed("header", None, b"t1").to_string()
+    };
+    assert_eq!(hashed(&first), hashed(&second));
+    let (other, _) = shared_pair("another-key-0123456789abcdefghijkl");
+    assert_ne!(hashed(&first), hashed(&other));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_holders_lacking_a_token_elect_one_fetcher_and_the_rest_use_its_token() {
     let sessions = open(plan());
@@ -1118,7 +1206,7 @@ async fn tokens_are_sealed_in_the_state_file_and_come_back_with_the_session() {
         "last_used_ms":1,"generation":1,"cookies":[]}]}"#,
     )
     .unwrap();
-    assert!(persist::read_state(&old, None).unwrap().is_some());
+    assert!(persist::read_state(&old, None, None).unwrap().is_some());
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::auth::oauth::{Token, TokenSource};
-use crate::session::{Lease, SessionKey};
+use crate::session::{Lease, Relogin, SessionKey, TokenTurn};
 
 use super::{LeaseFailure, LocalState, SessionStore, TokenFailure, TokenStore, Unavailable};
 
@@ -53,6 +53,16 @@ impl SessionStore for FakeState {
     async fn lease(&self, route: &str, key: SessionKey) -> Result<Lease, LeaseFailure> {
         self.record("session lease", format!("lease {route}"))?;
         self.behind.lease(route, key).await
+    }
+
+    async fn commit(&self, _lease: &mut Lease) {}
+
+    async fn begin_relogin(&self, lease: &mut Lease) -> Relogin {
+        lease.begin_relogin().await
+    }
+
+    async fn begin_token_fetch(&self, lease: &mut Lease, name: &str) -> TokenTurn {
+        lease.begin_token_fetch(name).await
     }
 }
 

@@ -3,7 +3,7 @@
 //! generation is a counter, so nothing here can be unavailable.
 
 use crate::auth::oauth::{Token, TokenSource};
-use crate::session::{Lease, SessionKey, Sessions};
+use crate::session::{Lease, Relogin, SessionKey, Sessions, TokenTurn};
 
 use super::{LeaseFailure, SessionStore, TokenFailure, TokenStore};
 
@@ -21,6 +21,16 @@ impl LocalState {
 impl SessionStore for LocalState {
     async fn lease(&self, route: &str, key: SessionKey) -> Result<Lease, LeaseFailure> {
         Ok(self.sessions.lease(route, key).await?)
+    }
+
+    async fn commit(&self, _lease: &mut Lease) {}
+
+    async fn begin_relogin(&self, lease: &mut Lease) -> Relogin {
+        lease.begin_relogin().await
+    }
+
+    async fn begin_token_fetch(&self, lease: &mut Lease, name: &str) -> TokenTurn {
+        lease.begin_token_fetch(name).await
     }
 }
 

@@ -16,16 +16,21 @@
 //! - A backend that cannot answer says [`Unavailable`]; the pipeline answers 503
 //!   `state_unavailable` naming the route, never hangs and never serves stale state silently.
 //!
+//! [`LocalState`] is today's in-process store; [`RedisState`] (`redis/`) shares sessions,
+//! leases and tokens between replicas, with the local store as its cache and single flight.
+//!
 //! Dispatch is an enum, not a trait object: the established-session path pays no boxed future.
 
 mod local;
+pub mod redis;
 
 use std::future::Future;
 
 use crate::auth::oauth::{OAuthError, Token, TokenSource};
-use crate::session::{Lease, LeaseError, SessionKey, Sessions};
+use crate::session::{Lease, LeaseError, Relogin, SessionKey, Sessions, TokenTurn};
 
 pub use local::LocalState;
+pub use redis::{RedisShared, RedisState};
 
 #[cfg(test)]
 pub use self::fake::FakeState;
@@ -63,6 +68,22 @@ pub trait SessionStore {
         route: &str,
         key: SessionKey,
     ) -> impl Future<Output = Result<Lease, LeaseFailure>> + Send;
+
+    /// The jar changed under `lease` (a response's `Set-Cookie`): a shared store writes it
+    /// back now, before the response goes on, so another replica's next request sees it.
+    fn commit(&self, lease: &mut Lease) -> impl Future<Output = ()> + Send;
+
+    /// Single-flight re-login (see [`Lease::begin_relogin`]), across every replica for a
+    /// shared store.
+    fn begin_relogin(&self, lease: &mut Lease) -> impl Future<Output = Relogin> + Send;
+
+    /// Single-flight fetch of the session token `name` (see [`Lease::begin_token_fetch`]),
+    /// across every replica for a shared store.
+    fn begin_token_fetch(
+        &self,
+        lease: &mut Lease,
+        name: &str,
+    ) -> impl Future<Output = TokenTurn> + Send;
 }
 
 /// OAuth tokens of the route `source` fetches for.
@@ -83,6 +104,8 @@ pub trait TokenStore {
 pub enum StateBackend {
     /// In this process, persisted to each route's state file (the default).
     Local(LocalState),
+    /// Shared by every replica through Redis (`[state] backend = "redis"`).
+    Redis(RedisState),
     /// A stand-in put in place by a test.
     #[cfg(test)]
     Fake(std::sync::Arc<FakeState>),
@@ -93,14 +116,43 @@ impl StateBackend {
     pub fn local(sessions: Sessions) -> StateBackend {
         StateBackend::Local(LocalState::new(sessions))
     }
+
+    /// The backend `[state]` configures: Redis when `shared` is set, else in this process.
+    pub fn new(sessions: Sessions, shared: Option<&RedisShared>) -> StateBackend {
+        match shared {
+            Some(shared) => StateBackend::Redis(RedisState::new(sessions, shared.clone())),
+            None => StateBackend::local(sessions),
+        }
+    }
 }
 
 impl SessionStore for StateBackend {
     async fn lease(&self, route: &str, key: SessionKey) -> Result<Lease, LeaseFailure> {
         match self {
             StateBackend::Local(local) => local.lease(route, key).await,
+            StateBackend::Redis(redis) => redis.lease(route, key).await,
             #[cfg(test)]
             StateBackend::Fake(fake) => fake.lease(route, key).await,
+        }
+    }
+
+    async fn commit(&self, lease: &mut Lease) {
+        if let StateBackend::Redis(redis) = self {
+            redis.commit(lease).await;
+        }
+    }
+
+    async fn begin_relogin(&self, lease: &mut Lease) -> Relogin {
+        match self {
+            StateBackend::Redis(redis) => redis.begin_relogin(lease).await,
+            _ => lease.begin_relogin().await,
+        }
+    }
+
+    async fn begin_token_fetch(&self, lease: &mut Lease, name: &str) -> TokenTurn {
+        match self {
+            StateBackend::Redis(redis) => redis.begin_token_fetch(lease, name).await,
+            _ => lease.begin_token_fetch(name).await,
         }
     }
 }
@@ -109,6 +161,7 @@ impl TokenStore for StateBackend {
     async fn token(&self, source: &TokenSource) -> Result<Token, TokenFailure> {
         match self {
             StateBackend::Local(local) => local.token(source).await,
+            StateBackend::Redis(redis) => redis.token(source).await,
             #[cfg(test)]
             StateBackend::Fake(fake) => fake.token(source).await,
         }
@@ -117,6 +170,7 @@ impl TokenStore for StateBackend {
     async fn invalidate(&self, source: &TokenSource, generation: u64) {
         match self {
             StateBackend::Local(local) => local.invalidate(source, generation).await,
+            StateBackend::Redis(redis) => redis.invalidate(source, generation).await,
             #[cfg(test)]
             StateBackend::Fake(fake) => fake.invalidate(source, generation).await,
         }

@@ -1,10 +1,11 @@
 //! The record feed: one fan-out from the trace writer to everything that wants redacted
-//! records as they happen — the admin ring buffer, and each console browser's live stream.
+//! records as they happen — the admin ring buffer, the trace files (see [`super::files`]), and
+//! each console browser's live stream.
 //!
 //! The writer redacts and renders a record once, then offers it to every subscriber. Each
 //! subscriber has its own bound and its own drop count: an offer never waits, so a stalled
-//! browser loses records (and is told so) while the proxy, the files and the other subscribers
-//! go on as if it were not there.
+//! browser or a stalled disk loses records (and counts them) while the proxy and the other
+//! subscribers go on as if it were not there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,11 +16,13 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub struct FeedRecord {
     pub id: u64,
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     /// 0 when the exchange got no response.
     pub status: u16,
     /// The record's JSON line (UTF-8), the same bytes the JSON-lines file gets.
     pub line: Arc<[u8]>,
+    /// The record's HAR entry, rendered only while a HAR file is written.
+    pub har_entry: Option<Box<[u8]>>,
 }
 
 /// What became of one offer.
@@ -35,6 +38,9 @@ pub enum Offer {
 /// Something that takes records from the feed. `offer` must not block.
 pub trait Subscriber: Send + Sync {
     fn offer(&self, record: &Arc<FeedRecord>) -> Offer;
+    /// The writer has offered everything it had: a subscriber that hands records to a thread
+    /// of its own wakes it now, once per batch rather than once per record.
+    fn end_batch(&self) {}
 }
 
 /// Counters for metrics.
@@ -42,7 +48,8 @@ pub trait Subscriber: Send + Sync {
 pub struct FeedStats {
     /// Subscribers now attached.
     pub subscribers: u64,
-    /// Records lost to a subscriber whose queue was full, summed over every subscriber so far.
+    /// Records lost to a live stream whose queue was full, summed over every stream so far.
+    /// (The trace files count theirs in [`super::TraceStats::dropped`].)
     pub dropped: u64,
 }
 
@@ -97,11 +104,20 @@ impl Feed {
         subscribers.retain(|attached| match attached.subscriber.offer(&record) {
             Offer::Taken => true,
             Offer::Dropped => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                if attached.stream {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 true
             }
             Offer::Gone => false,
         });
+    }
+
+    /// Tells every subscriber that the records of this batch have all been offered.
+    pub fn end_batch(&self) {
+        for attached in self.lock().iter() {
+            attached.subscriber.end_batch();
+        }
     }
 
     /// Ends every live stream (their receivers see the end); at shutdown, so that an open
@@ -170,6 +186,7 @@ mod tests {
             route: Some("r".into()),
             status: 200,
             line: Arc::from(format!("{{\"id\":{id}}}").as_bytes()),
+            har_entry: None,
         }
     }
 

@@ -15,9 +15,9 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, Per
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::redact::RedactedRecord;
-use super::writer::Sink;
-use super::{har, json_out};
+use super::feed::FeedRecord;
+use super::files::Sink;
+use super::har;
 
 /// Bigger than any HAR without entries; a larger existing file has some.
 const EMPTY_HAR_MAX: u64 = 4096;
@@ -291,23 +291,21 @@ impl Sink for TraceFile {
         self.path.display().to_string()
     }
 
-    fn write(
-        &mut self,
-        record: &RedactedRecord<'_>,
-        line: &[u8],
-        memo: &mut json_out::Memo,
-    ) -> io::Result<()> {
-        // Separator, entry and tail are rendered into one buffer, written with one call.
+    fn write(&mut self, record: &FeedRecord) -> io::Result<()> {
+        let entry: &[u8] = match self.format {
+            Format::Har => record
+                .har_entry
+                .as_deref()
+                .ok_or_else(|| io::Error::other("no HAR entry was rendered for this record"))?,
+            Format::JsonLines => &record.line,
+        };
+        // Separator, entry and tail go into one buffer, written with one call.
         self.buf.clear();
         self.buf
             .extend_from_slice(self.format.separator().as_bytes());
-        match self.format {
-            Format::Har => json_out::write(&mut self.buf, &har::entry(record), memo)
-                .map_err(io::Error::other)?,
-            Format::JsonLines => {
-                self.buf.extend_from_slice(line);
-                self.buf.push(b'\n');
-            }
+        self.buf.extend_from_slice(entry);
+        if self.format == Format::JsonLines {
+            self.buf.push(b'\n');
         }
         self.buf.extend_from_slice(self.format.tail().as_bytes());
         self.append()

@@ -706,6 +706,32 @@ mod tests {
         }
     }
 
+    /// A JSON body inside a JSON string has an escape every few bytes, in blocks of any length.
+    #[test]
+    fn long_text_dense_with_escapes_is_escaped_exactly_as_serde_json_escapes_it() {
+        let body = r#"{"schemas":["urn:scim:User"],"name":{"givenName":"Barbara"},"x":"a\"b\\c"}"#;
+        let pieces = [
+            body,
+            "\n",
+            "\u{1}",
+            " ",
+            "é",
+            "\"\"\"",
+            "12345678901234567890",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 24) as usize;
+            let s: String = (0..len)
+                .map(|i| pieces[(state >> (i % 60)) as usize % pieces.len()])
+                .collect();
+            assert_eq!(ours(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
     #[derive(Serialize)]
     enum Shape {
         Unit,

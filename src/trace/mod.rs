@@ -4,10 +4,13 @@
 //! The pipeline builds an [`ExchangeRecord`] only when something subscribes (a `[trace]` table,
 //! or an `[admin]` listener whose ring and console want records) and hands it to
 //! [`Tracer::submit`]; everything after that happens on the writer thread, and only a
-//! [`redact::RedactedRecord`] ever reaches a file, the ring buffer or the admin API.
+//! [`redact::RedactedRecord`], rendered once, ever reaches the [`feed`]'s subscribers: the
+//! files, the ring buffer behind the admin API, and the console's live streams.
 
 pub mod feed;
 pub mod file;
+pub mod files;
+pub mod from_lines;
 pub mod har;
 mod json_body;
 pub mod json_out;
@@ -25,10 +28,11 @@ mod tests;
 
 use std::path::PathBuf;
 
+pub use files::Sink;
 pub use record::ExchangeRecord;
 pub use redact::Redactor;
 pub use tap::{BodyEnd, TapBody};
-pub use writer::{Sink, TraceStats, TraceWriter, Tracer};
+pub use writer::{TraceStats, TraceWriter, Tracer};
 
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]

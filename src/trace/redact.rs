@@ -812,7 +812,7 @@ fn set_cookies(headers: &HeaderMap) -> Vec<SetCookie<'_>> {
         .collect()
 }
 
-fn parse_set_cookie(value: &str) -> SetCookie<'_> {
+pub(super) fn parse_set_cookie(value: &str) -> SetCookie<'_> {
     let mut parts = value.split(';');
     let name = parts
         .next()
@@ -843,7 +843,7 @@ fn parse_set_cookie(value: &str) -> SetCookie<'_> {
     cookie
 }
 
-fn query_pairs(url: &str) -> Vec<(String, String)> {
+pub(super) fn query_pairs(url: &str) -> Vec<(String, String)> {
     let Some((_, query)) = url.split_once('?') else {
         return Vec::new();
     };

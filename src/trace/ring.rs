@@ -8,7 +8,7 @@ use super::feed::{FeedRecord, Offer, Subscriber};
 #[derive(Debug)]
 struct Item {
     id: u64,
-    route: Option<String>,
+    route: Option<Arc<str>>,
     /// 0 when the exchange got no response.
     status: u16,
     /// The record's JSON line (UTF-8) as written to the JSON-lines file: the admin API serves
@@ -32,7 +32,7 @@ impl Recent {
         }
     }
 
-    pub fn push(&self, id: u64, route: Option<String>, status: u16, line: Arc<[u8]>) {
+    pub fn push(&self, id: u64, route: Option<Arc<str>>, status: u16, line: Arc<[u8]>) {
         if self.capacity == 0 {
             return;
         }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use serde_json::Value;
 
+use super::feed::FeedRecord;
 use super::file::{rotated, Format, TraceFile};
 use super::json_out::Memo;
 use super::record::*;
@@ -196,6 +197,17 @@ fn ours(value: &impl serde::Serialize) -> String {
     let mut out = Vec::new();
     super::json_out::write(&mut out, value, &mut Memo::default()).unwrap();
     String::from_utf8(out).unwrap()
+}
+
+/// A record as the writer hands it to the files: its JSON line and its HAR entry.
+fn feed_record(redacted: &RedactedRecord<'_>) -> FeedRecord {
+    FeedRecord {
+        id: redacted.id,
+        route: redacted.route.map(Arc::from),
+        status: redacted.response.as_ref().map_or(0, |r| r.status),
+        line: Arc::from(json_line(redacted).as_bytes()),
+        har_entry: Some(ours(&super::har::entry(redacted)).into_bytes().into()),
+    }
 }
 
 fn json_line(redacted: &RedactedRecord<'_>) -> String {
@@ -425,22 +437,12 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
     let redactor = super::Redactor::new(&plan(dir.path()));
     let first = record(1, Role::Client, "https://t/1");
     let redacted = redactor.redact(&first);
-    file.write(
-        &redacted,
-        json_line(&redacted).as_bytes(),
-        &mut Memo::default(),
-    )
-    .unwrap();
+    file.write(&feed_record(&redacted)).unwrap();
     file.flush().unwrap();
     std::fs::remove_file(&path).unwrap();
     let second = record(2, Role::Client, "https://t/2");
     let redacted = redactor.redact(&second);
-    file.write(
-        &redacted,
-        json_line(&redacted).as_bytes(),
-        &mut Memo::default(),
-    )
-    .unwrap();
+    file.write(&feed_record(&redacted)).unwrap();
     file.flush().unwrap();
     let entries = har_entries(&path);
     assert_eq!(entries.len(), 1);
@@ -454,12 +456,7 @@ fn write_records(file: &mut TraceFile, ids: std::ops::RangeInclusive<u64>) {
     for id in ids {
         let record = record(id, Role::Client, &format!("https://t/{id}"));
         let redacted = redactor.redact(&record);
-        file.write(
-            &redacted,
-            json_line(&redacted).as_bytes(),
-            &mut Memo::default(),
-        )
-        .unwrap();
+        file.write(&feed_record(&redacted)).unwrap();
     }
 }
 
@@ -506,11 +503,14 @@ fn records_gathered_before_a_logrotate_move_land_in_the_moved_file() {
     assert_eq!(ids(&path), [3]);
 }
 
-/// A sink that blocks inside its first write until the test releases it.
+/// A sink that blocks inside its first write until the test releases it, and reports how many
+/// records it was given when it is closed.
 struct StallSink {
     entered: std_mpsc::Sender<()>,
     release: std_mpsc::Receiver<()>,
     stalled: bool,
+    written: u64,
+    closed: std_mpsc::Sender<u64>,
 }
 
 impl Sink for StallSink {
@@ -518,7 +518,8 @@ impl Sink for StallSink {
         "stall".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord<'_>, _: &[u8], _: &mut Memo) -> io::Result<()> {
+    fn write(&mut self, _: &FeedRecord) -> io::Result<()> {
+        self.written += 1;
         if !self.stalled {
             self.stalled = true;
             let _ = self.entered.send(());
@@ -528,41 +529,72 @@ impl Sink for StallSink {
     }
 
     fn close(&mut self) -> io::Result<()> {
+        let _ = self.closed.send(self.written);
         Ok(())
     }
 }
 
+/// Issue 17's record feed: the files are one subscriber with a queue of their own, so a disk
+/// that stalls costs records in the files (dropped and counted) and nothing elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_writer_makes_submit_drop_and_count_instead_of_blocking() {
+async fn a_stalled_file_writer_drops_and_counts_while_the_ring_and_a_live_stream_get_every_record()
+{
     let dir = tempfile::tempdir().unwrap();
     let mut plan = plan(dir.path());
-    plan.channel_capacity = 1;
+    plan.channel_capacity = 4;
+    plan.recent = 100;
     let (entered_tx, entered_rx) = std_mpsc::channel();
     let (release_tx, release_rx) = std_mpsc::channel();
+    let (closed_tx, closed_rx) = std_mpsc::channel();
     let sink = StallSink {
         entered: entered_tx,
         release: release_rx,
         stalled: false,
+        written: 0,
+        closed: closed_tx,
     };
     let (tracer, writer) = Tracer::start_with_sinks(&plan, vec![Box::new(sink)]).unwrap();
+    let mut live = tracer.subscribe(100);
     tracer.submit(record(1, Role::Client, "https://t/1"));
+    assert_eq!(live.next().await.map(|r| r.id), Some(1));
     tokio::task::spawn_blocking(move || entered_rx.recv())
         .await
         .unwrap()
         .unwrap();
-    // The writer is stuck in record 1: one more fits in the channel, the rest are dropped.
-    for id in 2..=10 {
-        tracer.submit(record(id, Role::Client, "https://t/n"));
+    // The file thread is stuck in record 1. Each record is submitted once the stream has the
+    // one before, so the writer's own channel never fills: the files' queue takes four records
+    // and the other 45 are lost to the files alone.
+    for id in 2..=50 {
+        tracer.submit(record(id, Role::Client, &format!("https://t/{id}")));
+        assert_eq!(live.next().await.map(|r| r.id), Some(id));
     }
+    let ring: Vec<u64> = tracer
+        .recent(None, None, 100)
+        .iter()
+        .map(|l| parse(l)["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ring, (1..=50).rev().collect::<Vec<_>>());
+    assert_eq!(live.dropped(), 0);
     let stats = tracer.stats();
-    assert_eq!(stats.submitted, 10);
-    assert_eq!(stats.dropped, 8);
+    assert_eq!(
+        (stats.submitted, stats.written, stats.dropped),
+        (50, 50, 45)
+    );
+    assert_eq!(
+        tracer.feed_stats().dropped,
+        0,
+        "no live stream lost a record"
+    );
     release_tx.send(()).unwrap();
     let stats = writer.shutdown().await;
-    assert_eq!(stats.written, 2);
-    assert_eq!(stats.dropped, 8);
-    tracer.submit(record(11, Role::Client, "https://t/late"));
-    assert_eq!(tracer.stats().dropped, 9);
+    assert_eq!(
+        closed_rx.recv().unwrap(),
+        5,
+        "record 1 and the four queued behind it"
+    );
+    assert_eq!(stats.dropped, 45);
+    tracer.submit(record(51, Role::Client, "https://t/late"));
+    assert_eq!(tracer.stats().dropped, 46);
 }
 
 struct FailingSink;
@@ -572,7 +604,7 @@ impl Sink for FailingSink {
         "failing".into()
     }
 
-    fn write(&mut self, _: &RedactedRecord<'_>, _: &[u8], _: &mut Memo) -> io::Result<()> {
+    fn write(&mut self, _: &FeedRecord) -> io::Result<()> {
         Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
     }
 
@@ -809,4 +841,55 @@ async fn the_ring_serves_the_same_bytes_as_the_json_lines_file() {
         served.join("\n") + "\n",
         include_str!("testdata/golden.jsonl")
     );
+}
+
+/// The golden JSON lines were rendered from the same records as the golden HAR entries.
+#[test]
+fn a_har_made_from_json_lines_holds_the_entries_the_live_har_holds() {
+    let made = super::from_lines::har(include_str!("testdata/golden.jsonl")).unwrap();
+    let doc: Value = serde_json::from_slice(&made.har).unwrap();
+    let entries = doc["log"]["entries"].as_array().unwrap();
+    let live: Vec<Value> = include_str!("testdata/golden.har-entries")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(made.entries, live.len());
+    assert!(!made.torn_last_line);
+    assert_eq!(entries, &live);
+}
+
+#[tokio::test]
+async fn a_har_made_from_the_json_lines_file_is_the_har_file_written_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let (tracer, writer) = Tracer::start(&plan).unwrap();
+    for rec in secret_records() {
+        tracer.submit(rec);
+    }
+    tracer.submit(failed_record(4));
+    writer.shutdown().await;
+    let lines = std::fs::read_to_string(plan.jsonl.as_ref().unwrap()).unwrap();
+    let made = super::from_lines::har(&lines).unwrap();
+    assert_eq!(made.entries, 4);
+    let path = dir.path().join("made.har");
+    std::fs::write(&path, &made.har).unwrap();
+    assert_valid_har(std::slice::from_ref(&path));
+    assert_eq!(har_entries(&path), har_entries(plan.har.as_ref().unwrap()));
+}
+
+#[test]
+fn a_har_from_json_lines_leaves_out_a_torn_last_line_and_refuses_a_line_that_is_no_record() {
+    let golden = include_str!("testdata/golden.jsonl");
+    let first = golden.lines().next().unwrap();
+    let torn = format!("{first}\n{}", &first[..first.len() / 2]);
+    let made = super::from_lines::har(&torn).unwrap();
+    assert_eq!((made.entries, made.torn_last_line), (1, true));
+    let bad = format!("{{\"not\":\"a record\"}}\n{first}\n");
+    assert!(matches!(
+        super::from_lines::har(&bad),
+        Err(super::from_lines::FromLinesError::Line { line: 1, .. })
+    ));
+    let empty = super::from_lines::har("").unwrap();
+    let doc: Value = serde_json::from_slice(&empty.har).unwrap();
+    assert_eq!(doc["log"]["entries"].as_array().map(Vec::len), Some(0));
 }

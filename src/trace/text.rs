@@ -22,6 +22,17 @@ impl Timestamp {
         }))
     }
 
+    /// A timestamp as a trace shows it, read back (see [`super::from_lines`]): ASCII of at
+    /// most 30 bytes, kept as it is.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let mut ascii = Ascii::default();
+        if !text.is_ascii() || text.len() > ascii.bytes.len() {
+            return None;
+        }
+        text.bytes().for_each(|b| ascii.push(b));
+        Some(Timestamp(ascii))
+    }
+
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }

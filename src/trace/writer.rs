@@ -1,69 +1,46 @@
-//! The tracer: the proxy's non-blocking handle, and the writer thread behind it.
+//! The tracer: the proxy's non-blocking handle, and the feed thread behind it.
 //!
-//! Records travel through a bounded channel to one dedicated OS thread, which redacts them,
-//! fills the ring buffer and writes the files. A plain thread (rather than a task calling
-//! `spawn_blocking` per record) keeps every byte of file I/O and the redaction work off the
-//! runtime's worker threads, writes records strictly in order, and costs one thread in total.
-//! After the files, the rendered record goes to the [`Feed`]: the ring buffer and live streams.
+//! Records travel through a bounded channel to one dedicated OS thread, which redacts each
+//! record once, renders it once per format (its JSON line always, its HAR entry when a HAR is
+//! written) and hands the result to the [`Feed`]: the ring buffer, the trace files (their own
+//! thread and queue, see [`super::files`]) and each live console stream. A plain thread
+//! (rather than a task calling `spawn_blocking` per record) keeps the redaction work off the
+//! runtime's worker threads and keeps records strictly in order.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::feed::{Feed, FeedRecord, FeedStats, Subscription};
-use super::file::{Format, TraceFile};
+use super::files::{self, Files, Sink, WarnLimiter};
 use super::record::ExchangeRecord;
-use super::redact::{RedactedRecord, Redactor};
+use super::redact::Redactor;
 use super::ring::Recent;
-use super::{json_out, jsonl, TraceError};
+use super::{har, json_out, jsonl, TraceError};
 use crate::config::TracePlan;
 
-/// At most one warning per this long about failing trace writes.
-const WARN_EVERY: Duration = Duration::from_secs(30);
-
-/// How long the writer lets records gather after it has written everything queued. Waking it
-/// for each record (a futex call and a context switch on the proxy's own core) cost more than
-/// the record's rendering; this way it wakes once per batch, and records reach the files at
-/// most this much later.
+/// How long the feed thread lets records gather after it has handed on everything queued.
+/// Waking it for each record (a futex call and a context switch on the proxy's own core) cost
+/// more than the record's rendering; this way it wakes once per batch, and so does the file
+/// thread behind it, and records reach the files at most this much later.
 const GATHER: Duration = Duration::from_millis(2);
 
-/// Where the writer thread puts redacted records. Files implement it; tests use it to stall the
-/// writer.
-pub trait Sink: Send {
-    /// Names the sink in logs.
-    fn name(&self) -> String;
-    /// `line` is the record's JSON-lines form (UTF-8) without its newline, rendered once per
-    /// record for the ring buffer and every sink that wants it; `memo` holds the record's long
-    /// strings as escaped for it, for a sink that renders the record again with
-    /// [`json_out::write`].
-    fn write(
-        &mut self,
-        record: &RedactedRecord<'_>,
-        line: &[u8],
-        memo: &mut json_out::Memo,
-    ) -> io::Result<()>;
-    /// Writes what earlier calls to `write` gathered. Called whenever the writer has nothing
-    /// more queued, and before a [`Tracer::flush`] is answered.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    /// Flushes and closes; called once at shutdown.
-    fn close(&mut self) -> io::Result<()>;
-}
+/// Route names the feed thread keeps shared (see [`Worker::route`]).
+const MAX_ROUTE_NAMES: usize = 256;
 
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TraceStats {
     /// Records handed to [`Tracer::submit`].
     pub submitted: u64,
-    /// Records the writer processed (ring buffer filled, every sink attempted).
+    /// Records the feed thread redacted and handed to every subscriber.
     pub written: u64,
-    /// Records lost because the channel was full or the writer had stopped.
+    /// Records lost because the channel was full or the writer had stopped, or because the
+    /// trace files' queue was full (the ring buffer and live streams still got those).
     pub dropped: u64,
     /// Failed sink writes and closes.
     pub write_errors: u64,
@@ -73,7 +50,7 @@ pub struct TraceStats {
 
 enum Msg {
     Record(Box<ExchangeRecord>),
-    /// Answered once everything sent before it has been processed.
+    /// Answered once everything sent before it has been processed and written to the files.
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
     /// Opens the plan's files anew and takes its redaction settings, after every record sent
@@ -82,12 +59,12 @@ enum Msg {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
-    submitted: AtomicU64,
-    written: AtomicU64,
-    dropped: AtomicU64,
-    write_errors: AtomicU64,
-    reopened: AtomicU64,
+pub(super) struct Counters {
+    pub(super) submitted: AtomicU64,
+    pub(super) written: AtomicU64,
+    pub(super) dropped: AtomicU64,
+    pub(super) write_errors: AtomicU64,
+    pub(super) reopened: AtomicU64,
 }
 
 impl Counters {
@@ -105,8 +82,8 @@ impl Counters {
 #[derive(Debug)]
 struct Shared {
     next_id: AtomicU64,
-    counters: Counters,
-    /// Also the feed's first subscriber.
+    counters: Arc<Counters>,
+    /// The feed's first subscriber.
     recent: Arc<Recent>,
     feed: Feed,
 }
@@ -118,7 +95,7 @@ pub struct Tracer {
     shared: Arc<Shared>,
 }
 
-/// Owns the writer thread; [`TraceWriter::shutdown`] drains it and closes the files.
+/// Owns the feed thread; [`TraceWriter::shutdown`] drains it and closes the files.
 #[derive(Debug)]
 pub struct TraceWriter {
     tx: mpsc::Sender<Msg>,
@@ -129,7 +106,7 @@ pub struct TraceWriter {
 impl Tracer {
     /// Opens the configured files (parents created, files 0600) and starts the writer.
     pub fn start(plan: &TracePlan) -> Result<(Tracer, TraceWriter), TraceError> {
-        Self::start_with_sinks(plan, open_files(plan)?)
+        Self::start_with_sinks(plan, files::open(plan)?)
     }
 
     /// Closes the trace files and opens the plan's anew, in order with the records: every
@@ -151,28 +128,43 @@ impl Tracer {
     ) -> Result<(Tracer, TraceWriter), TraceError> {
         // tokio's bounded channel panics on 0; a 0 in the plan means "as small as possible".
         let (tx, rx) = mpsc::channel(plan.channel_capacity.max(1));
+        let counters = Arc::new(Counters::default());
         let recent = Arc::new(Recent::new(plan.recent));
+        let (files, file_thread) =
+            Files::start(sinks, plan.channel_capacity, Arc::clone(&counters))?;
+        // Offered in this order: the ring, the files, then each live stream.
         let feed = Feed::default();
         feed.attach(recent.clone());
+        feed.attach(files.clone());
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
-            counters: Counters::default(),
+            counters,
             recent,
             feed,
         });
         let worker = Worker {
             rx,
             redactor: Redactor::new(plan),
-            sinks,
+            files: Arc::clone(&files),
+            file_thread: Some(file_thread),
+            har: plan.har.is_some(),
             shared: Arc::clone(&shared),
             warn: WarnLimiter::default(),
             line: Vec::new(),
+            entry: Vec::new(),
             memo: json_out::Memo::default(),
+            routes: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("provproxy-trace".into())
-            .spawn(move || worker.run())
-            .map_err(TraceError::Spawn)?;
+            .spawn(move || worker.run());
+        let thread = match thread {
+            Ok(thread) => thread,
+            Err(e) => {
+                files.shutdown();
+                return Err(TraceError::Spawn(e));
+            }
+        };
         let tracer = Tracer {
             tx: tx.clone(),
             shared: Arc::clone(&shared),
@@ -196,7 +188,8 @@ impl Tracer {
         }
     }
 
-    /// Waits until every record submitted before this call has been processed.
+    /// Waits until every record submitted before this call has reached the ring buffer and the
+    /// files.
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Flush(ack)).await.is_ok() {
@@ -235,7 +228,7 @@ impl TraceWriter {
     }
 
     /// Processes everything already submitted, closes the files (the HAR is complete on disk),
-    /// and stops the thread. Records submitted afterwards are dropped and counted.
+    /// and stops the threads. Records submitted afterwards are dropped and counted.
     pub async fn shutdown(self) -> TraceStats {
         let (ack, done) = oneshot::channel();
         if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
@@ -253,12 +246,19 @@ impl TraceWriter {
 struct Worker {
     rx: mpsc::Receiver<Msg>,
     redactor: Redactor,
-    sinks: Vec<Box<dyn Sink>>,
+    files: Arc<Files>,
+    file_thread: Option<JoinHandle<()>>,
+    /// Whether the files include a HAR, which needs each record's HAR entry.
+    har: bool,
     shared: Arc<Shared>,
     warn: WarnLimiter,
-    /// The current record's JSON line; reused so that rendering does not allocate.
+    /// The current record's JSON line and HAR entry; reused so that rendering does not
+    /// allocate.
     line: Vec<u8>,
+    entry: Vec<u8>,
     memo: json_out::Memo,
+    /// Route names as the feed hands them on, one allocation per name rather than per record.
+    routes: Vec<Arc<str>>,
 }
 
 impl Worker {
@@ -267,59 +267,84 @@ impl Worker {
             let mut next = Some(first);
             while let Some(msg) = next {
                 if let Msg::Shutdown(ack) = msg {
-                    self.shutdown(ack);
+                    self.shutdown();
+                    let _ = ack.send(());
                     return;
                 }
                 self.handle(msg);
                 next = self.rx.try_recv().ok();
             }
-            self.flush();
+            self.shared.feed.end_batch();
             std::thread::sleep(GATHER);
         }
         // Every handle is gone without a shutdown: still leave complete files behind.
-        self.close();
+        self.stop_files();
     }
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Record(record) => self.record(&record),
-            Msg::Flush(ack) | Msg::Shutdown(ack) => {
-                self.flush();
-                let _ = ack.send(());
-            }
+            Msg::Record(record) => self.record(record),
+            Msg::Flush(ack) | Msg::Shutdown(ack) => self.files.flush(ack),
             Msg::Reopen(plan, ack) => {
-                let _ = ack.send(self.reopen(&plan));
+                // Waits for the file thread: a reopen takes the new redaction settings only if
+                // the files it names could be opened.
+                let reopened = self.files.reopen(&plan);
+                if reopened.is_ok() {
+                    self.redactor = Redactor::new(&plan);
+                    self.har = plan.har.is_some();
+                }
+                let _ = ack.send(reopened);
             }
         }
     }
 
-    fn shutdown(&mut self, ack: oneshot::Sender<()>) {
+    fn shutdown(&mut self) {
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
             self.handle(msg);
         }
-        self.close();
-        let _ = ack.send(());
+        self.stop_files();
     }
 
-    fn flush(&mut self) {
-        for sink in &mut self.sinks {
-            if let Err(e) = sink.flush() {
-                self.shared
-                    .counters
-                    .write_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                self.warn.warn(&sink.name(), &e);
+    fn stop_files(&mut self) {
+        self.files.shutdown();
+        if let Some(thread) = self.file_thread.take() {
+            if thread.join().is_err() {
+                tracing::warn!("trace file thread panicked");
             }
         }
     }
 
-    fn record(&mut self, record: &ExchangeRecord) {
-        let redacted = self.redactor.redact(record);
-        let status = redacted.response.as_ref().map_or(0, |r| r.status);
+    /// The shared name of a route. Routes are few; a reload that renames them many times over
+    /// starts the list again.
+    fn route(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.routes.iter().find(|known| ***known == *name) {
+            return Arc::clone(known);
+        }
+        if self.routes.len() == MAX_ROUTE_NAMES {
+            self.routes.clear();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.routes.push(Arc::clone(&shared));
+        shared
+    }
+
+    fn record(&mut self, record: Box<ExchangeRecord>) {
+        let redacted = self.redactor.redact(&record);
+        let (id, status) = (
+            redacted.id,
+            redacted.response.as_ref().map_or(0, |r| r.status),
+        );
+        let with_entry = self.har && self.files.active();
         self.line.clear();
+        self.entry.clear();
         self.memo.clear();
-        let rendered = json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo);
+        let mut rendered =
+            json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo);
+        if rendered.is_ok() && with_entry {
+            rendered = json_out::write(&mut self.entry, &har::entry(&redacted), &mut self.memo);
+        }
+        drop(redacted);
         let counters = &self.shared.counters;
         if let Err(e) = rendered {
             // Unreachable in practice (the record is strings and numbers rendered into memory),
@@ -328,90 +353,15 @@ impl Worker {
             self.warn.warn("renderer", &io::Error::other(e));
             return;
         }
-        let line = self.line.as_slice();
-        for sink in &mut self.sinks {
-            if let Err(e) = sink.write(&redacted, line, &mut self.memo) {
-                counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.warn.warn(&sink.name(), &e);
-            }
-        }
-        self.shared.feed.publish(FeedRecord {
-            id: redacted.id,
-            route: redacted.route.map(str::to_owned),
-            status,
-            line: Arc::from(line),
-        });
+        // Counted first: a subscriber that has the record may read the counters.
         counters.written.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Everything written so far goes out through the old files before the new ones are opened
-    /// (a JSON-lines file left in place is then appended to where the old one ended); the old
-    /// ones are closed after, so a HAR that was moved away is completed where it now is.
-    fn reopen(&mut self, plan: &TracePlan) -> Result<(), TraceError> {
-        self.flush();
-        let sinks = open_files(plan)?;
-        self.close();
-        self.sinks = sinks;
-        self.redactor = Redactor::new(plan);
-        self.shared
-            .counters
-            .reopened
-            .fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn close(&mut self) {
-        for sink in &mut self.sinks {
-            if let Err(e) = sink.close() {
-                self.shared
-                    .counters
-                    .write_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sink = %sink.name(), error = %e, "closing trace file failed");
-            }
-        }
-    }
-}
-
-fn open_files(plan: &TracePlan) -> Result<Vec<Box<dyn Sink>>, TraceError> {
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    let files = [(&plan.har, Format::Har), (&plan.jsonl, Format::JsonLines)];
-    for (path, format) in files {
-        if let Some(path) = path {
-            let file =
-                TraceFile::open(path, format, plan.rotate_bytes, plan.keep).map_err(|source| {
-                    TraceError::Open {
-                        path: PathBuf::from(path),
-                        source,
-                    }
-                })?;
-            sinks.push(Box::new(file));
-        }
-    }
-    Ok(sinks)
-}
-
-/// One warning per [`WARN_EVERY`], saying how many were held back, instead of one per record.
-#[derive(Debug, Default)]
-struct WarnLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarnLimiter {
-    fn warn(&mut self, sink: &str, error: &io::Error) {
-        let now = Instant::now();
-        if self.last.is_some_and(|last| now < last + WARN_EVERY) {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(
-            sink,
-            error = %error,
-            suppressed = self.suppressed,
-            "trace write failed; tracing continues and the file is reopened when possible"
-        );
-        self.last = Some(now);
-        self.suppressed = 0;
+        let route = record.route.as_deref().map(|name| self.route(name));
+        self.shared.feed.publish(FeedRecord {
+            id,
+            route,
+            status,
+            line: Arc::from(self.line.as_slice()),
+            har_entry: with_entry.then(|| Box::from(self.entry.as_slice())),
+        });
     }
 }

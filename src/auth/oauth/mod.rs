@@ -336,6 +336,72 @@ impl TokenSource {
         &self.inner.route
     }
 
+    /// The cached token when it is valid and not yet due for refresh, and how long it stays
+    /// valid; `None` otherwise. Never fetches: the shared backend decides where a token comes
+    /// from.
+    pub fn cached_fresh(&self) -> Option<(Token, Duration)> {
+        let state = self.inner.lock();
+        let now = self.inner.clock.now();
+        state
+            .current
+            .as_ref()
+            .filter(|cached| now < cached.refresh_at)
+            .map(|cached| (cached.token.clone(), cached.expires_at - now))
+    }
+
+    /// Whether a token with `remaining` validity is still worth using rather than refreshing.
+    pub fn usable_for(&self, remaining: Duration) -> bool {
+        remaining > refresh_skew(self.inner.refresh_skew, remaining).min(remaining / 2)
+    }
+
+    /// Caches a token fetched elsewhere (another replica), valid for `remaining`, as the
+    /// current one; `None` when it cannot be sent in a header.
+    pub fn adopt(&self, access_token: String, remaining: Duration) -> Option<Token> {
+        let mut authorization = HeaderValue::try_from(format!("Bearer {access_token}")).ok()?;
+        authorization.set_sensitive(true);
+        let mut state = self.inner.lock();
+        state.last_generation += 1;
+        let token = Token {
+            value: Arc::new(TokenValue {
+                access_token: Secret::new(access_token, SecretSource::Literal),
+                authorization,
+            }),
+            generation: state.last_generation,
+            fetched: true,
+        };
+        let expires_at = self.inner.clock.now() + remaining;
+        state.current = Some(Cached {
+            token: Token {
+                fetched: false,
+                ..token.clone()
+            },
+            expires_at,
+            refresh_at: expires_at - refresh_skew(self.inner.refresh_skew, remaining),
+        });
+        Some(token)
+    }
+
+    /// A token from a new fetch (the cached one is dropped first), and how long it is valid.
+    pub async fn fetch_fresh(&self) -> Result<(Token, Duration), OAuthError> {
+        {
+            let mut state = self.inner.lock();
+            if state.in_flight.is_none() {
+                state.current = None;
+            }
+        }
+        let token = self.token().await?;
+        let state = self.inner.lock();
+        let now = self.inner.clock.now();
+        let remaining = state
+            .current
+            .as_ref()
+            .filter(|cached| cached.token.generation == token.generation)
+            .map_or(Duration::ZERO, |cached| {
+                cached.expires_at.saturating_duration_since(now)
+            });
+        Ok((token, remaining))
+    }
+
     /// Reports every later token request to `observer`; the first observer set stays.
     pub fn observe(&self, observer: Observer) {
         let _ = self.inner.observer.set(observer);
