@@ -45,6 +45,8 @@ use configs::{provproxy_toml, Features, PASSWORD, USER};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PATH: &str = "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646";
+/// Seals the sessions the Redis case keeps in Redis (the backend requires a key).
+const STATE_KEY: &str = "bench-state-key-not-a-secret-0123456789abcdef";
 /// What a connector that keeps no cookies still sends: provproxy strips it (the proxy owns the
 /// session), nginx and haproxy pass it on, so the upstream does the same work for every target.
 const CLIENT_COOKIE: &str = "JSESSIONID=from-client";
@@ -386,6 +388,7 @@ fn start_provproxy(
         .args(["--log-format", "json", "run", "--config"])
         .arg(config_path)
         .env("BENCH_PASSWORD", PASSWORD)
+        .env("BENCH_STATE_KEY", STATE_KEY)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -863,12 +866,13 @@ fn full() -> BenchResult<()> {
         ..Features::PLAIN
     };
     // Issue 22's Redis case: with `BENCH_REDIS_URL` set, one more line keeps the sessions in
-    // that Redis (`[state] backend = "redis"`, the config contract's keys) and the report gives
-    // its CPU per request against `provproxy`'s in-process state. Until a build has the Redis
-    // backend, the proxy refuses that config and the bench says so.
-    let redis_state = std::env::var("BENCH_REDIS_URL")
-        .ok()
-        .map(|url| format!("backend = \"redis\"\nurl = \"{url}\""));
+    // that Redis (`[state] backend = "redis"`, sealed with a bench key as the backend requires)
+    // and the report gives its CPU per request against `provproxy`'s in-process state.
+    let redis_state = std::env::var("BENCH_REDIS_URL").ok().map(|url| {
+        format!(
+            "backend = \"redis\"\nurl = \"{url}\"\nencryption_key = {{ env = \"BENCH_STATE_KEY\" }}"
+        )
+    });
     let mut variants = vec![
         ("provproxy", Features::PLAIN, false),
         ("provproxy+admin ring", with_admin, false),
