@@ -27,6 +27,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+#[path = "support/configs.rs"]
+mod configs;
+use configs::PASSWORD;
+
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -66,7 +70,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-const PASSWORD: &str = "bench-password-not-a-secret";
 const PATH: &str = "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646";
 const USER_JSON: &str = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"id":"2819c223-7f76-453a-919d-413861904646","externalId":"bjensen","userName":"bjensen@example.com","name":{"formatted":"Ms. Barbara J Jensen III","familyName":"Jensen","givenName":"Barbara"},"displayName":"Babs Jensen","active":true,"emails":[{"value":"bjensen@example.com","type":"work","primary":true}],"groups":[{"value":"e9e30dba-f08f-4109-8486-d5c6a331660a","display":"Tour Guides"}],"meta":{"resourceType":"User","created":"2010-01-23T04:56:22Z","lastModified":"2011-05-13T04:42:34Z","version":"W/\"3694e05e9dff591\""}}"#;
 
@@ -154,50 +157,17 @@ fn run(bench: bool, only: Option<Trace>) -> BenchResult<()> {
     Ok(())
 }
 
-/// Basic injection + session jar + challenge expand, as in `benches/load.rs`; `trace` is the
-/// traces' directory and whether a HAR is written besides the JSON lines.
+/// Basic injection + session jar + challenge expand: the load benchmark's config
+/// (`benches/support/configs.rs`), without the admin listener; `trace` is the traces' directory
+/// and whether a HAR is written besides the JSON lines.
 fn proxy_toml(upstream: SocketAddr, trace: Option<(&std::path::Path, bool)>) -> String {
-    let trace = match trace {
-        Some((dir, har)) => format!(
-            "[trace]\n{}jsonl = \"{}\"\nbodies = true\nmax_body = \"64KiB\"\n",
-            if har {
-                format!("har = \"{}\"\n", dir.join("allocs.har").display())
-            } else {
-                String::new()
-            },
-            dir.join("allocs.jsonl").display(),
-        ),
-        None => String::new(),
-    };
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-
-[log]
-access = "off"
-
-{trace}
-[[routes]]
-name = "scim"
-prefix = "/scim/"
-upstream = "http://{upstream}"
-
-[routes.auth]
-kind = "basic"
-username = "svc_bench"
-password = {{ env = "BENCH_PASSWORD" }}
-
-[routes.session]
-cookies = true
-key = "route"
-serialize = false
-client_cookies = "strip"
-
-[routes.challenge]
-mode = "expand"
-add = ['Basic realm="scim"']
-split = true
-"#
+    configs::provproxy_toml(
+        upstream,
+        configs::Features {
+            trace: trace.map(|(dir, _)| dir),
+            har: trace.is_none_or(|(_, har)| har),
+            ..configs::Features::PLAIN
+        },
     )
 }
 
@@ -210,7 +180,7 @@ fn proxied(
 ) -> BenchResult<(u64, u64)> {
     if let Some((dir, _)) = trace {
         // A fresh pair of files each run, so both runs write the same way.
-        for name in ["allocs.har", "allocs.jsonl"] {
+        for name in ["bench.har", "bench.jsonl"] {
             let _ = std::fs::remove_file(dir.join(name));
         }
     }

@@ -14,7 +14,8 @@
 //! `workers = 2` (not pinned, so the second worker can use the second core).
 //!
 //! Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (64),
-//! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file).
+//! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file),
+//! BENCH_REDIS_URL (adds the Redis state backend's line; see `redis_state` in `full`).
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -35,13 +36,17 @@ use hyper_util::rt::TokioIo;
 use provproxy::config;
 use provproxy::session::Sessions;
 
+#[path = "support/configs.rs"]
+mod configs;
+use configs::{provproxy_toml, Features, PASSWORD, USER};
+
 /// The allocator the `provproxy` binary uses, so that the idle-sessions figure is the binary's.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USER: &str = "svc_bench";
-const PASSWORD: &str = "bench-password-not-a-secret";
 const PATH: &str = "/scim/v2/Users/2819c223-7f76-453a-919d-413861904646";
+/// Seals the sessions the Redis case keeps in Redis (the backend requires a key).
+const STATE_KEY: &str = "bench-state-key-not-a-secret-0123456789abcdef";
 /// What a connector that keeps no cookies still sends: provproxy strips it (the proxy owns the
 /// session), nginx and haproxy pass it on, so the upstream does the same work for every target.
 const CLIENT_COOKIE: &str = "JSESSIONID=from-client";
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("upstream") => run_upstream_process(),
         Some("sessions") => sessions_process(&args),
+        Some("subscribe") => subscribe_process(&args),
         _ if args.iter().any(|a| a == "--bench") => full(),
         _ => smoke(),
     };
@@ -180,53 +186,6 @@ fn run_upstream_process() -> BenchResult<()> {
 fn basic_value() -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     format!("Basic {encoded}")
-}
-
-/// Basic injection + session jar + challenge expand; `trace_dir` turns HAR + JSONL on.
-fn provproxy_toml(upstream: SocketAddr, trace_dir: Option<&Path>, workers: u32) -> String {
-    let trace = match trace_dir {
-        Some(dir) => format!(
-            "[trace]\nhar = \"{har}\"\njsonl = \"{jsonl}\"\nbodies = true\nmax_body = \"64KiB\"\n\
-             rotate_size = \"256MiB\"\n",
-            har = dir.join("bench.har").display(),
-            jsonl = dir.join("bench.jsonl").display(),
-        ),
-        None => String::new(),
-    };
-    format!(
-        r#"[server]
-listen = "127.0.0.1:0"
-workers = {workers}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[log]
-access = "off"                     # as nginx's and haproxy's are in this bench
-
-{trace}
-[[routes]]
-name = "scim"
-prefix = "/scim/"
-upstream = "http://{upstream}"
-
-[routes.auth]
-kind = "basic"
-username = "{USER}"
-password = {{ env = "BENCH_PASSWORD" }}
-
-[routes.session]
-cookies = true
-key = "route"
-serialize = false
-client_cookies = "strip"
-
-[routes.challenge]
-mode = "expand"
-add = ['Basic realm="scim"']
-split = true
-"#
-    )
 }
 
 fn nginx_conf(dir: &Path, listen: u16, upstream: SocketAddr) -> String {
@@ -419,15 +378,17 @@ fn start_upstream(cpu: Option<u32>) -> BenchResult<(Proc, SocketAddr)> {
     ))
 }
 
-/// The release binary, `run --config`; its listen and admin addresses come from its log line.
+/// The release binary, `run --config`; its listen and admin addresses come from its log line
+/// (the admin address is `None` without `[admin]`).
 fn start_provproxy(
     cpu: Option<u32>,
     config_path: &Path,
-) -> BenchResult<(Proc, SocketAddr, SocketAddr)> {
+) -> BenchResult<(Proc, SocketAddr, Option<SocketAddr>)> {
     let mut child = pinned(cpu, env!("CARGO_BIN_EXE_provproxy"))
         .args(["--log-format", "json", "run", "--config"])
         .arg(config_path)
         .env("BENCH_PASSWORD", PASSWORD)
+        .env("BENCH_STATE_KEY", STATE_KEY)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -447,7 +408,7 @@ fn start_provproxy(
         let admin = fields["admin"]
             .as_str()
             .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
-        found = addr.zip(admin);
+        found = addr.map(|addr| (addr, admin));
         break;
     }
     // Keep draining so a chatty log can never block the proxy on a full pipe.
@@ -556,6 +517,161 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The console's live feed (issue 19), read as a browser's EventSource reads it.
+
+/// What a feed reader counted.
+#[derive(Debug, Default, Clone, Copy)]
+struct FeedCount {
+    /// `data:` events: one per record.
+    events: u64,
+    /// The highest `dropped` figure of the `lagging` events the proxy sent.
+    lagging: u64,
+}
+
+/// `load subscribe ADMIN_ADDR`, a process of its own pinned with the load generator, as the
+/// browser would be on a machine of its own: the proxy's CPU is measured, not the reader's.
+struct FeedSubscriber {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl FeedSubscriber {
+    /// Starts the reader and returns once the proxy has subscribed it.
+    fn start(cpu: Option<u32>, admin: SocketAddr) -> BenchResult<FeedSubscriber> {
+        let exe = std::env::current_exe().map_err(err("current exe"))?;
+        let mut child = pinned(cpu, &exe.to_string_lossy())
+            .args(["subscribe", &admin.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(err("spawn feed reader"))?;
+        let stdout = child.stdout.take().ok_or("feed reader: no stdout")?;
+        let mut subscriber = FeedSubscriber {
+            child,
+            stdout: BufReader::new(stdout),
+        };
+        let line = subscriber.line()?;
+        if line.trim() != "SUBSCRIBED" {
+            return Err(format!("feed reader did not subscribe: {line:?}"));
+        }
+        Ok(subscriber)
+    }
+
+    fn line(&mut self) -> BenchResult<String> {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(err("read feed reader"))?;
+        Ok(line)
+    }
+
+    /// Once the proxy has ended the stream (it does at shutdown): what the reader counted.
+    fn finish(&mut self) -> BenchResult<FeedCount> {
+        let line = self.line()?;
+        let _ = self.child.wait();
+        let fields: Vec<u64> = line
+            .strip_prefix("FEED ")
+            .ok_or_else(|| format!("feed reader printed {line:?}"))?
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        match fields[..] {
+            [events, lagging] => Ok(FeedCount { events, lagging }),
+            _ => Err(format!("feed reader printed {line:?}")),
+        }
+    }
+}
+
+impl Drop for FeedSubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn subscribe_process(args: &[String]) -> BenchResult<()> {
+    let admin: SocketAddr = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .ok_or("usage: load subscribe ADMIN_ADDR")?;
+    let count = read_feed(admin, || {
+        println!("SUBSCRIBED");
+        let _ = std::io::stdout().flush();
+    })?;
+    println!("FEED {} {}", count.events, count.lagging);
+    Ok(())
+}
+
+/// Reads the console's feed until the proxy ends it: `GET /api/feed` (no token: the admin
+/// listener is on loopback without one), the chunked body decoded, the Server-Sent Events split
+/// at their blank lines. `subscribed` runs once the response head has arrived: the proxy
+/// subscribes the stream before it answers.
+fn read_feed(admin: SocketAddr, subscribed: impl FnOnce()) -> BenchResult<FeedCount> {
+    let mut stream = TcpStream::connect(admin).map_err(err("connect to the admin listener"))?;
+    write!(
+        stream,
+        "GET /api/feed HTTP/1.1\r\nHost: {admin}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .map_err(err("write feed request"))?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(err("feed head"))?;
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(format!("feed answered {line:?}"));
+    }
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).map_err(err("feed head"))? == 0 {
+            return Err("feed closed in its head".into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+    }
+    if !chunked {
+        return Err("feed is not chunked".into());
+    }
+    subscribed();
+    let mut count = FeedCount::default();
+    let mut pending = Vec::new();
+    // An error or a close without the last chunk ends the count as the stream's end would.
+    loop {
+        line.clear();
+        if !matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+            break;
+        }
+        let size = line.trim().split(';').next().unwrap_or("");
+        let size = usize::from_str_radix(size, 16).map_err(err("chunk size"))?;
+        if size == 0 {
+            break;
+        }
+        let start = pending.len();
+        pending.resize(start + size + 2, 0);
+        if reader.read_exact(&mut pending[start..]).is_err() {
+            break;
+        }
+        pending.truncate(start + size);
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let event = &pending[..end];
+            if let Some(data) = event.strip_prefix(b"event: lagging\ndata: ".as_slice()) {
+                let text = String::from_utf8_lossy(data);
+                let dropped = text
+                    .split_once("\"dropped\":")
+                    .and_then(|(_, n)| n.trim_end_matches('}').trim().parse().ok())
+                    .unwrap_or(0);
+                count.lagging = count.lagging.max(dropped);
+            } else if event.starts_with(b"data: ") {
+                count.events += 1;
+            }
+            pending.drain(..end + 2);
+        }
+    }
+    Ok(count)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Load generation (wrk).
 
 const WRK_SCRIPT: &str = r#"
@@ -661,6 +777,8 @@ struct Target {
     /// None for "direct": there is no proxy process.
     proc: Option<Proc>,
     admin: Option<SocketAddr>,
+    /// The console feed's reader, for the target measured with one.
+    subscriber: Option<FeedSubscriber>,
     samples: Vec<Sample>,
     cpu_ticks: CpuTicks,
     upstream_ticks: u64,
@@ -712,14 +830,6 @@ fn full() -> BenchResult<()> {
     let trace_dir = dir.path().join("traces");
 
     let (upstream, upstream_addr) = start_upstream(server_cpu)?;
-    let plain_cfg = dir.path().join("provproxy.toml");
-    std::fs::write(&plain_cfg, provproxy_toml(upstream_addr, None, 1)).map_err(err("write"))?;
-    let trace_cfg = dir.path().join("provproxy-trace.toml");
-    std::fs::write(
-        &trace_cfg,
-        provproxy_toml(upstream_addr, Some(&trace_dir), 1),
-    )
-    .map_err(err("write"))?;
 
     let cookie = format!("Cookie: {CLIENT_COOKIE}");
     let mut targets = vec![Target {
@@ -728,31 +838,77 @@ fn full() -> BenchResult<()> {
         headers: vec![format!("Authorization: {}", basic_value()), cookie.clone()],
         proc: None,
         admin: None,
+        subscriber: None,
         samples: Vec::new(),
         cpu_ticks: CpuTicks::default(),
         upstream_ticks: 0,
     }];
-    let mut add = |name, proc: Proc, addr: SocketAddr, admin| {
+    let mut add = |name, proc: Proc, addr: SocketAddr, admin, subscriber| {
         targets.push(Target {
             name,
             url: format!("http://{addr}{PATH}"),
             headers: vec![cookie.clone()],
             proc: Some(proc),
             admin,
+            subscriber,
             samples: Vec::new(),
             cpu_ticks: CpuTicks::default(),
             upstream_ticks: 0,
         })
     };
-    let (proc, addr, admin) = start_provproxy(server_cpu, &plain_cfg)?;
-    add("provproxy", proc, addr, Some(admin));
-    let (proc, addr, admin) = start_provproxy(server_cpu, &trace_cfg)?;
-    add("provproxy+trace", proc, addr, Some(admin));
+    // "provproxy" records nothing. "+admin ring": `[admin]` alone makes the proxy record every
+    // exchange in memory for the admin API's ring and the console. "+console feed": the same
+    // config with a browser's stand-in reading the console's live feed throughout. "+trace":
+    // HAR + JSON lines with bodies; its `[admin]` lets the bench read the writer's counters, and
+    // the ring only keeps the record the writer has rendered for the files anyway.
+    let with_admin = Features {
+        admin: true,
+        ..Features::PLAIN
+    };
+    // Issue 22's Redis case: with `BENCH_REDIS_URL` set, one more line keeps the sessions in
+    // that Redis (`[state] backend = "redis"`, sealed with a bench key as the backend requires)
+    // and the report gives its CPU per request against `provproxy`'s in-process state.
+    let redis_state = std::env::var("BENCH_REDIS_URL").ok().map(|url| {
+        format!(
+            "backend = \"redis\"\nurl = \"{url}\"\nencryption_key = {{ env = \"BENCH_STATE_KEY\" }}"
+        )
+    });
+    let mut variants = vec![
+        ("provproxy", Features::PLAIN, false),
+        ("provproxy+admin ring", with_admin, false),
+        ("provproxy+console feed", with_admin, true),
+        (
+            "provproxy+trace",
+            Features {
+                trace: Some(&trace_dir),
+                ..with_admin
+            },
+            false,
+        ),
+    ];
+    if let Some(table) = &redis_state {
+        let features = Features {
+            state: Some(table),
+            ..Features::PLAIN
+        };
+        variants.push(("provproxy+redis state", features, false));
+    }
+    for (index, (name, features, subscribe)) in variants.into_iter().enumerate() {
+        let cfg = dir.path().join(format!("provproxy-{index}.toml"));
+        std::fs::write(&cfg, provproxy_toml(upstream_addr, features)).map_err(err("write"))?;
+        let (proc, addr, admin) = start_provproxy(server_cpu, &cfg)?;
+        let subscriber = match (subscribe, admin) {
+            (false, _) => None,
+            (true, Some(admin)) => Some(FeedSubscriber::start(gen_cpu, admin)?),
+            (true, None) => return Err(format!("{name}: no admin listener to subscribe to")),
+        };
+        add(name, proc, addr, admin, subscriber);
+    }
     if let Some((proc, addr)) = start_nginx(server_cpu, dir.path(), upstream_addr)? {
-        add("nginx", proc, addr, None);
+        add("nginx", proc, addr, None, None);
     }
     if let Some((proc, addr)) = start_haproxy(server_cpu, dir.path(), upstream_addr)? {
-        add("haproxy", proc, addr, None);
+        add("haproxy", proc, addr, None, None);
     }
 
     let upstream_proc = upstream;
@@ -860,11 +1016,36 @@ fn full() -> BenchResult<()> {
             metric(&metrics, "trace_write_errors"),
         );
     }
+    let cpu: Vec<(&'static str, Option<f64>)> = rows.iter().map(|r| (r.name, r.cpu_us)).collect();
+    let console = console_feed_report(&mut targets, &cpu)?;
+    let _ = write!(report, "{console}");
 
     // The targets of issue 8.
     let _ = writeln!(report);
     let plain = find("provproxy");
     let traced = find("provproxy+trace");
+    let ring = find("provproxy+admin ring");
+    let ring_ratio = ring
+        .and_then(|r| r.cpu_us)
+        .zip(plain.and_then(|p| p.cpu_us))
+        .map(|(r, p)| r / p);
+    let _ = writeln!(
+        report,
+        "- admin ring on / records off CPU (no goal; what `[admin]` alone costs): {}",
+        ring_ratio.map_or("not measured".into(), |r| format!("{r:.2}x"))
+    );
+    if let Some((redis, local)) = find("provproxy+redis state")
+        .and_then(|r| r.cpu_us)
+        .zip(plain.and_then(|p| p.cpu_us))
+    {
+        let _ = writeln!(
+            report,
+            "- Redis state backend: {redis:.1} µs/req against {local:.1} in-process: +{:.1} µs \
+             per request ({:.2}x)",
+            redis - local,
+            redis / local
+        );
+    }
     let mut check = |what: &str, value: Option<f64>, limit: Option<f64>, unit: &str| {
         let line = match (value, limit) {
             (Some(v), Some(l)) => format!(
@@ -939,6 +1120,62 @@ fn full() -> BenchResult<()> {
     Ok(())
 }
 
+/// Issue 19's figure: the proxy's CPU per request with the console's live feed read throughout,
+/// against the same config without a reader; and whether the reader got every record. The
+/// proxy is stopped here (SIGTERM ends the live stream), so this runs after the table's figures.
+fn console_feed_report(
+    targets: &mut [Target],
+    cpu: &[(&'static str, Option<f64>)],
+) -> BenchResult<String> {
+    let Some(target) = targets.iter_mut().find(|t| t.subscriber.is_some()) else {
+        return Ok(String::new());
+    };
+    let metrics = match target.admin {
+        Some(admin) => http_get(admin, "/metrics")?,
+        None => String::new(),
+    };
+    let published = metric(&metrics, "trace_records_written");
+    let writer_dropped = metric(&metrics, "trace_records_dropped");
+    let feed_dropped = metric(&metrics, "feed_records_dropped");
+    drop(target.proc.take());
+    let count = match target.subscriber.as_mut() {
+        Some(subscriber) => subscriber.finish()?,
+        None => FeedCount::default(),
+    };
+    let cpu_of = |name: &str| cpu.iter().find(|(n, _)| *n == name).and_then(|(_, c)| *c);
+    let with = cpu_of("provproxy+console feed");
+    let without = cpu_of("provproxy+admin ring");
+    let fmt = |c: Option<f64>| c.map_or("–".into(), |c| format!("{c:.1}"));
+    let ratio = with
+        .zip(without)
+        .filter(|(_, w)| *w > 0.0)
+        .map_or("–".into(), |(a, b)| format!("{:.2}x", a / b));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nConsole feed (issue 19): provproxy+console feed had one reader of `GET /api/feed` on \
+         its admin listener for the whole run (a plain HTTP/1.1 client parsing the chunked \
+         Server-Sent Events as a browser's EventSource does, in a process pinned with wrk to the \
+         load generator's CPU). Proxy CPU: {} µs/req with the reader, {} µs/req without \
+         (provproxy+admin ring, same config): {ratio}.",
+        fmt(with),
+        fmt(without),
+    );
+    let _ = writeln!(
+        out,
+        "The reader received {} records as `data:` events of the {published} the writer \
+         published ({writer_dropped} more dropped before the feed, the writer being behind); \
+         {feed_dropped} were dropped for the reader (its queue full), {} of them announced to it \
+         by `lagging` events; {} unaccounted for.",
+        count.events,
+        count.lagging,
+        published
+            .saturating_sub(feed_dropped)
+            .saturating_sub(count.events),
+    );
+    Ok(out)
+}
+
 /// One measurement setup: the same rounds, load generator and upstream for every table.
 struct Measure<'a> {
     gen_cpu: Option<u32>,
@@ -988,7 +1225,7 @@ impl Measure<'_> {
                 }
                 target.upstream_ticks += self.upstream.cpu_ticks()?.total() - up0;
                 eprintln!(
-                    "round {}: {:<16} {:>8.0} req/s p50 {:>5} us p99 {:>5} us",
+                    "round {}: {:<22} {:>8.0} req/s p50 {:>5} us p99 {:>5} us",
                     round + 1,
                     target.name,
                     sample.requests as f64 / (sample.micros as f64 / 1e6),
@@ -1010,6 +1247,7 @@ impl Target {
             headers: vec![format!("Cookie: {CLIENT_COOKIE}")],
             proc: Some(proc),
             admin: None,
+            subscriber: None,
             samples: Vec::new(),
             cpu_ticks: CpuTicks::default(),
             upstream_ticks: 0,
@@ -1044,8 +1282,11 @@ fn aggregation_case(
     };
     let trace_cfg = dir.join("provproxy-aggregation.toml");
     let trace_dir = dir.join("traces-aggregation");
-    std::fs::write(&trace_cfg, provproxy_toml(upstream, Some(&trace_dir), 1))
-        .map_err(err("write"))?;
+    let features = Features {
+        trace: Some(&trace_dir),
+        ..Features::PLAIN
+    };
+    std::fs::write(&trace_cfg, provproxy_toml(upstream, features)).map_err(err("write"))?;
     let mut targets = Vec::new();
     let (proc, addr, _) = start_provproxy(server_cpu, &trace_cfg)?;
     targets.push(Target::proxy(
@@ -1126,7 +1367,11 @@ fn workers_case(measure: &Measure, dir: &Path, upstream: SocketAddr) -> BenchRes
     let mut targets = Vec::new();
     for (name, workers) in [("workers = 1", 1), ("workers = 2", 2)] {
         let cfg = dir.join(format!("provproxy-workers-{workers}.toml"));
-        std::fs::write(&cfg, provproxy_toml(upstream, None, workers)).map_err(err("write"))?;
+        let features = Features {
+            workers,
+            ..Features::PLAIN
+        };
+        std::fs::write(&cfg, provproxy_toml(upstream, features)).map_err(err("write"))?;
         let (proc, addr, _) = start_provproxy(None, &cfg)?;
         targets.push(Target::proxy(name, format!("http://{addr}{PATH}"), proc));
     }
@@ -1277,12 +1522,28 @@ fn smoke() -> BenchResult<()> {
         let upstream = listener.local_addr().map_err(err("addr"))?;
         tokio::spawn(serve_upstream(listener));
         let trace_dir = tempfile::tempdir().map_err(err("temp dir"))?;
-        for trace in [None, Some(trace_dir.path())] {
-            let toml = provproxy_toml(upstream, trace, 1);
-            let proxy = provproxy::demo::start_proxy(&toml, &[("BENCH_PASSWORD", PASSWORD)])
-                .await
-                .map_err(err("start proxy"))?;
+        let variants = [
+            Features::PLAIN,
+            Features {
+                trace: Some(trace_dir.path()),
+                ..Features::PLAIN
+            },
+            Features {
+                admin: true,
+                ..Features::PLAIN
+            },
+        ];
+        for features in variants {
+            let toml = provproxy_toml(upstream, features);
+            let env = |name: &str| (name == "BENCH_PASSWORD").then(|| PASSWORD.to_owned());
+            let plan = config::load_str(&toml, "bench.toml", Path::new("."), &env)
+                .map_err(err("bench config"))?;
+            let proxy = provproxy::start(plan).await.map_err(err("start proxy"))?;
             let addr = proxy.addr();
+            let reader = match proxy.admin_addr() {
+                Some(admin) => Some(feed_reader(admin).await?),
+                None => None,
+            };
             let (status, cookie_set) = get_once(addr).await?;
             if status != StatusCode::OK || cookie_set {
                 return Err(format!(
@@ -1304,7 +1565,21 @@ fn smoke() -> BenchResult<()> {
                     page.len()
                 ));
             }
+            if let Some(admin) = proxy.admin_addr() {
+                records_published(admin, 2).await?;
+            }
             proxy.shutdown().await;
+            if let Some(reader) = reader {
+                let count = tokio::task::spawn_blocking(move || reader.join())
+                    .await
+                    .map_err(err("feed reader"))?
+                    .map_err(|_| "feed reader panicked".to_string())??;
+                if count.events != 2 || count.lagging != 0 {
+                    return Err(format!(
+                        "the feed reader got {count:?} for the 2 proxied requests"
+                    ));
+                }
+            }
         }
         let direct_unauthorized = send(upstream, None, PATH).await?.status();
         if direct_unauthorized != StatusCode::UNAUTHORIZED {
@@ -1319,6 +1594,46 @@ fn smoke() -> BenchResult<()> {
         println!("bench load: smoke run ok (run `cargo bench --bench load` for figures)");
         Ok(())
     })
+}
+
+/// A feed reader on a thread of its own, returned once the proxy has subscribed it.
+async fn feed_reader(
+    admin: SocketAddr,
+) -> BenchResult<std::thread::JoinHandle<BenchResult<FeedCount>>> {
+    let (subscribed, on_subscribed) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        read_feed(admin, move || {
+            let _ = subscribed.send(());
+        })
+    });
+    let waited =
+        tokio::task::spawn_blocking(move || on_subscribed.recv_timeout(Duration::from_secs(10)))
+            .await
+            .map_err(err("feed reader"))?;
+    match waited {
+        Ok(()) => Ok(reader),
+        Err(_) => match reader.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err("the feed reader did not subscribe within 10 s".into()),
+        },
+    }
+}
+
+/// Polls the admin metrics until the writer has published `count` records (10 s at most).
+async fn records_published(admin: SocketAddr, count: u64) -> BenchResult<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = tokio::task::spawn_blocking(move || http_get(admin, "/metrics"))
+            .await
+            .map_err(err("metrics"))??;
+        if metric(&metrics, "trace_records_written") >= count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("fewer than {count} records published after 10 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn send(addr: SocketAddr, auth: Option<&str>, path: &str) -> BenchResult<Response<Incoming>> {

@@ -5,6 +5,7 @@
 //! core.
 
 mod common;
+#[path = "support/binary.rs"]
 mod support_binary;
 
 use std::net::SocketAddr;

@@ -211,6 +211,16 @@ fn each_bad_config_gets_one_exact_line_naming_place_key_and_fix() {
             r#"x.toml:15:8: routes[0].challenge.mode: unknown mode "expnd", expected one of keep, expand, replace"#,
         ),
         (
+            "challenge entry holding two challenges",
+            appended("\n[routes.challenge]\nadd = ['Basic realm=\"a\", Bearer']\n"),
+            r#"x.toml:14:9: routes[0].challenge: challenge.add entry "Basic realm=\"a\", Bearer" holds 2 challenges; write one per entry"#,
+        ),
+        (
+            "replace without a challenge to replace with",
+            appended("\n[routes.challenge]\nmode = \"replace\"\n"),
+            r#"x.toml:14:9: routes[0].challenge: challenge.mode = "replace" needs at least one challenge in challenge.add"#,
+        ),
+        (
             "route restricted to an undefined client",
             replaced(
                 "upstream = \"https://osmc.example.com\"",

@@ -10,12 +10,12 @@
 //! freed. When the client gives up first, the target connection is closed, the session lease is
 //! released and the record says so.
 
+#[path = "support/binary.rs"]
+mod binary;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use binary::{Binary, Options};
 use common::{get, json, proxy, send_h1, serve, ConnMeta, Recorded, Upstream, PATIENCE};
 
 /// What a scripted connection of [`raw_target`] does after sending its response head and the
@@ -453,66 +454,6 @@ async fn held_target() -> (
     (target, arrivals, release)
 }
 
-/// The real binary, started on a config file; its listening addresses read from its log.
-struct Binary {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Binary {
-    async fn start(config: &Path) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provproxy"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start provproxy");
-        let stderr = child.stderr.take().expect("stderr");
-        let (found, addr) = tokio::sync::oneshot::channel();
-        // Reads the log to its end so the process never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut found = Some(found);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if value["fields"]["message"] == "provproxy listening" {
-                    if let (Some(found), Some(addr)) = (
-                        found.take(),
-                        value["fields"]["addr"]
-                            .as_str()
-                            .and_then(|a| a.parse().ok()),
-                    ) {
-                        let _ = found.send(addr);
-                    }
-                }
-            }
-        });
-        let addr = tokio::time::timeout(PATIENCE, addr)
-            .await
-            .expect("provproxy started in time")
-            .expect("provproxy exited before listening");
-        Binary { child, addr }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("send SIGTERM");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits until connecting to `addr` is refused, polling the condition itself.
 async fn until_refused(addr: SocketAddr) {
     tokio::time::timeout(PATIENCE, async {
@@ -533,11 +474,8 @@ async fn sigterm_under_load_finishes_requests_in_flight_refuses_new_ones_and_sav
     let (target, mut arrivals, release) = held_target().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let state: PathBuf = dir.path().join("state").join("sessions.json");
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let toml = format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 shutdown_grace = "30s"
@@ -551,13 +489,13 @@ key = "route"
 serialize = false
 persist = "{}"
 "#,
-            target.url(),
-            state.display()
-        ),
-    )
-    .expect("write config");
-    let binary = Binary::start(&config).await;
-    let addr = binary.addr;
+        target.url(),
+        state.display()
+    );
+    let (binary, addr, _) =
+        tokio::task::spawn_blocking(move || Binary::start(&toml, Options::default()))
+            .await
+            .expect("provproxy started");
 
     let opened = get(addr, "/login", &[]).await;
     assert_eq!(opened.status, StatusCode::OK);
@@ -568,7 +506,7 @@ persist = "{}"
         arrivals.recv().await.expect("a request reached the target");
     }
 
-    binary.terminate();
+    binary::signal(binary.pid(), "TERM");
     until_refused(addr).await;
     release.send(true).expect("target still running");
     for request in in_flight {
@@ -580,17 +518,12 @@ persist = "{}"
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.text(), "done");
     }
-    let mut binary = binary;
-    let exit = tokio::task::spawn_blocking(move || {
-        let exit = binary.child.wait();
-        (binary, exit)
-    });
-    let (_binary, exit) = tokio::time::timeout(PATIENCE, exit)
+    let exit = tokio::task::spawn_blocking(move || binary.exit());
+    let (exit, stderr) = tokio::time::timeout(PATIENCE, exit)
         .await
         .expect("provproxy exited once drained")
         .expect("wait task");
-    let exit = exit.expect("exit status");
-    assert!(exit.success(), "provproxy exited with {exit}");
+    assert!(exit.success(), "provproxy exited with {exit}:\n{stderr}");
     let saved = std::fs::read_to_string(&state).expect("session state saved at shutdown");
     assert!(
         saved.contains("sigterm-session-42"),

@@ -6,6 +6,7 @@
 //! credential is injected; hop-by-hop headers never reach the target.
 
 mod common;
+#[path = "support/binary.rs"]
 mod support_binary;
 
 use std::io::{BufRead, BufReader};

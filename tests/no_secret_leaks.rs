@@ -6,13 +6,13 @@
 //! under a custom name, SOAP `<password>`, ServiceNow `user_password`, SCIM enterprise
 //! `password`, `newPassword`, `sessionToken`, `client_assertion`, query `sig`.
 
+#[path = "support/binary.rs"]
+mod binary;
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -20,6 +20,7 @@ use http::{Request, StatusCode};
 use provproxy::body::full;
 use provproxy::demo::client::Reply;
 
+use binary::Process;
 use common::{closed_port, get, ok, request_h1, request_h2c, Upstream, PATIENCE};
 
 const USER: &str = "svc_provision";
@@ -165,102 +166,19 @@ fn write_config(dir: &Path, config: &str, upstream: &str, down: SocketAddr) -> s
     path
 }
 
-/// The proxy's and the admin listener's addresses from the "listening" log line (text format,
-/// colours off): `... provproxy listening addr=127.0.0.1:P admin=Some(127.0.0.1:Q) ...`.
-fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    if !line.contains("provproxy listening") {
-        return None;
-    }
-    let field = |name: &str| {
-        let rest = &line[line.find(name)? + name.len()..];
-        rest.split([' ', ')']).next()?.parse().ok()
-    };
-    Some((field(" addr=")?, field(" admin=Some(")?))
+/// `provproxy run` at debug level, through the binary harness, once it listens.
+fn start_debug(config: &Path, env: &[(&str, &str)]) -> (Process, SocketAddr, SocketAddr) {
+    let env: Vec<(&str, &str)> = env.iter().copied().chain([("RUST_LOG", "debug")]).collect();
+    let mut process = Process::run(config, &env, &[]);
+    let (addr, admin) = process.wait_listening();
+    (process, addr, admin.expect("an admin listener"))
 }
 
-/// `provproxy run` at debug level, its stderr read line by line.
-struct Binary {
-    child: std::process::Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: mpsc::Receiver<String>,
-    reader: std::thread::JoinHandle<()>,
-    stderr: String,
-}
-
-impl Binary {
-    fn start(config: &Path, env: &[(&str, &str)]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provproxy"))
-            .args(["run", "--config"])
-            .arg(config)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start provproxy run");
-        let stderr = child.stderr.take().expect("stderr");
-        let (lines, log) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr_text = String::new();
-        let (addr, admin) = loop {
-            let line = log
-                .recv_timeout(PATIENCE)
-                .expect("provproxy logged that it is listening");
-            stderr_text.push_str(&line);
-            stderr_text.push('\n');
-            if let Some(addrs) = listening_addrs(&line) {
-                break addrs;
-            }
-        };
-        Binary {
-            child,
-            addr,
-            admin,
-            log,
-            reader,
-            stderr: stderr_text,
-        }
-    }
-
-    /// SIGTERM, then the whole stderr and stdout once it has exited 0.
-    async fn stop(self) -> (String, String) {
-        let Binary {
-            mut child,
-            log,
-            reader,
-            stderr: mut stderr_text,
-            ..
-        } = self;
-        let terminated = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(terminated.success());
-        let status = tokio::task::spawn_blocking(move || {
-            let status = child.wait().expect("wait for provproxy");
-            let mut stdout = String::new();
-            if let Some(mut out) = child.stdout.take() {
-                out.read_to_string(&mut stdout).expect("read stdout");
-            }
-            (status, stdout)
-        });
-        let (status, stdout) = tokio::time::timeout(PATIENCE, status)
-            .await
-            .expect("provproxy exited after SIGTERM")
-            .expect("waiting task");
-        reader.join().expect("stderr reader");
-        stderr_text.extend(log.try_iter().map(|line| line + "\n"));
-        assert!(status.success(), "provproxy exited with {status}");
-        (stderr_text, stdout)
-    }
+/// SIGTERM, then the whole stderr and stdout once it has exited 0.
+async fn stop(process: Process) -> (String, String) {
+    let (status, stdout, stderr) = process.terminate().await;
+    assert!(status.success(), "provproxy exited with {status}");
+    (stderr, stdout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,8 +188,7 @@ async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), CONFIG, &upstream.url(), down);
 
-    let binary = Binary::start(&config, &ENV);
-    let (addr, admin) = (binary.addr, binary.admin);
+    let (binary, addr, admin) = start_debug(&config, &ENV);
 
     let mut seen_by_clients = Vec::new();
     for (path, header, expected) in [
@@ -340,7 +257,7 @@ async fn no_secret_reaches_logs_responses_check_output_or_debug_output() {
         seen_by_clients.push(reply);
     }
 
-    let (stderr_text, stdout) = binary.stop().await;
+    let (stderr_text, stdout) = stop(binary).await;
 
     assert!(
         stderr_text.contains("DEBUG"),
@@ -524,8 +441,7 @@ async fn secrets_under_custom_headers_and_secret_like_fields_reach_no_trace_exch
     let down = closed_port().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), FAIL_CLOSED_CONFIG, &upstream.url(), down);
-    let binary = Binary::start(&config, &[("LEAK_TEST_SN_AUTH", SN_AUTH)]);
-    let (addr, admin) = (binary.addr, binary.admin);
+    let (binary, addr, admin) = start_debug(&config, &[("LEAK_TEST_SN_AUTH", SN_AUTH)]);
 
     let requests = leaking_requests();
     for (method, path, content_type, body) in &requests {
@@ -571,7 +487,7 @@ async fn secrets_under_custom_headers_and_secret_like_fields_reach_no_trace_exch
         );
         tokio::task::yield_now().await;
     };
-    let (stderr, stdout) = binary.stop().await;
+    let (stderr, stdout) = stop(binary).await;
     let har = std::fs::read_to_string(dir.path().join("trace.har")).expect("HAR written");
     let jsonl = std::fs::read_to_string(dir.path().join("trace.jsonl")).expect("JSONL written");
 

@@ -3,6 +3,7 @@
 //! through untouched; endpoint failures become 502s that name the route and the OAuth error;
 //! no secret or token ever shows, not even in the real binary's debug logs.
 
+#[path = "support/sessions.rs"]
 mod support_sessions;
 
 use std::net::SocketAddr;

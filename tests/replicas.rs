@@ -2,7 +2,9 @@
 //! tokens through a real `redis-server`, in front of one session-locked target, behave towards
 //! it like one proxy.
 
+#[path = "support/binary.rs"]
 mod support_binary;
+#[path = "support/redis.rs"]
 mod support_redis;
 
 use std::collections::HashSet;

@@ -3,6 +3,7 @@
 //! fetched once per session however many calls wait, refetched once when stale with the request
 //! replayed, kept and dropped with the session, and never shown anywhere.
 
+#[path = "support/sessions.rs"]
 mod support_sessions;
 
 use std::path::Path;

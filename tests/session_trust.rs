@@ -5,6 +5,7 @@
 //! that keys session hashes is kept (0600) and reused; a login body from a secret shows nowhere.
 
 mod common;
+#[path = "support/sessions.rs"]
 mod support_sessions;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! an ended session is renewed and the request replayed once; sessions survive a restart and
 //! never cross keys; the admin endpoints show and drop them.
 
+#[path = "support/sessions.rs"]
 mod support_sessions;
 
 use std::os::unix::fs::PermissionsExt;

@@ -4,6 +4,7 @@
 //! proxy's own TLS listener speaking HTTP/1.1 and HTTP/2.
 
 mod common;
+#[path = "support/binary.rs"]
 mod support_binary;
 
 use std::net::SocketAddr;

@@ -5,8 +5,10 @@
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use super::parse::{header_text, is_token, parse, Challenge, ParseError};
 use crate::config::{ChallengeMode, ChallengePlan};
+use crate::www_authenticate::{
+    configured, header_text, parse, Challenge, ChallengeConfigError, ParseError,
+};
 
 /// A route's challenge policy, checked and prepared once at startup.
 #[derive(Debug, Clone)]
@@ -34,73 +36,9 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChallengeConfigError {
-    #[error("challenge.add entry {entry:?}: {error}")]
-    Unparsable { entry: String, error: ParseError },
-    #[error("challenge.add entry {entry:?} holds no challenge")]
-    Empty { entry: String },
-    #[error("challenge.add entry {entry:?} holds {count} challenges; write one per entry")]
-    Several { entry: String, count: usize },
-    #[error("challenge.add entry {entry:?} repeats the scheme {scheme:?} of an earlier entry")]
-    DuplicateScheme { entry: String, scheme: String },
-    #[error("challenge.add entry {entry:?} cannot be sent as a header value")]
-    NotAHeaderValue { entry: String },
-    #[error("challenge.remove entry {entry:?} is not an auth-scheme name")]
-    BadRemove { entry: String },
-    #[error("challenge.mode = \"replace\" needs at least one challenge in challenge.add")]
-    ReplaceWithoutAdd,
-}
-
-/// Checks a route's challenge policy without keeping the rewriter: what config validation
-/// calls, so that a bad entry is reported with its place in the file before anything starts.
-pub fn check(plan: &ChallengePlan) -> Result<(), ChallengeConfigError> {
-    Rewriter::new(plan).map(drop)
-}
-
 impl Rewriter {
     pub fn new(plan: &ChallengePlan) -> Result<Rewriter, ChallengeConfigError> {
-        let mut add: Vec<Challenge> = Vec::with_capacity(plan.add.len());
-        for entry in &plan.add {
-            let mut parsed = parse(entry).map_err(|error| ChallengeConfigError::Unparsable {
-                entry: entry.clone(),
-                error,
-            })?;
-            let challenge = match parsed.len() {
-                0 => {
-                    return Err(ChallengeConfigError::Empty {
-                        entry: entry.clone(),
-                    })
-                }
-                1 => parsed.remove(0),
-                count => {
-                    return Err(ChallengeConfigError::Several {
-                        entry: entry.clone(),
-                        count,
-                    })
-                }
-            };
-            if add.iter().any(|a| a.is_scheme(challenge.scheme())) {
-                return Err(ChallengeConfigError::DuplicateScheme {
-                    entry: entry.clone(),
-                    scheme: challenge.scheme().to_owned(),
-                });
-            }
-            if HeaderValue::from_str(&challenge.to_string()).is_err() {
-                return Err(ChallengeConfigError::NotAHeaderValue {
-                    entry: entry.clone(),
-                });
-            }
-            add.push(challenge);
-        }
-        if let Some(entry) = plan.remove.iter().find(|r| !is_token(r)) {
-            return Err(ChallengeConfigError::BadRemove {
-                entry: entry.clone(),
-            });
-        }
-        if plan.mode == ChallengeMode::Replace && add.is_empty() {
-            return Err(ChallengeConfigError::ReplaceWithoutAdd);
-        }
+        let add = configured(&plan.add, &plan.remove, plan.mode == ChallengeMode::Replace)?;
         let replacement = render(add.iter(), plan.split)
             .into_iter()
             .map(|line| match HeaderValue::from_str(&line) {

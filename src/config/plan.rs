@@ -441,9 +441,9 @@ pub struct SessionPlan {
 pub struct TokenPlan {
     pub name: String,
     pub fetch: TokenFetchPlan,
-    pub from: crate::session::tokens::TokenFrom,
+    pub from: crate::token_rules::TokenFrom,
     pub to: HeaderName,
-    pub format: crate::session::tokens::TokenFormat,
+    pub format: crate::token_rules::TokenFormat,
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
     /// Statuses that mean the token is stale: dropped, fetched anew, the request replayed once.

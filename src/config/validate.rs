@@ -14,6 +14,9 @@ use super::plan::*;
 use super::raw::*;
 use super::secret::{Secret, SecretSource};
 use super::units::{parse_duration, parse_size};
+use crate::authority::Authority;
+use crate::token_rules::{parse_to, TokenFormat, TokenFrom};
+use crate::www_authenticate::configured;
 
 /// A validation failure before it is placed in the file.
 #[derive(Debug)]
@@ -183,7 +186,7 @@ fn host_names(names: &[String], path: &KeyPath) -> Checked<Vec<String>> {
         .iter()
         .enumerate()
         .map(
-            |(index, name)| match crate::ingress::origin::Authority::parse(name) {
+            |(index, name)| match Authority::parse(name) {
                 Some(_) => Ok(name.to_ascii_lowercase()),
                 None => invalid(
                     &path.index(index),
@@ -564,8 +567,6 @@ impl Validator<'_> {
             Some(challenge) => self.challenge(challenge, &path.key("challenge"))?,
             None => ChallengePlan::default(),
         };
-        crate::challenge::check(&challenge)
-            .or_else(|err| invalid(&path.key("challenge"), err.to_string()))?;
         Ok(RoutePlan {
             name: raw.name,
             matcher,
@@ -1017,7 +1018,6 @@ impl Validator<'_> {
 
     /// `[[routes.session.tokens]]`: each spelling checked here, so the pipeline only reads.
     fn tokens(&mut self, raw: &[RawToken], path: &KeyPath) -> Checked<Vec<TokenPlan>> {
-        use crate::session::tokens::{parse_to, TokenFormat, TokenFrom};
         let mut names = HashSet::new();
         let mut tokens = Vec::with_capacity(raw.len());
         for (index, token) in raw.iter().enumerate() {
@@ -1253,7 +1253,8 @@ impl Validator<'_> {
             "mode",
             &path.key("mode"),
         )?;
-        // The entries themselves are checked by the challenge module's Rewriter.
+        configured(&raw.add, &raw.remove, mode == ChallengeMode::Replace)
+            .or_else(|err| invalid(path, err.to_string()))?;
         Ok(ChallengePlan {
             mode,
             add: raw.add.clone(),

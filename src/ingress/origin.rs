@@ -3,56 +3,15 @@
 //! through DNS rebinding; and a browser's cross-site request (`Origin`, `Sec-Fetch-Site`) is told
 //! apart from a connector's, which never sends those headers.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::{HeaderMap, HeaderName, HOST, ORIGIN};
 use http::Request;
 
+pub use crate::authority::Authority;
 use crate::config::{Plan, RouteMatch};
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-
-/// `host[:port]` as written in a `Host` header, an `Origin` or a `hosts` list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Authority<'a> {
-    /// As written (compare case-insensitively), without a trailing dot; an IPv6 literal
-    /// without its brackets.
-    pub host: &'a str,
-    pub port: Option<u16>,
-}
-
-impl<'a> Authority<'a> {
-    /// `None` for anything that is not a host name or IP literal with an optional port.
-    pub fn parse(text: &'a str) -> Option<Authority<'a>> {
-        let (host, port) = match text.strip_prefix('[') {
-            Some(bracketed) => {
-                let (literal, rest) = bracketed.split_once(']')?;
-                literal.parse::<Ipv6Addr>().ok()?;
-                (literal, rest)
-            }
-            None => text.split_at(text.find(':').unwrap_or(text.len())),
-        };
-        let port = match port {
-            "" | ":" => None,
-            port => Some(port.strip_prefix(':')?.parse::<u16>().ok()?),
-        };
-        if !text.starts_with('[') {
-            let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
-            if !host.bytes().all(name_byte) {
-                return None;
-            }
-        }
-        let host = host.strip_suffix('.').unwrap_or(host);
-        if host.is_empty() {
-            return None;
-        }
-        Some(Authority { host, port })
-    }
-
-    fn ip(&self) -> Option<IpAddr> {
-        self.host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
-    }
-}
 
 /// The names one listener answers to: loopback names (`localhost` and loopback IP literals,
 /// any port), its listen address (for `0.0.0.0`/`::`, the address each connection came in on),

@@ -8,6 +8,8 @@
 
 mod jar;
 mod key;
+#[cfg(test)]
+mod locked_target;
 mod persist;
 mod psl;
 mod salt;

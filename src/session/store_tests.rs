@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 
 use futures_util::FutureExt;
-use http::{HeaderName, Method, StatusCode};
+use http::{HeaderName, StatusCode};
 use tokio::sync::Barrier;
 use tokio::time::timeout;
 
@@ -11,9 +11,8 @@ use crate::config::{
     AuthKind, AuthPlan, ChallengePlan, ClientCookies, RouteMatch, SessionKeyKind, StatePlan,
     Upstream, When,
 };
-use crate::demo::session_locked;
-use crate::demo::session_locked::tests::{basic, client, send};
 use crate::session::is_session_gone;
+use crate::session::locked_target::{post, LockedTarget};
 
 const PATH: &str = "/osmc/api/accounts";
 const BOUND: Duration = Duration::from_secs(10);
@@ -111,26 +110,19 @@ async fn until_active(sessions: &Sessions, key: &SessionKey, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_parallel_first_calls_open_exactly_one_upstream_session() {
-    let (target, stats) = session_locked::spawn("svc", "pw").await.unwrap();
+    let target = LockedTarget::spawn(None).await;
     let sessions = Sessions::open(
         &[route("osmc", &format!("{}/", target.url()), plan())],
         &StatePlan::default(),
         false,
     )
     .unwrap();
-    let client = client();
-    let auth = basic("svc", "pw");
     let barrier = Arc::new(Barrier::new(16));
     let without_cookie = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for i in 0..16 {
-        let (sessions, client, auth, barrier, without_cookie) = (
-            sessions.clone(),
-            client.clone(),
-            auth.clone(),
-            barrier.clone(),
-            without_cookie.clone(),
-        );
+    for _ in 0..16 {
+        let (sessions, barrier, without_cookie) =
+            (sessions.clone(), barrier.clone(), without_cookie.clone());
         let url = format!("{}{PATH}", target.url());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
@@ -139,16 +131,7 @@ async fn sixteen_parallel_first_calls_open_exactly_one_upstream_session() {
             if cookie.is_none() {
                 without_cookie.fetch_add(1, Ordering::Relaxed);
             }
-            let body = format!(r#"{{"name":"user{i}"}}"#);
-            let reply = send(
-                &client,
-                Method::POST,
-                &url,
-                Some(&auth),
-                cookie.as_deref(),
-                &body,
-            )
-            .await;
+            let reply = post(&url, cookie.as_deref()).await;
             lease.absorb(PATH, &reply.headers);
             reply.status
         }));
@@ -160,8 +143,8 @@ async fn sixteen_parallel_first_calls_open_exactly_one_upstream_session() {
         );
     }
     assert_eq!(without_cookie.load(Ordering::Relaxed), 1);
-    assert_eq!(stats.sessions_opened(), 1);
-    assert_eq!(stats.unauthorized(), 0);
+    assert_eq!(target.sessions_opened(), 1);
+    assert_eq!(target.refused(), 0);
     assert_eq!(sessions.stats().opened, 1);
 }
 
@@ -722,38 +705,26 @@ fn leases_and_lease_futures_can_cross_threads() {
 
 #[tokio::test]
 async fn the_jar_follows_the_targets_session_id_rotation_and_expiry() {
-    let mut options = session_locked::SessionLockedOptions::new("svc", "pw");
-    options.rotate_every = Some(2);
-    let (target, stats) = session_locked::spawn_with(options).await.unwrap();
+    let target = LockedTarget::spawn(Some(2)).await;
     let sessions = Sessions::open(
         &[route("osmc", &format!("{}/", target.url()), plan())],
         &StatePlan::default(),
         false,
     )
     .unwrap();
-    let client = client();
-    let auth = basic("svc", "pw");
     let url = format!("{}{PATH}", target.url());
     for call in 0..8 {
         if call == 5 {
-            assert!(stats.expire_session());
+            assert!(target.expire_session());
         }
         let lease = sessions.lease("osmc", key("route")).await.unwrap();
         let cookie = cookie_of(&lease);
-        let reply = send(
-            &client,
-            Method::POST,
-            &url,
-            Some(&auth),
-            cookie.as_deref(),
-            "{}",
-        )
-        .await;
+        let reply = post(&url, cookie.as_deref()).await;
         assert_eq!(reply.status, StatusCode::CREATED, "call {call}");
         lease.absorb(PATH, &reply.headers);
     }
-    assert_eq!(stats.unauthorized(), 0);
-    assert_eq!(stats.sessions_opened(), 2);
+    assert_eq!(target.refused(), 0);
+    assert_eq!(target.sessions_opened(), 2);
 }
 
 fn bounded(max: usize) -> Sessions {

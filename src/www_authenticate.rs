@@ -1,4 +1,6 @@
-//! RFC 9110 §11.6.1 challenge lists:
+//! The `WWW-Authenticate` grammar (RFC 9110 §11.6.1 challenge lists), and what makes a configured
+//! list of challenges usable. Shared vocabulary at the crate root, depending on nothing above it:
+//! the challenge rewriter uses it, and config validation checks `[routes.challenge]` with it.
 //!
 //! ```text
 //! WWW-Authenticate = #challenge
@@ -505,4 +507,76 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// Why a configured challenge list (`challenge.add`, `challenge.remove`) cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChallengeConfigError {
+    #[error("challenge.add entry {entry:?}: {error}")]
+    Unparsable { entry: String, error: ParseError },
+    #[error("challenge.add entry {entry:?} holds no challenge")]
+    Empty { entry: String },
+    #[error("challenge.add entry {entry:?} holds {count} challenges; write one per entry")]
+    Several { entry: String, count: usize },
+    #[error("challenge.add entry {entry:?} repeats the scheme {scheme:?} of an earlier entry")]
+    DuplicateScheme { entry: String, scheme: String },
+    #[error("challenge.add entry {entry:?} cannot be sent as a header value")]
+    NotAHeaderValue { entry: String },
+    #[error("challenge.remove entry {entry:?} is not an auth-scheme name")]
+    BadRemove { entry: String },
+    #[error("challenge.mode = \"replace\" needs at least one challenge in challenge.add")]
+    ReplaceWithoutAdd,
+}
+
+/// Parses a configured `add` list (one challenge per entry, no scheme twice, each sendable as a
+/// header value) and checks that every `remove` entry is a scheme name; `replace` says the list
+/// replaces the target's challenge and so must not be empty. Config validation calls it to
+/// report a bad entry with its place in the file; the rewriter calls it to get the challenges.
+pub fn configured(
+    add: &[String],
+    remove: &[String],
+    replace: bool,
+) -> Result<Vec<Challenge>, ChallengeConfigError> {
+    let mut checked: Vec<Challenge> = Vec::with_capacity(add.len());
+    for entry in add {
+        let mut parsed = parse(entry).map_err(|error| ChallengeConfigError::Unparsable {
+            entry: entry.clone(),
+            error,
+        })?;
+        let challenge = match parsed.len() {
+            0 => {
+                return Err(ChallengeConfigError::Empty {
+                    entry: entry.clone(),
+                })
+            }
+            1 => parsed.remove(0),
+            count => {
+                return Err(ChallengeConfigError::Several {
+                    entry: entry.clone(),
+                    count,
+                })
+            }
+        };
+        if checked.iter().any(|a| a.is_scheme(challenge.scheme())) {
+            return Err(ChallengeConfigError::DuplicateScheme {
+                entry: entry.clone(),
+                scheme: challenge.scheme().to_owned(),
+            });
+        }
+        if http::HeaderValue::from_str(&challenge.to_string()).is_err() {
+            return Err(ChallengeConfigError::NotAHeaderValue {
+                entry: entry.clone(),
+            });
+        }
+        checked.push(challenge);
+    }
+    if let Some(entry) = remove.iter().find(|r| !is_token(r)) {
+        return Err(ChallengeConfigError::BadRemove {
+            entry: entry.clone(),
+        });
+    }
+    if replace && checked.is_empty() {
+        return Err(ChallengeConfigError::ReplaceWithoutAdd);
+    }
+    Ok(checked)
 }

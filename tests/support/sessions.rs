@@ -5,14 +5,14 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+#[path = "binary.rs"]
+mod binary;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use http::header::{COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
@@ -22,8 +22,9 @@ use provproxy::demo::client::{CookielessClient, Reply};
 use provproxy::demo::server::{json, serve, TargetServer};
 use provproxy::server::{Running, StartOptions, StartupError};
 
-/// Long enough for a debug build on a busy machine, short enough that a hang fails the test.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+// Not every test binary that compiles this module uses both.
+#[allow(unused_imports)]
+pub use binary::{Process as Binary, PATIENCE};
 
 /// The header that names the tenant (the session key) on [`SessionTarget`].
 pub const TENANT: &str = "x-tenant";
@@ -285,106 +286,6 @@ pub async fn curl(method: &str, url: &str, json_body: Option<&str>) -> CurlOutpu
         status: status.trim().parse().expect("a status code"),
         body: body.to_owned(),
     }
-}
-
-/// `provproxy run --config FILE` as a child process, with its stderr read line by line.
-pub struct Binary {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    /// Everything it wrote to stderr so far.
-    pub stderr: String,
-}
-
-impl Binary {
-    pub fn run(config: &Path, env: &[(&str, &str)], extra_args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provproxy"))
-            .args(["run", "--config"])
-            .arg(config)
-            .args(extra_args)
-            .envs(env.iter().copied())
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start provproxy run");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, lines) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Binary {
-            child,
-            lines,
-            reader: Some(reader),
-            stderr: String::new(),
-        }
-    }
-
-    /// The proxy's and the admin listener's addresses, from the "listening" log line.
-    pub fn wait_listening(&mut self) -> (SocketAddr, Option<SocketAddr>) {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(PATIENCE)
-                .unwrap_or_else(|_| panic!("provproxy never listened:\n{}", self.stderr));
-            self.stderr.push_str(&line);
-            self.stderr.push('\n');
-            if let Some(addrs) = listening_addrs(&line) {
-                return addrs;
-            }
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit; returns the status and stdout, and completes
-    /// `stderr`.
-    pub async fn terminate(self) -> (ExitStatus, String, String) {
-        let terminated = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(terminated.success());
-        self.wait().await
-    }
-
-    /// Waits for the process to exit by itself.
-    pub async fn wait(mut self) -> (ExitStatus, String, String) {
-        let mut child = self.child;
-        let waited = tokio::task::spawn_blocking(move || {
-            let status = child.wait().expect("wait for provproxy");
-            let mut stdout = String::new();
-            if let Some(mut out) = child.stdout.take() {
-                out.read_to_string(&mut stdout).expect("read stdout");
-            }
-            (status, stdout)
-        });
-        let (status, stdout) = tokio::time::timeout(PATIENCE, waited)
-            .await
-            .expect("provproxy exited")
-            .expect("waiting task");
-        if let Some(reader) = self.reader.take() {
-            reader.join().expect("stderr reader");
-        }
-        self.stderr
-            .extend(self.lines.try_iter().map(|line| line + "\n"));
-        (status, stdout, self.stderr)
-    }
-}
-
-/// `... provproxy listening addr=127.0.0.1:P admin=Some(127.0.0.1:Q) ...` (text format).
-fn listening_addrs(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
-    if !line.contains("provproxy listening") {
-        return None;
-    }
-    let field = |name: &str| -> Option<SocketAddr> {
-        let rest = &line[line.find(name)? + name.len()..];
-        rest.split([' ', ')']).next()?.parse().ok()
-    };
-    Some((field(" addr=")?, field(" admin=Some(")))
 }
 
 /// Writes `text` to `dir/name` and returns the path.

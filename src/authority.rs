@@ -1,0 +1,48 @@
+//! `host[:port]` as written in a `Host` header, an `Origin` or a config's `hosts` list: shared
+//! vocabulary at the crate root (it depends on nothing above it), so that config validation and
+//! the listeners' name checks parse a name the same way.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// `host[:port]` as written in a `Host` header, an `Origin` or a `hosts` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authority<'a> {
+    /// As written (compare case-insensitively), without a trailing dot; an IPv6 literal
+    /// without its brackets.
+    pub host: &'a str,
+    pub port: Option<u16>,
+}
+
+impl<'a> Authority<'a> {
+    /// `None` for anything that is not a host name or IP literal with an optional port.
+    pub fn parse(text: &'a str) -> Option<Authority<'a>> {
+        let (host, port) = match text.strip_prefix('[') {
+            Some(bracketed) => {
+                let (literal, rest) = bracketed.split_once(']')?;
+                literal.parse::<Ipv6Addr>().ok()?;
+                (literal, rest)
+            }
+            None => text.split_at(text.find(':').unwrap_or(text.len())),
+        };
+        let port = match port {
+            "" | ":" => None,
+            port => Some(port.strip_prefix(':')?.parse::<u16>().ok()?),
+        };
+        if !text.starts_with('[') {
+            let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            if !host.bytes().all(name_byte) {
+                return None;
+            }
+        }
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.is_empty() {
+            return None;
+        }
+        Some(Authority { host, port })
+    }
+
+    /// The host as an IP address (IPv4-mapped IPv6 as IPv4), if it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+    }
+}
