@@ -202,21 +202,7 @@ fn rand_part(n: u64) -> u64 {
 fn config(redis: &RedisServer, target: &str, on_unavailable: &str, extra_routes: &str) -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[state]
-backend = "redis"
-url = "{url}"
-key_prefix = "replicas-test:"
-encryption_key = {{ env = "PROVPROXY_STATE_KEY" }}
-on_unavailable = "{on_unavailable}"
-connect_timeout = "300ms"
-command_timeout = "300ms"
-
+{head}
 [[routes]]
 name = "app"
 prefix = "/app/"
@@ -231,6 +217,29 @@ password = {{ env = "{REDIS_PASSWORD_ENV}" }}
 key = "route"
 relogin_on = [401]
 {extra_routes}
+"#,
+        head = head(redis, on_unavailable),
+    )
+}
+
+/// The listeners and the `[state]` every replica of a test shares.
+fn head(redis: &RedisServer, on_unavailable: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[state]
+backend = "redis"
+url = "{url}"
+key_prefix = "replicas-test:"
+encryption_key = {{ env = "PROVPROXY_STATE_KEY" }}
+on_unavailable = "{on_unavailable}"
+connect_timeout = "300ms"
+command_timeout = "300ms"
 "#,
         url = redis.url(),
     )
@@ -324,6 +333,19 @@ async fn ok(method: Method, url: &str) -> Reply {
     reply
 }
 
+/// 16 calls at once, alternating between the two replicas; each must answer `expected`.
+async fn parallel_over(replicas: &[Replica; 2], method: Method, path: &str, expected: StatusCode) {
+    let mut calls = Vec::new();
+    for i in 0..16 {
+        let (method, url) = (method.clone(), replicas[i % 2].url(path));
+        calls.push(tokio::spawn(async move { call(method, &url).await }));
+    }
+    for call in calls {
+        let reply = call.await.expect("call");
+        assert_eq!(reply.status, expected, "{}", reply.text());
+    }
+}
+
 /// Polls `condition` until it holds or the deadline passes.
 async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
@@ -387,15 +409,7 @@ async fn eight_and_eight_parallel_first_calls_on_two_replicas_open_one_session_w
     let config = config(&redis, &server.url(), "fail", "");
     let replicas = [Replica::start(&config, &[]), Replica::start(&config, &[])];
 
-    let mut calls = Vec::new();
-    for i in 0..16 {
-        let url = replicas[i % 2].url("/app/accounts");
-        calls.push(tokio::spawn(async move { call(Method::GET, &url).await }));
-    }
-    for call in calls {
-        let reply = call.await.expect("call");
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    }
+    parallel_over(&replicas, Method::GET, "/app/accounts", StatusCode::OK).await;
 
     assert_eq!(target.opened(), 1);
     assert_eq!(target.locked_out(), 0);
@@ -411,15 +425,7 @@ async fn an_ended_session_is_renewed_once_for_the_fleet_and_each_waiting_request
     ok(Method::GET, &replicas[1].url("/app/accounts")).await;
 
     target.expire();
-    let mut calls = Vec::new();
-    for i in 0..16 {
-        let url = replicas[i % 2].url("/app/accounts");
-        calls.push(tokio::spawn(async move { call(Method::GET, &url).await }));
-    }
-    for call in calls {
-        let reply = call.await.expect("call");
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    }
+    parallel_over(&replicas, Method::GET, "/app/accounts", StatusCode::OK).await;
 
     assert_eq!(target.opened(), 2, "one re-login for the whole fleet");
     assert_eq!(
@@ -845,15 +851,7 @@ async fn serialize_holds_across_replicas_at_two_round_trips_a_call() {
     let replicas = [Replica::start(&config, &[]), Replica::start(&config, &[])];
     ok(Method::GET, &replicas[0].url("/app/accounts")).await;
 
-    let mut calls = Vec::new();
-    for i in 0..16 {
-        let url = replicas[i % 2].url("/app/accounts");
-        calls.push(tokio::spawn(async move { call(Method::GET, &url).await }));
-    }
-    for call in calls {
-        let reply = call.await.expect("call");
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    }
+    parallel_over(&replicas, Method::GET, "/app/accounts", StatusCode::OK).await;
 
     assert_eq!(
         target.state.most_in_flight.load(Ordering::SeqCst),
@@ -890,26 +888,13 @@ async fn serialize_holds_across_replicas_at_two_round_trips_a_call() {
 /// session through Redis, sealed, so the fleet fetches it once and refetches it once.
 fn csrf_config(redis: &RedisServer, target: &str) -> String {
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[state]
-backend = "redis"
-url = "{url}"
-key_prefix = "replicas-test:"
-encryption_key = {{ env = "PROVPROXY_STATE_KEY" }}
-command_timeout = "500ms"
-
+        r#"{head}
 [[routes]]
 name = "sap"
 prefix = "/sap/"
 upstream = "{target}"
 {tables}"#,
-        url = redis.url(),
+        head = head(redis, "fail"),
         tables = csrf_target::route_tables("SVC_PROVISION", REDIS_PASSWORD_ENV),
     )
 }
@@ -924,15 +909,7 @@ async fn a_csrf_token_is_fetched_once_for_the_fleet_refetched_once_and_never_in_
     let replicas = [Replica::start(&config, &[]), Replica::start(&config, &[])];
     let users = format!("{}A_User", csrf_target::SERVICE);
 
-    let mut calls = Vec::new();
-    for i in 0..16 {
-        let url = replicas[i % 2].url(&users);
-        calls.push(tokio::spawn(async move { call(Method::POST, &url).await }));
-    }
-    for call in calls {
-        let reply = call.await.expect("call");
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
-    }
+    parallel_over(&replicas, Method::POST, &users, StatusCode::CREATED).await;
     assert_eq!(
         target.sessions_opened(),
         1,
@@ -944,15 +921,7 @@ async fn a_csrf_token_is_fetched_once_for_the_fleet_refetched_once_and_never_in_
     // The target forgets the token: the calls on both replicas meet the 403 at once; one of
     // them refetches for the fleet and every call is replayed once with the new token.
     target.invalidate_tokens();
-    let mut calls = Vec::new();
-    for i in 0..16 {
-        let url = replicas[i % 2].url(&users);
-        calls.push(tokio::spawn(async move { call(Method::POST, &url).await }));
-    }
-    for call in calls {
-        let reply = call.await.expect("call");
-        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
-    }
+    parallel_over(&replicas, Method::POST, &users, StatusCode::CREATED).await;
     assert_eq!(target.fetches(), 2, "one refetch for the fleet");
     assert_eq!(target.sessions_opened(), 1);
 

@@ -104,6 +104,26 @@ pub fn capture(bytes: &Bytes, max: usize) -> CapturedBody {
 impl Exchange<'_> {
     /// The record of one attempt. `actions` go on the attempt the client's response came from;
     /// an attempt that was replayed gets a copy with what had happened up to then.
+    /// Records a request the proxy made on its own behalf (a login, a session token fetch) with
+    /// the HTTP/1.1 answer it got, when tracing is on.
+    pub fn submit_own(
+        &self,
+        attempt: Option<AttemptTrace>,
+        answer: (StatusCode, HeaderMap, CapturedBody),
+        first_byte: std::time::Duration,
+    ) {
+        if let (Some(trace), Some(attempt)) = (&self.trace, attempt) {
+            let (status, headers, body) = answer;
+            let record = self.record(
+                attempt,
+                Some((status, Version::HTTP_11, headers, Some(body))),
+                Some(first_byte),
+                None,
+            );
+            trace.tracer.submit(record);
+        }
+    }
+
     pub fn record(
         &self,
         mut attempt: AttemptTrace,

@@ -845,20 +845,7 @@ impl Proxy {
         self.state.commit(lease).await;
         let (status, response_headers, captured) =
             drain_body(response, x.trace.as_ref().map_or(0, |trace| trace.max_body)).await;
-        if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
-            let record = x.record(
-                attempt,
-                Some((
-                    status,
-                    http::Version::HTTP_11,
-                    response_headers,
-                    Some(captured),
-                )),
-                Some(first_byte),
-                None,
-            );
-            trace.tracer.submit(record);
-        }
+        x.submit_own(attempt, (status, response_headers, captured), first_byte);
         if !login.expect_status.contains(&status) {
             return Err(ProxyError::LoginFailed {
                 status,

@@ -130,25 +130,12 @@ impl super::Proxy {
         } else {
             token.from.from_headers(&response_headers)
         };
-        if let (Some(trace), Some(attempt)) = (&x.trace, attempt) {
-            let captured = CapturedBody {
-                bytes: whole.bytes.slice(..whole.bytes.len().min(max_body)),
-                total_size: whole.total_size,
-                truncated: whole.total_size > max_body as u64,
-            };
-            let record = x.record(
-                attempt,
-                Some((
-                    status,
-                    http::Version::HTTP_11,
-                    response_headers,
-                    Some(captured),
-                )),
-                Some(first_byte),
-                None,
-            );
-            trace.tracer.submit(record);
-        }
+        let captured = CapturedBody {
+            bytes: whole.bytes.slice(..whole.bytes.len().min(max_body)),
+            total_size: whole.total_size,
+            truncated: whole.total_size > max_body as u64,
+        };
+        x.submit_own(attempt, (status, response_headers, captured), first_byte);
         if !status.is_success() {
             return Err(failed(format!(
                 "the fetch request {} {} answered {status}",
