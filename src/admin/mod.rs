@@ -86,15 +86,7 @@ impl Admin {
             return self.reload().await;
         }
         if let Some(redis) = &self.redis {
-            let segments: Vec<String> = path
-                .trim_matches('/')
-                .split('/')
-                .map(|segment| {
-                    percent_encoding::percent_decode_str(segment)
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-                .collect();
+            let segments = path_segments(path);
             let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
             match (request.method(), segments.as_slice()) {
                 (&Method::GET, ["readyz"]) => {
@@ -180,15 +172,7 @@ impl Admin {
 
     fn endpoints<B>(&self, request: Request<B>) -> Response<ProxyBody> {
         let path = request.uri().path();
-        let segments: Vec<String> = path
-            .trim_matches('/')
-            .split('/')
-            .map(|segment| {
-                percent_encoding::percent_decode_str(segment)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let segments = path_segments(path);
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         match (request.method(), segments.as_slice()) {
             (&Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n"),
@@ -315,4 +299,17 @@ fn text(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+/// The percent-decoded segments of an admin path (`/sessions/{route}/{key}`): a route name or a
+/// session key may hold any character.
+fn path_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
 }
