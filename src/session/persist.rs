@@ -203,6 +203,15 @@ fn decode_with(bytes: &[u8], cipher: Option<&StateCipher>) -> Result<StateDoc, D
                 .ok_or_else(|| corrupt("invalid encryption salt".to_owned()))?,
         ),
     };
+    // A sealed value (`what`: a cookie, a token) opened under what it is bound to.
+    let open = |what: &str, context: &[u8], sealed: &str| {
+        let Some(file_key) = &file_key else {
+            return Err(corrupt(format!(
+                "a sealed {what} in a file without a key salt"
+            )));
+        };
+        file_key.open(context, sealed).ok_or(DecodeError::WrongKey)
+    };
     let mut sessions = Vec::with_capacity(doc.sessions.len());
     for saved in doc.sessions {
         let mut cookies = Vec::with_capacity(saved.cookies.len());
@@ -214,15 +223,8 @@ fn decode_with(bytes: &[u8], cipher: Option<&StateCipher>) -> Result<StateDoc, D
                     name,
                     sealed,
                 } => {
-                    let Some(file_key) = &file_key else {
-                        return Err(corrupt(
-                            "a sealed cookie in a file without a key salt".into(),
-                        ));
-                    };
                     let context = seal_context(&saved.route, &saved.key, &name);
-                    let plain = file_key
-                        .open(&context, &sealed)
-                        .ok_or(DecodeError::WrongKey)?;
+                    let plain = open("cookie", &context, &sealed)?;
                     let cookie: Cookie<'static> = serde_json::from_slice(&plain)
                         .ok()
                         .filter(|cookie: &Cookie<'static>| cookie.name() == name)
@@ -236,15 +238,8 @@ fn decode_with(bytes: &[u8], cipher: Option<&StateCipher>) -> Result<StateDoc, D
             match token {
                 FileToken::Plain(stored) => tokens.push(stored),
                 FileToken::Sealed { name, sealed } => {
-                    let Some(file_key) = &file_key else {
-                        return Err(corrupt(
-                            "a sealed token in a file without a key salt".into(),
-                        ));
-                    };
                     let context = token_seal_context(&saved.route, &saved.key, &name);
-                    let plain = file_key
-                        .open(&context, &sealed)
-                        .ok_or(DecodeError::WrongKey)?;
+                    let plain = open("token", &context, &sealed)?;
                     let value = String::from_utf8(plain)
                         .map_err(|_| corrupt("a sealed token is not text".into()))?;
                     tokens.push(StoredToken { name, value });
