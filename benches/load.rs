@@ -15,7 +15,9 @@
 //!
 //! Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (64),
 //! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file),
-//! BENCH_REDIS_URL (adds the Redis state backend's line; see `redis_state` in `full`).
+//! BENCH_REDIS_URL (adds the Redis state backend's line; see `redis_state` in `full`),
+//! BENCH_ONLY (a comma-separated list of target names, `direct,provproxy,nginx` say: only those
+//! run, and the aggregation, workers and sessions cases are skipped; for A/B runs of one change).
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -811,6 +813,13 @@ fn full() -> BenchResult<()> {
     } else {
         (None, None)
     };
+    let only: Option<Vec<String>> = std::env::var("BENCH_ONLY")
+        .ok()
+        .map(|names| names.split(',').map(|n| n.trim().to_owned()).collect());
+    let wanted = |name: &str| {
+        only.as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    };
     let mut report = String::new();
     let _ = writeln!(
         report,
@@ -843,6 +852,7 @@ fn full() -> BenchResult<()> {
         cpu_ticks: CpuTicks::default(),
         upstream_ticks: 0,
     }];
+    targets.retain(|t| wanted(t.name));
     let mut add = |name, proc: Proc, addr: SocketAddr, admin, subscriber| {
         targets.push(Target {
             name,
@@ -893,6 +903,7 @@ fn full() -> BenchResult<()> {
         };
         variants.push(("provproxy+redis state", features, false));
     }
+    variants.retain(|(name, _, _)| wanted(name));
     for (index, (name, features, subscribe)) in variants.into_iter().enumerate() {
         let cfg = dir.path().join(format!("provproxy-{index}.toml"));
         std::fs::write(&cfg, provproxy_toml(upstream_addr, features)).map_err(err("write"))?;
@@ -904,11 +915,15 @@ fn full() -> BenchResult<()> {
         };
         add(name, proc, addr, admin, subscriber);
     }
-    if let Some((proc, addr)) = start_nginx(server_cpu, dir.path(), upstream_addr)? {
-        add("nginx", proc, addr, None, None);
+    if wanted("nginx") {
+        if let Some((proc, addr)) = start_nginx(server_cpu, dir.path(), upstream_addr)? {
+            add("nginx", proc, addr, None, None);
+        }
     }
-    if let Some((proc, addr)) = start_haproxy(server_cpu, dir.path(), upstream_addr)? {
-        add("haproxy", proc, addr, None, None);
+    if wanted("haproxy") {
+        if let Some((proc, addr)) = start_haproxy(server_cpu, dir.path(), upstream_addr)? {
+            add("haproxy", proc, addr, None, None);
+        }
     }
 
     let upstream_proc = upstream;
@@ -1104,6 +1119,10 @@ fn full() -> BenchResult<()> {
         " MiB",
     );
     drop(targets);
+    if only.is_some() {
+        print!("{report}");
+        return Ok(());
+    }
 
     let aggregation = aggregation_case(&measure, dir.path(), upstream_addr, server_cpu)?;
     let _ = writeln!(report, "\n{aggregation}");
