@@ -15,8 +15,8 @@ use super::har;
 use super::json_out::{self, Memo};
 use super::record::{Actions, ErrorInfo, Role, Timings};
 use super::redact::{
-    parse_set_cookie, query_pairs, BodyContent, RedactedBody, RedactedRecord, RedactedRequest,
-    RedactedResponse,
+    parse_set_cookie, query_pairs, BodyContent, BodyText, RedactedBody, RedactedRecord,
+    RedactedRequest, RedactedResponse,
 };
 use super::text::{Addr, Timestamp};
 
@@ -314,7 +314,7 @@ fn pairs(list: &[(String, String)]) -> Vec<(&str, &str)> {
 fn body(line: &LineBody) -> RedactedBody<'_> {
     let content = match (&line.text, &line.base64, &line.omitted) {
         (_, Some(b64), _) => BodyContent::Base64(b64.clone()),
-        (Some(text), None, _) => BodyContent::Text(Cow::Borrowed(text)),
+        (Some(text), None, _) => BodyContent::Text(BodyText::Plain(Cow::Borrowed(text))),
         (None, None, why) => BodyContent::Omitted(Cow::Owned(why.clone().unwrap_or_default())),
     };
     RedactedBody {

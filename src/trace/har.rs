@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use super::json_out::Str;
 use super::record::{Actions, ErrorInfo};
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie, REDACTED};
 use super::text::{Addr, Timestamp};
@@ -174,7 +175,7 @@ struct PostData<'r> {
     comment: Option<&'r str>,
     mime_type: &'r str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<&'r str>,
+    text: Option<Str<'r>>,
 }
 
 impl<'r> PostData<'r> {
@@ -203,7 +204,7 @@ struct Content<'r> {
     mime_type: &'r str,
     size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<&'r str>,
+    text: Option<Str<'r>>,
 }
 
 impl<'r> Content<'r> {
@@ -233,10 +234,10 @@ impl<'r> Content<'r> {
 /// The text, its encoding and the reason it was left out: whichever apply.
 fn content_parts<'r>(
     content: &'r BodyContent<'_>,
-) -> (Option<&'r str>, Option<&'static str>, Option<&'r str>) {
+) -> (Option<Str<'r>>, Option<&'static str>, Option<&'r str>) {
     match content {
-        BodyContent::Text(text) => (Some(text.as_ref()), None, None),
-        BodyContent::Base64(b64) => (Some(b64.as_str()), Some("base64"), None),
+        BodyContent::Text(text) => (Some(text.json()), None, None),
+        BodyContent::Base64(b64) => (Some(Str::Plain(b64)), Some("base64"), None),
         BodyContent::Omitted(reason) => (None, None, Some(reason.as_ref())),
     }
 }

@@ -1,7 +1,11 @@
 //! JSON bodies redacted in one pass over their text, without building a tree.
 //!
 //! The body is kept byte for byte as it came (key order, spacing, escapes) and only the values
-//! that must not be shown are replaced by `"[REDACTED]"`. The pass is as strict as serde_json's
+//! that must not be shown are replaced by `"[REDACTED]"`. The same pass escapes the text for the
+//! JSON string that the trace writes it into (the JSON line's and the HAR entry's `text`): it
+//! reads every byte anyway, and knows where the bytes to escape are (the quotes around strings,
+//! backslashes, line breaks and tabs between tokens), so the writer copies the text instead of
+//! reading it once more. The pass is as strict as serde_json's
 //! parser: the same grammar, string escapes checked (surrogates paired), the same nesting limit
 //! and nothing but whitespace after the value. Anything else is an error, so a body is either
 //! read the way every JSON reader reads it or withheld whole by the caller. (One difference: a
@@ -9,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use super::json_out::plain_len;
+use super::json_out::{copy, plain_len};
 use super::redact::{scim_attribute, Redactor, REDACTED};
 
 /// serde_json refuses the 128th level of nesting; so do we, so that a body deep enough to stop
@@ -33,39 +37,33 @@ pub enum Mode {
     Keep,
 }
 
-/// `text` with the values `mode` selects replaced; borrowed when nothing was.
-pub fn redact<'a>(text: &'a str, redactor: &Redactor, mode: Mode) -> Result<Cow<'a, str>, Invalid> {
-    let mut pass = Pass {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        out: String::new(),
-        copied: 0,
-        redactor,
-    };
-    pass.value(mode, 0)?;
-    pass.skip_whitespace();
-    if pass.pos != pass.bytes.len() {
-        return Err(Invalid);
-    }
-    if pass.out.is_empty() {
-        return Ok(Cow::Borrowed(text));
-    }
-    pass.out.push_str(&text[pass.copied..]);
-    Ok(Cow::Owned(pass.out))
+/// `text` with the values `mode` selects replaced, escaped as the inside of a JSON string exactly
+/// as `json_out` escapes a string (see `json_out::Str::Escaped`).
+pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<String, Invalid> {
+    // Most bodies have an escape every few bytes; a quarter more is room for one every four.
+    let mut pass = Pass::<true>::new(text, redactor, text.len() + text.len() / 4 + 16);
+    pass.document(mode)?;
+    copy(&mut pass.out, &pass.bytes[pass.copied..]);
+    // Valid: the input was, and it was only cut at ASCII bytes and added to in ASCII.
+    String::from_utf8(pass.out).map_err(|_| Invalid)
 }
 
 /// Whether `bytes` is one JSON document that [`redact`] accepts.
 pub fn is_json(bytes: &[u8], redactor: &Redactor) -> bool {
-    std::str::from_utf8(bytes).is_ok_and(|text| redact(text, redactor, Mode::Keep).is_ok())
+    std::str::from_utf8(bytes).is_ok_and(|text| {
+        Pass::<false>::new(text, redactor, 0)
+            .document(Mode::Keep)
+            .is_ok()
+    })
 }
 
-struct Pass<'a, 'r> {
+/// One pass over a body; `ESCAPE` when it writes the body out (escaped), else it only checks it.
+struct Pass<'a, 'r, const ESCAPE: bool> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
-    /// The redacted text up to `copied`; empty until the first replacement.
-    out: String,
+    /// The redacted, escaped text of the input up to `copied`.
+    out: Vec<u8>,
     /// Input before this offset is in `out` already.
     copied: usize,
     redactor: &'r Redactor,
@@ -97,14 +95,59 @@ impl Token {
     }
 }
 
-impl<'a> Pass<'a, '_> {
-    /// Replaces the input from `start` to the current position, which is one whole value.
-    fn replace(&mut self, start: usize) {
-        self.out.push_str(&self.text[self.copied..start]);
-        self.out.push('"');
-        self.out.push_str(REDACTED);
-        self.out.push('"');
-        self.copied = self.pos;
+impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
+    fn new(text: &'a str, redactor: &'r Redactor, capacity: usize) -> Self {
+        Pass {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            out: Vec::with_capacity(capacity),
+            copied: 0,
+            redactor,
+        }
+    }
+
+    /// One value and nothing but whitespace after it.
+    fn document(&mut self, mode: Mode) -> Result<(), Invalid> {
+        self.value(mode, 0)?;
+        self.skip_whitespace();
+        if self.pos != self.bytes.len() {
+            return Err(Invalid);
+        }
+        Ok(())
+    }
+
+    /// Writes the input up to `at` as it is and the byte at `at` (a quote, a backslash, a line
+    /// break or a tab) as `escape`. Always inlined, like [`Pass::peek`].
+    #[inline(always)]
+    fn escape_at(&mut self, at: usize, escape: &[u8; 2]) {
+        if ESCAPE {
+            copy(&mut self.out, &self.bytes[self.copied..at]);
+            self.out.extend_from_slice(escape);
+            self.copied = at + 1;
+        }
+    }
+
+    /// Writes the input up to `start`, where a value that may be replaced starts, and says
+    /// where in the output it starts.
+    fn mark(&mut self, start: usize) -> usize {
+        if ESCAPE {
+            copy(&mut self.out, &self.bytes[self.copied..start]);
+            self.copied = start;
+        }
+        self.out.len()
+    }
+
+    /// Replaces the value from `mark` (see [`Pass::mark`]) to the current position, which was
+    /// written escaped meanwhile.
+    fn replace(&mut self, mark: usize) {
+        if ESCAPE {
+            self.out.truncate(mark);
+            self.out.extend_from_slice(b"\\\"");
+            self.out.extend_from_slice(REDACTED.as_bytes());
+            self.out.extend_from_slice(b"\\\"");
+            self.copied = self.pos;
+        }
     }
 
     // The small steps below are always inlined: they run for every token of every body, and
@@ -123,12 +166,32 @@ impl<'a> Pass<'a, '_> {
 
     #[inline(always)]
     fn skip_whitespace(&mut self) {
-        self.pos = skip_whitespace(self.bytes, self.pos);
+        if !ESCAPE {
+            self.pos = skip_whitespace(self.bytes, self.pos);
+            return;
+        }
+        loop {
+            let escape = match self.bytes.get(self.pos) {
+                Some(b' ') => {
+                    self.pos += 1;
+                    continue;
+                }
+                Some(b'\n') => b"\\n",
+                Some(b'\t') => b"\\t",
+                Some(b'\r') => b"\\r",
+                _ => return,
+            };
+            self.escape_at(self.pos, escape);
+            self.pos += 1;
+        }
     }
 
     fn value(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
         self.skip_whitespace();
-        let start = self.pos;
+        let mark = match mode {
+            Mode::PublicOnly => self.mark(self.pos),
+            _ => 0,
+        };
         match self.peek()? {
             b'{' => return self.object(mode, depth + 1),
             b'[' => return self.array(mode, depth + 1),
@@ -142,7 +205,7 @@ impl<'a> Pass<'a, '_> {
             _ => return Err(Invalid),
         }
         if mode == Mode::PublicOnly {
-            self.replace(start);
+            self.replace(mark);
         }
         Ok(())
     }
@@ -170,10 +233,10 @@ impl<'a> Pass<'a, '_> {
                     let key = key.decode(self.text)?;
                     let public = super::redact::is_token_public_field(&key);
                     self.skip_whitespace();
-                    let start = self.pos;
+                    let mark = self.mark(self.pos);
                     self.value(Mode::Keep, depth)?;
                     if !public {
-                        self.replace(start);
+                        self.replace(mark);
                     }
                 }
                 Mode::Secrets => {
@@ -194,9 +257,9 @@ impl<'a> Pass<'a, '_> {
                     };
                     if secret {
                         self.skip_whitespace();
-                        let start = self.pos;
+                        let mark = self.mark(self.pos);
                         self.value(Mode::Keep, depth)?;
-                        self.replace(start);
+                        self.replace(mark);
                     } else {
                         self.value(Mode::Secrets, depth)?;
                     }
@@ -287,14 +350,19 @@ impl<'a> Pass<'a, '_> {
     #[inline(always)]
     fn string(&mut self) -> Result<Token, Invalid> {
         let start = self.pos;
+        self.escape_at(start, b"\\\"");
         let mut escaped = false;
         let mut pos = start + 1;
         loop {
             pos += plain_len(&self.bytes[pos..]);
             match self.bytes.get(pos) {
-                Some(b'"') => break,
+                Some(b'"') => {
+                    self.escape_at(pos, b"\\\"");
+                    break;
+                }
                 Some(b'\\') => {
                     escaped = true;
+                    self.escape_at(pos, b"\\\\");
                     self.pos = pos + 1;
                     self.escape()?;
                     pos = self.pos;
@@ -315,10 +383,22 @@ impl<'a> Pass<'a, '_> {
     /// a leading one followed by a trailing one, as serde_json requires of a string.
     fn escape(&mut self) -> Result<(), Invalid> {
         match self.next()? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            b'"' => {
+                self.escape_at(self.pos - 1, b"\\\"");
+                Ok(())
+            }
+            b'\\' => {
+                self.escape_at(self.pos - 1, b"\\\\");
+                Ok(())
+            }
+            b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
             b'u' => match self.hex4()? {
                 0xD800..=0xDBFF => {
-                    if self.next()? != b'\\' || self.next()? != b'u' {
+                    if self.next()? != b'\\' {
+                        return Err(Invalid);
+                    }
+                    self.escape_at(self.pos - 1, b"\\\\");
+                    if self.next()? != b'u' {
                         return Err(Invalid);
                     }
                     match self.hex4()? {
@@ -454,17 +534,30 @@ mod tests {
 
     use super::*;
     use crate::config::TracePlan;
+    use crate::trace::json_out::Unescaped;
 
     fn redactor() -> Redactor {
         Redactor::with_default_fields()
     }
 
-    fn secrets(text: &str) -> Result<Cow<'_, str>, Invalid> {
-        redact(text, &redactor(), Mode::Secrets)
+    /// The redacted text, unescaped; checked to be escaped exactly as serde_json escapes it.
+    fn redact_plain(text: &str, r: &Redactor, mode: Mode) -> Result<String, Invalid> {
+        let escaped = redact(text, r, mode)?;
+        let plain = Unescaped(&escaped).to_string();
+        assert_eq!(
+            format!("\"{escaped}\""),
+            serde_json::to_string(&plain).unwrap(),
+            "{text:?}"
+        );
+        Ok(plain)
+    }
+
+    fn secrets(text: &str) -> Result<String, Invalid> {
+        redact_plain(text, &redactor(), Mode::Secrets)
     }
 
     fn redacted(text: &str) -> String {
-        secrets(text).expect("valid JSON").into_owned()
+        secrets(text).expect("valid JSON")
     }
 
     /// The rules applied to a parsed tree: what bodies got before this module.
@@ -507,10 +600,35 @@ mod tests {
     }
 
     #[test]
-    fn a_body_without_secrets_is_kept_byte_for_byte_and_not_copied() {
+    fn a_body_without_secrets_is_kept_byte_for_byte() {
         let body =
             "{ \"b\" : [1, 2.5e3, -0, true, false, null],\n  \"a\": {\"\\u00e9\": \"\\\"x\\\"\"} }";
-        assert!(matches!(secrets(body), Ok(Cow::Borrowed(b)) if b == body));
+        assert_eq!(secrets(body), Ok(body.to_owned()));
+    }
+
+    /// The pass writes the text escaped for a JSON string, as `json_out` would escape it: the
+    /// quotes, the backslashes of escapes (a surrogate pair's second one too) and the line
+    /// breaks, tabs and carriage returns between tokens, around replaced values as well.
+    #[test]
+    fn the_text_comes_out_escaped_exactly_as_the_serializer_escapes_it() {
+        let r = redactor();
+        let bodies = [
+            "{\n\t\"a\" :\r\n [\"x\\\"y\", \"\\\\\", \"\\ud83d\\ude00\\n\"]\t,\n \"password\":\n\t\"p\\\"w\"\n}\r\n",
+            "\t\"s\"\n",
+            " [ {\"token\" : [ \"a\" ,\n\"b\" ] } , 1 ]",
+            "{\"access_token\":\"t\",\n\"scope\":\"a\\tb\",\"n\":[1,\n{\"error\":\"\\u0041\"}]}",
+        ];
+        for body in bodies {
+            for mode in [Mode::Secrets, Mode::PublicOnly, Mode::Keep] {
+                let plain = redact_plain(body, &r, mode).expect("valid JSON");
+                if mode == Mode::Keep {
+                    assert_eq!(plain, body);
+                }
+                assert!(!plain.contains("p\\\"w") || mode == Mode::Keep, "{plain}");
+            }
+        }
+        let out = redact(" {\"password\" : \"x\"}\n", &r, Mode::Secrets).unwrap();
+        assert_eq!(out, r#" {\"password\" : \"[REDACTED]\"}\n"#);
     }
 
     #[test]
@@ -561,7 +679,7 @@ mod tests {
     fn token_bodies_keep_only_public_fields_and_no_scalars() {
         let mode = Mode::PublicOnly;
         let r = redactor();
-        let out = redact(
+        let out = redact_plain(
             r#"{"access_token":"at","scope":"a b","error":{"x":"kept"},"n":[1]}"#,
             &r,
             mode,
@@ -572,11 +690,11 @@ mod tests {
             r#"{"access_token":"[REDACTED]","scope":"a b","error":{"x":"kept"},"n":"[REDACTED]"}"#
         );
         assert_eq!(
-            redact(r#""raw-token""#, &r, mode).unwrap(),
+            redact_plain(r#""raw-token""#, &r, mode).unwrap(),
             r#""[REDACTED]""#
         );
         assert_eq!(
-            redact(r#"[1,{"token_type":"Bearer"},[true]]"#, &r, mode).unwrap(),
+            redact_plain(r#"[1,{"token_type":"Bearer"},[true]]"#, &r, mode).unwrap(),
             r#"["[REDACTED]",{"token_type":"Bearer"},["[REDACTED]"]]"#
         );
     }
@@ -666,7 +784,7 @@ mod tests {
             assert_eq!(ours, tree_secrets(body), "{body}");
             let mut tree: Value = serde_json::from_str(body).unwrap();
             tree_public_only(&mut tree);
-            let ours = redact(body, &redactor(), Mode::PublicOnly).unwrap();
+            let ours = redact_plain(body, &redactor(), Mode::PublicOnly).unwrap();
             assert_eq!(
                 serde_json::from_str::<Value>(&ours).unwrap(),
                 tree,
@@ -727,7 +845,7 @@ mod tests {
             };
             let theirs = serde_json::from_str::<Value>(text);
             for mode in [Mode::Secrets, Mode::PublicOnly] {
-                let ours = redact(text, &r, mode);
+                let ours = redact_plain(text, &r, mode);
                 match (&ours, &theirs) {
                     (Ok(ours), Ok(tree)) => {
                         let mut tree = tree.clone();

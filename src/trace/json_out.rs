@@ -9,9 +9,9 @@
 //! they are formatted exactly as before. A record's long strings (its bodies) are escaped once
 //! and copied into its second rendering (see [`Memo`]).
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 
-use serde::ser::{self, Serialize};
+use serde::ser::{self, Serialize, Serializer};
 
 /// A value that cannot be written as JSON (a map key that is not a string, a failing
 /// `Serialize` impl).
@@ -31,7 +31,76 @@ pub fn write<T: Serialize + ?Sized>(
     value: &T,
     memo: &mut Memo,
 ) -> Result<(), Error> {
-    value.serialize(&mut Writer { out, memo })
+    value.serialize(&mut Writer {
+        out,
+        memo,
+        verbatim: false,
+    })
+}
+
+/// A string to write: text, or text escaped already (a JSON body's, escaped by the pass that
+/// redacted it, see `json_body`), which [`write`] copies between its quotes as it is.
+#[derive(Debug, Clone, Copy)]
+pub enum Str<'a> {
+    Plain(&'a str),
+    /// The inside of a JSON string, escaped exactly as [`write`] escapes it.
+    Escaped(&'a str),
+}
+
+/// The name [`Str::Escaped`] serializes under, for [`write`] to recognise it.
+const ESCAPED: &str = "$provproxy::json_out::Escaped";
+
+impl Serialize for Str<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Str::Plain(text) => serializer.serialize_str(text),
+            // Any other serializer (serde_json) reads the text unescaped and escapes it itself.
+            Str::Escaped(text) => serializer.serialize_newtype_struct(ESCAPED, &Unescaped(text)),
+        }
+    }
+}
+
+/// Text escaped as the inside of a JSON string: displayed as the text it stands for, and with
+/// `{:#}` as it is (how [`write`] takes it through `collect_str`).
+#[derive(Debug, Clone, Copy)]
+pub struct Unescaped<'a>(pub &'a str);
+
+impl Display for Unescaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return f.write_str(self.0);
+        }
+        let mut rest = self.0;
+        while let Some(backslash) = rest.find('\\') {
+            f.write_str(&rest[..backslash])?;
+            let escape = &rest[backslash + 1..];
+            let (byte, len) = match escape.as_bytes().first() {
+                Some(b'u') => {
+                    let code = escape
+                        .get(1..5)
+                        .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                        .ok_or(fmt::Error)?;
+                    (code, 5)
+                }
+                Some(b'b') => (0x08, 1),
+                Some(b't') => (b'\t', 1),
+                Some(b'n') => (b'\n', 1),
+                Some(b'f') => (0x0c, 1),
+                Some(b'r') => (b'\r', 1),
+                Some(&other) => (other, 1),
+                None => return Err(fmt::Error),
+            };
+            fmt::Write::write_char(f, char::from(byte))?;
+            rest = &escape[len..];
+        }
+        f.write_str(rest)
+    }
+}
+
+impl Serialize for Unescaped<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// Strings at least this long are remembered escaped; a shorter one costs about as much to
@@ -179,7 +248,7 @@ fn short_plain(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
 }
 
 /// Appends `bytes`; one of 16 bytes or fewer as two words that overlap, without `memcpy`.
-fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
     let at = out.len();
     let len = bytes.len();
     if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
@@ -274,6 +343,18 @@ fn escape(to: &mut [u8], byte: u8) -> usize {
 struct Writer<'b> {
     out: &'b mut Vec<u8>,
     memo: &'b mut Memo,
+    /// Set while an [`Str::Escaped`] is written: its text comes through `collect_str`.
+    verbatim: bool,
+}
+
+/// `out` as a `fmt::Write`, for text escaped already.
+struct Verbatim<'b>(&'b mut Vec<u8>);
+
+impl fmt::Write for Verbatim<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 impl<'b> Writer<'b> {
@@ -419,10 +500,28 @@ impl<'s, 'b> ser::Serializer for &'s mut Writer<'b> {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _name: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
+        if name == ESCAPED {
+            self.verbatim = true;
+            let written = value.serialize(&mut *self);
+            self.verbatim = false;
+            return written;
+        }
         value.serialize(self)
+    }
+
+    fn collect_str<T: Display + ?Sized>(self, value: &T) -> Result<(), Error> {
+        if !self.verbatim {
+            return self.serialize_str(&value.to_string());
+        }
+        self.verbatim = false;
+        self.out.push(b'"');
+        fmt::Write::write_fmt(&mut Verbatim(self.out), format_args!("{value:#}"))
+            .map_err(|e| Error(e.to_string()))?;
+        self.out.push(b'"');
+        Ok(())
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use serde::{Serialize, Serializer};
 
 use super::har::{ms, ActionsView, ErrorView};
+use super::json_out::Str;
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie};
 use super::text::{Addr, Timestamp};
 
@@ -80,7 +81,7 @@ struct Body<'r> {
     omitted: Option<&'r str>,
     size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<&'r str>,
+    text: Option<Str<'r>>,
     truncated: bool,
 }
 
@@ -88,7 +89,7 @@ impl<'r> Body<'r> {
     fn new(body: &'r RedactedBody<'_>) -> Self {
         let (mut base64, mut omitted, mut text) = (None, None, None);
         match &body.content {
-            BodyContent::Text(t) => text = Some(t.as_ref()),
+            BodyContent::Text(t) => text = Some(t.json()),
             BodyContent::Base64(b) => base64 = Some(b.as_str()),
             BodyContent::Omitted(why) => omitted = Some(why.as_ref()),
         }

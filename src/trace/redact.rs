@@ -16,6 +16,7 @@
 //! before the next record, so copying the untouched parts would be wasted work.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use base64::Engine as _;
 use http::header::{self, HeaderMap, HeaderName};
@@ -24,6 +25,7 @@ use serde_json::Value;
 use url::form_urlencoded;
 
 use super::json_body::{self, Mode};
+use super::json_out::{Str, Unescaped};
 use super::record::{Actions, CapturedBody, ErrorInfo, ExchangeRecord, Role, Timings};
 use super::text::{Addr, Timestamp};
 use super::xml_body;
@@ -167,10 +169,38 @@ pub struct RedactedBody<'a> {
 
 #[derive(Debug, Clone)]
 pub enum BodyContent<'a> {
-    Text(Cow<'a, str>),
+    Text(BodyText<'a>),
     Base64(String),
     /// Not recorded; the reason says why (too big, unparseable, bodies off).
     Omitted(Cow<'static, str>),
+}
+
+/// A body's text as shown; displayed as the text itself.
+#[derive(Debug, Clone)]
+pub enum BodyText<'a> {
+    Plain(Cow<'a, str>),
+    /// A JSON body's, escaped for a JSON string by the pass that redacted it (see
+    /// [`json_body::redact`]): the JSON line and the HAR entry copy it as it is.
+    Escaped(String),
+}
+
+impl BodyText<'_> {
+    /// The text as `json_out` writes it.
+    pub fn json(&self) -> Str<'_> {
+        match self {
+            BodyText::Plain(text) => Str::Plain(text),
+            BodyText::Escaped(text) => Str::Escaped(text),
+        }
+    }
+}
+
+impl fmt::Display for BodyText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyText::Plain(text) => f.write_str(text),
+            BodyText::Escaped(text) => write!(f, "{}", Unescaped(text)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,7 +534,7 @@ impl Redactor {
             return BodyContent::Omitted("bodies are not recorded (trace.bodies = false)".into());
         }
         if captured.bytes.is_empty() {
-            return BodyContent::Text(Cow::Borrowed(""));
+            return BodyContent::Text(BodyText::Plain(Cow::Borrowed("")));
         }
         let kind = self.body_kind(mime_type, &captured.bytes);
         let token = role == Role::TokenFetch;
@@ -540,15 +570,15 @@ impl Redactor {
                     .ok()
                     .and_then(|text| json_body::redact(text, self, mode).ok());
                 match redacted {
-                    Some(text) => BodyContent::Text(text),
+                    Some(text) => BodyContent::Text(BodyText::Escaped(text)),
                     None => BodyContent::Omitted(withheld_reason("JSON", captured).into()),
                 }
             }
             BodyKind::Form => match std::str::from_utf8(&captured.bytes) {
-                Ok(text) if token => BodyContent::Text(Cow::Owned(
+                Ok(text) if token => BodyContent::Text(BodyText::Plain(Cow::Owned(
                     self.form_with(text, |name| !is_token_public_field(name)),
-                )),
-                Ok(text) => BodyContent::Text(Cow::Owned(self.form(text))),
+                ))),
+                Ok(text) => BodyContent::Text(BodyText::Plain(Cow::Owned(self.form(text)))),
                 Err(_) => BodyContent::Omitted(withheld_reason("form", captured).into()),
             },
             _ if token => BodyContent::Omitted(
@@ -559,7 +589,7 @@ impl Redactor {
                     .ok()
                     .and_then(|text| xml_body::redact(text, self).ok());
                 match redacted {
-                    Some(text) => BodyContent::Text(text),
+                    Some(text) => BodyContent::Text(BodyText::Plain(text)),
                     None => BodyContent::Omitted(withheld_reason("XML", captured).into()),
                 }
             }
@@ -591,8 +621,10 @@ impl Redactor {
                 .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
         };
         match std::str::from_utf8(bytes) {
-            Ok(utf8) if text_type || readable() => BodyContent::Text(Cow::Borrowed(utf8)),
-            _ if text_type => BodyContent::Text(String::from_utf8_lossy(bytes)),
+            Ok(utf8) if text_type || readable() => {
+                BodyContent::Text(BodyText::Plain(Cow::Borrowed(utf8)))
+            }
+            _ if text_type => BodyContent::Text(BodyText::Plain(String::from_utf8_lossy(bytes))),
             _ if captured.truncated || bytes.len() > self.max_body => BodyContent::Omitted(
                 format!(
                     "binary body of {} bytes not recorded (over max_body)",
@@ -936,7 +968,7 @@ mod tests {
             .unwrap()
             .content
         {
-            BodyContent::Text(t) => BodyContent::Text(Cow::Owned(t.into_owned())),
+            BodyContent::Text(t) => BodyContent::Text(BodyText::Plain(Cow::Owned(t.to_string()))),
             BodyContent::Base64(b) => BodyContent::Base64(b),
             BodyContent::Omitted(why) => BodyContent::Omitted(why),
         }
@@ -944,7 +976,7 @@ mod tests {
 
     fn text(content: BodyContent) -> String {
         match content {
-            BodyContent::Text(t) => t.into_owned(),
+            BodyContent::Text(t) => t.to_string(),
             other => panic!("expected text, got {other:?}"),
         }
     }
@@ -1409,7 +1441,7 @@ mod tests {
         let record = record_with_body("text/plain", "raw");
         let out = r.redact(&record);
         assert!(
-            matches!(out.request.body.unwrap().content, BodyContent::Text(ref t) if t == "text")
+            matches!(out.request.body.unwrap().content, BodyContent::Text(ref t) if t.to_string() == "text")
         );
         let mut other = record_with_body("text/plain", "other");
         other.route = Some("other".into());
