@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use super::json_out::{copy, plain_len};
+use super::json_out::plain_len;
 use super::redact::{scim_attribute, Redactor, REDACTED};
 
 /// serde_json refuses the 128th level of nesting; so do we, so that a body deep enough to stop
@@ -40,12 +40,28 @@ pub enum Mode {
 /// `text` with the values `mode` selects replaced, escaped as the inside of a JSON string exactly
 /// as `json_out` escapes a string (see `json_out::Str::Escaped`).
 pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<String, Invalid> {
-    // Most bodies have an escape every few bytes; a quarter more is room for one every four.
-    let mut pass = Pass::<true>::new(text, redactor, text.len() + text.len() / 4 + 16);
+    let mut pass = Pass::<true>::new(text, redactor, room(text.len()));
     pass.document(mode)?;
-    copy(&mut pass.out, &pass.bytes[pass.copied..]);
+    let Pass {
+        bytes,
+        copied,
+        mut out,
+        mut len,
+        ..
+    } = pass;
+    let rest = &bytes[copied..];
+    out[len..len + rest.len()].copy_from_slice(rest);
+    len += rest.len();
+    out.truncate(len);
     // Valid: the input was, and it was only cut at ASCII bytes and added to in ASCII.
-    String::from_utf8(pass.out).map_err(|_| Invalid)
+    String::from_utf8(out).map_err(|_| Invalid)
+}
+
+/// The output room that `rest` bytes of input need: each byte written as at most two (no byte
+/// of valid JSON is escaped as `\u00xx`), and a word of slack, as [`Pass::escape_at`] writes
+/// whole words.
+fn room(rest: usize) -> usize {
+    2 * rest + 8
 }
 
 /// Whether `bytes` is one JSON document that [`redact`] accepts.
@@ -62,8 +78,11 @@ struct Pass<'a, 'r, const ESCAPE: bool> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
-    /// The redacted, escaped text of the input up to `copied`.
+    /// The redacted, escaped text of the input up to `copied`, in `out[..len]`. `out` is
+    /// zeroed ahead of time and always has [`room`] for the rest of the input after `len`, so
+    /// that a step writes into it without growing it.
     out: Vec<u8>,
+    len: usize,
     /// Input before this offset is in `out` already.
     copied: usize,
     redactor: &'r Redactor,
@@ -101,7 +120,8 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
             text,
             bytes: text.as_bytes(),
             pos: 0,
-            out: Vec::with_capacity(capacity),
+            out: vec![0; capacity],
+            len: 0,
             copied: 0,
             redactor,
         }
@@ -122,30 +142,59 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
     #[inline(always)]
     fn escape_at(&mut self, at: usize, escape: &[u8; 2]) {
         if ESCAPE {
-            copy(&mut self.out, &self.bytes[self.copied..at]);
-            self.out.extend_from_slice(escape);
+            self.copy_to(at);
+            self.out[self.len..self.len + 2].copy_from_slice(escape);
+            self.len += 2;
             self.copied = at + 1;
         }
+    }
+
+    /// Writes the input from `copied` up to `at` as it is. The runs between two escapes are a
+    /// few bytes long: one of up to 16 is written as two words (the second overlapping the
+    /// first, or written past the run into the room that the next step overwrites) rather than
+    /// through a call to `memcpy`.
+    #[inline(always)]
+    fn copy_to(&mut self, at: usize) {
+        let run = at - self.copied;
+        let (from, to) = (self.copied, self.len);
+        match self.bytes.get(from..from + 8) {
+            Some(head) if run <= 16 => {
+                self.out[to..to + 8].copy_from_slice(head);
+                if run > 8 {
+                    self.out[to + run - 8..to + run].copy_from_slice(&self.bytes[at - 8..at]);
+                }
+            }
+            _ => self.out[to..to + run].copy_from_slice(&self.bytes[from..at]),
+        }
+        self.len += run;
+        self.copied = at;
     }
 
     /// Writes the input up to `start`, where a value that may be replaced starts, and says
     /// where in the output it starts.
     fn mark(&mut self, start: usize) -> usize {
         if ESCAPE {
-            copy(&mut self.out, &self.bytes[self.copied..start]);
-            self.copied = start;
+            self.copy_to(start);
         }
-        self.out.len()
+        self.len
     }
 
     /// Replaces the value from `mark` (see [`Pass::mark`]) to the current position, which was
     /// written escaped meanwhile.
     fn replace(&mut self, mark: usize) {
         if ESCAPE {
-            self.out.truncate(mark);
-            self.out.extend_from_slice(b"\\\"");
-            self.out.extend_from_slice(REDACTED.as_bytes());
-            self.out.extend_from_slice(b"\\\"");
+            let quote = b"\\\"";
+            let replaced = quote.len() + REDACTED.len() + quote.len();
+            let need = mark + replaced + room(self.bytes.len() - self.pos);
+            if self.out.len() < need {
+                self.out.resize(need, 0);
+            }
+            let mut to = mark;
+            for piece in [quote, REDACTED.as_bytes(), quote] {
+                self.out[to..to + piece.len()].copy_from_slice(piece);
+                to += piece.len();
+            }
+            self.len = to;
             self.copied = self.pos;
         }
     }
