@@ -46,6 +46,50 @@ const READABLE_CHARSETS: &[&str] = &["utf-8", "utf8", "us-ascii", "ascii", "iso-
 /// `X-Auth-Token`, `Private-Token` and the like do).
 const CREDENTIAL_HEADERS: &[&str] = &["ocp-apim-subscription-key", "x-functions-key"];
 
+/// Header names decided once per redactor (see [`Redactor::header_rule`]): those a record most
+/// often holds. Any other name is decided each time it is seen, by the same rules.
+const COMMON_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "age",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-location",
+    "content-type",
+    "cookie",
+    "date",
+    "etag",
+    "expires",
+    "forwarded",
+    "host",
+    "if-match",
+    "if-none-match",
+    "last-modified",
+    "location",
+    "origin",
+    "pragma",
+    "proxy-authorization",
+    "referer",
+    "server",
+    "set-cookie",
+    "transfer-encoding",
+    "user-agent",
+    "vary",
+    "www-authenticate",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
+/// Slots of the table of [`COMMON_HEADERS`]' rules: a power of two, several times their count.
+const HEADER_SLOTS: usize = 128;
+
 /// Values of a CSRF token header that ask for or demand a token rather than carry one.
 const CSRF_WORDS: &[&str] = &["Fetch", "Required"];
 
@@ -95,6 +139,11 @@ pub struct Redactor {
     seconds: Box<[u64; 256]>,
     /// Every route's credential header (`kind = "header"`).
     auth_headers: Vec<HeaderName>,
+    /// The rules of [`COMMON_HEADERS`], decided when the redactor is made: each record has a
+    /// dozen headers, nearly always the same names, and deciding one (the secret patterns
+    /// searched in its name) costs several times a look-up here. A slot holds one name, or none
+    /// when two names share it (the second is decided each time).
+    header_rules: Box<[Option<(HeaderName, HeaderRule)>; HEADER_SLOTS]>,
     /// Routes whose bodies of a type that cannot be redacted are recorded as they are.
     raw_body_routes: Vec<String>,
     bodies: bool,
@@ -203,6 +252,20 @@ impl fmt::Display for BodyText<'_> {
     }
 }
 
+/// How a header's value is shown; it depends on the header's name only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderRule {
+    /// `Authorization` and `Proxy-Authorization`: the scheme only.
+    Authorization,
+    Cookie,
+    SetCookie,
+    /// A credential header: redacted, but for the CSRF protocol's own words.
+    Secret,
+    /// A header whose value is a URL: its query and fragment are redacted.
+    Url,
+    Plain,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyKind {
     Json,
@@ -217,7 +280,22 @@ impl Redactor {
         let mut redactor = Self::with_fields(&plan.redact_fields, plan.bodies, plan.max_body);
         redactor.auth_headers = plan.auth_headers.clone();
         redactor.raw_body_routes = plan.raw_body_routes.clone();
+        redactor.decide_common_headers();
         redactor
+    }
+
+    /// Fills [`Redactor::header_rules`]; called again whenever what a rule depends on changes.
+    fn decide_common_headers(&mut self) {
+        let mut rules = Box::new([const { None }; HEADER_SLOTS]);
+        for name in COMMON_HEADERS {
+            let name = HeaderName::from_static(name);
+            let slot = &mut rules[header_slot(&name)];
+            if slot.is_none() {
+                let rule = self.decide_header(&name);
+                *slot = Some((name, rule));
+            }
+        }
+        self.header_rules = rules;
     }
 
     /// The built-in field names only, for text that comes from outside (a HAR to diagnose).
@@ -255,16 +333,19 @@ impl Redactor {
                 }
             }
         }
-        Redactor {
+        let mut redactor = Redactor {
             shortest: patterns.iter().map(|p| p.len()).min().unwrap_or(usize::MAX),
             firsts,
             seconds,
             patterns,
             auth_headers: Vec::new(),
+            header_rules: Box::new([const { None }; HEADER_SLOTS]),
             raw_body_routes: Vec::new(),
             bodies,
             max_body,
-        }
+        };
+        redactor.decide_common_headers();
+        redactor
     }
 
     /// Whether a query, form, JSON or XML field of this name holds a secret: its name contains
@@ -397,27 +478,46 @@ impl Redactor {
 
     /// One header value as it may be shown.
     pub fn header_value<'a>(&self, name: &HeaderName, value: &'a str) -> Cow<'a, str> {
-        if name == header::AUTHORIZATION || name == header::PROXY_AUTHORIZATION {
-            Cow::Owned(authorization(value))
-        } else if name == header::COOKIE {
-            Cow::Owned(cookie_header(value))
-        } else if name == header::SET_COOKIE {
-            Cow::Owned(set_cookie_header(value))
-        } else if self.is_secret_header(name.as_str()) {
+        match self.header_rule(name) {
+            HeaderRule::Authorization => Cow::Owned(authorization(value)),
+            HeaderRule::Cookie => Cow::Owned(cookie_header(value)),
+            HeaderRule::SetCookie => Cow::Owned(set_cookie_header(value)),
             // The CSRF protocol's own words (`X-CSRF-Token: Fetch`, `Required`) are no secret,
             // and `diagnose` needs them to name the cause.
-            if CSRF_WORDS
-                .iter()
-                .any(|word| word.eq_ignore_ascii_case(value))
+            HeaderRule::Secret
+                if CSRF_WORDS
+                    .iter()
+                    .any(|word| word.eq_ignore_ascii_case(value)) =>
             {
                 Cow::Borrowed(value)
-            } else {
-                Cow::Borrowed(REDACTED)
             }
+            HeaderRule::Secret => Cow::Borrowed(REDACTED),
+            HeaderRule::Url => self.url(value),
+            HeaderRule::Plain => Cow::Borrowed(value),
+        }
+    }
+
+    /// The rule for a header of this name: decided already for a common name, else now.
+    fn header_rule(&self, name: &HeaderName) -> HeaderRule {
+        match &self.header_rules[header_slot(name)] {
+            Some((known, rule)) if known == name => *rule,
+            _ => self.decide_header(name),
+        }
+    }
+
+    fn decide_header(&self, name: &HeaderName) -> HeaderRule {
+        if name == header::AUTHORIZATION || name == header::PROXY_AUTHORIZATION {
+            HeaderRule::Authorization
+        } else if name == header::COOKIE {
+            HeaderRule::Cookie
+        } else if name == header::SET_COOKIE {
+            HeaderRule::SetCookie
+        } else if self.is_secret_header(name.as_str()) {
+            HeaderRule::Secret
         } else if URL_HEADERS.contains(name) {
-            self.url(value)
+            HeaderRule::Url
         } else {
-            Cow::Borrowed(value)
+            HeaderRule::Plain
         }
     }
 
@@ -666,6 +766,17 @@ impl Redactor {
             BodyKind::Other
         }
     }
+}
+
+/// A header name's slot in [`Redactor::header_rules`]: its length and three of its bytes, mixed.
+fn header_slot(name: &HeaderName) -> usize {
+    let bytes = name.as_str().as_bytes();
+    let byte = |at: usize| u32::from(bytes.get(at).copied().unwrap_or(0));
+    let key = (bytes.len() as u32)
+        ^ byte(0) << 8
+        ^ byte(bytes.len() / 2) << 16
+        ^ byte(bytes.len().wrapping_sub(1)) << 24;
+    (key.wrapping_mul(0x9e37_79b1) >> (32 - HEADER_SLOTS.trailing_zeros())) as usize
 }
 
 /// The `charset` parameter of a `Content-Type`, unquoted.
@@ -979,6 +1090,39 @@ mod tests {
             BodyContent::Text(t) => t.to_string(),
             other => panic!("expected text, got {other:?}"),
         }
+    }
+
+    /// The rules of common header names are decided once, when the redactor is made, by the
+    /// same rules and with the plan's fields and credential headers: a common header that the
+    /// plan makes secret is redacted, and so is one named like a secret that is not common.
+    #[test]
+    fn common_header_names_decided_ahead_follow_the_plan_and_fail_closed() {
+        let mut plan = plan(&["agent", "forwarded_for"]);
+        plan.auth_headers = vec![HeaderName::from_static("x-request-id")];
+        let r = Redactor::new(&plan);
+        let decided = r.header_rules.iter().flatten().count();
+        assert!(
+            decided * 4 >= COMMON_HEADERS.len() * 3,
+            "{decided} decided ahead"
+        );
+        for name in COMMON_HEADERS {
+            let name = HeaderName::from_static(name);
+            assert_eq!(r.header_rule(&name), r.decide_header(&name), "{name}");
+        }
+        for name in [
+            "user-agent",
+            "x-forwarded-for",
+            "x-request-id",
+            "x-client-secret",
+        ] {
+            let name = HeaderName::from_static(name);
+            assert_eq!(r.header_value(&name, "s3cr3t"), REDACTED, "{name}");
+        }
+        let host = HeaderName::from_static("host");
+        assert_eq!(r.header_value(&host, "idp.example"), "idp.example");
+        let plain = Redactor::new(&super::tests::plan(&[]));
+        let agent = HeaderName::from_static("user-agent");
+        assert_eq!(plain.header_value(&agent, "curl/8"), "curl/8");
     }
 
     #[test]
