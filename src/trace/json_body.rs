@@ -149,24 +149,25 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
         }
     }
 
-    /// Writes the input from `copied` up to `at` as it is.
+    /// Writes the input from `copied` up to `at` as it is. The runs between two escapes are a
+    /// few bytes long: one of up to 16 is written as two words (the second overlapping the
+    /// first, or written past the run into the room that the next step overwrites) rather than
+    /// through a call to `memcpy`.
     #[inline(always)]
     fn copy_to(&mut self, at: usize) {
-        self.len = copy_run(&mut self.out, self.len, self.bytes, self.copied, at);
+        let run = at - self.copied;
+        let (from, to) = (self.copied, self.len);
+        match self.bytes.get(from..from + 8) {
+            Some(head) if run <= 16 => {
+                self.out[to..to + 8].copy_from_slice(head);
+                if run > 8 {
+                    self.out[to + run - 8..to + run].copy_from_slice(&self.bytes[at - 8..at]);
+                }
+            }
+            _ => self.out[to..to + run].copy_from_slice(&self.bytes[from..at]),
+        }
+        self.len += run;
         self.copied = at;
-    }
-
-    /// Writes a string without escapes that runs from the quote at `open` to the one at
-    /// `close`, and the input before it: the common case, in one step.
-    #[inline(always)]
-    fn quoted(&mut self, open: usize, close: usize) {
-        const QUOTE: &[u8; 2] = b"\\\"";
-        let mut to = copy_run(&mut self.out, self.len, self.bytes, self.copied, open);
-        self.out[to..to + 2].copy_from_slice(QUOTE);
-        to = copy_run(&mut self.out, to + 2, self.bytes, open + 1, close);
-        self.out[to..to + 2].copy_from_slice(QUOTE);
-        self.len = to + 2;
-        self.copied = close + 1;
     }
 
     /// Writes the input up to `start`, where a value that may be replaced starts, and says
@@ -398,25 +399,17 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
     #[inline(always)]
     fn string(&mut self) -> Result<Token, Invalid> {
         let start = self.pos;
+        self.escape_at(start, b"\\\"");
         let mut escaped = false;
         let mut pos = start + 1;
         loop {
             pos += plain_len(&self.bytes[pos..]);
             match self.bytes.get(pos) {
-                Some(b'"') if !escaped => {
-                    if ESCAPE {
-                        self.quoted(start, pos);
-                    }
-                    break;
-                }
                 Some(b'"') => {
                     self.escape_at(pos, b"\\\"");
                     break;
                 }
                 Some(b'\\') => {
-                    if !escaped {
-                        self.escape_at(start, b"\\\"");
-                    }
                     escaped = true;
                     self.escape_at(pos, b"\\\\");
                     self.pos = pos + 1;
@@ -528,25 +521,6 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
             Err(Invalid)
         }
     }
-}
-
-/// Writes `bytes[from..at]` into `out` at `to` and says where it ends. The runs between two
-/// escapes are a few bytes long: one of up to 16 is written as two words (the second
-/// overlapping the first, or written past the run into the room that the next step
-/// overwrites) rather than through a call to `memcpy`.
-#[inline(always)]
-fn copy_run(out: &mut [u8], to: usize, bytes: &[u8], from: usize, at: usize) -> usize {
-    let run = at - from;
-    match bytes.get(from..from + 8) {
-        Some(head) if run <= 16 => {
-            out[to..to + 8].copy_from_slice(head);
-            if run > 8 {
-                out[to + run - 8..to + run].copy_from_slice(&bytes[at - 8..at]);
-            }
-        }
-        _ => out[to..to + run].copy_from_slice(&bytes[from..at]),
-    }
-    to + run
 }
 
 /// Past the whitespace at `pos`. Always inlined, like [`Pass::peek`].
