@@ -58,7 +58,7 @@ pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<String, Inv
 }
 
 /// The output room that `rest` bytes of input need: each byte written as at most two (no byte
-/// of valid JSON is escaped as `\u00xx`), and a word of slack, as [`Pass::escape_at`] writes
+/// of valid JSON is escaped as `\u00xx`), and a word of slack, as [`Pass::copy_to`] writes
 /// whole words.
 fn room(rest: usize) -> usize {
     2 * rest + 8

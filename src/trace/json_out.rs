@@ -7,7 +7,8 @@
 //! ones copied without a call to `memcpy`, and field names, which the derived `Serialize` impls
 //! pass as literals, checked and copied at compile time. Numbers are left to serde_json so that
 //! they are formatted exactly as before. A record's long strings (its bodies) are escaped once
-//! and copied into its second rendering (see [`Memo`]).
+//! and copied into its second rendering (see [`Memo`]); a JSON body comes escaped already (see
+//! [`Str`]).
 
 use std::fmt::{self, Display};
 
@@ -74,23 +75,25 @@ impl Display for Unescaped<'_> {
         while let Some(backslash) = rest.find('\\') {
             f.write_str(&rest[..backslash])?;
             let escape = &rest[backslash + 1..];
-            let (byte, len) = match escape.as_bytes().first() {
+            // What `escape` writes: a control character as `\u00xx`, the others after a `\`.
+            let (decoded, len) = match escape.as_bytes().first() {
                 Some(b'u') => {
                     let code = escape
                         .get(1..5)
-                        .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                        .and_then(char::from_u32)
                         .ok_or(fmt::Error)?;
                     (code, 5)
                 }
-                Some(b'b') => (0x08, 1),
-                Some(b't') => (b'\t', 1),
-                Some(b'n') => (b'\n', 1),
-                Some(b'f') => (0x0c, 1),
-                Some(b'r') => (b'\r', 1),
-                Some(&other) => (other, 1),
-                None => return Err(fmt::Error),
+                Some(b'b') => ('\u{8}', 1),
+                Some(b't') => ('\t', 1),
+                Some(b'n') => ('\n', 1),
+                Some(b'f') => ('\u{c}', 1),
+                Some(b'r') => ('\r', 1),
+                Some(&other) if other.is_ascii() => (char::from(other), 1),
+                _ => return Err(fmt::Error),
             };
-            fmt::Write::write_char(f, char::from(byte))?;
+            fmt::Write::write_char(f, decoded)?;
             rest = &escape[len..];
         }
         f.write_str(rest)
@@ -248,7 +251,7 @@ fn short_plain(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
 }
 
 /// Appends `bytes`; one of 16 bytes or fewer as two words that overlap, without `memcpy`.
-pub(super) fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
+fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
     let at = out.len();
     let len = bytes.len();
     if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
