@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers that never cross the proxy, whatever `Connection` says.
 /// `Proxy-Authorization` is the client's credential for this hop: it must never reach a target,
@@ -68,18 +68,21 @@ pub fn add_forwarded(
     proto: &'static str,
     client_host: Option<&HeaderValue>,
 ) {
-    let appended = match headers.get(&FORWARDED_FOR) {
-        Some(earlier) => {
-            let mut value = Vec::with_capacity(earlier.len() + 2 + client.len());
-            value.extend_from_slice(earlier.as_bytes());
+    // One lookup of the name for reading and writing: this runs for every request.
+    match headers.entry(FORWARDED_FOR) {
+        Entry::Occupied(mut earlier) => {
+            let first = earlier.get();
+            let mut value = Vec::with_capacity(first.len() + 2 + client.len());
+            value.extend_from_slice(first.as_bytes());
             value.extend_from_slice(b", ");
             value.extend_from_slice(client.as_bytes());
-            HeaderValue::from_bytes(&value).ok()
+            if let Ok(value) = HeaderValue::from_bytes(&value) {
+                earlier.insert(value);
+            }
         }
-        None => Some(client.clone()),
-    };
-    if let Some(value) = appended {
-        headers.insert(FORWARDED_FOR, value);
+        Entry::Vacant(none) => {
+            none.insert(client.clone());
+        }
     }
     headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = client_host {

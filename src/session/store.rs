@@ -181,6 +181,13 @@ impl Session {
         !plan.cookies || !state.jar.is_empty(now) || !state.tokens.is_empty()
     }
 
+    /// The session's generation when it is established (see [`Session::established`]).
+    fn established_generation(&self, plan: &SessionPlan, now: SystemTime) -> Option<u64> {
+        let state = self.state();
+        let established = !plan.cookies || !state.jar.is_empty(now) || !state.tokens.is_empty();
+        established.then_some(state.generation)
+    }
+
     fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
         self.active.load(Ordering::Acquire) == 0
             && now.saturating_duration_since(self.state().last_used) >= timeout
@@ -1042,8 +1049,8 @@ async fn shared_if_established(
     if session.removed.load(Ordering::Acquire) {
         return ControlFlow::Break(None);
     }
-    if session.established(plan, clock.wall()) {
-        let generation = session.state().generation;
+    // One look at the state for both questions: this runs for every request on the route.
+    if let Some(generation) = session.established_generation(plan, clock.wall()) {
         return ControlFlow::Break(Some((Guard::Shared { _read: read }, generation)));
     }
     ControlFlow::Continue(())
