@@ -462,11 +462,10 @@ impl Sessions {
             .clone();
         loop {
             let active = self.checkout(&route, &key, Instant::now())?;
-            let session = active.0.clone();
             let acquired = if route.plan.serialize {
-                acquire_serialized(&session, &*self.inner.clock).await
+                acquire_serialized(&active.0, &*self.inner.clock).await
             } else {
-                acquire_shared_or_establish(&route.plan, &session, &*self.inner.clock).await
+                acquire_shared_or_establish(&route.plan, &active.0, &*self.inner.clock).await
             };
             if let Some((guard, generation)) = acquired {
                 return Ok(Lease {
@@ -1153,13 +1152,13 @@ impl Lease {
         self.generation
     }
 
-    /// The `Cookie` header for the upstream request `path` (query ignored) and the names in it.
-    /// The host is always the route's logical upstream URL.
+    /// The `Cookie` header for the upstream request `path` (as [`http::Uri::path`] gives it,
+    /// without the query) and the names in it. The host is always the route's logical upstream
+    /// URL.
     pub fn cookie_header(&self, path: &str) -> Option<(HeaderValue, Arc<[String]>)> {
         if !self.route.plan.cookies {
             return None;
         }
-        let path = path.split('?').next().unwrap_or(path);
         let header =
             self.active
                 .0
