@@ -666,7 +666,7 @@ impl Proxy {
                     );
                     Some(PendingRecord {
                         tracer: trace.tracer.clone(),
-                        record,
+                        record: Box::new(record),
                         request_capture,
                         clock: Instant::now() - first_byte,
                         max_body: trace.max_body,
