@@ -206,8 +206,17 @@ fn feed_record(redacted: &RedactedRecord<'_>) -> FeedRecord {
         route: redacted.route.map(Arc::from),
         status: redacted.response.as_ref().map_or(0, |r| r.status),
         line: Arc::from(json_line(redacted).as_bytes()),
-        har_entry: Some(ours(&super::har::entry(redacted)).into_bytes().into()),
+        har_entry: Some(har_entry(redacted).into_bytes().into()),
     }
+}
+
+/// The HAR entry as the writer renders it.
+fn har_entry(redacted: &RedactedRecord<'_>) -> String {
+    let mut out = Vec::new();
+    super::har::entry(redacted)
+        .write(&mut out, &mut Memo::default())
+        .unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 fn json_line(redacted: &RedactedRecord<'_>) -> String {
@@ -810,6 +819,7 @@ fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
         for entry in [
             serde_json::to_string(&super::har::entry(rec)).unwrap(),
             ours(&super::har::entry(rec)),
+            har_entry(rec),
         ] {
             assert_eq!(entry, want_har, "HAR entry of record {}", rec.id);
         }
