@@ -1,8 +1,9 @@
 //! Trace files: created 0600, kept a valid document after every write, rotated by size, and
 //! reopened after an I/O error or when the file was removed or moved away under us.
 //!
-//! Records are gathered in memory and written with one call per batch (see [`Sink::flush`]):
-//! a `pwrite` per record cost the kernel about as much as the redaction and rendering of it.
+//! Records are held (not copied) until the batch ends and written with one `pwritev` per batch
+//! (see [`Sink::flush`]): a `pwrite` per record cost the kernel about as much as the redaction
+//! and rendering of it.
 //!
 //! A file is opened only once the process holds its lock (see [`crate::lockfile`]), so nothing
 //! here guards against a second writer. A HAR left by an earlier run is rotated away only when
@@ -27,7 +28,8 @@ const EMPTY_HAR_MAX: u64 = 4096;
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often to check that the path still names the file we write to.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
-/// A batch this large is written without waiting for the writer's flush. The kernel's cost of
+/// Records holding this many bytes are written without waiting for the writer's flush; until
+/// then they are only referenced, so the bound is not a buffer. The kernel's cost of
 /// a buffered write is mostly per page of the file, and less per page in larger writes (larger
 /// page-cache folios): on this VM's ext4, 32 KiB writes cost 570-680 µs of system time per MiB
 /// and 128 KiB writes 430-480. Under load a batch of the writer (2 ms) holds 60-80 KiB per file,
