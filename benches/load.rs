@@ -837,6 +837,7 @@ fn full() -> BenchResult<()> {
     let script = dir.path().join("report.lua");
     std::fs::write(&script, WRK_SCRIPT).map_err(err("write wrk script"))?;
     let trace_dir = dir.path().join("traces");
+    let jsonl_dir = dir.path().join("traces-jsonl");
 
     let (upstream, upstream_addr) = start_upstream(server_cpu)?;
 
@@ -891,6 +892,18 @@ fn full() -> BenchResult<()> {
             "provproxy+trace",
             Features {
                 trace: Some(&trace_dir),
+                ..with_admin
+            },
+            false,
+        ),
+        // JSON lines with bodies and no live HAR: the HAR is made from them on demand
+        // (`provproxy har FILE.jsonl`), as issue 22 suggests; what the live HAR costs is the
+        // difference to the line above.
+        (
+            "provproxy+trace jsonl",
+            Features {
+                trace: Some(&jsonl_dir),
+                har: false,
                 ..with_admin
             },
             false,
@@ -1085,6 +1098,15 @@ fn full() -> BenchResult<()> {
     check(
         "trace on / trace off CPU ≤ 1.3",
         trace_ratio,
+        Some(1.3),
+        "x",
+    );
+    check(
+        "trace on (JSON lines, HAR on demand) / trace off CPU ≤ 1.3",
+        find("provproxy+trace jsonl")
+            .and_then(|t| t.cpu_us)
+            .zip(plain.and_then(|p| p.cpu_us))
+            .map(|(t, p)| t / p),
         Some(1.3),
         "x",
     );
