@@ -61,15 +61,21 @@ pin_project_lite::pin_project! {
         inner: B,
         #[pin]
         idle: tokio::time::Sleep,
+        // When the last frame (or the start) says the body stalls. The timer is moved there
+        // only when the body waits: moving it registers it with the runtime's timer wheel,
+        // which a body whose frames are ready when asked never needs.
+        deadline: tokio::time::Instant,
         timeout: std::time::Duration,
     }
 }
 
 impl<B> IdleTimeout<B> {
     pub fn new(inner: B, timeout: std::time::Duration) -> Self {
+        let idle = tokio::time::sleep(timeout);
         IdleTimeout {
             inner,
-            idle: tokio::time::sleep(timeout),
+            deadline: idle.deadline(),
+            idle,
             timeout,
         }
     }
@@ -87,16 +93,20 @@ impl<B: http_body::Body> http_body::Body for IdleTimeout<B> {
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = tokio::time::Instant::now() + *this.timeout;
-                this.idle.as_mut().reset(deadline);
+                *this.deadline = tokio::time::Instant::now() + *this.timeout;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(IdleError::Inner(err)))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match std::future::Future::poll(this.idle, cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(IdleError::Stalled(*this.timeout)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                if this.idle.deadline() != *this.deadline {
+                    this.idle.as_mut().reset(*this.deadline);
+                }
+                match std::future::Future::poll(this.idle, cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(IdleError::Stalled(*this.timeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers that never cross the proxy, whatever `Connection` says.
 /// `Proxy-Authorization` is the client's credential for this hop: it must never reach a target,
@@ -30,7 +30,7 @@ const NOT_CONNECTION_NAMED: [HeaderName; 2] = [header::HOST, header::AUTHORIZATI
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep: Option<&HeaderName>) {
     // Most messages carry none: one pass over the few headers present is cheaper than a
     // lookup per hop-by-hop name.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -46,6 +46,20 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep: Option<&HeaderName>) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// Whether `name` is one of [`HOP_BY_HOP`], asked for every header of every message: the names
+/// are compared where they stand instead of through a copy of the array, whose two custom
+/// names would be built and dropped on each call.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || matches!(name.as_str(), "proxy-connection" | "keep-alive")
 }
 
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -68,18 +82,21 @@ pub fn add_forwarded(
     proto: &'static str,
     client_host: Option<&HeaderValue>,
 ) {
-    let appended = match headers.get(&FORWARDED_FOR) {
-        Some(earlier) => {
-            let mut value = Vec::with_capacity(earlier.len() + 2 + client.len());
-            value.extend_from_slice(earlier.as_bytes());
+    // One lookup of the name for reading and writing: this runs for every request.
+    match headers.entry(FORWARDED_FOR) {
+        Entry::Occupied(mut earlier) => {
+            let first = earlier.get();
+            let mut value = Vec::with_capacity(first.len() + 2 + client.len());
+            value.extend_from_slice(first.as_bytes());
             value.extend_from_slice(b", ");
             value.extend_from_slice(client.as_bytes());
-            HeaderValue::from_bytes(&value).ok()
+            if let Ok(value) = HeaderValue::from_bytes(&value) {
+                earlier.insert(value);
+            }
         }
-        None => Some(client.clone()),
-    };
-    if let Some(value) = appended {
-        headers.insert(FORWARDED_FOR, value);
+        Entry::Vacant(none) => {
+            none.insert(client.clone());
+        }
     }
     headers.insert(FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = client_host {
@@ -153,6 +170,22 @@ mod tests {
             upstream_origin: "https://osmc.example.com".into(),
             upstream_base: "/api".into(),
             client_base: "/osmc".into(),
+        }
+    }
+
+    #[test]
+    fn the_quick_hop_by_hop_check_names_exactly_the_hop_by_hop_list() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in [
+            "host",
+            "authorization",
+            "cookie",
+            "x-forwarded-for",
+            "keep-alive-x",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
     }
 

@@ -485,16 +485,16 @@ impl Proxy {
                 head.headers.remove(header::COOKIE);
             }
         }
-        let client_body = body::stream(ClientBody::new(
-            incoming,
-            x.route.plan.max_request_body,
-            self.body_read_timeout,
-        ));
+        // A request that has ended with its head (most GETs) has no body to bound, time or
+        // read: it goes on as the empty body the reading would have produced.
+        let ended = http_body::Body::is_end_stream(&incoming);
         let mut body = match x.route.replay_limit {
-            Some(limit) => ReplayBody::read(client_body, limit, declared_length)
+            Some(_) if ended => ReplayBody::Buffered(Bytes::new()),
+            None if ended => ReplayBody::Streaming(body::empty()),
+            Some(limit) => ReplayBody::read(self.client_body(x, incoming), limit, declared_length)
                 .await
                 .map_err(client_body_error)?,
-            None => ReplayBody::Streaming(client_body),
+            None => ReplayBody::Streaming(self.client_body(x, incoming)),
         };
         let mut lease = match &x.session_key {
             Some(key) => Some(
@@ -671,6 +671,15 @@ impl Proxy {
             };
             return Ok(respond::respond(response, lease, pending, read_ahead));
         }
+    }
+
+    /// The client's request body, bounded by the route's size limit and the read timeout.
+    fn client_body(&self, x: &Exchange<'_>, incoming: Incoming) -> ProxyBody {
+        body::stream(ClientBody::new(
+            incoming,
+            x.route.plan.max_request_body,
+            self.body_read_timeout,
+        ))
     }
 
     /// Phase: only known clients, and only on the routes they are allowed. Their own credential

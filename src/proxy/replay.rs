@@ -53,6 +53,8 @@ impl ReplayBody {
     /// The body for the first attempt. A buffered body stays available for the replay.
     pub fn take(&mut self) -> ProxyBody {
         match self {
+            // The same body to the target as an empty `Full`, without boxing one.
+            ReplayBody::Buffered(bytes) if bytes.is_empty() => body::empty(),
             ReplayBody::Buffered(bytes) => body::full(bytes.clone()),
             ReplayBody::Streaming(stream) => std::mem::replace(stream, body::empty()),
         }
@@ -61,6 +63,7 @@ impl ReplayBody {
     /// The body for the replay, if the request can be replayed.
     pub fn replay(&self) -> Option<ProxyBody> {
         match self {
+            ReplayBody::Buffered(bytes) if bytes.is_empty() => Some(body::empty()),
             ReplayBody::Buffered(bytes) => Some(body::full(bytes.clone())),
             ReplayBody::Streaming(_) => None,
         }

@@ -181,6 +181,13 @@ impl Session {
         !plan.cookies || !state.jar.is_empty(now) || !state.tokens.is_empty()
     }
 
+    /// The session's generation when it is established (see [`Session::established`]).
+    fn established_generation(&self, plan: &SessionPlan, now: SystemTime) -> Option<u64> {
+        let state = self.state();
+        let established = !plan.cookies || !state.jar.is_empty(now) || !state.tokens.is_empty();
+        established.then_some(state.generation)
+    }
+
     fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
         self.active.load(Ordering::Acquire) == 0
             && now.saturating_duration_since(self.state().last_used) >= timeout
@@ -455,11 +462,10 @@ impl Sessions {
             .clone();
         loop {
             let active = self.checkout(&route, &key, Instant::now())?;
-            let session = active.0.clone();
             let acquired = if route.plan.serialize {
-                acquire_serialized(&session, &*self.inner.clock).await
+                acquire_serialized(&active.0, &*self.inner.clock).await
             } else {
-                acquire_shared_or_establish(&route.plan, &session, &*self.inner.clock).await
+                acquire_shared_or_establish(&route.plan, &active.0, &*self.inner.clock).await
             };
             if let Some((guard, generation)) = acquired {
                 return Ok(Lease {
@@ -1042,8 +1048,8 @@ async fn shared_if_established(
     if session.removed.load(Ordering::Acquire) {
         return ControlFlow::Break(None);
     }
-    if session.established(plan, clock.wall()) {
-        let generation = session.state().generation;
+    // One look at the state for both questions: this runs for every request on the route.
+    if let Some(generation) = session.established_generation(plan, clock.wall()) {
         return ControlFlow::Break(Some((Guard::Shared { _read: read }, generation)));
     }
     ControlFlow::Continue(())
@@ -1146,13 +1152,13 @@ impl Lease {
         self.generation
     }
 
-    /// The `Cookie` header for the upstream request `path` (query ignored) and the names in it.
-    /// The host is always the route's logical upstream URL.
+    /// The `Cookie` header for the upstream request `path` (as [`http::Uri::path`] gives it,
+    /// without the query) and the names in it. The host is always the route's logical upstream
+    /// URL.
     pub fn cookie_header(&self, path: &str) -> Option<(HeaderValue, Arc<[String]>)> {
         if !self.route.plan.cookies {
             return None;
         }
-        let path = path.split('?').next().unwrap_or(path);
         let header =
             self.active
                 .0
