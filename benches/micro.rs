@@ -198,7 +198,7 @@ fn scim_exchange() -> ExchangeRecord {
         }),
         actions: Actions {
             auth_injected: Some("basic"),
-            cookies_replayed: vec!["JSESSIONID".into()],
+            cookies_replayed: vec!["JSESSIONID".into()].into(),
             cookies_stored: vec!["JSESSIONID".into(), "glide_user_route".into()],
             ..Actions::default()
         },

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, StatusCode, Version};
+use http::uri::Authority;
+use http::{header, HeaderMap, HeaderValue, StatusCode, Uri, Version};
 
 use super::forward::Head;
 use super::{ConnInfo, Route};
@@ -82,7 +83,7 @@ impl TraceContext {
             clock: Instant::now(),
             request: RequestPart {
                 method: head.method.clone(),
-                url: head.uri.to_string(),
+                url: render_url(&head.uri),
                 version: Version::HTTP_11,
                 headers: headers.clone(),
                 body: body.map(|bytes| capture(bytes, self.max_body)),
@@ -90,6 +91,33 @@ impl TraceContext {
             request_capture: None,
         }
     }
+}
+
+/// The URL as `Uri`'s `Display` writes it, into a string allocated once at its final size
+/// (`to_string` grows it piece by piece, reallocating on the way).
+pub fn render_url(uri: &Uri) -> String {
+    let scheme = uri.scheme_str();
+    let authority = uri.authority().map(Authority::as_str);
+    let path = uri.path();
+    let query = uri.query();
+    let len = scheme.map_or(0, |scheme| scheme.len() + 3)
+        + authority.map_or(0, str::len)
+        + path.len()
+        + query.map_or(0, |query| query.len() + 1);
+    let mut url = String::with_capacity(len);
+    if let Some(scheme) = scheme {
+        url.push_str(scheme);
+        url.push_str("://");
+    }
+    if let Some(authority) = authority {
+        url.push_str(authority);
+    }
+    url.push_str(path);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
 }
 
 /// The first `max` bytes of a whole body.
@@ -126,10 +154,23 @@ impl Exchange<'_> {
 
     pub fn record(
         &self,
+        attempt: AttemptTrace,
+        response: Option<(StatusCode, Version, HeaderMap, Option<CapturedBody>)>,
+        first_byte: Option<std::time::Duration>,
+        error: Option<ErrorInfo>,
+    ) -> ExchangeRecord {
+        self.record_with(attempt, response, first_byte, error, self.actions.clone())
+    }
+
+    /// [`Exchange::record`] with the actions given: the attempt the client's response comes
+    /// from is the last, so its record takes them instead of a copy.
+    pub fn record_with(
+        &self,
         mut attempt: AttemptTrace,
         response: Option<(StatusCode, Version, HeaderMap, Option<CapturedBody>)>,
         first_byte: Option<std::time::Duration>,
         error: Option<ErrorInfo>,
+        actions: Actions,
     ) -> ExchangeRecord {
         if let Some(slot) = attempt.request_capture.take() {
             if let Ok(mut captured) = slot.lock() {
@@ -147,9 +188,9 @@ impl Exchange<'_> {
                 total: attempt.clock.elapsed(),
             },
             client_addr: Some(self.conn.remote),
-            client_name: self.client.as_deref().map(str::to_owned),
-            route: Some(self.route.plan.name.clone()),
-            session_key: self.session_key.as_ref().map(|key| key.as_str().to_owned()),
+            client_name: self.client.clone(),
+            route: Some(Arc::clone(&self.route.name)),
+            session_key: self.session_key.as_ref().map(SessionKey::shared),
             request: attempt.request,
             response: response.map(|(status, version, headers, body)| ResponsePart {
                 status,
@@ -157,7 +198,7 @@ impl Exchange<'_> {
                 headers,
                 body,
             }),
-            actions: self.actions.clone(),
+            actions,
             error,
         }
     }
@@ -167,10 +208,20 @@ impl Exchange<'_> {
 /// record that holds the target's response. Framing headers are not named: hyper frames the
 /// client's body itself.
 pub fn client_changes(actions: &mut Actions, target: &HeaderMap, client: &HeaderMap) {
-    for name in target.keys() {
-        let framing = name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH;
-        if !framing && !client.contains_key(name) {
-            actions.headers_removed.push(name.as_str().to_owned());
+    // The common response loses no header: the client's map then starts with the target's
+    // names in the target's order, which a comparison in step shows without hashing each name.
+    // A removal moves the map's last name into its place, so only then is each name looked up.
+    let kept_all = client.keys_len() >= target.keys_len()
+        && target
+            .keys()
+            .zip(client.keys())
+            .all(|(kept, sent)| kept == sent);
+    if !kept_all {
+        for name in target.keys() {
+            let framing = name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH;
+            if !framing && !client.contains_key(name) {
+                actions.headers_removed.push(name.as_str().to_owned());
+            }
         }
     }
     if !client.contains_key(header::SET_COOKIE) {
@@ -196,7 +247,7 @@ pub fn client_changes(actions: &mut Actions, target: &HeaderMap, client: &Header
 /// The record of a request the proxy made to an OAuth token endpoint on a route's behalf.
 pub fn token_fetch_record(
     id: u64,
-    route: &str,
+    route: &Arc<str>,
     exchange: TokenExchange,
     max_body: usize,
 ) -> ExchangeRecord {
@@ -221,7 +272,7 @@ pub fn token_fetch_record(
         },
         client_addr: None,
         client_name: None,
-        route: Some(route.to_owned()),
+        route: Some(Arc::clone(route)),
         session_key: None,
         request: RequestPart {
             method: http::Method::POST,
@@ -245,5 +296,77 @@ pub fn token_fetch_record(
             side: "upstream",
             detail,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(names: &[&'static str]) -> HeaderMap {
+        names
+            .iter()
+            .map(|name| {
+                (
+                    header::HeaderName::from_static(name),
+                    HeaderValue::from_static("v"),
+                )
+            })
+            .collect()
+    }
+
+    fn removed(target: &HeaderMap, client: &HeaderMap) -> Vec<String> {
+        let mut actions = Actions::default();
+        client_changes(&mut actions, target, client);
+        actions.headers_removed
+    }
+
+    #[test]
+    fn a_response_that_lost_no_header_names_none_removed() {
+        let target = map(&["content-type", "x-request-id", "date"]);
+        assert!(removed(&target, &target.clone()).is_empty());
+        let mut client = target.clone();
+        client.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        client.insert(header::DATE, HeaderValue::from_static("w"));
+        assert!(removed(&target, &client).is_empty());
+    }
+
+    #[test]
+    fn every_header_the_client_did_not_get_is_named_in_the_targets_order() {
+        let target = map(&["connection", "content-type", "keep-alive", "x-a"]);
+        let mut client = target.clone();
+        // A removal puts the last name in the removed one's place; the names added keep the
+        // count of names the target's.
+        client.remove(header::CONNECTION);
+        client.remove("keep-alive");
+        client.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+        client.insert(header::LOCATION, HeaderValue::from_static("/x"));
+        assert_eq!(client.keys_len(), target.keys_len());
+        assert_eq!(removed(&target, &client), ["connection", "keep-alive"]);
+        let fewer = map(&["x-a", "content-type"]);
+        assert_eq!(
+            removed(&map(&["content-type", "x-a", "x-b"]), &fewer),
+            ["x-b"]
+        );
+    }
+
+    #[test]
+    fn a_rendered_url_is_what_the_uri_displays() {
+        for text in [
+            "http://127.0.0.1:8080/scim/v2/Users/2819c223?filter=userName%20eq%20%22x%22",
+            "https://osmc.example/",
+            "https://osmc.example",
+            "http://[::1]:9/a/b?",
+            "/scim/v2/Users?startIndex=1&count=100",
+            "/",
+            "*",
+            "osmc.example:443",
+            "custom+scheme://host/p?q#frag",
+        ] {
+            let uri: Uri = text.parse().unwrap();
+            let rendered = render_url(&uri);
+            assert_eq!(rendered, uri.to_string(), "{text}");
+            assert_eq!(rendered.capacity(), rendered.len(), "{text}");
+        }
     }
 }

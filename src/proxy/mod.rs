@@ -91,6 +91,8 @@ impl ConnInfo {
 /// A route with everything it needs at request time, built once.
 struct Route {
     plan: RoutePlan,
+    /// The plan's name, shared by every trace record of the route instead of copied into each.
+    name: Arc<str>,
     upstream: Forwarder,
     injector: Injector,
     tokens: Option<TokenSource>,
@@ -210,7 +212,7 @@ impl Proxy {
                 .map_or(0, |trace| if trace.bodies { trace.max_body } else { 0 });
         for (route, tokens) in plan.routes.iter().zip(&shared.tokens) {
             let Some(tokens) = tokens else { continue };
-            let (tracer, route) = (shared.tracer.clone(), route.name.clone());
+            let (tracer, route) = (shared.tracer.clone(), Arc::<str>::from(route.name.as_str()));
             tokens.observe(Arc::new(move |exchange| {
                 if let (Some((status, ..)), None) = (&exchange.response, &exchange.error) {
                     access_log::token_fetched(&route, *status, exchange.elapsed);
@@ -265,6 +267,7 @@ impl Proxy {
                         target,
                         paths: forward::path_map(route),
                         replay_limit,
+                        name: Arc::from(route.name.as_str()),
                         plan: route.clone(),
                     })
                 })
@@ -326,7 +329,11 @@ impl Proxy {
         if let Err(screened) = self.shared.ingress.screen(&request, conn.local) {
             return self.screened(screened, conn);
         }
-        let early = self.shared.tracer.as_ref().map(|_| early_request(&request));
+        let early = self
+            .shared
+            .tracer
+            .as_ref()
+            .map(|_| EarlyRequest::of(&request));
         // Routes and client restrictions see the path the target will see.
         let encoded_separators = match path::normalize_request(&mut request) {
             Ok(encoded) => encoded,
@@ -395,7 +402,7 @@ impl Proxy {
         &self,
         exchange: &mut Exchange<'_>,
         err: ProxyError,
-        early: Option<RequestPart>,
+        early: Option<EarlyRequest>,
     ) -> Response<ProxyBody> {
         let route = &exchange.route.plan.name;
         self.shared.metrics.error(err.kind());
@@ -411,7 +418,7 @@ impl Proxy {
                 parent: exchange.replayed_from,
                 started: trace.started,
                 clock: trace.clock,
-                request,
+                request: request.into_part(),
                 request_capture: None,
             };
             trace
@@ -648,15 +655,18 @@ impl Proxy {
             let pending = match (&x.trace, attempt, target_headers) {
                 (Some(trace), Some(mut attempt), Some(target_headers)) => {
                     let request_capture = attempt.request_capture.take();
-                    let record = x.record(
+                    // Nothing reads the actions after this last record.
+                    let actions = std::mem::take(&mut x.actions);
+                    let record = x.record_with(
                         attempt,
                         Some((status, http::Version::HTTP_11, target_headers, None)),
                         Some(first_byte),
                         None,
+                        actions,
                     );
                     Some(PendingRecord {
                         tracer: trace.tracer.clone(),
-                        record,
+                        record: Box::new(record),
                         request_capture,
                         clock: Instant::now() - first_byte,
                         max_body: trace.max_body,
@@ -893,7 +903,7 @@ fn apply_session(
     x.did.add(Did::COOKIES_REPLAYED);
     // Only a trace record reads the names.
     if x.trace.is_some() {
-        x.actions.cookies_replayed = names.to_vec();
+        x.actions.cookies_replayed = names;
     }
 }
 
@@ -995,14 +1005,33 @@ async fn read_body(mut body: ProxyBody, keep: usize) -> (Bytes, u64) {
     (kept.freeze(), total)
 }
 
-/// The client's request as it arrived, for the record of an exchange that fails early.
-fn early_request(request: &Request<Incoming>) -> RequestPart {
-    RequestPart {
-        method: request.method().clone(),
-        url: request.uri().to_string(),
-        version: request.version(),
-        headers: request.headers().clone(),
-        body: None,
+/// The client's request as it arrived, for the record of an exchange that fails early. Its
+/// URL stays a `Uri` (a shared clone) and is rendered only for such a record.
+struct EarlyRequest {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: HeaderMap,
+}
+
+impl EarlyRequest {
+    fn of(request: &Request<Incoming>) -> EarlyRequest {
+        EarlyRequest {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+        }
+    }
+
+    fn into_part(self) -> RequestPart {
+        RequestPart {
+            method: self.method,
+            url: exchange::render_url(&self.uri),
+            version: self.version,
+            headers: self.headers,
+            body: None,
+        }
     }
 }
 

@@ -21,7 +21,9 @@ use crate::trace::{BodyEnd, TapBody, Tracer};
 /// The record of the attempt whose response the client gets, waiting for its body to end.
 pub struct PendingRecord {
     pub tracer: Tracer,
-    pub record: ExchangeRecord,
+    /// Boxed from the start: it moves into the body's tap and on to the writer, whose channel
+    /// takes boxes, without being copied on each move.
+    pub record: Box<ExchangeRecord>,
     pub request_capture: Option<CaptureSlot>,
     pub clock: Instant,
     pub max_body: usize,

@@ -138,6 +138,11 @@ impl SessionKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The displayed form, shared: a trace record holds the key without copying it.
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

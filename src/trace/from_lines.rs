@@ -217,7 +217,7 @@ impl Owned {
             .ok_or_else(|| invalid(format!("unknown HTTP version {:?}", line.http_version)))?,
             actions: Actions {
                 auth_injected,
-                cookies_replayed: a.cookies_replayed.clone(),
+                cookies_replayed: a.cookies_replayed.as_slice().into(),
                 cookies_stored: a.cookies_stored.clone(),
                 session_opened: a.session_opened,
                 relogin: a.relogin,

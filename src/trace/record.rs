@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -19,10 +20,11 @@ pub struct ExchangeRecord {
     pub started: SystemTime,
     pub timings: Timings,
     pub client_addr: Option<SocketAddr>,
-    pub client_name: Option<String>,
-    pub route: Option<String>,
+    /// Shared with the exchange (and the route's plan) rather than copied for each record.
+    pub client_name: Option<Arc<str>>,
+    pub route: Option<Arc<str>>,
     /// Already hashed: never the raw key.
-    pub session_key: Option<String>,
+    pub session_key: Option<Arc<str>>,
     pub request: RequestPart,
     pub response: Option<ResponsePart>,
     pub actions: Actions,
@@ -98,8 +100,9 @@ pub struct CapturedBody {
 pub struct Actions {
     /// The auth kind injected (`basic`, `bearer`, `header`, `oauth2`), never the value.
     pub auth_injected: Option<&'static str>,
-    /// Names of the session cookies sent with this request.
-    pub cookies_replayed: Vec<String>,
+    /// Names of the session cookies sent with this request, shared with the jar, which keeps
+    /// them with the `Cookie` header it last built.
+    pub cookies_replayed: Arc<[String]>,
     /// Names of the cookies this response put in the session's jar.
     pub cookies_stored: Vec<String>,
     pub session_opened: bool,

@@ -687,15 +687,13 @@ fn actions(actions: &Actions) -> Cow<'_, Actions> {
         return Cow::Borrowed(actions);
     }
     let mut actions = actions.clone();
-    for name in actions
-        .cookies_replayed
-        .iter_mut()
-        .chain(actions.cookies_stored.iter_mut())
-    {
+    let mut replayed = actions.cookies_replayed.to_vec();
+    for name in replayed.iter_mut().chain(actions.cookies_stored.iter_mut()) {
         if let Some(eq) = name.find('=') {
             name.truncate(eq);
         }
     }
+    actions.cookies_replayed = replayed.into();
     Cow::Owned(actions)
 }
 

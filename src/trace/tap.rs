@@ -37,23 +37,65 @@ where
 /// The capture state, apart from the pinned body so that its `Drop` can report an early drop.
 struct Capture<F: OnCaptured> {
     max: usize,
-    buf: BytesMut,
+    kept: Kept,
     total: u64,
     done: Option<F>,
+}
+
+/// The bytes kept so far. A body's first frame is kept as a slice of itself (no copy) and only
+/// a second frame starts a copy, so that a body sent in one frame, the common small response,
+/// is captured without allocating.
+#[derive(Default)]
+enum Kept {
+    #[default]
+    Nothing,
+    Frame(Bytes),
+    Copied(BytesMut),
+}
+
+impl Kept {
+    fn len(&self) -> usize {
+        match self {
+            Kept::Nothing => 0,
+            Kept::Frame(bytes) => bytes.len(),
+            Kept::Copied(buf) => buf.len(),
+        }
+    }
+
+    fn push(&mut self, data: &Bytes, take: usize) {
+        match self {
+            Kept::Nothing => *self = Kept::Frame(data.slice(..take)),
+            Kept::Frame(first) => {
+                let mut buf = BytesMut::with_capacity(first.len() + take);
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(&data[..take]);
+                *self = Kept::Copied(buf);
+            }
+            Kept::Copied(buf) => buf.extend_from_slice(&data[..take]),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Kept::Nothing => Bytes::new(),
+            Kept::Frame(bytes) => bytes,
+            Kept::Copied(buf) => buf.freeze(),
+        }
+    }
 }
 
 impl<F: OnCaptured> Capture<F> {
     fn data(&mut self, data: &Bytes) {
         self.total += data.len() as u64;
-        let room = self.max - self.buf.len();
+        let room = self.max - self.kept.len();
         if room > 0 {
-            self.buf.extend_from_slice(&data[..room.min(data.len())]);
+            self.kept.push(data, room.min(data.len()));
         }
     }
 
     fn finish(&mut self, end: BodyEnd) {
         if let Some(done) = self.done.take() {
-            let bytes = std::mem::take(&mut self.buf).freeze();
+            let bytes = std::mem::take(&mut self.kept).into_bytes();
             let truncated = self.total > bytes.len() as u64;
             done.captured(
                 CapturedBody {
@@ -93,7 +135,7 @@ where
     pub fn new(inner: B, max: usize, on_captured: F) -> Self {
         let mut capture = Capture {
             max,
-            buf: BytesMut::new(),
+            kept: Kept::Nothing,
             total: 0,
             done: Some(on_captured),
         };
@@ -187,6 +229,31 @@ mod tests {
         assert_eq!(captured.total_size, 11);
         assert!(captured.truncated);
         assert_eq!(*end, BodyEnd::Complete);
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_frame_is_kept_as_a_slice_of_it_not_a_copy() {
+        let frame = Bytes::from(b"the whole body".to_vec());
+        let (slot, done) = recorder();
+        let body = TapBody::new(Full::new(frame.clone()), 8, done);
+        body.collect().await.unwrap();
+        let calls = slot.lock().unwrap();
+        let captured = &calls[0].0;
+        assert_eq!(&captured.bytes[..], b"the whol");
+        assert_eq!(captured.bytes.as_ptr(), frame.as_ptr());
+        assert_eq!(captured.total_size, 14);
+        assert!(captured.truncated);
+    }
+
+    #[tokio::test]
+    async fn frames_after_the_first_are_kept_after_it_up_to_max() {
+        let (slot, done) = recorder();
+        let body = TapBody::new(chunks(vec![Ok(b"ab"), Ok(b"cd"), Ok(b"ef")]), 5, done);
+        body.collect().await.unwrap();
+        let calls = slot.lock().unwrap();
+        assert_eq!(&calls[0].0.bytes[..], b"abcde");
+        assert_eq!(calls[0].0.total_size, 6);
+        assert!(calls[0].0.truncated);
     }
 
     #[tokio::test]

@@ -751,7 +751,7 @@ fn golden_records() -> Vec<ExchangeRecord> {
     response.body = body(r#"{"password":"BROKEN""#);
     client.actions = Actions {
         auth_injected: Some("basic"),
-        cookies_replayed: vec!["JSESSIONID".into()],
+        cookies_replayed: vec!["JSESSIONID".into()].into(),
         cookies_stored: vec!["JSESSIONID=leak".into(), "other".into()],
         session_opened: true,
         relogin: true,

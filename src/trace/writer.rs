@@ -178,12 +178,12 @@ impl Tracer {
     }
 
     /// Hands a record to the writer. Never blocks: when the channel is full, or the writer has
-    /// stopped, the record is dropped and counted.
-    pub fn submit(&self, record: ExchangeRecord) {
+    /// stopped, the record is dropped and counted. A record boxed already is sent as it is.
+    pub fn submit(&self, record: impl Into<Box<ExchangeRecord>>) {
         let counters = &self.shared.counters;
         counters.submitted.fetch_add(1, Ordering::Relaxed);
         // Boxed so that the channel's slots stay small whatever the record's size.
-        if self.tx.try_send(Msg::Record(Box::new(record))).is_err() {
+        if self.tx.try_send(Msg::Record(record.into())).is_err() {
             counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
