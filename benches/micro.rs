@@ -251,7 +251,7 @@ fn trace(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             memo.clear();
-            json_out::write(&mut out, &har::entry(black_box(&redacted)), &mut memo)
+            har::entry(black_box(&redacted)).write(&mut out, &mut memo)
         })
     });
     c.bench_function("trace JSON line to bytes", |b| {

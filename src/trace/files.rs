@@ -32,7 +32,7 @@ pub trait Sink: Send {
     fn name(&self) -> String;
     /// `record` holds the record's JSON line and, when a HAR is written, its HAR entry, each
     /// rendered once for every sink.
-    fn write(&mut self, record: &FeedRecord) -> io::Result<()>;
+    fn write(&mut self, record: &Arc<FeedRecord>) -> io::Result<()>;
     /// Writes what earlier calls to `write` gathered. Called whenever the thread has nothing
     /// more queued, and before a flush is answered.
     fn flush(&mut self) -> io::Result<()> {
@@ -239,7 +239,7 @@ impl FileThread {
         }
     }
 
-    fn write(&mut self, record: &FeedRecord) {
+    fn write(&mut self, record: &Arc<FeedRecord>) {
         for sink in &mut self.sinks {
             if let Err(e) = sink.write(record) {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::har;
-use super::json_out::{self, Memo};
+use super::json_out::Memo;
 use super::record::{Actions, ErrorInfo, Role, Timings};
 use super::redact::{
     parse_set_cookie, query_pairs, BodyContent, BodyText, RedactedBody, RedactedRecord,
@@ -75,12 +75,12 @@ pub fn har(text: &str) -> Result<FromLines, FromLinesError> {
             out.extend_from_slice(har::SEPARATOR.as_bytes());
         }
         memo.clear();
-        json_out::write(&mut out, &har::entry(&record), &mut memo).map_err(|e| {
-            FromLinesError::Value {
+        har::entry(&record)
+            .write(&mut out, &mut memo)
+            .map_err(|e| FromLinesError::Value {
                 line: number,
                 what: e.to_string(),
-            }
-        })?;
+            })?;
         entries += 1;
     }
     out.extend_from_slice(har::TAIL.as_bytes());

@@ -206,8 +206,17 @@ fn feed_record(redacted: &RedactedRecord<'_>) -> FeedRecord {
         route: redacted.route.map(Arc::from),
         status: redacted.response.as_ref().map_or(0, |r| r.status),
         line: Arc::from(json_line(redacted).as_bytes()),
-        har_entry: Some(ours(&super::har::entry(redacted)).into_bytes().into()),
+        har_entry: Some(har_entry(redacted).into_bytes().into()),
     }
+}
+
+/// The HAR entry as the writer renders it.
+fn har_entry(redacted: &RedactedRecord<'_>) -> String {
+    let mut out = Vec::new();
+    super::har::entry(redacted)
+        .write(&mut out, &mut Memo::default())
+        .unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 fn json_line(redacted: &RedactedRecord<'_>) -> String {
@@ -437,12 +446,12 @@ fn a_removed_file_is_recreated_valid_on_the_next_record() {
     let redactor = super::Redactor::new(&plan(dir.path()));
     let first = record(1, Role::Client, "https://t/1");
     let redacted = redactor.redact(&first);
-    file.write(&feed_record(&redacted)).unwrap();
+    file.write(&Arc::new(feed_record(&redacted))).unwrap();
     file.flush().unwrap();
     std::fs::remove_file(&path).unwrap();
     let second = record(2, Role::Client, "https://t/2");
     let redacted = redactor.redact(&second);
-    file.write(&feed_record(&redacted)).unwrap();
+    file.write(&Arc::new(feed_record(&redacted))).unwrap();
     file.flush().unwrap();
     let entries = har_entries(&path);
     assert_eq!(entries.len(), 1);
@@ -456,7 +465,7 @@ fn write_records(file: &mut TraceFile, ids: std::ops::RangeInclusive<u64>) {
     for id in ids {
         let record = record(id, Role::Client, &format!("https://t/{id}"));
         let redacted = redactor.redact(&record);
-        file.write(&feed_record(&redacted)).unwrap();
+        file.write(&Arc::new(feed_record(&redacted))).unwrap();
     }
 }
 
@@ -476,6 +485,50 @@ fn a_batch_reaches_the_file_in_one_flush_and_leaves_a_valid_har() {
         .map(|e| e["_provproxy"]["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5]);
+}
+
+/// A batch is written with one `pwritev` of every record's parts, at most 1,024 of them per
+/// call: a batch of more parts than that still reaches both files whole and in order.
+#[test]
+fn a_batch_of_more_parts_than_one_pwritev_takes_reaches_the_files_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (har, jsonl) = (dir.path().join("t.har"), dir.path().join("t.jsonl"));
+    let mut files = [
+        TraceFile::open(&har, Format::Har, 0, 3).unwrap(),
+        TraceFile::open(&jsonl, Format::JsonLines, 0, 3).unwrap(),
+    ];
+    // Two parts per record in either file (separator and entry, entry and newline): 2,400.
+    for id in 1..=1200u64 {
+        let record = Arc::new(FeedRecord {
+            id,
+            route: None,
+            status: 200,
+            line: Arc::from(format!("{{\"id\":{id}}}").as_bytes()),
+            har_entry: Some(
+                format!("{{\"_provproxy\":{{\"id\":{id}}}}}")
+                    .into_bytes()
+                    .into(),
+            ),
+        });
+        for file in &mut files {
+            file.write(&record).unwrap();
+        }
+    }
+    for file in &mut files {
+        file.flush().unwrap();
+    }
+    let har_ids: Vec<u64> = har_entries(&har)
+        .iter()
+        .map(|e| e["_provproxy"]["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(har_ids, (1..=1200).collect::<Vec<_>>());
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let line_ids: Vec<u64> = text
+        .lines()
+        .map(|l| parse(l.as_bytes())["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(line_ids, (1..=1200).collect::<Vec<_>>());
+    assert!(text.ends_with("}\n"));
 }
 
 #[test]
@@ -518,7 +571,7 @@ impl Sink for StallSink {
         "stall".into()
     }
 
-    fn write(&mut self, _: &FeedRecord) -> io::Result<()> {
+    fn write(&mut self, _: &Arc<FeedRecord>) -> io::Result<()> {
         self.written += 1;
         if !self.stalled {
             self.stalled = true;
@@ -604,7 +657,7 @@ impl Sink for FailingSink {
         "failing".into()
     }
 
-    fn write(&mut self, _: &FeedRecord) -> io::Result<()> {
+    fn write(&mut self, _: &Arc<FeedRecord>) -> io::Result<()> {
         Err(io::Error::new(io::ErrorKind::StorageFull, "no space left"))
     }
 
@@ -810,6 +863,7 @@ fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
         for entry in [
             serde_json::to_string(&super::har::entry(rec)).unwrap(),
             ours(&super::har::entry(rec)),
+            har_entry(rec),
         ] {
             assert_eq!(entry, want_har, "HAR entry of record {}", rec.id);
         }

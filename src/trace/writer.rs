@@ -342,7 +342,7 @@ impl Worker {
         let mut rendered =
             json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo);
         if rendered.is_ok() && with_entry {
-            rendered = json_out::write(&mut self.entry, &har::entry(&redacted), &mut self.memo);
+            rendered = har::entry(&redacted).write(&mut self.entry, &mut self.memo);
         }
         drop(redacted);
         let counters = &self.shared.counters;
