@@ -1142,8 +1142,7 @@ fn full() -> BenchResult<()> {
     );
     drop(targets);
     if only.is_some() {
-        print!("{report}");
-        return Ok(());
+        return finish(&report);
     }
 
     let aggregation = aggregation_case(&measure, dir.path(), upstream_addr, server_cpu)?;
@@ -1154,9 +1153,14 @@ fn full() -> BenchResult<()> {
 
     let sessions = measure_sessions(session_count)?;
     let _ = writeln!(report, "\n{sessions}");
+    finish(&report)
+}
+
+/// Prints the report, and writes it to `BENCH_OUT` when that is set.
+fn finish(report: &str) -> BenchResult<()> {
     print!("{report}");
     if let Ok(path) = std::env::var("BENCH_OUT") {
-        std::fs::write(&path, &report).map_err(err("write BENCH_OUT"))?;
+        std::fs::write(&path, report).map_err(err("write BENCH_OUT"))?;
     }
     Ok(())
 }
