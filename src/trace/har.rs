@@ -569,6 +569,32 @@ impl Out<'_> {
         })
     }
 
+    /// An optional key of a body's object before its `mimeType`: `"key":value,` when present.
+    fn leading(&mut self, key: &[u8], value: Option<&str>) -> Result<(), json_out::Error> {
+        if let Some(value) = value {
+            self.raw(key);
+            self.str(value)?;
+            self.raw(b",");
+        }
+        Ok(())
+    }
+
+    fn truncated(&mut self, truncated: bool) {
+        if truncated {
+            self.raw(b"\"_truncated\":true,");
+        }
+    }
+
+    /// A body's object ends with its text, when it has one.
+    fn text_and_close(&mut self, text: Option<Str<'_>>) -> Result<(), json_out::Error> {
+        if let Some(text) = text {
+            self.raw(b",\"text\":");
+            self.value(&text)?;
+        }
+        self.raw(b"}");
+        Ok(())
+    }
+
     fn request_cookies(&mut self, names: &[&str]) -> Result<(), json_out::Error> {
         self.list(names, |w, name| {
             w.raw(b"{\"name\":");
@@ -615,56 +641,26 @@ impl PostData<'_> {
     fn write(&self, w: &mut Out<'_>) -> Result<(), json_out::Error> {
         // Every key but `mimeType` is optional: a comma goes before each key after the first.
         w.raw(b"{");
-        if let Some(encoding) = self.encoding {
-            w.raw(b"\"_encoding\":");
-            w.str(encoding)?;
-            w.raw(b",");
-        }
-        if self.truncated {
-            w.raw(b"\"_truncated\":true,");
-        }
-        if let Some(comment) = self.comment {
-            w.raw(b"\"comment\":");
-            w.str(comment)?;
-            w.raw(b",");
-        }
+        w.leading(b"\"_encoding\":", self.encoding)?;
+        w.truncated(self.truncated);
+        w.leading(b"\"comment\":", self.comment)?;
         w.raw(b"\"mimeType\":");
         w.str(self.mime_type)?;
-        if let Some(text) = self.text {
-            w.raw(b",\"text\":");
-            w.value(&text)?;
-        }
-        w.raw(b"}");
-        Ok(())
+        w.text_and_close(self.text)
     }
 }
 
 impl Content<'_> {
     fn write(&self, w: &mut Out<'_>) -> Result<(), json_out::Error> {
         w.raw(b"{");
-        if self.truncated {
-            w.raw(b"\"_truncated\":true,");
-        }
-        if let Some(comment) = self.comment {
-            w.raw(b"\"comment\":");
-            w.str(comment)?;
-            w.raw(b",");
-        }
-        if let Some(encoding) = self.encoding {
-            w.raw(b"\"encoding\":");
-            w.str(encoding)?;
-            w.raw(b",");
-        }
+        w.truncated(self.truncated);
+        w.leading(b"\"comment\":", self.comment)?;
+        w.leading(b"\"encoding\":", self.encoding)?;
         w.raw(b"\"mimeType\":");
         w.str(self.mime_type)?;
         w.raw(b",\"size\":");
         w.uint(self.size);
-        if let Some(text) = self.text {
-            w.raw(b",\"text\":");
-            w.value(&text)?;
-        }
-        w.raw(b"}");
-        Ok(())
+        w.text_and_close(self.text)
     }
 }
 
