@@ -277,14 +277,18 @@ enum BodyKind {
 
 impl Redactor {
     pub fn new(plan: &TracePlan) -> Self {
-        let mut redactor = Self::with_fields(&plan.redact_fields, plan.bodies, plan.max_body);
-        redactor.auth_headers = plan.auth_headers.clone();
+        let mut redactor = Self::with_fields(
+            &plan.redact_fields,
+            plan.auth_headers.clone(),
+            plan.bodies,
+            plan.max_body,
+        );
         redactor.raw_body_routes = plan.raw_body_routes.clone();
-        redactor.decide_common_headers();
         redactor
     }
 
-    /// Fills [`Redactor::header_rules`]; called again whenever what a rule depends on changes.
+    /// Fills [`Redactor::header_rules`] from the patterns and the credential headers, which a
+    /// rule depends on.
     fn decide_common_headers(&mut self) {
         let mut rules = Box::new([const { None }; HEADER_SLOTS]);
         for name in COMMON_HEADERS {
@@ -300,11 +304,17 @@ impl Redactor {
 
     /// The built-in field names only, for text that comes from outside (a HAR to diagnose).
     pub fn with_default_fields() -> Self {
-        Self::with_fields(DEFAULT_REDACT_FIELDS, true, 0)
+        Self::with_fields(DEFAULT_REDACT_FIELDS, Vec::new(), true, 0)
     }
 
-    /// The built-in patterns hold whatever `fields` says.
-    fn with_fields(fields: &[impl AsRef<str>], bodies: bool, max_body: usize) -> Self {
+    /// The built-in patterns hold whatever `fields` says; `auth_headers` are the routes'
+    /// credential headers.
+    fn with_fields(
+        fields: &[impl AsRef<str>],
+        auth_headers: Vec<HeaderName>,
+        bodies: bool,
+        max_body: usize,
+    ) -> Self {
         let mut normal: Vec<Vec<u8>> = fields
             .iter()
             .map(AsRef::as_ref)
@@ -338,7 +348,7 @@ impl Redactor {
             firsts,
             seconds,
             patterns,
-            auth_headers: Vec::new(),
+            auth_headers,
             header_rules: Box::new([const { None }; HEADER_SLOTS]),
             raw_body_routes: Vec::new(),
             bodies,
