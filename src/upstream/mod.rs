@@ -1,6 +1,7 @@
 //! The upstream side: an HTTP/1.1 keep-alive pool per route over rustls, with connect and
 //! response-head timeouts, and failures classified for the client's error body.
 
+mod http1;
 mod pool;
 pub mod tls;
 mod trust;
@@ -14,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, Uri};
-use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::body::{BoxError, ClientBodyFault, ProxyBody};
 use crate::config::Upstream as UpstreamPlan;
 
+use http1::{Conn, Outgoing};
 use pool::Pool;
 pub use pool::UpstreamBody;
 pub use tls::{TlsSetupError, TrustSpec};
@@ -157,7 +158,7 @@ pub struct UpstreamClient {
 /// Where an exchange failed: setting up the connection or using it.
 enum Failure {
     Connect(pool::ConnectError),
-    Exchange(hyper::Error),
+    Exchange(http1::Error),
 }
 
 impl UpstreamClient {
@@ -201,44 +202,36 @@ impl UpstreamClient {
         if let Some(path_and_query) = request.uri().path_and_query() {
             *request.uri_mut() = Uri::from(path_and_query.clone());
         }
-        // Connecting (TCP, TLS, handshake) is boxed where it is awaited: inline, its state
-        // would grow this future, which is moved into place for every request, by kilobytes,
-        // while a kept-alive connection skips it.
-        let (mut sender, reused) = match self.pool.idle().await {
-            Some(sender) => (sender, true),
+        let outgoing = Outgoing::new(request);
+        // Connecting (TCP, TLS) is boxed where it is awaited: inline, its state would grow
+        // this future, which is moved into place for every request, by kilobytes, while a
+        // kept-alive connection skips it.
+        let (conn, reused) = match self.pool.idle() {
+            Some(conn) => (conn, true),
             None => (Box::pin(self.fresh()).await?, false),
         };
-        let response = match sender.try_send_request(request).await {
+        let response = match http1::send(conn, outgoing).await {
             Ok(response) => response,
-            Err(mut failed) => match failed.take_message() {
+            Err(failed) => match failed.unsent {
                 // The connection closed between its last use and this request, before a
                 // byte of the request was written: the request goes again on a new one.
-                Some(unsent) if reused => {
-                    let (resent_on, response) = Box::pin(self.resend(unsent)).await?;
-                    sender = resent_on;
-                    response
-                }
-                _ => return Err(Failure::Exchange(failed.into_error())),
+                Some(unsent) if reused => Box::pin(self.resend(unsent)).await?,
+                _ => return Err(Failure::Exchange(failed.error)),
             },
         };
         let pool = self.pool.clone();
-        Ok(response.map(|incoming| UpstreamBody::new(incoming, sender, pool)))
+        Ok(response.map(|body| UpstreamBody::new(body, pool)))
     }
 
     /// Sends a request that a reused connection did not take on a new connection.
-    async fn resend(
-        &self,
-        unsent: Request<ProxyBody>,
-    ) -> Result<(SendRequest<ProxyBody>, Response<hyper::body::Incoming>), Failure> {
-        let mut sender = self.fresh().await?;
-        let response = sender
-            .send_request(unsent)
+    async fn resend(&self, unsent: Outgoing) -> Result<Response<http1::ResponseBody>, Failure> {
+        let conn = self.fresh().await?;
+        http1::send(conn, unsent)
             .await
-            .map_err(Failure::Exchange)?;
-        Ok((sender, response))
+            .map_err(|failed| Failure::Exchange(failed.error))
     }
 
-    async fn fresh(&self) -> Result<SendRequest<ProxyBody>, Failure> {
+    async fn fresh(&self) -> Result<Conn, Failure> {
         self.pool.connect().await.map_err(Failure::Connect)
     }
 

@@ -14,13 +14,12 @@ use crate::clock::SharedClock;
 
 use bytes::Bytes;
 use http::Uri;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
-use crate::body::ProxyBody;
+use super::http1::{self, Conn, ResponseBody};
 
 pub type ConnectError = Box<dyn StdError + Send + Sync>;
 
@@ -36,7 +35,7 @@ pub struct Pool {
 }
 
 struct Idle {
-    sender: SendRequest<ProxyBody>,
+    conn: Conn,
     since: Instant,
 }
 
@@ -57,51 +56,30 @@ impl Pool {
         })
     }
 
-    /// An idle connection ready for a request, newest first; `None` when none is left.
-    pub async fn idle(&self) -> Option<SendRequest<ProxyBody>> {
-        loop {
-            let mut sender = self.pop_fresh()?;
-            // A connection handed back as its response ended may still be finishing that
-            // exchange; one the target closed, or answered with `Connection: close`, errs here.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
-            }
-        }
-    }
-
-    fn pop_fresh(&self) -> Option<SendRequest<ProxyBody>> {
+    /// An idle connection ready for a request, newest first; `None` when none is left. One
+    /// the target closed (or that has bytes nobody asked for) is dropped, never handed out.
+    pub fn idle(&self) -> Option<Conn> {
         let now = self.clock.now();
         let mut idle = self.lock();
-        while let Some(newest) = idle.pop() {
+        while let Some(mut newest) = idle.pop() {
             if now.saturating_duration_since(newest.since) >= self.idle_timeout {
                 // The newest is too old, so are all the others.
                 idle.clear();
                 return None;
             }
-            if !newest.sender.is_closed() {
-                return Some(newest.sender);
+            if !newest.conn.is_closed() {
+                return Some(newest.conn);
             }
         }
         None
     }
 
-    /// A new connection (TCP, and TLS for `https`), its connection task spawned.
-    pub async fn connect(self: &Arc<Self>) -> Result<SendRequest<ProxyBody>, ConnectError> {
+    /// A new connection (TCP, and TLS for `https`).
+    pub async fn connect(self: &Arc<Self>) -> Result<Conn, ConnectError> {
         self.reaper.get_or_init(|| self.start_reaper());
         let mut connector = self.connector.clone();
         let io = connector.call(self.dial.clone()).await?;
-        // A target's malformed header line (a control character in a `Set-Cookie`, a name
-        // with a space) is dropped rather than failing the whole exchange with a 502, as
-        // browsers and curl do. hyper drops it silently: which line it was cannot be known.
-        let (sender, connection) = http1::Builder::new()
-            .ignore_invalid_headers_in_responses(true)
-            .handshake(io)
-            .await?;
-        tokio::spawn(async move {
-            // Its failures reach the request that was using it through `send_request`.
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Conn::new(TokioIo::new(io)))
     }
 
     /// The idle list; a panic elsewhere while it was held leaves it consistent (every change is
@@ -110,13 +88,10 @@ impl Pool {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn checkin(&self, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, conn: Conn) {
         let since = self.clock.now();
         let mut idle = self.lock();
-        idle.push(Idle { sender, since });
+        idle.push(Idle { conn, since });
     }
 
     /// Closes connections idle for longer than `idle_timeout` even when no request comes to
@@ -140,9 +115,9 @@ impl Pool {
     /// One round of the reaper: drops the connections idle past `idle_timeout` or closed.
     fn reap(&self) {
         let now = self.clock.now();
-        self.lock().retain(|entry| {
+        self.lock().retain_mut(|entry| {
             now.saturating_duration_since(entry.since) < self.idle_timeout
-                && !entry.sender.is_closed()
+                && !entry.conn.is_closed()
         });
     }
 
@@ -156,38 +131,35 @@ impl Pool {
 /// to the end. A body dropped earlier takes the connection with it: the unread rest of the
 /// response makes it unusable.
 pub struct UpstreamBody {
-    inner: Incoming,
-    lent: Option<Lent>,
-}
-
-struct Lent {
-    sender: SendRequest<ProxyBody>,
-    pool: Arc<Pool>,
+    inner: ResponseBody,
+    pool: Option<Arc<Pool>>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, sender: SendRequest<ProxyBody>, pool: Arc<Pool>) -> Self {
+    pub fn new(inner: ResponseBody, pool: Arc<Pool>) -> Self {
         UpstreamBody {
             inner,
-            lent: Some(Lent { sender, pool }),
+            pool: Some(pool),
         }
     }
 
     fn give_back(&mut self) {
-        if let Some(lent) = self.lent.take() {
-            lent.pool.checkin(lent.sender);
+        if let Some(pool) = self.pool.take() {
+            if let Some(conn) = self.inner.take_reusable() {
+                pool.checkin(conn);
+            }
         }
     }
 }
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = http1::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, http1::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
             self.give_back();
@@ -290,8 +262,8 @@ mod tests {
     }
 
     async fn get(pool: &Arc<Pool>) -> UpstreamBody {
-        let mut sender = match pool.idle().await {
-            Some(sender) => sender,
+        let conn = match pool.idle() {
+            Some(conn) => conn,
             None => pool.connect().await.expect("connect"),
         };
         let request = http::Request::builder()
@@ -299,9 +271,11 @@ mod tests {
             .header(http::header::HOST, "target")
             .body(crate::body::empty())
             .expect("request");
-        let response = sender.send_request(request).await.expect("response");
-        let (_, incoming) = response.into_parts();
-        UpstreamBody::new(incoming, sender, pool.clone())
+        let response = match http1::send(conn, http1::Outgoing::new(request)).await {
+            Ok(response) => response,
+            Err(failed) => panic!("exchange failed: {}", failed.error),
+        };
+        UpstreamBody::new(response.into_body(), pool.clone())
     }
 
     /// One request's body, read to its end.
@@ -387,9 +361,9 @@ mod tests {
         let (dial, accepted) = counting_target("x", Ending::Silently).await;
         let pool = pool(dial, Duration::from_secs(60));
         fetch(&pool).await;
-        // The connection task sees the target's close on its own; wait for that, no longer.
+        // The runtime learns of the target's close on its own; wait for that, no longer.
         tokio::time::timeout(Duration::from_secs(5), async {
-            while !pool.lock().iter().all(|entry| entry.sender.is_closed()) {
+            while !pool.lock().iter_mut().all(|entry| entry.conn.is_closed()) {
                 tokio::task::yield_now().await;
             }
         })
