@@ -90,11 +90,8 @@ impl Outgoing {
     /// Writes what it can of the request; ready once all of it is written and flushed.
     pub fn poll_write(&mut self, io: &mut Io, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         loop {
-            let body_waits = self.gather(cx)?;
+            self.gather(cx)?;
             if self.written == self.out.len() {
-                if self.body.is_some() && !body_waits {
-                    continue;
-                }
                 if !self.flushed {
                     ready!(Pin::new(&mut *io).poll_flush(cx)).map_err(Error::Write)?;
                     self.flushed = true;
@@ -120,15 +117,14 @@ impl Outgoing {
         }
     }
 
-    /// Encodes the body's frames that are ready into the buffer, up to [`GATHER`] bytes;
-    /// `true` when the body has none ready now.
-    fn gather(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+    /// Encodes the body's frames that are ready into the buffer, up to [`GATHER`] bytes.
+    fn gather(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
         while self.out.len() - self.written < GATHER {
             let Some(body) = self.body.as_mut() else {
-                return Ok(false);
+                return Ok(());
             };
             let frame = match Pin::new(body).poll_frame(cx) {
-                Poll::Pending => return Ok(true),
+                Poll::Pending => return Ok(()),
                 Poll::Ready(Some(Ok(frame))) => frame,
                 Poll::Ready(Some(Err(err))) => return Err(Error::RequestBody(err)),
                 Poll::Ready(None) => {
@@ -138,7 +134,7 @@ impl Outgoing {
                         Framing::Length(0) => {}
                         Framing::Length(_) => return Err(Error::BodyLength),
                     }
-                    return Ok(false);
+                    return Ok(());
                 }
             };
             // Trailers from a client's body are not forwarded, as hyper did not.
@@ -162,7 +158,7 @@ impl Outgoing {
                 }
             }
         }
-        Ok(false)
+        Ok(())
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Head {
 }
 
 /// The offsets of one header line's name and value in the head's bytes.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Line {
     name: (usize, usize),
     value: (usize, usize),
@@ -39,8 +39,7 @@ struct Line {
 /// before it); `None` while the head is incomplete.
 pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
     loop {
-        let mut lines = [Line::default(); MAX_HEADERS];
-        let (len, code, reason, version, count) = {
+        let (len, code, reason, version, lines) = {
             let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
             let mut response = httparse::Response::new(&mut []);
             let bytes: &[u8] = buf;
@@ -59,17 +58,25 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error>
             };
             let base = bytes.as_ptr() as usize;
             let offset = |part: &[u8]| part.as_ptr() as usize - base;
-            for (line, header) in lines.iter_mut().zip(response.headers.iter()) {
-                let name = offset(header.name.as_bytes());
-                let value = offset(header.value);
-                line.name = (name, name + header.name.len());
-                line.value = (value, value + header.value.len());
-            }
+            // Where each line is, to take its name and value from the head's bytes once they
+            // are split off (on the heap: a zeroed array of the maximum would cost more).
+            let lines: Vec<Line> = response
+                .headers
+                .iter()
+                .map(|header| {
+                    let name = offset(header.name.as_bytes());
+                    let value = offset(header.value);
+                    Line {
+                        name: (name, name + header.name.len()),
+                        value: (value, value + header.value.len()),
+                    }
+                })
+                .collect();
             let reason = match StatusCode::from_u16(code) {
                 Ok(status) if status.canonical_reason() == Some(reason) => None,
                 _ => Some(Bytes::copy_from_slice(reason.as_bytes())),
             };
-            (len, code, reason, version, response.headers.len())
+            (len, code, reason, version, lines)
         };
         let status =
             StatusCode::from_u16(code).map_err(|_| Error::Head(httparse::Error::Status))?;
@@ -79,10 +86,10 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error>
             Version::HTTP_10
         };
         let bytes = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = HeaderMap::with_capacity(lines.len());
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
-        for line in &lines[..count] {
+        for line in &lines {
             let Ok(name) = HeaderName::from_bytes(&bytes[line.name.0..line.name.1]) else {
                 continue;
             };

@@ -6,6 +6,8 @@
 mod decode;
 mod encode;
 mod head;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 use std::pin::Pin;
@@ -56,14 +58,16 @@ pub enum Error {
 
 /// A kept-alive connection between exchanges: the stream and its read buffer.
 pub struct Conn {
-    io: Io,
+    /// Boxed: a TLS stream is over a kilobyte, and the connection moves with every request
+    /// (into the pool, out of it, into the response body) inside futures that move too.
+    io: Box<Io>,
     read: BytesMut,
 }
 
 impl Conn {
     pub fn new(io: Io) -> Conn {
         Conn {
-            io,
+            io: Box::new(io),
             read: BytesMut::new(),
         }
     }
@@ -76,7 +80,7 @@ impl Conn {
         }
         let mut cx = Context::from_waker(Waker::noop());
         self.read.reserve(READ_CHUNK);
-        match poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.read) {
+        match poll_read_buf(Pin::new(&mut *self.io), &mut cx, &mut self.read) {
             Poll::Pending => false,
             Poll::Ready(_) => true,
         }
@@ -87,7 +91,7 @@ impl Conn {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 2 {
             self.read.reserve(READ_CHUNK);
         }
-        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read).map_err(Error::Read)
+        poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.read).map_err(Error::Read)
     }
 }
 
@@ -111,7 +115,7 @@ pub async fn send(
     let mut parse = !conn.read.is_empty();
     let head = std::future::poll_fn(|cx| loop {
         if writing {
-            match outgoing.poll_write(&mut conn.io, cx) {
+            match outgoing.poll_write(&mut *conn.io, cx) {
                 Poll::Ready(Ok(())) => writing = false,
                 Poll::Ready(Err(err @ Error::Write(_))) if outgoing.started() => {
                     writing = false;
@@ -142,7 +146,11 @@ pub async fn send(
     let head = match head {
         Ok(head) => head,
         Err(error) => {
-            let unsent = (!outgoing.started()).then_some(outgoing);
+            // Only the connection's failure can be retried: a client's body that failed
+            // would fail again.
+            let connection_failed =
+                matches!(error, Error::Read(_) | Error::Write(_) | Error::Closed);
+            let unsent = (connection_failed && !outgoing.started()).then_some(outgoing);
             return Err(SendError { error, unsent });
         }
     };
@@ -193,7 +201,7 @@ impl ResponseBody {
         let (Some(outgoing), Some(conn)) = (self.writing.as_mut(), self.conn.as_mut()) else {
             return;
         };
-        match outgoing.poll_write(&mut conn.io, cx) {
+        match outgoing.poll_write(&mut *conn.io, cx) {
             Poll::Pending => {}
             Poll::Ready(Ok(())) => self.writing = None,
             Poll::Ready(Err(_)) => {

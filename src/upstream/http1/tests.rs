@@ -1,0 +1,447 @@
+//! The response parser and body decoder against hand-written responses fed in every split,
+//! and against hyper's client (which they replace) on random responses from a raw target.
+
+use super::decode::{Decoded, Decoder};
+use super::head::{self, Head};
+use super::*;
+
+use http::{Method, StatusCode};
+
+/// Parses `raw` as the response to `method`, the bytes arriving in the given pieces; the head
+/// and the body's bytes, or the first error.
+fn read_in_pieces(raw: &[u8], method: &Method, cuts: &[usize]) -> Result<(Head, Vec<u8>), Error> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&raw.len())) {
+        pieces.push(&raw[start..cut.max(start)]);
+        start = cut.max(start);
+    }
+    let mut pieces = pieces.into_iter();
+    let mut buf = BytesMut::new();
+    let mut head = loop {
+        if let Some(head) = head::parse(&mut buf, method)? {
+            break head;
+        }
+        match pieces.next() {
+            Some(piece) => buf.extend_from_slice(piece),
+            None => return Err(Error::Closed),
+        }
+    };
+    let mut body = Vec::new();
+    loop {
+        match head.decoder.decode(&mut buf)? {
+            Decoded::Data(data) => body.extend_from_slice(&data),
+            Decoded::End => return Ok((head, body)),
+            Decoded::NeedMore => match pieces.next() {
+                Some(piece) => buf.extend_from_slice(piece),
+                None => head.decoder.at_eof()?,
+            },
+        }
+    }
+}
+
+fn read(raw: &[u8], method: &Method) -> Result<(Head, Vec<u8>), Error> {
+    read_in_pieces(raw, method, &[])
+}
+
+/// The same result for the whole response at once, split once at every byte, and byte by byte.
+fn read_every_way(raw: &[u8], method: &Method) -> Result<(Head, Vec<u8>), Error> {
+    let whole = read(raw, method);
+    let summary = |result: &Result<(Head, Vec<u8>), Error>| match result {
+        Ok((head, body)) => format!("{} {:?} {:?}", head.status, head.headers, body),
+        Err(err) => format!("error: {err}"),
+    };
+    for cut in 0..=raw.len() {
+        let split = read_in_pieces(raw, method, &[cut]);
+        assert_eq!(summary(&split), summary(&whole), "split at {cut}");
+    }
+    let every: Vec<usize> = (1..raw.len()).collect();
+    assert_eq!(
+        summary(&read_in_pieces(raw, method, &every)),
+        summary(&whole),
+        "byte by byte"
+    );
+    whole
+}
+
+#[test]
+fn a_chunked_body_with_extensions_and_trailers_decodes_the_same_in_any_split() {
+    let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+        5;name=value\r\nhello\r\n1 \t\r\n \r\nA\r\n0123456789\r\n0;last\r\nx-trailer: t\r\nx-other: u\r\n\r\n";
+    let (head, body) = read_every_way(raw, &Method::GET).expect("decodes");
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(body, b"hello 0123456789");
+    assert!(head.keep_alive);
+}
+
+#[test]
+fn a_content_length_body_ends_at_its_length_in_any_split() {
+    let raw = b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nabcde";
+    let (head, body) = read_every_way(raw, &Method::POST).expect("decodes");
+    assert_eq!(head.status, StatusCode::CREATED);
+    assert_eq!(head.headers["x-a"], "1");
+    assert_eq!(body, b"abcde");
+    assert!(head.decoder.is_end() && head.decoder.is_delimited());
+}
+
+#[test]
+fn conflicting_or_invalid_content_lengths_are_refused() {
+    for raw in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nabcde"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\nabcde",
+        b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\nabcde",
+        b"HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\nabcde",
+    ] {
+        let err = read(raw, &Method::GET).expect_err("refused");
+        assert!(matches!(err, Error::Framing(_)), "{err}");
+    }
+    let (_, body) = read(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 3, 3\r\n\r\nabc",
+        &Method::GET,
+    )
+    .expect("agreeing values are one length");
+    assert_eq!(body, b"abc");
+}
+
+#[test]
+fn a_body_without_length_or_chunking_is_read_to_the_close_and_not_reused() {
+    let raw = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end";
+    let (head, body) = read_every_way(raw, &Method::GET).expect("decodes");
+    assert_eq!(body, b"until the end");
+    assert!(!head.decoder.is_delimited());
+    let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nraw";
+    let (head, body) = read(raw, &Method::GET).expect("decodes");
+    assert_eq!(body, b"raw");
+    assert!(!head.decoder.is_delimited());
+}
+
+#[test]
+fn head_204_and_304_responses_have_no_body_whatever_they_announce() {
+    let announced = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n";
+    let (head, body) = read(announced, &Method::HEAD).expect("HEAD");
+    assert!(body.is_empty() && head.decoder.is_end());
+    assert_eq!(head.headers["content-length"], "10");
+    for status in ["204 No Content", "304 Not Modified"] {
+        let raw = format!("HTTP/1.1 {status}\r\ntransfer-encoding: chunked\r\n\r\n");
+        let (head, body) = read(raw.as_bytes(), &Method::GET).expect(status);
+        assert!(body.is_empty() && head.decoder.is_end(), "{status}");
+        assert!(head.keep_alive);
+    }
+}
+
+#[test]
+fn interim_responses_are_skipped_for_the_final_one() {
+    let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+        HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let (head, body) = read_every_way(raw, &Method::POST).expect("decodes");
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.headers.get("link").is_none());
+    assert_eq!(body, b"ok");
+}
+
+#[test]
+fn a_malformed_header_line_is_dropped_and_the_rest_kept() {
+    let raw = b"HTTP/1.1 200 OK\r\nx-before: kept\r\nbad header: x\r\nset-cookie: a=\x01b\r\n\
+        x-after: kept too\r\ncontent-length: 2\r\n\r\nok";
+    let (head, body) = read(raw, &Method::GET).expect("decodes");
+    assert_eq!(head.headers["x-before"], "kept");
+    assert_eq!(head.headers["x-after"], "kept too");
+    assert!(head.headers.get("set-cookie").is_none());
+    assert_eq!(head.headers.len(), 3);
+    assert_eq!(body, b"ok");
+}
+
+#[test]
+fn connection_close_and_http_1_0_without_keep_alive_end_the_connection() {
+    let cases: [(&[u8], bool); 5] = [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", true),
+        (b"HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n", false),
+        (b"HTTP/1.1 200 OK\r\nconnection: close\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n", false),
+        (b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", false),
+        (b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n", true),
+    ];
+    for (raw, keep_alive) in cases {
+        let (head, _) = read(raw, &Method::GET).expect("decodes");
+        assert_eq!(
+            head.keep_alive,
+            keep_alive,
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
+
+#[test]
+fn broken_chunked_framing_and_a_short_body_are_errors() {
+    for raw in [
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nz\r\n"[..],
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nabc",
+        b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        assert!(
+            read_every_way(raw, &Method::GET).is_err(),
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
+
+#[test]
+fn a_reason_phrase_other_than_the_usual_one_is_kept() {
+    let (head, _) = read(
+        b"HTTP/1.1 200 Fine\r\ncontent-length: 0\r\n\r\n",
+        &Method::GET,
+    )
+    .expect("decodes");
+    assert_eq!(
+        head.reason.as_ref().map(|r| r.as_bytes()),
+        Some(&b"Fine"[..])
+    );
+    let (head, _) = read(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        &Method::GET,
+    )
+    .expect("decodes");
+    assert!(head.reason.is_none());
+}
+
+#[test]
+fn a_chunked_decoder_gives_data_as_it_arrives() {
+    let mut decoder = Decoder::chunked();
+    let mut buf = BytesMut::from(&b"a\r\n01234"[..]);
+    assert_eq!(
+        decoder.decode(&mut buf).expect("data"),
+        Decoded::Data(Bytes::from_static(b"01234"))
+    );
+    assert_eq!(decoder.decode(&mut buf).expect("more"), Decoded::NeedMore);
+    assert!(decoder.at_eof().is_err());
+}
+
+/// A small deterministic generator, so a failing case can be reproduced from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len())]
+    }
+}
+
+/// A random response: interim heads, status, version, well-formed and malformed header
+/// lines, every framing (valid, conflicting, invalid) and a body that matches it or not.
+fn random_response(rng: &mut Rng) -> Vec<u8> {
+    let mut raw = String::new();
+    if rng.below(5) == 0 {
+        raw.push_str("HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    if rng.below(8) == 0 {
+        raw.push_str("HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n");
+    }
+    let version = rng.pick(&["HTTP/1.1", "HTTP/1.1", "HTTP/1.0"]);
+    let status = rng.pick(&[
+        "200 OK",
+        "201 Created",
+        "204 No Content",
+        "304 Not Modified",
+        "404 Not Found",
+        "200 Fine",
+        "502 Bad Gateway",
+    ]);
+    raw.push_str(&format!("{version} {status}\r\n"));
+    for _ in 0..rng.below(4) {
+        raw.push_str(rng.pick(&[
+            "content-type: application/json\r\n",
+            "set-cookie: SID=abc; Path=/\r\n",
+            "set-cookie: bad=\u{1}x\r\n",
+            "bad name: x\r\n",
+            "x-empty:\r\n",
+            "x-spaces:   padded   \r\n",
+            "connection: close\r\n",
+            "connection: keep-alive\r\n",
+            "x-obs: caf\u{e9}\r\n",
+        ]));
+    }
+    let body = "0123456789abcdefghij".repeat(rng.below(4));
+    match rng.below(6) {
+        0 | 1 => {
+            let len = match rng.below(6) {
+                0 => body.len().saturating_sub(1),
+                _ => body.len(),
+            };
+            raw.push_str(&format!("content-length: {len}\r\n"));
+            if rng.below(6) == 0 {
+                let other = rng.pick(&["0", "7", "x", "-1"]);
+                raw.push_str(&format!("content-length: {other}\r\n"));
+            }
+            raw.push_str("\r\n");
+            raw.push_str(&body);
+        }
+        2 | 3 => {
+            raw.push_str(rng.pick(&[
+                "transfer-encoding: chunked\r\n",
+                "transfer-encoding: gzip, chunked\r\n",
+                "transfer-encoding: chunked\r\ncontent-length: 3\r\n",
+            ]));
+            raw.push_str("\r\n");
+            let mut rest = body.as_str();
+            while !rest.is_empty() {
+                let n = (1 + rng.below(12)).min(rest.len());
+                let ext = rng.pick(&["", "", ";a=b", " "]);
+                raw.push_str(&format!("{n:x}{ext}\r\n{}\r\n", &rest[..n]));
+                rest = &rest[n..];
+            }
+            match rng.below(5) {
+                0 => {}
+                1 => raw.push_str("0\r\nx-trailer: t\r\n\r\n"),
+                2 => raw.push_str("zz\r\n"),
+                _ => raw.push_str("0\r\n\r\n"),
+            }
+        }
+        4 => {
+            raw.push_str("transfer-encoding: identity\r\n\r\n");
+            raw.push_str(&body);
+        }
+        _ => {
+            raw.push_str("\r\n");
+            raw.push_str(&body);
+        }
+    }
+    raw.into_bytes()
+}
+
+/// What a client made of a response: status, headers and body, or that it failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Response(StatusCode, Vec<(String, Vec<u8>)>, Vec<u8>),
+    Failed,
+}
+
+fn outcome<E>(response: Result<(StatusCode, &http::HeaderMap, Result<Bytes, E>), ()>) -> Outcome {
+    match response {
+        Ok((status, headers, Ok(body))) => Outcome::Response(
+            status,
+            headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+                .collect(),
+            body.to_vec(),
+        ),
+        _ => Outcome::Failed,
+    }
+}
+
+/// A target that answers each connection's first request with `raw`, then closes.
+async fn raw_target(raw: Vec<u8>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let raw = Bytes::from(raw);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let raw = raw.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(&raw).await;
+            });
+        }
+    });
+    addr
+}
+
+fn request(method: &Method) -> http::Request<crate::body::ProxyBody> {
+    http::Request::builder()
+        .method(method.clone())
+        .uri("/r")
+        .header(http::header::HOST, "target")
+        .body(crate::body::empty())
+        .expect("request")
+}
+
+async fn through_hyper(addr: std::net::SocketAddr, method: &Method) -> Outcome {
+    use http_body_util::BodyExt;
+    let Ok(tcp) = TcpStream::connect(addr).await else {
+        return Outcome::Failed;
+    };
+    let Ok((mut sender, connection)) = hyper::client::conn::http1::Builder::new()
+        .ignore_invalid_headers_in_responses(true)
+        .handshake::<_, crate::body::ProxyBody>(TokioIo::new(tcp))
+        .await
+    else {
+        return Outcome::Failed;
+    };
+    tokio::spawn(connection);
+    match sender.send_request(request(method)).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map(|c| c.to_bytes());
+            outcome(Ok((parts.status, &parts.headers, body)))
+        }
+        Err(_) => Outcome::Failed,
+    }
+}
+
+async fn through_ours(addr: std::net::SocketAddr, method: &Method) -> Outcome {
+    use http_body_util::BodyExt;
+    let Ok(tcp) = TcpStream::connect(addr).await else {
+        return Outcome::Failed;
+    };
+    let conn = Conn::new(TokioIo::new(MaybeHttpsStream::Http(TokioIo::new(tcp))));
+    match send(conn, Outgoing::new(request(method))).await {
+        Ok(response) => {
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map(|c| c.to_bytes());
+            outcome(Ok((parts.status, &parts.headers, body)))
+        }
+        Err(_) => Outcome::Failed,
+    }
+}
+
+#[tokio::test]
+async fn random_responses_come_out_of_our_client_as_out_of_hypers() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for case in 0..400 {
+        let raw = random_response(&mut rng);
+        let method = if rng.below(6) == 0 {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        let addr = raw_target(raw.clone()).await;
+        let deadline = std::time::Duration::from_secs(10);
+        let theirs = tokio::time::timeout(deadline, through_hyper(addr, &method))
+            .await
+            .expect("hyper's client finished");
+        let ours = tokio::time::timeout(deadline, through_ours(addr, &method))
+            .await
+            .expect("our client finished");
+        assert_eq!(
+            ours,
+            theirs,
+            "case {case}, {method} of {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+}
