@@ -28,7 +28,10 @@ enum Framing {
 /// A request being written: its encoded bytes not yet written and the body still to read.
 /// Until its first byte is written it can be sent as it is on another connection.
 pub struct Outgoing {
-    method: Method,
+    /// What the response's framing depends on (a HEAD's has no body).
+    pub method: Method,
+    /// The request's header map, emptied once written: the response's headers reuse it.
+    pub spare: HeaderMap,
     out: Vec<u8>,
     written: usize,
     /// `None` once the body has ended (or for a request without one).
@@ -45,7 +48,19 @@ impl Outgoing {
         let (mut parts, body) = request.into_parts();
         let can_chunk = parts.version != Version::HTTP_10;
         let (framing, body) = framing(&parts.method, &mut parts.headers, body, can_chunk);
-        let mut out = Vec::with_capacity(64 + parts.headers.len() * 32);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or(0, |path| path.as_str().len());
+        let size = parts.method.as_str().len()
+            + path
+            + parts
+                .headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum::<usize>()
+            + 16;
+        let mut out = Vec::with_capacity(size);
         out.extend_from_slice(parts.method.as_str().as_bytes());
         out.push(b' ');
         match parts.uri.path_and_query() {
@@ -67,8 +82,10 @@ impl Outgoing {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
+        parts.headers.clear();
         Outgoing {
             method: parts.method,
+            spare: parts.headers,
             out,
             written: 0,
             body,
@@ -76,10 +93,6 @@ impl Outgoing {
             started: false,
             flushed: false,
         }
-    }
-
-    pub fn method(&self) -> &Method {
-        &self.method
     }
 
     /// Whether any byte of the request went out.

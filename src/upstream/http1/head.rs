@@ -29,17 +29,35 @@ pub struct Head {
 }
 
 /// The offsets of one header line's name and value in the head's bytes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Line {
-    name: (usize, usize),
-    value: (usize, usize),
+    name: [u32; 2],
+    value: [u32; 2],
+}
+
+/// Which framing headers the head carries, noted as its lines are read.
+#[derive(Clone, Copy, Default)]
+struct Framing {
+    transfer_encoding: bool,
+    content_length: bool,
 }
 
 /// Parses the final response head at the start of `buf`, consuming it (and any 1xx heads
 /// before it); `None` while the head is incomplete.
-pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error> {
+///
+/// `spare` is a map whose allocation the headers may take (the request's, emptied, as hyper
+/// reuses it): one allocation less per exchange.
+pub fn parse(
+    buf: &mut BytesMut,
+    method: &Method,
+    spare: &mut HeaderMap,
+) -> Result<Option<Head>, Error> {
     loop {
-        let (len, code, reason, version, lines) = {
+        // Where each line is, to take its name and value from the head's bytes once they are
+        // split off. Offsets in `u32` (a head is at most `MAX_HEAD_BYTES`) keep the zeroed
+        // array small enough to be cleared without a `rep stos`.
+        let mut lines = [Line::default(); MAX_HEADERS];
+        let (len, code, reason, version, count) = {
             let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
             let mut response = httparse::Response::new(&mut []);
             let bytes: &[u8] = buf;
@@ -51,32 +69,30 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error>
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(err) => return Err(Error::Head(err)),
             };
+            if len > MAX_HEAD_BYTES {
+                return Err(Error::HeadTooLarge);
+            }
             let (Some(code), Some(reason), Some(version)) =
                 (response.code, response.reason, response.version)
             else {
                 return Err(Error::Head(httparse::Error::Status));
             };
             let base = bytes.as_ptr() as usize;
-            let offset = |part: &[u8]| part.as_ptr() as usize - base;
-            // Where each line is, to take its name and value from the head's bytes once they
-            // are split off (on the heap: a zeroed array of the maximum would cost more).
-            let lines: Vec<Line> = response
-                .headers
-                .iter()
-                .map(|header| {
-                    let name = offset(header.name.as_bytes());
-                    let value = offset(header.value);
-                    Line {
-                        name: (name, name + header.name.len()),
-                        value: (value, value + header.value.len()),
-                    }
-                })
-                .collect();
+            // Within the head, so below `MAX_HEAD_BYTES`.
+            let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+            for (line, header) in lines.iter_mut().zip(response.headers.iter()) {
+                let name = offset(header.name.as_bytes());
+                let value = offset(header.value);
+                *line = Line {
+                    name: [name, name + header.name.len() as u32],
+                    value: [value, value + header.value.len() as u32],
+                };
+            }
             let reason = match StatusCode::from_u16(code) {
                 Ok(status) if status.canonical_reason() == Some(reason) => None,
                 _ => Some(Bytes::copy_from_slice(reason.as_bytes())),
             };
-            (len, code, reason, version, lines)
+            (len, code, reason, version, response.headers.len())
         };
         let status =
             StatusCode::from_u16(code).map_err(|_| Error::Head(httparse::Error::Status))?;
@@ -86,14 +102,18 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error>
             Version::HTTP_10
         };
         let bytes = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(lines.len());
+        let mut headers = std::mem::take(spare);
+        headers.reserve(count);
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
-        for line in &lines {
-            let Ok(name) = HeaderName::from_bytes(&bytes[line.name.0..line.name.1]) else {
+        let mut framing = Framing::default();
+        for line in &lines[..count] {
+            let [name_start, name_end] = line.name.map(|at| at as usize);
+            let [value_start, value_end] = line.value.map(|at| at as usize);
+            let Ok(name) = HeaderName::from_bytes(&bytes[name_start..name_end]) else {
                 continue;
             };
-            let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(line.value.0..line.value.1))
+            let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(value_start..value_end))
             else {
                 continue;
             };
@@ -105,10 +125,14 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, Error>
                 } else if !keep_alive {
                     keep_alive = has_token(&value, "keep-alive");
                 }
+            } else if name == TRANSFER_ENCODING {
+                framing.transfer_encoding = true;
+            } else if name == CONTENT_LENGTH {
+                framing.content_length = true;
             }
             headers.append(name, value);
         }
-        let Some((decoder, upgrade)) = decoder(status, version, &headers, method)? else {
+        let Some((decoder, upgrade)) = decoder(status, version, &headers, framing, method)? else {
             // An interim response (100 Continue, 103 Early Hints): the final one follows.
             if buf.is_empty() {
                 return Ok(None);
@@ -132,6 +156,7 @@ fn decoder(
     status: StatusCode,
     version: Version,
     headers: &HeaderMap,
+    framing: Framing,
     method: &Method,
 ) -> Result<Option<(Decoder, bool)>, Error> {
     match status.as_u16() {
@@ -146,7 +171,7 @@ fn decoder(
     if *method == Method::CONNECT && status.is_success() {
         return Ok(Some((Decoder::Length(0), true)));
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
+    if framing.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(Error::Framing("HTTP/1.0 response with Transfer-Encoding"));
         }
@@ -166,7 +191,7 @@ fn decoder(
             false,
         )));
     }
-    if headers.contains_key(CONTENT_LENGTH) {
+    if framing.content_length {
         return match content_length(headers) {
             Some(len) => Ok(Some((Decoder::Length(len), false))),
             None => Err(Error::Framing("invalid or conflicting Content-Length")),

@@ -126,7 +126,8 @@ pub async fn send(
             }
         }
         if parse {
-            if let Some(head) = head::parse(&mut conn.read, outgoing.method())? {
+            if let Some(head) = head::parse(&mut conn.read, &outgoing.method, &mut outgoing.spare)?
+            {
                 return Poll::Ready(Ok(head));
             }
             if conn.read.len() >= head::MAX_HEAD_BYTES {
