@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http::Uri;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use super::http1::{self, Conn, ResponseBody};
@@ -79,7 +78,7 @@ impl Pool {
         self.reaper.get_or_init(|| self.start_reaper());
         let mut connector = self.connector.clone();
         let io = connector.call(self.dial.clone()).await?;
-        Ok(Conn::new(TokioIo::new(io)))
+        Ok(Conn::new(io))
     }
 
     /// The idle list; a panic elsewhere while it was held leaves it consistent (every change is

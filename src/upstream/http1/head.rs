@@ -39,7 +39,22 @@ struct Line {
 #[derive(Clone, Copy, Default)]
 struct Framing {
     transfer_encoding: bool,
-    content_length: bool,
+    /// The one length all `Content-Length` values agree on (hyper's
+    /// `content_length_parse_all`); `Some(None)` when a value is invalid or they disagree.
+    content_length: Option<Option<u64>>,
+}
+
+impl Framing {
+    fn content_length(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',') {
+            let n = digits(part.trim_ascii());
+            self.content_length = match (self.content_length, n) {
+                (None, n) => Some(n),
+                (Some(Some(seen)), Some(n)) if seen == n => Some(Some(n)),
+                _ => Some(None),
+            };
+        }
+    }
 }
 
 /// Parses the final response head at the start of `buf`, consuming it (and any 1xx heads
@@ -128,7 +143,7 @@ pub fn parse(
             } else if name == TRANSFER_ENCODING {
                 framing.transfer_encoding = true;
             } else if name == CONTENT_LENGTH {
-                framing.content_length = true;
+                framing.content_length(value.as_bytes());
             }
             headers.append(name, value);
         }
@@ -191,28 +206,11 @@ fn decoder(
             false,
         )));
     }
-    if framing.content_length {
-        return match content_length(headers) {
-            Some(len) => Ok(Some((Decoder::Length(len), false))),
-            None => Err(Error::Framing("invalid or conflicting Content-Length")),
-        };
+    match framing.content_length {
+        Some(Some(len)) => Ok(Some((Decoder::Length(len), false))),
+        Some(None) => Err(Error::Framing("invalid or conflicting Content-Length")),
+        None => Ok(Some((Decoder::Eof(false), false))),
     }
-    Ok(Some((Decoder::Eof(false), false)))
-}
-
-/// The one length all `Content-Length` values agree on (hyper's `content_length_parse_all`).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let n = digits(part.trim().as_bytes())?;
-            if length.is_some_and(|seen| seen != n) {
-                return None;
-            }
-            length = Some(n);
-        }
-    }
-    length
 }
 
 /// A decimal number without sign or other characters.

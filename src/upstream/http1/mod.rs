@@ -6,10 +6,10 @@
 mod decode;
 mod encode;
 mod head;
+mod io;
 #[cfg(test)]
 mod tests;
 
-use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -24,9 +24,7 @@ use crate::body::BoxError;
 use decode::{Decoded, Decoder};
 pub use encode::Outgoing;
 
-/// A connection as the connector makes it (TCP, maybe TLS), read and written through tokio's
-/// traits.
-pub type Io = TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>;
+pub use io::Io;
 
 /// How much the read buffer grows by when it is full.
 const READ_CHUNK: usize = 8 * 1024;
@@ -35,9 +33,9 @@ const READ_CHUNK: usize = 8 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("error reading from the connection")]
-    Read(#[source] io::Error),
+    Read(#[source] std::io::Error),
     #[error("error writing to the connection")]
-    Write(#[source] io::Error),
+    Write(#[source] std::io::Error),
     #[error("connection closed before message completed")]
     Closed,
     #[error("invalid response head: {0}")]
@@ -58,16 +56,15 @@ pub enum Error {
 
 /// A kept-alive connection between exchanges: the stream and its read buffer.
 pub struct Conn {
-    /// Boxed: a TLS stream is over a kilobyte, and the connection moves with every request
-    /// (into the pool, out of it, into the response body) inside futures that move too.
-    io: Box<Io>,
+    io: Io,
     read: BytesMut,
 }
 
 impl Conn {
-    pub fn new(io: Io) -> Conn {
+    /// A connection as the connector makes it (TCP, maybe TLS).
+    pub fn new(stream: MaybeHttpsStream<TokioIo<TcpStream>>) -> Conn {
         Conn {
-            io: Box::new(io),
+            io: Io::from(stream),
             read: BytesMut::new(),
         }
     }
@@ -80,10 +77,7 @@ impl Conn {
         }
         let mut cx = Context::from_waker(Waker::noop());
         self.read.reserve(READ_CHUNK);
-        match poll_read_buf(Pin::new(&mut *self.io), &mut cx, &mut self.read) {
-            Poll::Pending => false,
-            Poll::Ready(_) => true,
-        }
+        poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.read).is_ready()
     }
 
     /// Reads what has arrived into the buffer; `Ok(0)` when the target closed.
@@ -91,7 +85,7 @@ impl Conn {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 2 {
             self.read.reserve(READ_CHUNK);
         }
-        poll_read_buf(Pin::new(&mut *self.io), cx, &mut self.read).map_err(Error::Read)
+        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read).map_err(Error::Read)
     }
 }
 
@@ -115,7 +109,7 @@ pub async fn send(
     let mut parse = !conn.read.is_empty();
     let head = std::future::poll_fn(|cx| loop {
         if writing {
-            match outgoing.poll_write(&mut *conn.io, cx) {
+            match outgoing.poll_write(&mut conn.io, cx) {
                 Poll::Ready(Ok(())) => writing = false,
                 Poll::Ready(Err(err @ Error::Write(_))) if outgoing.started() => {
                     writing = false;
@@ -160,6 +154,7 @@ pub async fn send(
         decoder: head.decoder,
         writing: (writing && write_failed.is_none()).then_some(outgoing),
         keep_alive: head.keep_alive && write_failed.is_none(),
+        failed: None,
     });
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
@@ -178,6 +173,8 @@ pub struct ResponseBody {
     /// The request's body, when the target answered before it was all sent.
     writing: Option<Outgoing>,
     keep_alive: bool,
+    /// A failure found after the data before it was handed out, reported at the next poll.
+    failed: Option<Error>,
 }
 
 impl ResponseBody {
@@ -202,7 +199,7 @@ impl ResponseBody {
         let (Some(outgoing), Some(conn)) = (self.writing.as_mut(), self.conn.as_mut()) else {
             return;
         };
-        match outgoing.poll_write(&mut *conn.io, cx) {
+        match outgoing.poll_write(&mut conn.io, cx) {
             Poll::Pending => {}
             Poll::Ready(Ok(())) => self.writing = None,
             Poll::Ready(Err(_)) => {
@@ -222,30 +219,40 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
         let this = &mut *self;
+        if let Some(err) = this.failed.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
         this.poll_request(cx);
         let Some(conn) = this.conn.as_mut() else {
             return Poll::Ready(None);
         };
-        loop {
+        let failure = loop {
             match this.decoder.decode(&mut conn.read) {
                 Ok(Decoded::Data(data)) => {
                     return Poll::Ready(Some(Ok(http_body::Frame::data(data))))
                 }
                 Ok(Decoded::End) => return Poll::Ready(None),
                 Ok(Decoded::NeedMore) => {}
-                Err(err) => return Poll::Ready(Some(Err(err))),
+                Err(err) => break err,
             }
             match conn.poll_fill(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
                     if let Err(err) = this.decoder.at_eof() {
-                        return Poll::Ready(Some(Err(err)));
+                        break err;
                     }
                 }
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(err)) => return Poll::Ready(Some(Err(err))),
+                Poll::Ready(Err(err)) => break err,
             }
-        }
+        };
+        // The failure waits one turn: the data read before it (often in the same read as the
+        // target's close) goes out to the client first, as the server sends what it has when
+        // a body waits. hyper's connection task, reading in a task of its own, made the same
+        // pause.
+        this.failed = Some(failure);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {

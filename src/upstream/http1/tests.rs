@@ -408,7 +408,7 @@ async fn through_ours(addr: std::net::SocketAddr, method: &Method) -> Outcome {
     let Ok(tcp) = TcpStream::connect(addr).await else {
         return Outcome::Failed;
     };
-    let conn = Conn::new(TokioIo::new(MaybeHttpsStream::Http(TokioIo::new(tcp))));
+    let conn = Conn::new(MaybeHttpsStream::Http(TokioIo::new(tcp)));
     match send(conn, Outgoing::new(request(method))).await {
         Ok(response) => {
             let (parts, body) = response.into_parts();
@@ -450,5 +450,8 @@ async fn random_responses_come_out_of_our_client_as_out_of_hypers() {
         }
     }
     // Both kinds of case were compared, not only one.
-    assert!(answered > 150 && refused > 40, "{answered} answered, {refused} refused");
+    assert!(
+        answered > 150 && refused > 40,
+        "{answered} answered, {refused} refused"
+    );
 }
