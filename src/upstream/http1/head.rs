@@ -11,7 +11,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use super::decode::Decoder;
 use super::Error;
 
-/// hyper's limits: a head may hold 100 header lines and fill its read buffer.
+/// hyper's limits: a head may hold 100 header lines, and the bytes read while it is still
+/// incomplete may not reach its read buffer's maximum.
 const MAX_HEADERS: usize = 100;
 pub const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
 
@@ -69,8 +70,8 @@ pub fn parse(
 ) -> Result<Option<Head>, Error> {
     loop {
         // Where each line is, to take its name and value from the head's bytes once they are
-        // split off. Offsets in `u32` (a head is at most `MAX_HEAD_BYTES`) keep the zeroed
-        // array small enough to be cleared without a `rep stos`.
+        // split off. Offsets in `u32` (reading stops at `MAX_HEAD_BYTES` of an unfinished
+        // head) keep the zeroed array small enough to be cleared without a `rep stos`.
         let mut lines = [Line::default(); MAX_HEADERS];
         let (len, code, reason, version, count) = {
             let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
@@ -84,16 +85,13 @@ pub fn parse(
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(err) => return Err(Error::Head(err)),
             };
-            if len > MAX_HEAD_BYTES {
-                return Err(Error::HeadTooLarge);
-            }
             let (Some(code), Some(reason), Some(version)) =
                 (response.code, response.reason, response.version)
             else {
                 return Err(Error::Head(httparse::Error::Status));
             };
             let base = bytes.as_ptr() as usize;
-            // Within the head, so below `MAX_HEAD_BYTES`.
+            // Within the bytes read, which stop growing past `MAX_HEAD_BYTES`.
             let offset = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
             for (line, header) in lines.iter_mut().zip(response.headers.iter()) {
                 let name = offset(header.name.as_bytes());
