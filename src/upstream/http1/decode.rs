@@ -1,14 +1,16 @@
 //! A response body's framing, decoded from the bytes the connection has read: a known length,
-//! chunked (RFC 9112 §7.1) or until the target closes. Each decision depends on one byte at a
+//! chunked (RFC 9112 §7.1, trailers included) or until the target closes. Each decision depends on one byte at a
 //! time or on the bytes at hand, so any split of the same bytes across reads gives the same body.
 
 use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Error;
 
-/// hyper's bound on a chunk's extensions (which are ignored) and on trailers (dropped).
+/// hyper's bounds on a chunk's extensions (which are ignored) and on trailers.
 const CHUNK_EXTENSIONS_LIMIT: u64 = 16 * 1024;
-const TRAILERS_LIMIT: u64 = 16 * 1024;
+const TRAILERS_LIMIT: usize = 16 * 1024;
+const MAX_TRAILERS: usize = 100;
 
 #[derive(Debug)]
 pub enum Decoder {
@@ -23,6 +25,8 @@ pub enum Decoder {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded {
     Data(Bytes),
+    /// A chunked body's trailer fields, given once after its data.
+    Trailers(HeaderMap),
     /// The bytes read so far end inside the body's framing: read more.
     NeedMore,
     End,
@@ -33,9 +37,10 @@ pub struct Chunked {
     state: State,
     /// The chunk size being read, then the bytes of the chunk still to come.
     size: u64,
-    /// Bytes of extensions and trailers seen, against their limits.
+    /// Bytes of extensions seen, against their limit.
     extensions: u64,
-    trailers: u64,
+    /// The trailer lines as they came, until the body ends.
+    trailers: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +69,7 @@ impl Decoder {
             state: State::Start,
             size: 0,
             extensions: 0,
-            trailers: 0,
+            trailers: Vec::new(),
         })
     }
 
@@ -72,6 +77,8 @@ impl Decoder {
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
         match self {
             Decoder::Length(0) | Decoder::Eof(true) => Ok(Decoded::End),
+            // Its trailers may be given without a byte more.
+            Decoder::Chunked(chunked) => chunked.decode(buf),
             _ if buf.is_empty() => Ok(Decoded::NeedMore),
             Decoder::Length(remaining) => {
                 let n = buf
@@ -81,7 +88,6 @@ impl Decoder {
                 Ok(Decoded::Data(buf.split_to(n).freeze()))
             }
             Decoder::Eof(false) => Ok(Decoded::Data(buf.split().freeze())),
-            Decoder::Chunked(chunked) => chunked.decode(buf),
         }
     }
 
@@ -100,7 +106,7 @@ impl Decoder {
     pub fn is_end(&self) -> bool {
         match self {
             Decoder::Length(remaining) => *remaining == 0,
-            Decoder::Chunked(chunked) => chunked.state == State::End,
+            Decoder::Chunked(chunked) => chunked.state == State::End && chunked.trailers.is_empty(),
             Decoder::Eof(done) => *done,
         }
     }
@@ -115,6 +121,11 @@ impl Chunked {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
         loop {
             match self.state {
+                State::End if !self.trailers.is_empty() => {
+                    return Ok(Decoded::Trailers(trailers(&std::mem::take(
+                        &mut self.trailers,
+                    ))?))
+                }
                 State::End => return Ok(Decoded::End),
                 State::Body => {
                     if buf.is_empty() {
@@ -195,31 +206,55 @@ impl Chunked {
             },
             State::EndCr => match byte {
                 b'\r' => Ok(State::EndLf),
-                _ => self.trailer_byte(),
+                _ => self.trailer_byte(byte, State::Trailer),
             },
             State::EndLf => match byte {
                 b'\n' => Ok(State::End),
                 _ => invalid("no LF at the end of the chunked body"),
             },
             State::Trailer => match byte {
-                b'\r' => Ok(State::TrailerLf),
-                _ => self.trailer_byte(),
+                b'\r' => self.trailer_byte(byte, State::TrailerLf),
+                _ => self.trailer_byte(byte, State::Trailer),
             },
             State::TrailerLf => match byte {
-                b'\n' => Ok(State::EndCr),
+                b'\n' => self.trailer_byte(byte, State::EndCr),
                 _ => invalid("no LF after a trailer"),
             },
             State::Body | State::End => Ok(self.state),
         }
     }
 
-    fn trailer_byte(&mut self) -> Result<State, Error> {
-        self.trailers += 1;
-        if self.trailers > TRAILERS_LIMIT {
+    fn trailer_byte(&mut self, byte: u8, next: State) -> Result<State, Error> {
+        if self.trailers.len() >= TRAILERS_LIMIT {
             return Err(Error::Chunked("trailers over the limit"));
         }
-        Ok(State::Trailer)
+        self.trailers.push(byte);
+        Ok(next)
     }
+}
+
+/// The trailer lines (each ending in CRLF) as fields, as hyper's `decode_trailers` reads them:
+/// a line it cannot read fails the body.
+fn trailers(lines: &[u8]) -> Result<HeaderMap, Error> {
+    let mut block = Vec::with_capacity(lines.len() + 2);
+    block.extend_from_slice(lines);
+    block.extend_from_slice(b"\r\n");
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILERS];
+    let parsed = match httparse::parse_headers(&block, &mut fields) {
+        Ok(httparse::Status::Complete((_, parsed))) => parsed,
+        _ => return Err(Error::Chunked("invalid trailers")),
+    };
+    let mut trailers = HeaderMap::with_capacity(parsed.len());
+    for field in parsed.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(field.name.as_bytes()),
+            HeaderValue::from_bytes(field.value),
+        ) else {
+            return Err(Error::Chunked("invalid trailers"));
+        };
+        trailers.append(name, value);
+    }
+    Ok(trailers)
 }
 
 fn hex(byte: u8) -> Option<u64> {

@@ -231,6 +231,9 @@ impl http_body::Body for ResponseBody {
                 Ok(Decoded::Data(data)) => {
                     return Poll::Ready(Some(Ok(http_body::Frame::data(data))))
                 }
+                Ok(Decoded::Trailers(trailers)) => {
+                    return Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+                }
                 Ok(Decoded::End) => return Poll::Ready(None),
                 Ok(Decoded::NeedMore) => {}
                 Err(err) => break err,

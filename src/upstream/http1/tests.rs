@@ -31,6 +31,13 @@ fn read_in_pieces(raw: &[u8], method: &Method, cuts: &[usize]) -> Result<(Head, 
     loop {
         match head.decoder.decode(&mut buf)? {
             Decoded::Data(data) => body.extend_from_slice(&data),
+            Decoded::Trailers(trailers) => {
+                for (name, value) in &trailers {
+                    body.extend_from_slice(format!("[{name}: ").as_bytes());
+                    body.extend_from_slice(value.as_bytes());
+                    body.push(b']');
+                }
+            }
             Decoded::End => return Ok((head, body)),
             Decoded::NeedMore => match pieces.next() {
                 Some(piece) => buf.extend_from_slice(piece),
@@ -70,7 +77,7 @@ fn a_chunked_body_with_extensions_and_trailers_decodes_the_same_in_any_split() {
         5;name=value\r\nhello\r\n1 \t\r\n \r\nA\r\n0123456789\r\n0;last\r\nx-trailer: t\r\nx-other: u\r\n\r\n";
     let (head, body) = read_every_way(raw, &Method::GET).expect("decodes");
     assert_eq!(head.status, StatusCode::OK);
-    assert_eq!(body, b"hello 0123456789");
+    assert_eq!(body, b"hello 0123456789[x-trailer: t][x-other: u]");
     assert!(head.keep_alive);
 }
 
@@ -304,10 +311,11 @@ fn random_response(rng: &mut Rng) -> Vec<u8> {
                 raw.push_str(&format!("{n:x}{ext}\r\n{}\r\n", &rest[..n]));
                 rest = &rest[n..];
             }
-            match rng.below(5) {
+            match rng.below(6) {
                 0 => {}
-                1 => raw.push_str("0\r\nx-trailer: t\r\n\r\n"),
-                2 => raw.push_str("zz\r\n"),
+                1 => raw.push_str("0\r\nx-trailer: t\r\nx-more: u, v\r\n\r\n"),
+                2 => raw.push_str("0\r\nbad trailer: t\r\n\r\n"),
+                3 => raw.push_str("zz\r\n"),
                 _ => raw.push_str("0\r\n\r\n"),
             }
         }
@@ -326,21 +334,34 @@ fn random_response(rng: &mut Rng) -> Vec<u8> {
 /// What a client made of a response: status, headers and body, or that it failed.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Response(StatusCode, Vec<(String, Vec<u8>)>, Vec<u8>),
+    Response(StatusCode, Fields, Vec<u8>, Option<Fields>),
     Failed,
 }
 
-fn outcome<E>(response: Result<(StatusCode, &http::HeaderMap, Result<Bytes, E>), ()>) -> Outcome {
-    match response {
-        Ok((status, headers, Ok(body))) => Outcome::Response(
-            status,
-            headers
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-                .collect(),
-            body.to_vec(),
-        ),
-        _ => Outcome::Failed,
+type Fields = Vec<(String, Vec<u8>)>;
+
+fn fields(map: &http::HeaderMap) -> Fields {
+    map.iter()
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+fn outcome<E>(
+    status: StatusCode,
+    headers: &http::HeaderMap,
+    body: Result<http_body_util::Collected<Bytes>, E>,
+) -> Outcome {
+    match body {
+        Ok(collected) => {
+            let trailers = collected.trailers().map(fields);
+            Outcome::Response(
+                status,
+                fields(headers),
+                collected.to_bytes().to_vec(),
+                trailers,
+            )
+        }
+        Err(_) => Outcome::Failed,
     }
 }
 
@@ -396,8 +417,7 @@ async fn through_hyper(addr: std::net::SocketAddr, method: &Method) -> Outcome {
     match sender.send_request(request(method)).await {
         Ok(response) => {
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map(|c| c.to_bytes());
-            outcome(Ok((parts.status, &parts.headers, body)))
+            outcome(parts.status, &parts.headers, body.collect().await)
         }
         Err(_) => Outcome::Failed,
     }
@@ -412,8 +432,7 @@ async fn through_ours(addr: std::net::SocketAddr, method: &Method) -> Outcome {
     match send(conn, Outgoing::new(request(method))).await {
         Ok(response) => {
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map(|c| c.to_bytes());
-            outcome(Ok((parts.status, &parts.headers, body)))
+            outcome(parts.status, &parts.headers, body.collect().await)
         }
         Err(_) => Outcome::Failed,
     }
