@@ -11,6 +11,7 @@
 //! [`Str`]).
 
 use std::fmt::{self, Display};
+use std::time::Duration;
 
 use serde::ser::{self, Serialize, Serializer};
 
@@ -218,10 +219,22 @@ fn special_flags4(word: u32) -> u32 {
         & HIGH
 }
 
+/// `s` as a JSON string, through `memo` when it is long (see [`Memo`]).
+fn remembered_string(out: &mut Vec<u8>, s: &str, memo: &mut Memo) {
+    if s.len() < MEMO_MIN {
+        string(out, s.as_bytes());
+    } else if let Some(escaped) = memo.find(s) {
+        out.extend_from_slice(escaped);
+    } else {
+        let start = out.len();
+        string(out, s.as_bytes());
+        memo.remember(s, &out[start..]);
+    }
+}
+
 /// `s` as a JSON string, escaped as serde_json escapes it: the two-character forms for
 /// `\b \t \n \f \r " \`, `\u00xx` for the other control characters, all else as it is.
-fn string(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
+fn string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     if !short_plain(out, bytes) {
@@ -343,6 +356,143 @@ fn escape(to: &mut [u8], byte: u8) -> usize {
     2
 }
 
+/// Where a record is written by hand (its JSON line, its HAR entry): keys and punctuation are
+/// the caller's literals, strings are escaped as [`write`] escapes them (long ones through the
+/// record's [`Memo`]), numbers read as serde_json writes them. Going straight to the escaping
+/// saves the serializer's dispatch for each of the record's few dozen strings.
+pub struct Out<'a> {
+    out: &'a mut Vec<u8>,
+    memo: &'a mut Memo,
+}
+
+impl<'a> Out<'a> {
+    pub fn new(out: &'a mut Vec<u8>, memo: &'a mut Memo) -> Self {
+        Out { out, memo }
+    }
+
+    /// What has been written so far, the caller's bytes before it included.
+    pub fn written(&self) -> &[u8] {
+        self.out
+    }
+
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    pub fn str(&mut self, s: &str) {
+        remembered_string(self.out, s, self.memo);
+    }
+
+    pub fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.raw(b"null"),
+        }
+    }
+
+    /// Text known to be ASCII (a timestamp, an address): escaped like any string, without the
+    /// UTF-8 check that a `&str` of it would cost.
+    pub fn ascii(&mut self, text: &[u8]) {
+        debug_assert!(text.is_ascii());
+        string(self.out, text);
+    }
+
+    /// Text that may come escaped already (see [`Str`]).
+    pub fn text(&mut self, text: Str<'_>) {
+        match text {
+            Str::Plain(text) => self.str(text),
+            Str::Escaped(text) => {
+                self.out.reserve(text.len() + 2);
+                self.out.push(b'"');
+                self.out.extend_from_slice(text.as_bytes());
+                self.out.push(b'"');
+            }
+        }
+    }
+
+    pub fn bool(&mut self, value: bool) {
+        self.raw(if value { b"true" } else { b"false" });
+    }
+
+    pub fn uint(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            // The remainder is below 10.
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.raw(&digits[at..]);
+    }
+
+    pub fn int(&mut self, n: i64) {
+        if n < 0 {
+            self.raw(b"-");
+        }
+        self.uint(n.unsigned_abs());
+    }
+
+    pub fn float(&mut self, value: f64) -> Result<(), Error> {
+        serde_json::to_writer(&mut *self.out, &value).map_err(|e| Error(e.to_string()))
+    }
+
+    /// `d` in milliseconds as [`ms`] has it, written from the duration's integers: its decimal
+    /// is the float's shortest form, which is what serde_json writes, at a third of the cost.
+    pub fn ms(&mut self, d: Duration) -> Result<(), Error> {
+        let nanos = d.as_nanos();
+        if nanos == 0 {
+            self.raw(b"0.0");
+            return Ok(());
+        }
+        // From 0.01 ms, where serde_json writes no exponent, to 15 significant digits, which
+        // a decimal needs at most to be the shortest form of its nearest float.
+        let Ok(nanos @ 10_000..1_000_000_000_000_000) = u64::try_from(nanos) else {
+            return self.float(ms(d));
+        };
+        self.uint(nanos / 1_000_000);
+        let mut fraction = nanos % 1_000_000;
+        let mut digits = *b".000000";
+        for slot in digits[1..].iter_mut().rev() {
+            // The remainder is below 10.
+            *slot = b'0' + (fraction % 10) as u8;
+            fraction /= 10;
+        }
+        // Without trailing zeros, but for the one after the point (`12.0`).
+        let mut len = digits.len();
+        while len > 2 && digits[len - 1] == b'0' {
+            len -= 1;
+        }
+        self.raw(&digits[..len]);
+        Ok(())
+    }
+
+    /// `[` and `]` around the items, with commas between.
+    pub fn list<T>(&mut self, items: &[T], mut item: impl FnMut(&mut Self, &T)) {
+        self.raw(b"[");
+        for (i, value) in items.iter().enumerate() {
+            if i > 0 {
+                self.raw(b",");
+            }
+            item(self, value);
+        }
+        self.raw(b"]");
+    }
+
+    pub fn strings(&mut self, items: &[impl AsRef<str>]) {
+        self.list(items, |w, s| w.str(s.as_ref()));
+    }
+}
+
+/// A duration in milliseconds, as trace records show it: the float nearest to the decimal of
+/// its nanoseconds (six decimals at most, `0.418913`), so that the text is that decimal.
+pub fn ms(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
+}
+
 struct Writer<'b> {
     out: &'b mut Vec<u8>,
     memo: &'b mut Memo,
@@ -369,7 +519,7 @@ impl<'b> Writer<'b> {
     /// `{"variant":` before the content of an enum variant with data.
     fn variant(&mut self, variant: &str) {
         self.out.push(b'{');
-        string(self.out, variant);
+        string(self.out, variant.as_bytes());
         self.out.push(b':');
     }
 
@@ -449,20 +599,12 @@ impl<'s, 'b> ser::Serializer for &'s mut Writer<'b> {
     }
 
     fn serialize_char(self, v: char) -> Result<(), Error> {
-        string(self.out, v.encode_utf8(&mut [0; 4]));
+        string(self.out, v.encode_utf8(&mut [0; 4]).as_bytes());
         Ok(())
     }
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        if v.len() < MEMO_MIN {
-            string(self.out, v);
-        } else if let Some(escaped) = self.memo.find(v) {
-            self.out.extend_from_slice(escaped);
-        } else {
-            let start = self.out.len();
-            string(self.out, v);
-            self.memo.remember(v, &self.out[start..]);
-        }
+        remembered_string(self.out, v, self.memo);
         Ok(())
     }
 
@@ -890,6 +1032,56 @@ mod tests {
             empty: (Vec::new(), BTreeMap::new()),
         };
         assert_eq!(ours(&value), serde_json::to_string(&value).unwrap());
+    }
+
+    /// Milliseconds from a duration's integers read exactly as the float the views hold, and
+    /// as the decimal of the nanoseconds wherever serde_json writes no exponent.
+    #[test]
+    fn milliseconds_are_written_as_serde_json_writes_the_float() {
+        let mut state = 0x6a09_e667_f3bc_c909u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut durations: Vec<Duration> = [
+            0,
+            1,
+            9_999,
+            10_000,
+            10_001,
+            999_999,
+            1_000_000,
+            1_000_001,
+            12_000_000,
+            41_341_329,
+            999_999_999_999_999,
+            1_000_000_000_000_000,
+            u64::MAX,
+        ]
+        .into_iter()
+        .map(Duration::from_nanos)
+        .collect();
+        for _ in 0..200_000 {
+            // Every magnitude from a nanosecond to centuries, and whole milliseconds.
+            let nanos = random() >> (random() % 64);
+            durations.push(Duration::from_nanos(nanos));
+            durations.push(Duration::from_millis(nanos % 100_000_000));
+        }
+        durations.push(Duration::MAX);
+        for d in durations {
+            let mut ours = Vec::new();
+            Out::new(&mut ours, &mut Memo::default()).ms(d).unwrap();
+            let float = serde_json::to_string(&ms(d)).unwrap();
+            assert_eq!(String::from_utf8(ours).unwrap(), float, "{d:?}");
+            let nanos = d.as_nanos();
+            if (10_000..1_000_000_000_000_000).contains(&nanos) {
+                let decimal = format!("{}.{:06}", nanos / 1_000_000, nanos % 1_000_000);
+                let trimmed = decimal.trim_end_matches('0');
+                assert_eq!(float.trim_end_matches(".0"), trimmed.trim_end_matches('.'));
+            }
+        }
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! shape the admin API serves from the ring buffer.
 //!
 //! Serialised straight from the record like the HAR entry, with fields in sorted key order, the
-//! order the lines have always had.
+//! order the lines have always had. As with the HAR entry, the view's derived `Serialize` is the
+//! definition of a line's bytes and [`Line::write`], which the writer uses, writes the same bytes
+//! by hand; the golden-file test holds the two to the same bytes.
 
 use std::borrow::Cow;
 
 use serde::{Serialize, Serializer};
 
-use super::har::{ms, ActionsView, ErrorView};
-use super::json_out::Str;
+use super::har::{ActionsView, ErrorView, Ms};
+use super::json_out::{self, Memo, Out, Str};
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie};
 use super::text::{Addr, Timestamp};
 
@@ -21,9 +23,9 @@ pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
         actions: ActionsView::new(&rec.actions),
         client: rec.client_name,
         client_addr: rec.client_addr.as_ref(),
-        connect_ms: t.connect.map(ms),
+        connect_ms: t.connect.map(Ms),
         error: rec.error.map(ErrorView::new),
-        first_byte_ms: t.first_byte.map(ms),
+        first_byte_ms: t.first_byte.map(Ms),
         http_version: req.http_version,
         id: rec.id,
         method: req.method,
@@ -39,7 +41,7 @@ pub fn record<'r>(rec: &'r RedactedRecord<'_>) -> Line<'r> {
         session: rec.session_key,
         started: &rec.started,
         status: res.map_or(0, |r| r.status),
-        total_ms: ms(t.total),
+        total_ms: Ms(t.total),
         url: &req.url,
     }
 }
@@ -50,9 +52,9 @@ pub struct Line<'r> {
     actions: ActionsView<'r>,
     client: Option<&'r str>,
     client_addr: Option<&'r Addr>,
-    connect_ms: Option<f64>,
+    connect_ms: Option<Ms>,
     error: Option<ErrorView<'r>>,
-    first_byte_ms: Option<f64>,
+    first_byte_ms: Option<Ms>,
     http_version: &'static str,
     id: u64,
     method: &'r str,
@@ -68,7 +70,7 @@ pub struct Line<'r> {
     session: Option<&'r str>,
     started: &'r Timestamp,
     status: u16,
-    total_ms: f64,
+    total_ms: Ms,
     url: &'r str,
 }
 
@@ -121,4 +123,122 @@ impl Serialize for CookieNames<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.iter().map(|c| c.name))
     }
+}
+
+impl Line<'_> {
+    /// Appends the line to `out`: the bytes its derived `Serialize` gives, written directly.
+    pub fn write(&self, out: &mut Vec<u8>, memo: &mut Memo) -> Result<(), json_out::Error> {
+        let mut w = Out::new(out, memo);
+        w.raw(b"{\"actions\":");
+        self.actions.write(&mut w);
+        w.raw(b",\"client\":");
+        w.opt_str(self.client);
+        w.raw(b",\"client_addr\":");
+        match self.client_addr {
+            Some(addr) => w.ascii(addr.as_bytes()),
+            None => w.raw(b"null"),
+        }
+        w.raw(b",\"connect_ms\":");
+        opt_ms(&mut w, self.connect_ms)?;
+        w.raw(b",\"error\":");
+        match &self.error {
+            Some(error) => error.write(&mut w),
+            None => w.raw(b"null"),
+        }
+        w.raw(b",\"first_byte_ms\":");
+        opt_ms(&mut w, self.first_byte_ms)?;
+        w.raw(b",\"http_version\":");
+        w.str(self.http_version);
+        w.raw(b",\"id\":");
+        w.uint(self.id);
+        w.raw(b",\"method\":");
+        w.str(self.method);
+        w.raw(b",\"parent\":");
+        match self.parent {
+            Some(parent) => w.uint(parent),
+            None => w.raw(b"null"),
+        }
+        w.raw(b",\"request_body\":");
+        opt_body(&mut w, self.request_body.as_ref());
+        w.raw(b",\"request_cookies\":");
+        w.strings(self.request_cookies);
+        w.raw(b",\"request_headers\":");
+        pairs(&mut w, self.request_headers.0);
+        w.raw(b",\"response_body\":");
+        opt_body(&mut w, self.response_body.as_ref());
+        w.raw(b",\"response_cookies\":");
+        match &self.response_cookies {
+            Some(cookies) => w.list(cookies.0, |w, c| w.str(c.name)),
+            None => w.raw(b"null"),
+        }
+        w.raw(b",\"response_headers\":");
+        match &self.response_headers {
+            Some(headers) => pairs(&mut w, headers.0),
+            None => w.raw(b"null"),
+        }
+        w.raw(b",\"role\":");
+        w.str(self.role);
+        w.raw(b",\"route\":");
+        w.opt_str(self.route);
+        w.raw(b",\"session\":");
+        w.opt_str(self.session);
+        w.raw(b",\"started\":");
+        w.ascii(self.started.as_bytes());
+        w.raw(b",\"status\":");
+        w.uint(u64::from(self.status));
+        w.raw(b",\"total_ms\":");
+        w.ms(self.total_ms.0)?;
+        w.raw(b",\"url\":");
+        w.str(self.url);
+        w.raw(b"}");
+        Ok(())
+    }
+}
+
+fn opt_ms(w: &mut Out<'_>, value: Option<Ms>) -> Result<(), json_out::Error> {
+    match value {
+        Some(value) => w.ms(value.0),
+        None => {
+            w.raw(b"null");
+            Ok(())
+        }
+    }
+}
+
+fn pairs(w: &mut Out<'_>, headers: &[(&str, Cow<'_, str>)]) {
+    w.list(headers, |w, (name, value)| {
+        w.raw(b"[");
+        w.str(name);
+        w.raw(b",");
+        w.str(value);
+        w.raw(b"]");
+    });
+}
+
+fn opt_body(w: &mut Out<'_>, body: Option<&Body<'_>>) {
+    let Some(body) = body else {
+        w.raw(b"null");
+        return;
+    };
+    w.raw(b"{");
+    if let Some(base64) = body.base64 {
+        w.raw(b"\"base64\":");
+        w.str(base64);
+        w.raw(b",");
+    }
+    w.raw(b"\"mime_type\":");
+    w.str(body.mime_type);
+    if let Some(omitted) = body.omitted {
+        w.raw(b",\"omitted\":");
+        w.str(omitted);
+    }
+    w.raw(b",\"size\":");
+    w.uint(body.size);
+    if let Some(text) = body.text {
+        w.raw(b",\"text\":");
+        w.text(text);
+    }
+    w.raw(b",\"truncated\":");
+    w.bool(body.truncated);
+    w.raw(b"}");
 }

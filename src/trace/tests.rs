@@ -873,6 +873,23 @@ fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
     }
 }
 
+/// The writers write the JSON line by hand; its view's derived `Serialize` is the definition.
+#[test]
+fn json_lines_written_by_hand_are_byte_identical_to_the_golden_file() {
+    let redactor = super::Redactor::new(&golden_plan(Path::new("/unused")));
+    let records = golden_records();
+    let jsonl = include_str!("testdata/golden.jsonl");
+    assert_eq!(jsonl.lines().count(), records.len());
+    for (record, want) in records.iter().zip(jsonl.lines()) {
+        let redacted = redactor.redact(record);
+        let mut out = Vec::new();
+        super::jsonl::record(&redacted)
+            .write(&mut out, &mut Memo::default())
+            .unwrap();
+        assert_eq!(text(&out), want, "JSON line of record {}", redacted.id);
+    }
+}
+
 #[tokio::test]
 async fn the_ring_serves_the_same_bytes_as_the_json_lines_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -339,8 +339,7 @@ impl Worker {
         self.line.clear();
         self.entry.clear();
         self.memo.clear();
-        let mut rendered =
-            json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo);
+        let mut rendered = jsonl::record(&redacted).write(&mut self.line, &mut self.memo);
         if rendered.is_ok() && with_entry {
             rendered = har::entry(&redacted).write(&mut self.entry, &mut self.memo);
         }
