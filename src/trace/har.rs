@@ -18,11 +18,13 @@
 //! integers without a serializer. The golden-file test holds the two to the same bytes.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
 use super::json_out::{self, Memo, Out, Str};
+use super::jsonl::Marks;
 use super::record::{Actions, ErrorInfo};
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie, REDACTED};
 use super::text::{Addr, Timestamp};
@@ -403,60 +405,119 @@ impl<'r> ErrorView<'r> {
     }
 }
 
+/// A record's JSON line, written just before its entry, and where the line put the values the
+/// entry shows as they are.
+#[derive(Clone, Copy)]
+struct FromLine<'l> {
+    line: &'l [u8],
+    marks: &'l Marks,
+}
+
 impl Entry<'_> {
     /// Appends the entry to `out`: the bytes its derived `Serialize` gives, written directly.
     pub fn write(&self, out: &mut Vec<u8>, memo: &mut Memo) -> Result<(), json_out::Error> {
+        self.write_with(out, memo, None)
+    }
+
+    /// [`Entry::write`] for a record whose JSON line `line` is, written by `Line::write` with
+    /// `marks`: the strings, numbers and objects the two show alike (headers, URL, actions,
+    /// ...) are copied from the line instead of being escaped and written a second time.
+    pub fn write_from_line(
+        &self,
+        out: &mut Vec<u8>,
+        memo: &mut Memo,
+        line: &[u8],
+        marks: &Marks,
+    ) -> Result<(), json_out::Error> {
+        self.write_with(out, memo, Some(FromLine { line, marks }))
+    }
+
+    fn write_with(
+        &self,
+        out: &mut Vec<u8>,
+        memo: &mut Memo,
+        from: Option<FromLine<'_>>,
+    ) -> Result<(), json_out::Error> {
         let mut w = Out::new(out, memo);
         let p = &self.provproxy;
         w.raw(b"{\"_provproxy\":{\"actions\":");
-        p.actions.write(&mut w);
+        shared(&mut w, from, |m| &m.actions, |w| p.actions.write(w));
         w.raw(b",\"client\":");
-        w.opt_str(p.client);
+        shared(&mut w, from, |m| &m.client, |w| w.opt_str(p.client));
         w.raw(b",\"clientAddr\":");
-        match p.client_addr {
-            Some(addr) => w.ascii(addr.as_bytes()),
-            None => w.raw(b"null"),
-        }
+        shared(
+            &mut w,
+            from,
+            |m| &m.client_addr,
+            |w| match p.client_addr {
+                Some(addr) => w.ascii(addr.as_bytes()),
+                None => w.raw(b"null"),
+            },
+        );
         w.raw(b",\"error\":");
-        match &p.error {
-            Some(error) => error.write(&mut w),
-            None => w.raw(b"null"),
-        }
+        shared(
+            &mut w,
+            from,
+            |m| &m.error,
+            |w| match &p.error {
+                Some(error) => error.write(w),
+                None => w.raw(b"null"),
+            },
+        );
         w.raw(b",\"id\":");
-        w.uint(p.id);
+        shared(&mut w, from, |m| &m.id, |w| w.uint(p.id));
         w.raw(b",\"parent\":");
-        match p.parent {
-            Some(parent) => w.uint(parent),
-            None => w.raw(b"null"),
-        }
+        shared(
+            &mut w,
+            from,
+            |m| &m.parent,
+            |w| match p.parent {
+                Some(parent) => w.uint(parent),
+                None => w.raw(b"null"),
+            },
+        );
         w.raw(b",\"role\":");
-        w.str(p.role);
+        shared(&mut w, from, |m| &m.role, |w| w.str(p.role));
         w.raw(b",\"route\":");
-        w.opt_str(p.route);
+        shared(&mut w, from, |m| &m.route, |w| w.opt_str(p.route));
         w.raw(b",\"session\":");
-        w.opt_str(p.session);
+        shared(&mut w, from, |m| &m.session, |w| w.opt_str(p.session));
 
         let req = &self.request;
         w.raw(b"},\"cache\":{},\"request\":{\"bodySize\":");
         w.int(req.body_size);
         w.raw(b",\"cookies\":");
-        request_cookies(&mut w, req.cookies.0);
+        match from.filter(|f| f.marks.request_cookies.len() == req.cookies.0.len()) {
+            Some(f) => w.list(&f.marks.request_cookies, |w, name| {
+                request_cookie(w, |w| w.copy(&f.line[name.clone()]));
+            }),
+            None => w.list(req.cookies.0, |w, name| request_cookie(w, |w| w.str(name))),
+        }
         w.raw(b",\"headers\":");
-        name_values(&mut w, req.headers.0);
+        name_values(
+            &mut w,
+            req.headers.0,
+            from.map(|f| (f.line, &f.marks.request_headers[..])),
+        );
         w.raw(b",\"headersSize\":");
         w.int(req.headers_size);
         w.raw(b",\"httpVersion\":");
-        w.str(req.http_version);
+        shared(
+            &mut w,
+            from,
+            |m| &m.http_version,
+            |w| w.str(req.http_version),
+        );
         w.raw(b",\"method\":");
-        w.str(req.method);
+        shared(&mut w, from, |m| &m.method, |w| w.str(req.method));
         if let Some(post) = &req.post_data {
             w.raw(b",\"postData\":");
             post.write(&mut w);
         }
         w.raw(b",\"queryString\":");
-        name_values(&mut w, req.query_string.0);
+        name_values(&mut w, req.query_string.0, None);
         w.raw(b",\"url\":");
-        w.str(req.url);
+        shared(&mut w, from, |m| &m.url, |w| w.str(req.url));
 
         let res = &self.response;
         w.raw(b"},\"response\":{\"bodySize\":");
@@ -466,7 +527,11 @@ impl Entry<'_> {
         w.raw(b",\"cookies\":");
         response_cookies(&mut w, res.cookies.0);
         w.raw(b",\"headers\":");
-        name_values(&mut w, res.headers.0);
+        name_values(
+            &mut w,
+            res.headers.0,
+            from.map(|f| (f.line, &f.marks.response_headers[..])),
+        );
         w.raw(b",\"headersSize\":");
         w.int(res.headers_size);
         w.raw(b",\"httpVersion\":");
@@ -479,7 +544,12 @@ impl Entry<'_> {
         w.str(res.status_text);
 
         w.raw(b"},\"startedDateTime\":");
-        w.ascii(self.started_date_time.as_bytes());
+        shared(
+            &mut w,
+            from,
+            |m| &m.started,
+            |w| w.ascii(self.started_date_time.as_bytes()),
+        );
         w.raw(b",\"time\":");
         w.ms(self.time.0)?;
         let t = &self.timings;
@@ -499,14 +569,49 @@ impl Entry<'_> {
     }
 }
 
-fn name_values<N: AsRef<str>, V: AsRef<str>>(w: &mut Out<'_>, items: &[(N, V)]) {
-    w.list(items, |w, (name, value)| {
-        w.raw(b"{\"name\":");
-        w.str(name.as_ref());
-        w.raw(b",\"value\":");
-        w.str(value.as_ref());
-        w.raw(b"}");
-    });
+/// A value the JSON line shows alike: copied from the line when there is one, else written.
+fn shared(
+    w: &mut Out<'_>,
+    from: Option<FromLine<'_>>,
+    mark: impl FnOnce(&Marks) -> &Range<usize>,
+    write: impl FnOnce(&mut Out<'_>),
+) {
+    match from {
+        Some(f) => w.copy(&f.line[mark(f.marks).clone()]),
+        None => write(w),
+    }
+}
+
+fn request_cookie(w: &mut Out<'_>, name: impl FnOnce(&mut Out<'_>)) {
+    w.raw(b"{\"name\":");
+    name(w);
+    w.raw(b",\"value\":\"");
+    w.raw(REDACTED.as_bytes());
+    w.raw(b"\"}");
+}
+
+/// Name-value objects; the names and values copied from `line` where it holds them escaped.
+fn name_values<N: AsRef<str>, V: AsRef<str>>(
+    w: &mut Out<'_>,
+    items: &[(N, V)],
+    line: Option<(&[u8], &[[Range<usize>; 2]])>,
+) {
+    match line.filter(|(_, marks)| marks.len() == items.len()) {
+        Some((line, marks)) => w.list(marks, |w, [name, value]| {
+            w.raw(b"{\"name\":");
+            w.copy(&line[name.clone()]);
+            w.raw(b",\"value\":");
+            w.copy(&line[value.clone()]);
+            w.raw(b"}");
+        }),
+        None => w.list(items, |w, (name, value)| {
+            w.raw(b"{\"name\":");
+            w.str(name.as_ref());
+            w.raw(b",\"value\":");
+            w.str(value.as_ref());
+            w.raw(b"}");
+        }),
+    }
 }
 
 /// An optional key of a body's object before its `mimeType`: `"key":value,` when present.
@@ -531,16 +636,6 @@ fn text_and_close(w: &mut Out<'_>, text: Option<Str<'_>>) {
         w.text(text);
     }
     w.raw(b"}");
-}
-
-fn request_cookies(w: &mut Out<'_>, names: &[&str]) {
-    w.list(names, |w, name| {
-        w.raw(b"{\"name\":");
-        w.str(name);
-        w.raw(b",\"value\":\"");
-        w.raw(REDACTED.as_bytes());
-        w.raw(b"\"}");
-    });
 }
 
 fn response_cookies(w: &mut Out<'_>, cookies: &[SetCookie<'_>]) {

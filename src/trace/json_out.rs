@@ -235,55 +235,83 @@ fn remembered_string(out: &mut Vec<u8>, s: &str, memo: &mut Memo) {
 /// `s` as a JSON string, escaped as serde_json escapes it: the two-character forms for
 /// `\b \t \n \f \r " \`, `\u00xx` for the other control characters, all else as it is.
 fn string(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() <= SHORT && short_is_plain(bytes) {
+        let mut buf = [b'"'; SHORT + 2];
+        place(&mut buf[1..], bytes);
+        buf[bytes.len() + 1] = b'"';
+        append(out, &buf, bytes.len() + 2);
+        return;
+    }
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    if !short_plain(out, bytes) {
-        escaped(out, bytes);
-    }
+    escaped(out, bytes);
     out.push(b'"');
 }
 
-/// Appends a string of at most 16 bytes that needs no escape, read and written as two words
-/// that overlap: most strings of a record (every field name) are that short, and for them a
-/// call to `memcpy` costs more than the rest of the work. False, with nothing written, for any
-/// other string.
-fn short_plain(out: &mut Vec<u8>, bytes: &[u8]) -> bool {
-    let plain = if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk()) {
-        bytes.len() <= 16
-            && special_flags(u64::from_le_bytes(*head)) | special_flags(u64::from_le_bytes(*tail))
-                == 0
+/// Strings up to this long (most of a record's: names, short values, every field name) go
+/// through a buffer on the stack of a fixed size: read and written as words that overlap and
+/// appended as one block, for them a call to `memcpy` costs more than the rest of the work.
+const SHORT: usize = 32;
+
+/// Whether a string of at most [`SHORT`] bytes needs no escape, read as words that overlap.
+fn short_is_plain(bytes: &[u8]) -> bool {
+    let word = |at: usize| special_flags(u64::from_le_bytes(bytes_at(bytes, at)));
+    let len = bytes.len();
+    if len >= 16 {
+        word(0) | word(8) | word(len - 16) | word(len - 8) == 0
+    } else if len >= 8 {
+        word(0) | word(len - 8) == 0
     } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk()) {
         special_flags4(u32::from_le_bytes(*head)) | special_flags4(u32::from_le_bytes(*tail)) == 0
     } else {
         !bytes.iter().any(|b| matches!(b, b'"' | b'\\' | 0..=0x1f))
-    };
-    if plain {
-        copy(out, bytes);
     }
-    plain
 }
 
-/// Appends `bytes`; one of 16 bytes or fewer as two words that overlap, without `memcpy`.
-fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
-    let at = out.len();
-    let len = bytes.len();
-    if let (Some(head), Some(tail)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
-        if len > 16 {
-            out.extend_from_slice(bytes);
-            return;
-        }
-        out.extend_from_slice(head);
-        out.truncate(at + len - 8);
-        out.extend_from_slice(tail);
-    } else if let (Some(head), Some(tail)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
-        out.extend_from_slice(head);
-        out.truncate(at + len - 4);
-        out.extend_from_slice(tail);
+/// The 8 bytes of `bytes` from `at`, which the caller knows are there.
+fn bytes_at(bytes: &[u8], at: usize) -> [u8; 8] {
+    bytes
+        .get(at..at + 8)
+        .and_then(|word| word.first_chunk::<8>())
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Copies `src`, at most [`SHORT`] bytes, to the start of `dst` as words that overlap.
+fn place(dst: &mut [u8], src: &[u8]) {
+    let len = src.len();
+    if let (Some(head), Some(tail)) = (src.first_chunk::<16>(), src.last_chunk::<16>()) {
+        dst[..16].copy_from_slice(head);
+        dst[len - 16..len].copy_from_slice(tail);
+    } else if let (Some(head), Some(tail)) = (src.first_chunk::<8>(), src.last_chunk::<8>()) {
+        dst[..8].copy_from_slice(head);
+        dst[len - 8..len].copy_from_slice(tail);
+    } else if let (Some(head), Some(tail)) = (src.first_chunk::<4>(), src.last_chunk::<4>()) {
+        dst[..4].copy_from_slice(head);
+        dst[len - 4..len].copy_from_slice(tail);
     } else {
-        for &b in bytes {
-            out.push(b);
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
         }
     }
+}
+
+/// Appends the first `len` bytes of `buf`: all of it as a block of a fixed size, then cut.
+fn append<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
+    let at = out.len();
+    out.extend_from_slice(buf);
+    out.truncate(at + len);
+}
+
+/// Appends `bytes`; up to [`SHORT`] of them without `memcpy` (see [`place`]).
+fn copy(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() > SHORT {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut buf = [0u8; SHORT];
+    place(&mut buf, bytes);
+    append(out, &buf, bytes.len());
 }
 
 /// The contents of a string that is long or needs escapes. Up to the first escape it is
@@ -370,9 +398,14 @@ impl<'a> Out<'a> {
         Out { out, memo }
     }
 
-    /// What has been written so far, the caller's bytes before it included.
-    pub fn written(&self) -> &[u8] {
-        self.out
+    /// Where the next byte goes in the output, the caller's bytes before it counted.
+    pub fn position(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Bytes written already, such as a string escaped for another rendering of the record.
+    pub fn copy(&mut self, bytes: &[u8]) {
+        copy(self.out, bytes);
     }
 
     pub fn raw(&mut self, bytes: &[u8]) {
@@ -414,19 +447,11 @@ impl<'a> Out<'a> {
         self.raw(if value { b"true" } else { b"false" });
     }
 
-    pub fn uint(&mut self, mut n: u64) {
+    pub fn uint(&mut self, n: u64) {
         let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            // The remainder is below 10.
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.raw(&digits[at..]);
+        let len = n.checked_ilog10().map_or(1, |log| log as usize + 1);
+        decimal(&mut digits[..len], n);
+        append(self.out, &digits, len);
     }
 
     pub fn int(&mut self, n: i64) {
@@ -454,19 +479,14 @@ impl<'a> Out<'a> {
             return self.float(ms(d));
         };
         self.uint(nanos / 1_000_000);
-        let mut fraction = nanos % 1_000_000;
         let mut digits = *b".000000";
-        for slot in digits[1..].iter_mut().rev() {
-            // The remainder is below 10.
-            *slot = b'0' + (fraction % 10) as u8;
-            fraction /= 10;
-        }
+        decimal(&mut digits[1..], nanos % 1_000_000);
         // Without trailing zeros, but for the one after the point (`12.0`).
         let mut len = digits.len();
         while len > 2 && digits[len - 1] == b'0' {
             len -= 1;
         }
-        self.raw(&digits[..len]);
+        append(self.out, &digits, len);
         Ok(())
     }
 
@@ -484,6 +504,28 @@ impl<'a> Out<'a> {
 
     pub fn strings(&mut self, items: &[impl AsRef<str>]) {
         self.list(items, |w, s| w.str(s.as_ref()));
+    }
+}
+
+/// Fills `digits` with the last `digits.len()` decimal digits of `n`, zero-padded: two at a
+/// time, from a table.
+fn decimal(digits: &mut [u8], mut n: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut end = digits.len();
+    while end >= 2 {
+        // The remainder is below 100.
+        let pair = (n % 100) as usize * 2;
+        digits[end - 2..end].copy_from_slice(&PAIRS[pair..pair + 2]);
+        n /= 100;
+        end -= 2;
+    }
+    if end == 1 {
+        // The remainder is below 10.
+        digits[0] = b'0' + (n % 10) as u8;
     }
 }
 
@@ -1081,6 +1123,43 @@ mod tests {
                 let trimmed = decimal.trim_end_matches('0');
                 assert_eq!(float.trim_end_matches(".0"), trimmed.trim_end_matches('.'));
             }
+        }
+    }
+
+    /// What [`Out`] writes through its buffer of a fixed size, at every length around it.
+    #[test]
+    fn out_writes_strings_copies_and_integers_of_every_length_exactly() {
+        let alphabet = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+        for len in 0..=alphabet.len() {
+            let plain = &alphabet[..len];
+            let (mut written, mut memo) = (Vec::new(), Memo::default());
+            let mut out = Out::new(&mut written, &mut memo);
+            out.str(plain);
+            out.copy(plain.as_bytes());
+            assert_eq!(
+                written,
+                format!("{}{plain}", serde_json::to_string(plain).unwrap()).into_bytes()
+            );
+            for at in 0..len {
+                let mut s = plain.to_owned();
+                s.replace_range(at..=at, "\"");
+                let mut written = Vec::new();
+                Out::new(&mut written, &mut Memo::default()).str(&s);
+                assert_eq!(written, serde_json::to_vec(&s).unwrap(), "{s:?}");
+            }
+        }
+        let mut n = 1u64;
+        for _ in 0..20 {
+            for value in [n - 1, n, n.saturating_add(1), n / 7 * 3, u64::MAX / n] {
+                let signed = i64::try_from(value / 2).unwrap_or(i64::MAX);
+                let (mut written, mut memo) = (Vec::new(), Memo::default());
+                let mut out = Out::new(&mut written, &mut memo);
+                out.uint(value);
+                out.int(-signed);
+                out.int(signed);
+                assert_eq!(written, format!("{value}{}{signed}", -signed).into_bytes());
+            }
+            n = n.saturating_mul(10);
         }
     }
 

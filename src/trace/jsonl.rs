@@ -7,6 +7,7 @@
 //! by hand; the golden-file test holds the two to the same bytes.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::{Serialize, Serializer};
 
@@ -125,45 +126,91 @@ impl Serialize for CookieNames<'_> {
     }
 }
 
+/// Where [`Line::write`] put the values that the record's HAR entry shows as they are (strings
+/// escaped, objects, numbers): byte ranges of the line, for the entry to copy rather than write
+/// again (see `har::Entry::write_from_line`). Kept from record to record, so that marking
+/// allocates nothing.
+#[derive(Debug, Default)]
+pub struct Marks {
+    pub(super) actions: Range<usize>,
+    pub(super) client: Range<usize>,
+    pub(super) client_addr: Range<usize>,
+    pub(super) error: Range<usize>,
+    pub(super) http_version: Range<usize>,
+    pub(super) id: Range<usize>,
+    pub(super) method: Range<usize>,
+    pub(super) parent: Range<usize>,
+    pub(super) role: Range<usize>,
+    pub(super) route: Range<usize>,
+    pub(super) session: Range<usize>,
+    pub(super) started: Range<usize>,
+    pub(super) url: Range<usize>,
+    /// Each cookie's name.
+    pub(super) request_cookies: Vec<Range<usize>>,
+    /// Each header's name and value.
+    pub(super) request_headers: Vec<[Range<usize>; 2]>,
+    pub(super) response_headers: Vec<[Range<usize>; 2]>,
+}
+
+/// Writes a value with `write` and notes where it went.
+fn marked(w: &mut Out<'_>, mark: &mut Range<usize>, write: impl FnOnce(&mut Out<'_>)) {
+    let start = w.position();
+    write(w);
+    *mark = start..w.position();
+}
+
 impl Line<'_> {
-    /// Appends the line to `out`: the bytes its derived `Serialize` gives, written directly.
-    pub fn write(&self, out: &mut Vec<u8>, memo: &mut Memo) -> Result<(), json_out::Error> {
+    /// Appends the line to `out`: the bytes its derived `Serialize` gives, written directly,
+    /// with `marks` noting where the values the HAR entry shares went.
+    pub fn write(
+        &self,
+        out: &mut Vec<u8>,
+        memo: &mut Memo,
+        marks: &mut Marks,
+    ) -> Result<(), json_out::Error> {
         let mut w = Out::new(out, memo);
         w.raw(b"{\"actions\":");
-        self.actions.write(&mut w);
+        marked(&mut w, &mut marks.actions, |w| self.actions.write(w));
         w.raw(b",\"client\":");
-        w.opt_str(self.client);
+        marked(&mut w, &mut marks.client, |w| w.opt_str(self.client));
         w.raw(b",\"client_addr\":");
-        match self.client_addr {
+        marked(&mut w, &mut marks.client_addr, |w| match self.client_addr {
             Some(addr) => w.ascii(addr.as_bytes()),
             None => w.raw(b"null"),
-        }
+        });
         w.raw(b",\"connect_ms\":");
         opt_ms(&mut w, self.connect_ms)?;
         w.raw(b",\"error\":");
-        match &self.error {
-            Some(error) => error.write(&mut w),
+        marked(&mut w, &mut marks.error, |w| match &self.error {
+            Some(error) => error.write(w),
             None => w.raw(b"null"),
-        }
+        });
         w.raw(b",\"first_byte_ms\":");
         opt_ms(&mut w, self.first_byte_ms)?;
         w.raw(b",\"http_version\":");
-        w.str(self.http_version);
+        marked(&mut w, &mut marks.http_version, |w| {
+            w.str(self.http_version)
+        });
         w.raw(b",\"id\":");
-        w.uint(self.id);
+        marked(&mut w, &mut marks.id, |w| w.uint(self.id));
         w.raw(b",\"method\":");
-        w.str(self.method);
+        marked(&mut w, &mut marks.method, |w| w.str(self.method));
         w.raw(b",\"parent\":");
-        match self.parent {
+        marked(&mut w, &mut marks.parent, |w| match self.parent {
             Some(parent) => w.uint(parent),
             None => w.raw(b"null"),
-        }
+        });
         w.raw(b",\"request_body\":");
         opt_body(&mut w, self.request_body.as_ref());
         w.raw(b",\"request_cookies\":");
-        w.strings(self.request_cookies);
+        marks.request_cookies.clear();
+        w.list(self.request_cookies, |w, name| {
+            let start = w.position();
+            w.str(name);
+            marks.request_cookies.push(start..w.position());
+        });
         w.raw(b",\"request_headers\":");
-        pairs(&mut w, self.request_headers.0);
+        pairs(&mut w, self.request_headers.0, &mut marks.request_headers);
         w.raw(b",\"response_body\":");
         opt_body(&mut w, self.response_body.as_ref());
         w.raw(b",\"response_cookies\":");
@@ -173,23 +220,28 @@ impl Line<'_> {
         }
         w.raw(b",\"response_headers\":");
         match &self.response_headers {
-            Some(headers) => pairs(&mut w, headers.0),
-            None => w.raw(b"null"),
+            Some(headers) => pairs(&mut w, headers.0, &mut marks.response_headers),
+            None => {
+                w.raw(b"null");
+                marks.response_headers.clear();
+            }
         }
         w.raw(b",\"role\":");
-        w.str(self.role);
+        marked(&mut w, &mut marks.role, |w| w.str(self.role));
         w.raw(b",\"route\":");
-        w.opt_str(self.route);
+        marked(&mut w, &mut marks.route, |w| w.opt_str(self.route));
         w.raw(b",\"session\":");
-        w.opt_str(self.session);
+        marked(&mut w, &mut marks.session, |w| w.opt_str(self.session));
         w.raw(b",\"started\":");
-        w.ascii(self.started.as_bytes());
+        marked(&mut w, &mut marks.started, |w| {
+            w.ascii(self.started.as_bytes())
+        });
         w.raw(b",\"status\":");
         w.uint(u64::from(self.status));
         w.raw(b",\"total_ms\":");
         w.ms(self.total_ms.0)?;
         w.raw(b",\"url\":");
-        w.str(self.url);
+        marked(&mut w, &mut marks.url, |w| w.str(self.url));
         w.raw(b"}");
         Ok(())
     }
@@ -205,12 +257,19 @@ fn opt_ms(w: &mut Out<'_>, value: Option<Ms>) -> Result<(), json_out::Error> {
     }
 }
 
-fn pairs(w: &mut Out<'_>, headers: &[(&str, Cow<'_, str>)]) {
+/// Headers as `[name, value]` pairs, noting where each name and value went.
+fn pairs(w: &mut Out<'_>, headers: &[(&str, Cow<'_, str>)], marks: &mut Vec<[Range<usize>; 2]>) {
+    marks.clear();
     w.list(headers, |w, (name, value)| {
         w.raw(b"[");
+        let name_at = w.position();
         w.str(name);
+        let value_at = w.position();
         w.raw(b",");
         w.str(value);
+        let end = w.position();
+        // The comma between the two is not part of either.
+        marks.push([name_at..value_at, value_at + 1..end]);
         w.raw(b"]");
     });
 }
