@@ -9,6 +9,10 @@
 //! they are formatted exactly as before. A record's long strings (its bodies) are escaped once
 //! and copied into its second rendering (see [`Memo`]); a JSON body comes escaped already (see
 //! [`Str`]).
+//!
+//! The JSON line and the HAR entry are written by hand through [`Out`], which escapes strings
+//! the same way and writes integers and milliseconds itself, the same bytes again; the views'
+//! derived `Serialize`, through [`write`], stays the definition the tests compare with.
 
 use std::fmt::{self, Display};
 use std::time::Duration;
