@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use super::json_out::{self, Memo, Out, Str};
-use super::jsonl::Marks;
+use super::jsonl::{HeaderMarks, Marks};
 use super::record::{Actions, ErrorInfo};
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie, REDACTED};
 use super::text::{Addr, Timestamp};
@@ -596,7 +596,7 @@ fn request_cookie(w: &mut Out<'_>, name: impl FnOnce(&mut Out<'_>)) {
 fn name_values<N: AsRef<str>, V: AsRef<str>>(
     w: &mut Out<'_>,
     items: &[(N, V)],
-    line: Option<(&[u8], &[[Range<usize>; 2]])>,
+    line: Option<(&[u8], &[HeaderMarks])>,
 ) {
     match line.filter(|(_, marks)| marks.len() == items.len()) {
         Some((line, marks)) => w.list(marks, |w, [name, value]| {

@@ -147,10 +147,12 @@ pub struct Marks {
     pub(super) url: Range<usize>,
     /// Each cookie's name.
     pub(super) request_cookies: Vec<Range<usize>>,
-    /// Each header's name and value.
-    pub(super) request_headers: Vec<[Range<usize>; 2]>,
-    pub(super) response_headers: Vec<[Range<usize>; 2]>,
+    pub(super) request_headers: Vec<HeaderMarks>,
+    pub(super) response_headers: Vec<HeaderMarks>,
 }
+
+/// Where a header's name and value went.
+pub type HeaderMarks = [Range<usize>; 2];
 
 /// Writes a value with `write` and notes where it went.
 fn marked(w: &mut Out<'_>, mark: &mut Range<usize>, write: impl FnOnce(&mut Out<'_>)) {
@@ -258,7 +260,7 @@ fn opt_ms(w: &mut Out<'_>, value: Option<Ms>) -> Result<(), json_out::Error> {
 }
 
 /// Headers as `[name, value]` pairs, noting where each name and value went.
-fn pairs(w: &mut Out<'_>, headers: &[(&str, Cow<'_, str>)], marks: &mut Vec<[Range<usize>; 2]>) {
+fn pairs(w: &mut Out<'_>, headers: &[(&str, Cow<'_, str>)], marks: &mut Vec<HeaderMarks>) {
     marks.clear();
     w.list(headers, |w, (name, value)| {
         w.raw(b"[");
