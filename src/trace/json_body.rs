@@ -93,6 +93,18 @@ fn escaped(bytes: &[u8], specials: &[u64], replaced: &[(usize, usize)]) -> Resul
     String::from_utf8(out).map_err(|_| Invalid)
 }
 
+/// The letter after the backslash that escapes each byte, or 0 for a byte that valid JSON
+/// cannot hold where it is marked.
+const LETTERS: [u8; 256] = {
+    let mut letters = [0; 256];
+    letters[b'"' as usize] = b'"';
+    letters[b'\\' as usize] = b'\\';
+    letters[b'\n' as usize] = b'n';
+    letters[b'\r' as usize] = b'r';
+    letters[b'\t' as usize] = b't';
+    letters
+};
+
 /// Writes `bytes[from..to]` escaped into `out` at `len`, and says where it ends. Every marked
 /// byte is one of the five that valid JSON can hold there.
 fn escape_into(
@@ -104,23 +116,21 @@ fn escape_into(
     to: usize,
 ) -> Result<usize, Invalid> {
     let mut copied = from;
-    let mut index = from / 64;
-    let mut bits = specials
-        .get(index)
-        .map_or(0, |w| w & (u64::MAX << (from % 64)));
-    loop {
+    for index in from / 64..to.div_ceil(64) {
+        let mut bits = specials.get(index).copied().unwrap_or(0);
+        if index == from / 64 {
+            bits &= u64::MAX << (from % 64);
+        }
+        if (index + 1) * 64 > to {
+            bits &= !(u64::MAX << (to % 64));
+        }
         while bits != 0 {
             let at = index * 64 + bits.trailing_zeros() as usize;
-            if at >= to {
-                return Ok(copy_run(out, len, bytes, copied, to));
+            bits &= bits - 1;
+            let letter = LETTERS[usize::from(bytes.get(at).copied().unwrap_or(0))];
+            if letter == 0 {
+                return Err(Invalid);
             }
-            let letter = match bytes.get(at) {
-                Some(&byte @ (b'"' | b'\\')) => byte,
-                Some(b'\n') => b'n',
-                Some(b'\r') => b'r',
-                Some(b'\t') => b't',
-                _ => return Err(Invalid),
-            };
             let run = at - copied;
             // The runs between two escapes are a few bytes long: one of up to 16 is copied as
             // 16 bytes (past the run, into room that the next step overwrites) rather than
@@ -142,14 +152,9 @@ fn escape_into(
             }
             len += run + 2;
             copied = at + 1;
-            bits &= bits - 1;
         }
-        index += 1;
-        if index * 64 >= to {
-            return Ok(copy_run(out, len, bytes, copied, to));
-        }
-        bits = specials.get(index).copied().unwrap_or(0);
     }
+    Ok(copy_run(out, len, bytes, copied, to))
 }
 
 /// Writes `bytes[from..at]` into `out` at `len` and says where it ends.
@@ -183,7 +188,8 @@ struct Token {
 
 impl Token {
     /// The string's value. Only escaped strings are decoded: an escaped key can still name a
-    /// secret field (`"pass\u0077ord"`).
+    /// secret field (`"pass\u0077ord"`). Always inlined, like [`Pass::peek`].
+    #[inline(always)]
     fn decode(self, text: &str) -> Result<Cow<'_, str>, Invalid> {
         if self.escaped {
             let quoted = text.get(self.start..self.end).ok_or(Invalid)?;
