@@ -175,17 +175,6 @@ struct Pass<'a, 'r> {
     /// The spans of the values to replace, in order and apart (a replaced value is read in
     /// [`Mode::Keep`], so nothing inside it is noted).
     replaced: Vec<(usize, usize)>,
-    /// The `value` members of the objects being read that are secret if a `path` or `name`
-    /// member of their object says so (see [`Pass::object`]).
-    pending: Vec<Pending>,
-}
-
-/// A `value` member read and not yet known to be secret: its span, and where the spans noted
-/// inside it start in [`Pass::replaced`].
-struct Pending {
-    start: usize,
-    end: usize,
-    inner: usize,
 }
 
 /// A string token: where it is, quotes included, and whether it holds an escape. Most strings
@@ -224,7 +213,6 @@ impl<'a, 'r> Pass<'a, 'r> {
             pos: 0,
             redactor,
             replaced: Vec::new(),
-            pending: Vec::new(),
         }
     }
 
@@ -292,17 +280,16 @@ impl<'a, 'r> Pass<'a, 'r> {
         if depth > MAX_DEPTH {
             return Err(Invalid);
         }
+        let open = self.pos;
         self.pos += 1;
         self.skip_whitespace();
         if self.peek()? == b'}' {
             self.pos += 1;
             return Ok(());
         }
-        // Whether a `path` or `name` member names a secret attribute, which makes the object's
-        // `value` members secret; they may come before it, so those are read as they come and
-        // noted, and replaced when the object ends if it turns out that they are secret.
-        let mut names_secret = false;
-        let pending = self.pending.len();
+        // Whether a `path` or `name` member names a secret attribute: looked up on the first
+        // `value` member, since it may come before or after it.
+        let mut names_secret = None;
         loop {
             self.skip_whitespace();
             let key = self.key()?;
@@ -318,25 +305,22 @@ impl<'a, 'r> Pass<'a, 'r> {
                 }
                 Mode::Secrets => {
                     let key = key.decode(self.text)?;
-                    if self.redactor.is_secret_field(&key) || names_secret && key == "value" {
-                        self.replaced_value(depth)?;
+                    let secret = if self.redactor.is_secret_field(&key) {
+                        true
                     } else if key == "value" {
-                        self.skip_whitespace();
-                        let (start, inner) = (self.pos, self.replaced.len());
-                        self.value(Mode::Secrets, depth)?;
-                        self.pending.push(Pending {
-                            start,
-                            end: self.pos,
-                            inner,
-                        });
-                    } else if key == "path" || key == "name" {
-                        self.skip_whitespace();
-                        if self.peek()? == b'"' {
-                            let value = self.string()?.decode(self.text)?;
-                            names_secret |= self.redactor.is_secret_field(scim_attribute(&value));
-                        } else {
-                            self.value(Mode::Secrets, depth)?;
+                        match names_secret {
+                            Some(known) => known,
+                            None => {
+                                let found = self.names_secret_attribute(open)?;
+                                names_secret = Some(found);
+                                found
+                            }
                         }
+                    } else {
+                        false
+                    };
+                    if secret {
+                        self.replaced_value(depth)?;
                     } else {
                         self.value(Mode::Secrets, depth)?;
                     }
@@ -345,28 +329,10 @@ impl<'a, 'r> Pass<'a, 'r> {
             self.skip_whitespace();
             match self.next()? {
                 b',' => {}
-                b'}' => break,
+                b'}' => return Ok(()),
                 _ => return Err(Invalid),
             }
         }
-        // Each secret `value` replaces whatever was noted inside it; the last first, so that
-        // the earlier ones' places in `replaced` still hold.
-        while self.pending.len() > pending {
-            let Some(value) = self.pending.pop() else {
-                break;
-            };
-            if names_secret {
-                let inside = self.replaced[value.inner..]
-                    .iter()
-                    .take_while(|&&(start, _)| start < value.end)
-                    .count();
-                self.replaced.splice(
-                    value.inner..value.inner + inside,
-                    [(value.start, value.end)],
-                );
-            }
-        }
-        Ok(())
     }
 
     /// A member's key and the colon after it. Always inlined, like [`Pass::peek`].
@@ -381,6 +347,42 @@ impl<'a, 'r> Pass<'a, 'r> {
             return Err(Invalid);
         }
         Ok(key)
+    }
+
+    /// Whether the object opening at `open` has a `path` or `name` member whose string value
+    /// names a secret attribute. Read for its structure only, without checking it: this pass
+    /// checks the whole body anyway, and withholds it if it is not JSON. Each object is looked
+    /// at this way at most once, so a body costs at most one extra read per level of nesting.
+    fn names_secret_attribute(&self, open: usize) -> Result<bool, Invalid> {
+        let (bytes, specials) = (self.bytes, self.specials);
+        let mut pos = open + 1;
+        let mut found = false;
+        loop {
+            pos = skip_whitespace(bytes, pos);
+            if bytes.get(pos) != Some(&b'"') {
+                return Ok(found);
+            }
+            let key = skip_string(bytes, specials, pos)?;
+            pos = skip_whitespace(bytes, key.end);
+            if bytes.get(pos) != Some(&b':') {
+                return Ok(found);
+            }
+            pos = skip_whitespace(bytes, pos + 1);
+            let key = key.decode(self.text)?;
+            if (key == "path" || key == "name") && bytes.get(pos) == Some(&b'"') {
+                let value = skip_string(bytes, specials, pos)?;
+                pos = value.end;
+                let value = value.decode(self.text)?;
+                found |= self.redactor.is_secret_field(scim_attribute(&value));
+            } else {
+                pos = skip_value(bytes, specials, pos)?;
+            }
+            pos = skip_whitespace(bytes, pos);
+            if bytes.get(pos) != Some(&b',') {
+                return Ok(found);
+            }
+            pos += 1;
+        }
     }
 
     fn array(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
@@ -525,6 +527,50 @@ fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
         pos += 1;
     }
     pos
+}
+
+/// The string opening at `start`, its escapes skipped rather than checked.
+fn skip_string(bytes: &[u8], specials: &[u64], start: usize) -> Result<Token, Invalid> {
+    let mut pos = start + 1;
+    let mut escaped = false;
+    loop {
+        let at = json_scan::next(specials, pos).ok_or(Invalid)?;
+        match bytes.get(at) {
+            Some(b'"') => {
+                return Ok(Token {
+                    start,
+                    end: at + 1,
+                    escaped,
+                })
+            }
+            Some(b'\\') => {
+                escaped = true;
+                pos = at + 2;
+            }
+            _ => pos = at + 1,
+        }
+    }
+}
+
+/// Past the value at `pos`: at the `,`, `}` or `]` after it at its own level.
+fn skip_value(bytes: &[u8], specials: &[u64], mut pos: usize) -> Result<usize, Invalid> {
+    let mut depth = 0usize;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(Invalid),
+            Some(b'"') => pos = skip_string(bytes, specials, pos)?.end,
+            Some(b',' | b'}' | b']') if depth == 0 => return Ok(pos),
+            Some(b'{' | b'[') => {
+                depth += 1;
+                pos += 1;
+            }
+            Some(b'}' | b']') => {
+                depth -= 1;
+                pos += 1;
+            }
+            Some(_) => pos += 1,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -790,27 +836,6 @@ mod tests {
                 "{body}"
             );
         }
-    }
-
-    /// A `value` read before its object's `path` or `name` is known, with secrets of its own
-    /// inside, is replaced whole when the path is secret and keeps only its own replacements
-    /// when not, next to other objects' values at other depths: as the tree rules do.
-    #[test]
-    fn a_value_read_before_its_path_is_replaced_whole_over_what_was_replaced_inside_it() {
-        let bodies = [
-            r#"[{"value":{"password":"p","k":"v"},"op":"add","path":"password"},{"value":{"password":"p","k":"v"},"path":"emails"}]"#,
-            r#"{"value":[{"value":"a","name":"secret"},{"value":{"token":"t"}}],"x":{"value":"b","path":"x:token"},"value":"c","name":"token"}"#,
-            r#"{"value":"a","value":{"path":"password","value":"b"},"path":"active","value":[1,{"secret":2}]}"#,
-        ];
-        for body in bodies {
-            let ours: Value = serde_json::from_str(&redacted(body)).unwrap();
-            assert_eq!(ours, tree_secrets(body), "{body}");
-        }
-        let out = redacted(bodies[1]);
-        assert_eq!(
-            out,
-            r#"{"value":"[REDACTED]","x":{"value":"[REDACTED]","path":"x:token"},"value":"[REDACTED]","name":"token"}"#
-        );
     }
 
     /// Mutated bodies: accepted exactly when serde_json accepts them (short of numbers too big
