@@ -838,6 +838,27 @@ mod tests {
         }
     }
 
+    /// A `value` with secrets of its own inside, before or after its object's `path` or
+    /// `name`, is replaced whole when the path is secret and keeps only its own replacements
+    /// when not, next to other objects' values at other depths: as the tree rules do.
+    #[test]
+    fn a_value_with_secrets_inside_is_replaced_whole_when_its_path_is_secret() {
+        let bodies = [
+            r#"[{"value":{"password":"p","k":"v"},"op":"add","path":"password"},{"value":{"password":"p","k":"v"},"path":"emails"}]"#,
+            r#"{"value":[{"value":"a","name":"secret"},{"value":{"token":"t"}}],"x":{"value":"b","path":"x:token"},"value":"c","name":"token"}"#,
+            r#"{"value":"a","value":{"path":"password","value":"b"},"path":"active","value":[1,{"secret":2}]}"#,
+        ];
+        for body in bodies {
+            let ours: Value = serde_json::from_str(&redacted(body)).unwrap();
+            assert_eq!(ours, tree_secrets(body), "{body}");
+        }
+        let out = redacted(bodies[1]);
+        assert_eq!(
+            out,
+            r#"{"value":"[REDACTED]","x":{"value":"[REDACTED]","path":"x:token"},"value":"[REDACTED]","name":"token"}"#
+        );
+    }
+
     /// Mutated bodies: accepted exactly when serde_json accepts them (short of numbers too big
     /// for an f64, which are valid JSON), and then never showing a value the tree rules hide.
     #[test]
