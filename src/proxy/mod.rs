@@ -519,18 +519,18 @@ impl Proxy {
         loop {
             // Session tokens first: their fetch may set the cookies this attempt sends. Checked
             // before the boxed call, which would cost every session route an allocation.
+            let mut held = token_fetch::Held::default();
             if let Some(lease) = lease.as_mut().filter(|_| token_fetch::configured(x)) {
                 let refetch = role == Role::Replay;
-                Box::pin(self.ensure_tokens(x, lease, &head.method, parent, refetch)).await?;
+                held =
+                    Box::pin(self.ensure_tokens(x, lease, &head.method, parent, refetch)).await?;
             }
             x.actions.next_attempt();
             x.actions.replayed = role == Role::Replay;
             let mut headers = head.headers.clone();
             apply_session(x, lease.as_ref(), &head, &mut headers);
             let token_generation = self.authorize(x, &mut headers).await?;
-            let sent_tokens = lease.as_ref().map_or_else(Default::default, |lease| {
-                token_fetch::apply(x, lease, &head.method, &mut headers)
-            });
+            let sent_tokens = token_fetch::apply(x, held, &mut headers);
             let mut attempt = x.trace.as_ref().map(|trace| {
                 let mut attempt = trace.attempt(role, parent, &head, &headers, body.buffered());
                 // The id a token fetch made on this attempt's behalf already points at.

@@ -19,6 +19,14 @@ use crate::trace::record::{CapturedBody, Role};
 /// How much of a fetch response is read to find a token in its JSON body.
 const FETCH_BODY_LIMIT: usize = 256 * 1024;
 
+/// How many times a request asks for a token that other requests keep refusing and dropping
+/// between its turn and its read, before it goes without.
+const TURNS: usize = 3;
+
+/// The session tokens one attempt is to carry, read once: (index in the route's tokens, value).
+#[derive(Default)]
+pub(super) struct Held(Vec<(usize, String)>);
+
 /// The session tokens one attempt carried: (index in the route's tokens, value sent).
 #[derive(Default)]
 pub(super) struct Sent(Vec<(usize, String)>);
@@ -37,9 +45,14 @@ fn tokens<'a>(x: &Exchange<'a>) -> &'a [TokenPlan] {
 }
 
 impl super::Proxy {
-    /// Fetches each token a `method` request needs that the session lacks. `parent` is the
-    /// record the fetch is on behalf of (the refused attempt of a refetch); without one, an id
-    /// is reserved in the exchange for the attempt about to go, which takes it.
+    /// The tokens a `method` request carries: each one the session holds, and each one it
+    /// lacks fetched. `parent` is the record the fetch is on behalf of (the refused attempt of a
+    /// refetch); without one, an id is reserved in the exchange for the attempt about to go,
+    /// which takes it.
+    ///
+    /// Each value is read here, once: another request that the target refused with the same
+    /// value drops it from the session at any await, and an attempt that then found no token
+    /// would go without one and come back refused with nothing to replay for.
     pub(super) async fn ensure_tokens(
         &self,
         x: &mut Exchange<'_>,
@@ -47,31 +60,43 @@ impl super::Proxy {
         method: &Method,
         parent: Option<u64>,
         refetch: bool,
-    ) -> Result<(), ProxyError> {
-        for token in tokens(x) {
-            if !applies(token.methods.as_deref(), method) || lease.token(&token.name).is_some() {
+    ) -> Result<Held, ProxyError> {
+        let mut held = Held::default();
+        for (index, token) in tokens(x).iter().enumerate() {
+            if !applies(token.methods.as_deref(), method) {
                 continue;
             }
-            if Box::pin(self.state.begin_token_fetch(lease, &token.name)).await
-                == TokenTurn::AlreadyFetched
-            {
-                continue;
-            }
-            let parent = match (parent, &x.trace) {
-                (Some(parent), _) => Some(parent),
-                (None, Some(trace)) => {
-                    Some(*x.reserved_id.get_or_insert_with(|| trace.tracer.next_id()))
+            let mut value = lease.token(&token.name);
+            for _ in 0..TURNS {
+                if value.is_some() {
+                    break;
                 }
-                (None, None) => None,
-            };
-            // A failure is logged once, where the exchange fails, naming the token.
-            self.fetch_token(x, lease, token, parent, refetch).await?;
+                if Box::pin(self.state.begin_token_fetch(lease, &token.name)).await
+                    == TokenTurn::AlreadyFetched
+                {
+                    value = lease.token(&token.name);
+                    continue;
+                }
+                let parent = match (parent, &x.trace) {
+                    (Some(parent), _) => Some(parent),
+                    (None, Some(trace)) => {
+                        Some(*x.reserved_id.get_or_insert_with(|| trace.tracer.next_id()))
+                    }
+                    (None, None) => None,
+                };
+                // A failure is logged once, where the exchange fails, naming the token.
+                value = Some(self.fetch_token(x, lease, token, parent, refetch).await?);
+            }
+            if let Some(value) = value {
+                held.0.push((index, value));
+            }
         }
-        Ok(())
+        Ok(held)
     }
 
     /// The fetch request of `token`, alone on the session: the route's credential, the
     /// session's cookies and the tokens it already holds go on it; the cookies it sets are kept.
+    /// Returns the token's new value, also stored in the session.
     async fn fetch_token(
         &self,
         x: &mut Exchange<'_>,
@@ -79,7 +104,7 @@ impl super::Proxy {
         token: &TokenPlan,
         parent: Option<u64>,
         refetch: bool,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<String, ProxyError> {
         let fetch = &token.fetch;
         let failed = |why: String| ProxyError::TokenFetchFailed {
             token: token.name.clone(),
@@ -98,7 +123,7 @@ impl super::Proxy {
             headers.insert(name.clone(), value.clone());
         }
         apply_session(x, Some(lease), &head, &mut headers);
-        apply(x, lease, &head.method, &mut headers);
+        apply(x, held(x, lease, &head.method), &mut headers);
         self.authorize(x, &mut headers).await?;
         let fetch_body = fetch
             .body
@@ -150,26 +175,30 @@ impl super::Proxy {
                 token.from.describe()
             )));
         };
-        lease.store_token(&token.name, value);
+        lease.store_token(&token.name, value.clone());
         x.did.add(Did::TOKEN_FETCHED);
         access_log::session_token_fetched(&x.route.plan.name, &token.name, refetch, status);
-        Ok(())
+        Ok(value)
     }
 }
 
-/// Phase: the session's tokens on a `method` request, each in its header as its format says.
-pub(super) fn apply(
-    x: &Exchange<'_>,
-    lease: &Lease,
-    method: &Method,
-    headers: &mut HeaderMap,
-) -> Sent {
+/// The tokens the session holds now that a `method` request carries.
+fn held(x: &Exchange<'_>, lease: &Lease, method: &Method) -> Held {
+    let values = tokens(x).iter().enumerate().filter_map(|(index, token)| {
+        applies(token.methods.as_deref(), method)
+            .then(|| lease.token(&token.name))
+            .flatten()
+            .map(|value| (index, value))
+    });
+    Held(values.collect())
+}
+
+/// Phase: the tokens `held` for a request, each in its header as its format says.
+pub(super) fn apply(x: &Exchange<'_>, held: Held, headers: &mut HeaderMap) -> Sent {
+    let tokens = tokens(x);
     let mut sent = Sent::default();
-    for (index, token) in tokens(x).iter().enumerate() {
-        if !applies(token.methods.as_deref(), method) {
-            continue;
-        }
-        let Some(value) = lease.token(&token.name) else {
+    for (index, value) in held.0 {
+        let Some(token) = tokens.get(index) else {
             continue;
         };
         if let Some(header) = token.format.header_value(&value) {

@@ -631,10 +631,13 @@ impl Sessions {
     /// Brings the session `key` of `route` up to its shared copy before it is leased (see
     /// [`Lease::adopt`]); a session the store has and this process does not is added. True
     /// when the store has no copy while this process holds a jar: the lease should publish it.
+    ///
+    /// `read_as` is [`Sessions::synced_rev`] taken before the copy was read.
     pub(crate) fn adopt_shared(
         &self,
         route: &str,
         key: &SessionKey,
+        read_as: u64,
         remote: Option<(u64, &[u8])>,
     ) -> bool {
         let Some(route) = self.inner.routes.get(route) else {
@@ -660,7 +663,17 @@ impl Sessions {
             }
         };
         let mut state = session.state();
-        adopt_shared(&self.inner, route, key, &mut state, remote)
+        adopt_shared(&self.inner, route, key, &mut state, read_as, remote)
+    }
+
+    /// The shared copy's revision that the session `key` of `route` was last synced with (0:
+    /// none, or no such session here): taken before reading the copy, for `adopt_shared`.
+    pub(crate) fn synced_rev(&self, route: &str, key: &SessionKey) -> u64 {
+        self.inner
+            .routes
+            .get(route)
+            .and_then(|route| route.map.get(key).map(|session| session.state().synced_rev))
+            .unwrap_or(0)
     }
 
     /// Whether `route` holds every lease alone (`serialize = true`).
@@ -897,13 +910,25 @@ fn next_write_at(
 /// jar and returns true: it is published again rather than dropped, because a session-locked
 /// target still holds that session open and would refuse a new login. (A session idle past its
 /// timeout in Redis is idle here too, and goes by the local idle expiry.)
+///
+/// `read_as` is the revision the jar was synced with when the copy was read. If the jar has
+/// been synced since (this process wrote it, or adopted a copy read later) with a revision at
+/// least as new as the copy's, the copy is stale and is ignored: taking it would roll the
+/// session back, and a session token fetched meanwhile would be lost and the refused one sent
+/// again. (Revisions only grow while the shared copy exists; when the jar has not moved since
+/// the read, any other revision is taken, as one that restarted after the copy expired.)
 fn adopt_shared(
     inner: &Inner,
     route: &RouteSessions,
     key: &SessionKey,
     state: &mut State,
+    read_as: u64,
     remote: Option<(u64, &[u8])>,
 ) -> bool {
+    let moved = state.synced_rev != read_as;
+    if moved && remote.is_none_or(|(rev, _)| rev <= state.synced_rev) {
+        return false;
+    }
     let Some((rev, bytes)) = remote else {
         state.synced_rev = 0;
         return state.holds_anything(inner.clock.wall());
@@ -1307,13 +1332,15 @@ impl Lease {
 
     /// Takes the shared copy of the session (revision and document; `None`: the store has
     /// none) in place of the jar when it is newer, and works with its generation from now on.
-    pub(crate) fn adopt(&mut self, remote: Option<(u64, &[u8])>) {
+    /// `read_as` is [`Lease::synced_rev`] taken before the copy was read.
+    pub(crate) fn adopt(&mut self, read_as: u64, remote: Option<(u64, &[u8])>) {
         let mut state = self.active.0.state();
         if adopt_shared(
             &self.inner,
             &self.route,
             &self.active.0.key,
             &mut state,
+            read_as,
             remote,
         ) {
             self.changed.store(true, Ordering::Release);

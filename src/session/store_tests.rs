@@ -1071,7 +1071,7 @@ async fn a_shared_jar_moves_between_stores_by_revision_and_a_sealed_one_needs_th
     a.synced(1);
     drop(a);
 
-    second.adopt_shared("osmc", &key("route"), Some((1, &doc)));
+    second.adopt_shared("osmc", &key("route"), 0, Some((1, &doc)));
     let b = second.lease("osmc", key("route")).await.unwrap();
     assert!(!b.is_exclusive(), "established from the shared copy");
     assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=one"));
@@ -1079,20 +1079,20 @@ async fn a_shared_jar_moves_between_stores_by_revision_and_a_sealed_one_needs_th
     drop(b);
 
     // The same revision again changes nothing: the local jar (rotated meanwhile) stays.
-    second.adopt_shared("osmc", &key("route"), Some((1, &doc)));
+    second.adopt_shared("osmc", &key("route"), 1, Some((1, &doc)));
     let b = second.lease("osmc", key("route")).await.unwrap();
     assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=two"));
     drop(b);
 
     // No copy in the store (a Redis that restarted empty): the jar stays, to be published
     // again, since the target still holds its session open.
-    assert!(second.adopt_shared("osmc", &key("route"), None));
+    assert!(second.adopt_shared("osmc", &key("route"), 1, None));
     let b = second.lease("osmc", key("route")).await.unwrap();
     assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=two"));
     drop(b);
 
     // Deleted by an operator (a revision without a document): the jar goes.
-    assert!(!second.adopt_shared("osmc", &key("route"), Some((2, &[]))));
+    assert!(!second.adopt_shared("osmc", &key("route"), 0, Some((2, &[]))));
     let b = second.lease("osmc", key("route")).await.unwrap();
     assert!(b.is_exclusive(), "a new session is established");
     assert_eq!(cookie_of(&b), None);
@@ -1100,11 +1100,42 @@ async fn a_shared_jar_moves_between_stores_by_revision_and_a_sealed_one_needs_th
 
     // Another key cannot open it: counted, and the session is treated as absent.
     let (stranger, _) = shared_pair("another-key-0123456789abcdefghijkl");
-    stranger.adopt_shared("osmc", &key("route"), Some((1, &doc)));
+    stranger.adopt_shared("osmc", &key("route"), 0, Some((1, &doc)));
     let c = stranger.lease("osmc", key("route")).await.unwrap();
     assert!(c.is_exclusive());
     assert_eq!(cookie_of(&c), None, "no garbage cookie");
     assert_eq!(stranger.unreadable_shared(), 1);
+}
+
+#[tokio::test]
+async fn a_shared_copy_read_before_a_newer_sync_does_not_roll_the_session_back() {
+    let (first, second) = shared_pair(STATE_KEY);
+    let a = first.lease("osmc", key("route")).await.unwrap();
+    a.absorb(PATH, &set_cookie("JSESSIONID=old; Path=/"));
+    let (old, _) = a.export().unwrap();
+    a.absorb(PATH, &set_cookie("JSESSIONID=new; Path=/"));
+    let (new, _) = a.export().unwrap();
+    drop(a);
+
+    // Two leases on the second replica read the shared copy; the later read (revision 2)
+    // is adopted first, then the earlier one (revision 1) arrives.
+    let read_as = second.synced_rev("osmc", &key("route"));
+    second.adopt_shared("osmc", &key("route"), read_as, Some((2, &new)));
+    second.adopt_shared("osmc", &key("route"), read_as, Some((1, &old)));
+    let b = second.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=new"));
+    drop(b);
+    assert_eq!(second.synced_rev("osmc", &key("route")), 2);
+
+    // Nor does a stale "no copy" reset the revision the jar is synced with.
+    assert!(!second.adopt_shared("osmc", &key("route"), read_as, None));
+    assert_eq!(second.synced_rev("osmc", &key("route")), 2);
+
+    // A copy newer than the jar is taken even when read before the jar moved.
+    second.adopt_shared("osmc", &key("route"), read_as, Some((3, &old)));
+    let b = second.lease("osmc", key("route")).await.unwrap();
+    assert_eq!(cookie_of(&b).as_deref(), Some("JSESSIONID=old"));
+    assert_eq!(second.synced_rev("osmc", &key("route")), 3);
 }
 
 #[test]

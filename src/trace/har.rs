@@ -12,17 +12,21 @@
 //! An entry is serialised straight from the record through the borrowing views below, with no
 //! JSON tree in between. Their fields are declared in sorted key order, which is the order our
 //! HAR files have always had. The views' derived `Serialize` is the definition of an entry's
-//! bytes; [`Entry::write`], which the writers use, writes the same bytes by hand for a quarter
-//! less work (12.3k → 9.4k instructions for the load bench's entry): an entry's keys and
-//! punctuation are known in advance, so each run of them goes out as one literal, and its
-//! integers without a serializer. The golden-file test holds the two to the same bytes.
+//! bytes; [`Entry::write`] writes the same bytes by hand for a quarter less work (12.3k → 9.4k
+//! instructions for the load bench's entry): an entry's keys and punctuation are known in
+//! advance, so each run of them goes out as one literal, and its integers without a serializer.
+//! The trace writer, which has just written the record's JSON line, uses
+//! [`Entry::write_from_line`]: what the line shows alike is copied from it (5.0k instead of
+//! 7.9k). The golden-file tests hold all three to the same bytes.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::json_out::{self, Memo, Str};
+use super::json_out::{self, Memo, Out, Str};
+use super::jsonl::{HeaderMarks, Marks};
 use super::record::{Actions, ErrorInfo};
 use super::redact::{BodyContent, RedactedBody, RedactedRecord, SetCookie, REDACTED};
 use super::text::{Addr, Timestamp};
@@ -95,12 +99,12 @@ pub fn entry<'r>(rec: &'r RedactedRecord<'_>) -> Entry<'r> {
             },
         },
         started_date_time: &rec.started,
-        time: ms(t.total),
+        time: Ms(t.total),
         timings: Timings {
-            connect: t.connect.map_or(-1.0, ms),
-            receive: ms(t.total.saturating_sub(first_byte)),
-            send: 0.0,
-            wait: ms(first_byte.saturating_sub(connect)),
+            connect: t.connect.map(Ms),
+            receive: Ms(t.total.saturating_sub(first_byte)),
+            send: Ms(Duration::ZERO),
+            wait: Ms(first_byte.saturating_sub(connect)),
         },
     }
 }
@@ -115,7 +119,7 @@ pub struct Entry<'r> {
     request: Request<'r>,
     response: Response<'r>,
     started_date_time: &'r Timestamp,
-    time: f64,
+    time: Ms,
     timings: Timings,
 }
 
@@ -252,10 +256,29 @@ fn is_false(value: &bool) -> bool {
 
 #[derive(Debug, Serialize)]
 struct Timings {
-    connect: f64,
-    receive: f64,
-    send: f64,
-    wait: f64,
+    /// -1 when not known, as HAR has it.
+    #[serde(serialize_with = "ms_or_minus_one")]
+    connect: Option<Ms>,
+    receive: Ms,
+    send: Ms,
+    wait: Ms,
+}
+
+fn ms_or_minus_one<S: Serializer>(value: &Option<Ms>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => value.serialize(serializer),
+        None => serializer.serialize_f64(-1.0),
+    }
+}
+
+/// A duration shown in milliseconds: as a float, and by [`Out::ms`] from its integers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ms(pub(super) Duration);
+
+impl Serialize for Ms {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(json_out::ms(self.0))
+    }
 }
 
 /// `{"name": ..., "value": ...}`
@@ -384,306 +407,316 @@ impl<'r> ErrorView<'r> {
     }
 }
 
+/// A record's JSON line, written just before its entry, and where the line put the values the
+/// entry shows as they are.
+#[derive(Clone, Copy)]
+struct FromLine<'l> {
+    line: &'l [u8],
+    marks: &'l Marks,
+}
+
 impl Entry<'_> {
     /// Appends the entry to `out`: the bytes its derived `Serialize` gives, written directly.
     pub fn write(&self, out: &mut Vec<u8>, memo: &mut Memo) -> Result<(), json_out::Error> {
-        let mut w = Out { out, memo };
+        self.write_with(out, memo, None)
+    }
+
+    /// [`Entry::write`] for a record whose JSON line `line` is, written by `Line::write` with
+    /// `marks`: the strings, numbers and objects the two show alike (headers, URL, actions,
+    /// ...) are copied from the line instead of being escaped and written a second time.
+    pub fn write_from_line(
+        &self,
+        out: &mut Vec<u8>,
+        memo: &mut Memo,
+        line: &[u8],
+        marks: &Marks,
+    ) -> Result<(), json_out::Error> {
+        self.write_with(out, memo, Some(FromLine { line, marks }))
+    }
+
+    fn write_with(
+        &self,
+        out: &mut Vec<u8>,
+        memo: &mut Memo,
+        from: Option<FromLine<'_>>,
+    ) -> Result<(), json_out::Error> {
+        let mut w = Out::new(out, memo);
         let p = &self.provproxy;
         w.raw(b"{\"_provproxy\":{\"actions\":");
-        p.actions.write(&mut w)?;
+        shared(&mut w, from, |m| &m.actions, |w| p.actions.write(w));
         w.raw(b",\"client\":");
-        w.opt_str(p.client)?;
+        shared(&mut w, from, |m| &m.client, |w| w.opt_str(p.client));
         w.raw(b",\"clientAddr\":");
-        w.opt_str(p.client_addr.map(Addr::as_str))?;
+        shared(
+            &mut w,
+            from,
+            |m| &m.client_addr,
+            |w| match p.client_addr {
+                Some(addr) => w.ascii(addr.as_bytes()),
+                None => w.raw(b"null"),
+            },
+        );
         w.raw(b",\"error\":");
-        match &p.error {
-            Some(error) => w.value(error)?,
-            None => w.raw(b"null"),
-        }
+        shared(
+            &mut w,
+            from,
+            |m| &m.error,
+            |w| match &p.error {
+                Some(error) => error.write(w),
+                None => w.raw(b"null"),
+            },
+        );
         w.raw(b",\"id\":");
-        w.uint(p.id);
+        shared(&mut w, from, |m| &m.id, |w| w.uint(p.id));
         w.raw(b",\"parent\":");
-        match p.parent {
-            Some(parent) => w.uint(parent),
-            None => w.raw(b"null"),
-        }
+        shared(
+            &mut w,
+            from,
+            |m| &m.parent,
+            |w| match p.parent {
+                Some(parent) => w.uint(parent),
+                None => w.raw(b"null"),
+            },
+        );
         w.raw(b",\"role\":");
-        w.str(p.role)?;
+        shared(&mut w, from, |m| &m.role, |w| w.str(p.role));
         w.raw(b",\"route\":");
-        w.opt_str(p.route)?;
+        shared(&mut w, from, |m| &m.route, |w| w.opt_str(p.route));
         w.raw(b",\"session\":");
-        w.opt_str(p.session)?;
+        shared(&mut w, from, |m| &m.session, |w| w.opt_str(p.session));
 
         let req = &self.request;
         w.raw(b"},\"cache\":{},\"request\":{\"bodySize\":");
         w.int(req.body_size);
         w.raw(b",\"cookies\":");
-        w.request_cookies(req.cookies.0)?;
+        match from.filter(|f| f.marks.request_cookies.len() == req.cookies.0.len()) {
+            Some(f) => w.list(&f.marks.request_cookies, |w, name| {
+                request_cookie(w, |w| w.copy(&f.line[name.clone()]));
+            }),
+            None => w.list(req.cookies.0, |w, name| request_cookie(w, |w| w.str(name))),
+        }
         w.raw(b",\"headers\":");
-        w.name_values(req.headers.0)?;
+        name_values(
+            &mut w,
+            req.headers.0,
+            from.map(|f| (f.line, &f.marks.request_headers[..])),
+        );
         w.raw(b",\"headersSize\":");
         w.int(req.headers_size);
         w.raw(b",\"httpVersion\":");
-        w.str(req.http_version)?;
+        shared(
+            &mut w,
+            from,
+            |m| &m.http_version,
+            |w| w.str(req.http_version),
+        );
         w.raw(b",\"method\":");
-        w.str(req.method)?;
+        shared(&mut w, from, |m| &m.method, |w| w.str(req.method));
         if let Some(post) = &req.post_data {
             w.raw(b",\"postData\":");
-            post.write(&mut w)?;
+            post.write(&mut w);
         }
         w.raw(b",\"queryString\":");
-        w.name_values(req.query_string.0)?;
+        name_values(&mut w, req.query_string.0, None);
         w.raw(b",\"url\":");
-        w.str(req.url)?;
+        shared(&mut w, from, |m| &m.url, |w| w.str(req.url));
 
         let res = &self.response;
         w.raw(b"},\"response\":{\"bodySize\":");
         w.int(res.body_size);
         w.raw(b",\"content\":");
-        res.content.write(&mut w)?;
+        res.content.write(&mut w);
         w.raw(b",\"cookies\":");
-        w.response_cookies(res.cookies.0)?;
+        response_cookies(&mut w, res.cookies.0);
         w.raw(b",\"headers\":");
-        w.name_values(res.headers.0)?;
+        name_values(
+            &mut w,
+            res.headers.0,
+            from.map(|f| (f.line, &f.marks.response_headers[..])),
+        );
         w.raw(b",\"headersSize\":");
         w.int(res.headers_size);
         w.raw(b",\"httpVersion\":");
-        w.str(res.http_version)?;
+        w.str(res.http_version);
         w.raw(b",\"redirectURL\":");
-        w.str(res.redirect_url)?;
+        w.str(res.redirect_url);
         w.raw(b",\"status\":");
         w.uint(u64::from(res.status));
         w.raw(b",\"statusText\":");
-        w.str(res.status_text)?;
+        w.str(res.status_text);
 
         w.raw(b"},\"startedDateTime\":");
-        w.str(self.started_date_time.as_str())?;
+        shared(
+            &mut w,
+            from,
+            |m| &m.started,
+            |w| w.ascii(self.started_date_time.as_bytes()),
+        );
         w.raw(b",\"time\":");
-        w.float(self.time)?;
+        w.ms(self.time.0)?;
         let t = &self.timings;
         w.raw(b",\"timings\":{\"connect\":");
-        w.float(t.connect)?;
+        match t.connect {
+            Some(connect) => w.ms(connect.0)?,
+            None => w.raw(b"-1.0"),
+        }
         w.raw(b",\"receive\":");
-        w.float(t.receive)?;
+        w.ms(t.receive.0)?;
         w.raw(b",\"send\":");
-        w.float(t.send)?;
+        w.ms(t.send.0)?;
         w.raw(b",\"wait\":");
-        w.float(t.wait)?;
+        w.ms(t.wait.0)?;
         w.raw(b"}}");
         Ok(())
     }
 }
 
-/// Where [`Entry::write`] puts an entry. Strings and floats go through [`json_out`] (escaped,
-/// bodies remembered in `memo`; floats as serde_json writes them), the rest directly.
-struct Out<'a> {
-    out: &'a mut Vec<u8>,
-    memo: &'a mut Memo,
+/// A value the JSON line shows alike: copied from the line when there is one, else written.
+fn shared(
+    w: &mut Out<'_>,
+    from: Option<FromLine<'_>>,
+    mark: impl FnOnce(&Marks) -> &Range<usize>,
+    write: impl FnOnce(&mut Out<'_>),
+) {
+    match from {
+        Some(f) => w.copy(&f.line[mark(f.marks).clone()]),
+        None => write(w),
+    }
 }
 
-impl Out<'_> {
-    fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
-    }
+fn request_cookie(w: &mut Out<'_>, name: impl FnOnce(&mut Out<'_>)) {
+    w.raw(b"{\"name\":");
+    name(w);
+    w.raw(b",\"value\":\"");
+    w.raw(REDACTED.as_bytes());
+    w.raw(b"\"}");
+}
 
-    fn str(&mut self, s: &str) -> Result<(), json_out::Error> {
-        json_out::write(self.out, s, self.memo)
-    }
-
-    fn opt_str(&mut self, s: Option<&str>) -> Result<(), json_out::Error> {
-        match s {
-            Some(s) => self.str(s),
-            None => {
-                self.raw(b"null");
-                Ok(())
-            }
-        }
-    }
-
-    fn value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), json_out::Error> {
-        json_out::write(self.out, value, self.memo)
-    }
-
-    fn float(&mut self, value: f64) -> Result<(), json_out::Error> {
-        self.value(&value)
-    }
-
-    fn bool(&mut self, value: bool) {
-        self.raw(if value { b"true" } else { b"false" });
-    }
-
-    fn uint(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
-            at -= 1;
-            // The remainder is below 10.
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.raw(&digits[at..]);
-    }
-
-    fn int(&mut self, n: i64) {
-        if n < 0 {
-            self.raw(b"-");
-        }
-        self.uint(n.unsigned_abs());
-    }
-
-    /// `[` and `]` around the items, with commas between.
-    fn list<T>(
-        &mut self,
-        items: &[T],
-        mut item: impl FnMut(&mut Self, &T) -> Result<(), json_out::Error>,
-    ) -> Result<(), json_out::Error> {
-        self.raw(b"[");
-        for (i, value) in items.iter().enumerate() {
-            if i > 0 {
-                self.raw(b",");
-            }
-            item(self, value)?;
-        }
-        self.raw(b"]");
-        Ok(())
-    }
-
-    fn strings(&mut self, items: &[String]) -> Result<(), json_out::Error> {
-        self.list(items, |w, s| w.str(s))
-    }
-
-    fn name_values<N: AsRef<str>, V: AsRef<str>>(
-        &mut self,
-        items: &[(N, V)],
-    ) -> Result<(), json_out::Error> {
-        self.list(items, |w, (name, value)| {
+/// Name-value objects; the names and values copied from `line` where it holds them escaped.
+fn name_values<N: AsRef<str>, V: AsRef<str>>(
+    w: &mut Out<'_>,
+    items: &[(N, V)],
+    line: Option<(&[u8], &[HeaderMarks])>,
+) {
+    match line.filter(|(_, marks)| marks.len() == items.len()) {
+        Some((line, marks)) => w.list(marks, |w, [name, value]| {
             w.raw(b"{\"name\":");
-            w.str(name.as_ref())?;
+            w.copy(&line[name.clone()]);
             w.raw(b",\"value\":");
-            w.str(value.as_ref())?;
+            w.copy(&line[value.clone()]);
             w.raw(b"}");
-            Ok(())
-        })
-    }
-
-    /// An optional key of a body's object before its `mimeType`: `"key":value,` when present.
-    fn leading(&mut self, key: &[u8], value: Option<&str>) -> Result<(), json_out::Error> {
-        if let Some(value) = value {
-            self.raw(key);
-            self.str(value)?;
-            self.raw(b",");
-        }
-        Ok(())
-    }
-
-    fn truncated(&mut self, truncated: bool) {
-        if truncated {
-            self.raw(b"\"_truncated\":true,");
-        }
-    }
-
-    /// A body's object ends with its text, when it has one.
-    fn text_and_close(&mut self, text: Option<Str<'_>>) -> Result<(), json_out::Error> {
-        if let Some(text) = text {
-            self.raw(b",\"text\":");
-            self.value(&text)?;
-        }
-        self.raw(b"}");
-        Ok(())
-    }
-
-    fn request_cookies(&mut self, names: &[&str]) -> Result<(), json_out::Error> {
-        self.list(names, |w, name| {
+        }),
+        None => w.list(items, |w, (name, value)| {
             w.raw(b"{\"name\":");
-            w.str(name)?;
+            w.str(name.as_ref());
             w.raw(b",\"value\":");
-            w.str(REDACTED)?;
+            w.str(value.as_ref());
             w.raw(b"}");
-            Ok(())
-        })
+        }),
     }
+}
 
-    fn response_cookies(&mut self, cookies: &[SetCookie<'_>]) -> Result<(), json_out::Error> {
-        self.list(cookies, |w, c| {
-            w.raw(b"{");
-            if let Some(domain) = c.domain {
-                w.raw(b"\"domain\":");
-                w.str(domain)?;
-                w.raw(b",");
-            }
-            if let Some(expires) = c.expires {
-                w.raw(b"\"expires\":");
-                w.str(expires)?;
-                w.raw(b",");
-            }
-            w.raw(b"\"httpOnly\":");
-            w.bool(c.http_only);
-            w.raw(b",\"name\":");
-            w.str(c.name)?;
-            if let Some(path) = c.path {
-                w.raw(b",\"path\":");
-                w.str(path)?;
-            }
-            w.raw(b",\"secure\":");
-            w.bool(c.secure);
-            w.raw(b",\"value\":");
-            w.str(REDACTED)?;
-            w.raw(b"}");
-            Ok(())
-        })
+/// An optional key of a body's object before its `mimeType`: `"key":value,` when present.
+fn leading(w: &mut Out<'_>, key: &[u8], value: Option<&str>) {
+    if let Some(value) = value {
+        w.raw(key);
+        w.str(value);
+        w.raw(b",");
     }
+}
+
+fn truncated(w: &mut Out<'_>, truncated: bool) {
+    if truncated {
+        w.raw(b"\"_truncated\":true,");
+    }
+}
+
+/// A body's object ends with its text, when it has one.
+fn text_and_close(w: &mut Out<'_>, text: Option<Str<'_>>) {
+    if let Some(text) = text {
+        w.raw(b",\"text\":");
+        w.text(text);
+    }
+    w.raw(b"}");
+}
+
+fn response_cookies(w: &mut Out<'_>, cookies: &[SetCookie<'_>]) {
+    w.list(cookies, |w, c| {
+        w.raw(b"{");
+        if let Some(domain) = c.domain {
+            w.raw(b"\"domain\":");
+            w.str(domain);
+            w.raw(b",");
+        }
+        if let Some(expires) = c.expires {
+            w.raw(b"\"expires\":");
+            w.str(expires);
+            w.raw(b",");
+        }
+        w.raw(b"\"httpOnly\":");
+        w.bool(c.http_only);
+        w.raw(b",\"name\":");
+        w.str(c.name);
+        if let Some(path) = c.path {
+            w.raw(b",\"path\":");
+            w.str(path);
+        }
+        w.raw(b",\"secure\":");
+        w.bool(c.secure);
+        w.raw(b",\"value\":\"");
+        w.raw(REDACTED.as_bytes());
+        w.raw(b"\"}");
+    });
 }
 
 impl PostData<'_> {
-    fn write(&self, w: &mut Out<'_>) -> Result<(), json_out::Error> {
+    fn write(&self, w: &mut Out<'_>) {
         // Every key but `mimeType` is optional: a comma goes before each key after the first.
         w.raw(b"{");
-        w.leading(b"\"_encoding\":", self.encoding)?;
-        w.truncated(self.truncated);
-        w.leading(b"\"comment\":", self.comment)?;
+        leading(w, b"\"_encoding\":", self.encoding);
+        truncated(w, self.truncated);
+        leading(w, b"\"comment\":", self.comment);
         w.raw(b"\"mimeType\":");
-        w.str(self.mime_type)?;
-        w.text_and_close(self.text)
+        w.str(self.mime_type);
+        text_and_close(w, self.text);
     }
 }
 
 impl Content<'_> {
-    fn write(&self, w: &mut Out<'_>) -> Result<(), json_out::Error> {
+    fn write(&self, w: &mut Out<'_>) {
         w.raw(b"{");
-        w.truncated(self.truncated);
-        w.leading(b"\"comment\":", self.comment)?;
-        w.leading(b"\"encoding\":", self.encoding)?;
+        truncated(w, self.truncated);
+        leading(w, b"\"comment\":", self.comment);
+        leading(w, b"\"encoding\":", self.encoding);
         w.raw(b"\"mimeType\":");
-        w.str(self.mime_type)?;
+        w.str(self.mime_type);
         w.raw(b",\"size\":");
         w.uint(self.size);
-        w.text_and_close(self.text)
+        text_and_close(w, self.text);
     }
 }
 
 impl ActionsView<'_> {
-    fn write(&self, w: &mut Out<'_>) -> Result<(), json_out::Error> {
+    /// The bytes of its derived `Serialize`, written directly; the JSON line's too.
+    pub(super) fn write(&self, w: &mut Out<'_>) {
         w.raw(b"{\"authInjected\":");
-        w.opt_str(self.auth_injected)?;
+        w.opt_str(self.auth_injected);
         w.raw(b",\"authorizationNormalised\":");
-        w.opt_str(self.authorization_normalised)?;
+        w.opt_str(self.authorization_normalised);
         w.raw(b",\"challengeAfter\":");
-        w.strings(self.challenge_after)?;
+        w.strings(self.challenge_after);
         w.raw(b",\"challengeBefore\":");
-        w.strings(self.challenge_before)?;
+        w.strings(self.challenge_before);
         w.raw(b",\"cookiesReplayed\":");
-        w.strings(self.cookies_replayed)?;
+        w.strings(self.cookies_replayed);
         w.raw(b",\"cookiesStored\":");
-        w.strings(self.cookies_stored)?;
+        w.strings(self.cookies_stored);
         w.raw(b",\"cookiesWithheld\":");
-        w.strings(self.cookies_withheld)?;
+        w.strings(self.cookies_withheld);
         w.raw(b",\"headersRemoved\":");
-        w.strings(self.headers_removed)?;
+        w.strings(self.headers_removed);
         w.raw(b",\"locationRewritten\":");
-        w.opt_str(self.location_rewritten)?;
+        w.opt_str(self.location_rewritten);
         w.raw(b",\"relogin\":");
         w.bool(self.relogin);
         w.raw(b",\"replayed\":");
@@ -695,12 +728,20 @@ impl ActionsView<'_> {
         w.raw(b",\"tokenRefused\":");
         w.bool(self.token_refused);
         w.raw(b",\"warnings\":");
-        w.strings(self.warnings)?;
+        w.strings(self.warnings);
         w.raw(b"}");
-        Ok(())
     }
 }
 
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+impl ErrorView<'_> {
+    /// The bytes of its derived `Serialize`, written directly; the JSON line's too.
+    pub(super) fn write(&self, w: &mut Out<'_>) {
+        w.raw(b"{\"detail\":");
+        w.str(self.detail);
+        w.raw(b",\"kind\":");
+        w.str(self.kind);
+        w.raw(b",\"side\":");
+        w.str(self.side);
+        w.raw(b"}");
+    }
 }

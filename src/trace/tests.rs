@@ -873,6 +873,44 @@ fn har_entries_and_json_lines_are_byte_identical_to_the_golden_files() {
     }
 }
 
+/// The writer renders a record once: its JSON line by hand (the line's view's derived
+/// `Serialize` is the definition), then its HAR entry with the values the two show alike
+/// copied from the line. Both must be the golden bytes, the marks reused from record to record
+/// as the writer reuses them.
+#[test]
+fn a_line_and_the_entry_copied_from_it_are_byte_identical_to_the_golden_files() {
+    let redactor = super::Redactor::new(&golden_plan(Path::new("/unused")));
+    let records = golden_records();
+    let jsonl = include_str!("testdata/golden.jsonl");
+    let har = include_str!("testdata/golden.har-entries");
+    assert_eq!(jsonl.lines().count(), records.len());
+    let mut marks = super::jsonl::Marks::default();
+    let mut memo = Memo::default();
+    for ((record, want_line), want_entry) in records.iter().zip(jsonl.lines()).zip(har.lines()) {
+        let redacted = redactor.redact(record);
+        let (mut line, mut entry) = (Vec::new(), Vec::new());
+        memo.clear();
+        super::jsonl::record(&redacted)
+            .write(&mut line, &mut memo, &mut marks)
+            .unwrap();
+        super::har::entry(&redacted)
+            .write_from_line(&mut entry, &mut memo, &line, &marks)
+            .unwrap();
+        assert_eq!(
+            text(&line),
+            want_line,
+            "JSON line of record {}",
+            redacted.id
+        );
+        assert_eq!(
+            text(&entry),
+            want_entry,
+            "HAR entry of record {}",
+            redacted.id
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_ring_serves_the_same_bytes_as_the_json_lines_file() {
     let dir = tempfile::tempdir().unwrap();

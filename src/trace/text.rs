@@ -36,6 +36,11 @@ impl Timestamp {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The text's bytes, all ASCII: what a renderer copies, without `as_str`'s UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 impl Serialize for Timestamp {
@@ -136,6 +141,11 @@ impl Addr {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
+
+    /// The text's bytes, all ASCII (see [`Timestamp::as_bytes`]).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 impl Serialize for Addr {
@@ -185,7 +195,11 @@ impl<const N: usize> Ascii<N> {
     }
 
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

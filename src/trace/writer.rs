@@ -153,6 +153,7 @@ impl Tracer {
             line: Vec::new(),
             entry: Vec::new(),
             memo: json_out::Memo::default(),
+            marks: jsonl::Marks::default(),
             routes: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -257,6 +258,8 @@ struct Worker {
     line: Vec<u8>,
     entry: Vec<u8>,
     memo: json_out::Memo,
+    /// Where the JSON line put what the HAR entry copies from it.
+    marks: jsonl::Marks,
     /// Route names as the feed hands them on, one allocation per name rather than per record.
     routes: Vec<Arc<str>>,
 }
@@ -340,9 +343,14 @@ impl Worker {
         self.entry.clear();
         self.memo.clear();
         let mut rendered =
-            json_out::write(&mut self.line, &jsonl::record(&redacted), &mut self.memo);
+            jsonl::record(&redacted).write(&mut self.line, &mut self.memo, &mut self.marks);
         if rendered.is_ok() && with_entry {
-            rendered = har::entry(&redacted).write(&mut self.entry, &mut self.memo);
+            rendered = har::entry(&redacted).write_from_line(
+                &mut self.entry,
+                &mut self.memo,
+                &self.line,
+                &self.marks,
+            );
         }
         drop(redacted);
         let counters = &self.shared.counters;

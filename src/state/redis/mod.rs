@@ -130,11 +130,12 @@ impl RedisState {
             let serialized = self.sessions.serializes(route);
             if !serialized {
                 let ttl = self.sessions.idle_timeout(route);
+                let read_as = self.sessions.synced_rev(route, &key);
                 match self.fleet().read_session(&session_key, ttl, now_ms()).await {
                     Ok(remote) => {
                         self.recovered();
                         let remote = remote.as_ref().map(|(rev, doc)| (*rev, doc.as_slice()));
-                        publish = self.sessions.adopt_shared(route, &key, remote);
+                        publish = self.sessions.adopt_shared(route, &key, read_as, remote);
                     }
                     Err(down) => {
                         self.unavailable(down)?;
@@ -153,6 +154,7 @@ impl RedisState {
             // Alone in this process on a session to establish (or `serialize`): alone in the
             // fleet too, reading the jar in the same trip.
             let lease_key = self.fleet().session_key("lease", route, &key.to_string());
+            let read_as = lease.synced_rev();
             let acquired = match self
                 .fleet()
                 .acquire(&lease_key, &session_key, false, FLEET_PATIENCE)
@@ -164,7 +166,7 @@ impl RedisState {
                     return Ok(lease);
                 }
             };
-            lease.adopt(remote_session(&acquired.value));
+            lease.adopt(read_as, remote_session(&acquired.value));
             if !serialized && acquired.waited && lease.established() {
                 // Another replica established it while this one waited: use it, shared.
                 drop(acquired.hold);
@@ -224,7 +226,10 @@ impl RedisState {
                     route,
                     "another replica wrote this session first; using its jar"
                 );
-                lease.adopt(newer.as_ref().map(|(rev, doc)| (*rev, doc.as_slice())));
+                lease.adopt(
+                    expected,
+                    newer.as_ref().map(|(rev, doc)| (*rev, doc.as_slice())),
+                );
             }
             Err(_) => {
                 // Logged and counted by the client; written again at the next change.
@@ -296,7 +301,7 @@ impl RedisState {
         };
         let remote = remote_session(&acquired.value);
         if remote.is_some_and(|(rev, _)| rev != read_as) {
-            lease.adopt(remote);
+            lease.adopt(read_as, remote);
             if done(lease) {
                 lease.take_changed();
                 drop(acquired.hold);
