@@ -247,6 +247,7 @@ fn trace(c: &mut Criterion) {
     // As the writer task does: one buffer and one memo of escaped bodies reused per record.
     let mut out = Vec::new();
     let mut memo = json_out::Memo::default();
+    let mut marks = jsonl::Marks::default();
     c.bench_function("trace HAR entry to bytes", |b| {
         b.iter(|| {
             out.clear();
@@ -258,7 +259,7 @@ fn trace(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             memo.clear();
-            json_out::write(&mut out, &jsonl::record(black_box(&redacted)), &mut memo)
+            jsonl::record(black_box(&redacted)).write(&mut out, &mut memo, &mut marks)
         })
     });
 }

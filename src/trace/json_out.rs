@@ -17,7 +17,9 @@
 use std::fmt::{self, Display};
 use std::time::Duration;
 
-use serde::ser::{self, Serialize, Serializer};
+#[cfg(test)]
+use serde::ser;
+use serde::ser::{Serialize, Serializer};
 
 /// A value that cannot be written as JSON (a map key that is not a string, a failing
 /// `Serialize` impl).
@@ -25,13 +27,17 @@ use serde::ser::{self, Serialize, Serializer};
 #[error("{0}")]
 pub struct Error(String);
 
+#[cfg(test)]
 impl ser::Error for Error {
     fn custom<T: Display>(msg: T) -> Self {
         Error(msg.to_string())
     }
 }
 
-/// Appends `value` to `out` as compact JSON.
+/// Appends `value` to `out` as compact JSON: the views' derived `Serialize` through our
+/// escaping, the definition that the hand-written `jsonl::Line::write` and `har::Entry::write`
+/// are tested against.
+#[cfg(test)]
 pub fn write<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &T,
@@ -539,6 +545,7 @@ pub fn ms(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1e6
 }
 
+#[cfg(test)]
 struct Writer<'b> {
     out: &'b mut Vec<u8>,
     memo: &'b mut Memo,
@@ -546,9 +553,11 @@ struct Writer<'b> {
     verbatim: bool,
 }
 
+#[cfg(test)]
 /// `out` as a `fmt::Write`, for text escaped already.
 struct Verbatim<'b>(&'b mut Vec<u8>);
 
+#[cfg(test)]
 impl fmt::Write for Verbatim<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.0.extend_from_slice(s.as_bytes());
@@ -556,6 +565,7 @@ impl fmt::Write for Verbatim<'_> {
     }
 }
 
+#[cfg(test)]
 impl<'b> Writer<'b> {
     /// Numbers go through serde_json, so that they read exactly as before.
     fn number(&mut self, value: impl Serialize) -> Result<(), Error> {
@@ -579,6 +589,7 @@ impl<'b> Writer<'b> {
     }
 }
 
+#[cfg(test)]
 impl<'s, 'b> ser::Serializer for &'s mut Writer<'b> {
     type Ok = ();
     type Error = Error;
@@ -776,12 +787,14 @@ impl<'s, 'b> ser::Serializer for &'s mut Writer<'b> {
 }
 
 /// An array or object being written: a comma before every element but the first.
+#[cfg(test)]
 struct Compound<'s, 'b> {
     writer: &'s mut Writer<'b>,
     first: bool,
     close: &'static [u8],
 }
 
+#[cfg(test)]
 impl Compound<'_, '_> {
     #[inline(always)]
     fn comma(&mut self) {
@@ -824,6 +837,7 @@ impl Compound<'_, '_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeSeq for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
@@ -837,6 +851,7 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeTuple for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
@@ -850,6 +865,7 @@ impl ser::SerializeTuple for Compound<'_, '_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeTupleStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
@@ -863,6 +879,7 @@ impl ser::SerializeTupleStruct for Compound<'_, '_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeTupleVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
@@ -876,6 +893,7 @@ impl ser::SerializeTupleVariant for Compound<'_, '_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
@@ -900,6 +918,7 @@ impl ser::SerializeMap for Compound<'_, '_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeStruct for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
@@ -918,6 +937,7 @@ impl ser::SerializeStruct for Compound<'_, '_> {
     }
 }
 
+#[cfg(test)]
 impl ser::SerializeStructVariant for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
