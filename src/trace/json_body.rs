@@ -1,24 +1,31 @@
 //! JSON bodies redacted in one pass over their text, without building a tree.
 //!
 //! The body is kept byte for byte as it came (key order, spacing, escapes) and only the values
-//! that must not be shown are replaced by `"[REDACTED]"`. The same pass escapes the text for the
-//! JSON string that the trace writes it into (the JSON line's and the HAR entry's `text`): it
-//! reads every byte anyway, and knows where the bytes to escape are (the quotes around strings,
-//! backslashes, line breaks and tabs between tokens), so the writer copies the text instead of
-//! reading it once more. The pass is as strict as serde_json's
+//! that must not be shown are replaced by `"[REDACTED]"`. The result is escaped for the JSON
+//! string that the trace writes it into (the JSON line's and the HAR entry's `text`), so the
+//! writer copies the text instead of reading it once more. The pass is as strict as serde_json's
 //! parser: the same grammar, string escapes checked (surrogates paired), the same nesting limit
 //! and nothing but whitespace after the value. Anything else is an error, so a body is either
 //! read the way every JSON reader reads it or withheld whole by the caller. (One difference: a
 //! number too large for an `f64`, which is valid JSON, is kept as it is; serde_json refuses it.)
+//!
+//! The body's quotes, backslashes and control characters are marked first, a block of bytes at
+//! a time ([`json_scan`]): the parser finds the end of each string from those marks, and notes
+//! which values to replace. Only once the body has parsed is the text written out, escaped: in
+//! valid JSON the marked bytes are exactly the ones to escape (a control character can only be
+//! the `\n`, `\r` or `\t` between tokens), so the writer copies the runs between marks.
 
 use std::borrow::Cow;
 
-use super::json_out::plain_len;
+use super::json_scan::{self, STACK_WORDS};
 use super::redact::{scim_attribute, Redactor, REDACTED};
 
 /// serde_json refuses the 128th level of nesting; so do we, so that a body deep enough to stop
 /// a reader is withheld rather than passed on.
 const MAX_DEPTH: u32 = 127;
+
+/// The quote around a replaced value, escaped.
+const QUOTE: &[u8] = b"\\\"";
 
 /// The body is not JSON that could be redacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,52 +47,134 @@ pub enum Mode {
 /// `text` with the values `mode` selects replaced, escaped as the inside of a JSON string exactly
 /// as `json_out` escapes a string (see `json_out::Str::Escaped`).
 pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<String, Invalid> {
-    let mut pass = Pass::<true>::new(text, redactor, room(text.len()));
+    let (mut stack, mut heap) = ([0; STACK_WORDS], Vec::new());
+    let specials = json_scan::specials(text.as_bytes(), &mut stack, &mut heap);
+    let mut pass = Pass::new(text, specials, redactor);
     pass.document(mode)?;
-    let Pass {
-        bytes,
-        copied,
-        mut out,
-        mut len,
-        ..
-    } = pass;
-    let rest = &bytes[copied..];
-    out[len..len + rest.len()].copy_from_slice(rest);
-    len += rest.len();
-    out.truncate(len);
-    // Valid: the input was, and it was only cut at ASCII bytes and added to in ASCII.
-    String::from_utf8(out).map_err(|_| Invalid)
-}
-
-/// The output room that `rest` bytes of input need: each byte written as at most two (no byte
-/// of valid JSON is escaped as `\u00xx`), and a word of slack, as [`Pass::copy_to`] writes
-/// whole words.
-fn room(rest: usize) -> usize {
-    2 * rest + 8
+    escaped(text.as_bytes(), specials, &pass.replaced)
 }
 
 /// Whether `bytes` is one JSON document that [`redact`] accepts.
 pub fn is_json(bytes: &[u8], redactor: &Redactor) -> bool {
     std::str::from_utf8(bytes).is_ok_and(|text| {
-        Pass::<false>::new(text, redactor, 0)
+        let (mut stack, mut heap) = ([0; STACK_WORDS], Vec::new());
+        let specials = json_scan::specials(bytes, &mut stack, &mut heap);
+        Pass::new(text, specials, redactor)
             .document(Mode::Keep)
             .is_ok()
     })
 }
 
-/// One pass over a body; `ESCAPE` when it writes the body out (escaped), else it only checks it.
-struct Pass<'a, 'r, const ESCAPE: bool> {
+/// Room past the end of the output that a step of [`escape_into`] may write over: a run of up
+/// to 16 bytes is copied as 16, and its escape after it.
+const SLACK: usize = 18;
+
+/// `bytes`, a valid JSON text whose special bytes are marked in `specials`, escaped for a JSON
+/// string, with each of the `replaced` spans (in order, apart) written as `"[REDACTED]"`.
+fn escaped(bytes: &[u8], specials: &[u64], replaced: &[(usize, usize)]) -> Result<String, Invalid> {
+    let marked: usize = specials.iter().map(|w| w.count_ones() as usize).sum();
+    // Each marked byte is written as two, each span as the replacement (it was one byte at
+    // least).
+    let replacement = QUOTE.len() + REDACTED.len() + QUOTE.len();
+    let room = bytes.len() + marked + replaced.len() * replacement + SLACK;
+    let mut out = vec![0; room];
+    let (mut len, mut from) = (0, 0);
+    for &(start, end) in replaced {
+        len = escape_into(&mut out, len, bytes, specials, from, start)?;
+        for piece in [QUOTE, REDACTED.as_bytes(), QUOTE] {
+            out[len..len + piece.len()].copy_from_slice(piece);
+            len += piece.len();
+        }
+        from = end;
+    }
+    len = escape_into(&mut out, len, bytes, specials, from, bytes.len())?;
+    out.truncate(len);
+    // Valid: the input was, and it was only cut at ASCII bytes and added to in ASCII.
+    String::from_utf8(out).map_err(|_| Invalid)
+}
+
+/// The letter after the backslash that escapes each byte, or 0 for a byte that valid JSON
+/// cannot hold where it is marked.
+const LETTERS: [u8; 256] = {
+    let mut letters = [0; 256];
+    letters[b'"' as usize] = b'"';
+    letters[b'\\' as usize] = b'\\';
+    letters[b'\n' as usize] = b'n';
+    letters[b'\r' as usize] = b'r';
+    letters[b'\t' as usize] = b't';
+    letters
+};
+
+/// Writes `bytes[from..to]` escaped into `out` at `len`, and says where it ends. Every marked
+/// byte is one of the five that valid JSON can hold there.
+fn escape_into(
+    out: &mut [u8],
+    mut len: usize,
+    bytes: &[u8],
+    specials: &[u64],
+    from: usize,
+    to: usize,
+) -> Result<usize, Invalid> {
+    let mut copied = from;
+    for index in from / 64..to.div_ceil(64) {
+        let mut bits = specials.get(index).copied().unwrap_or(0);
+        if index == from / 64 {
+            bits &= u64::MAX << (from % 64);
+        }
+        if (index + 1) * 64 > to {
+            bits &= !(u64::MAX << (to % 64));
+        }
+        while bits != 0 {
+            let at = index * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let letter = LETTERS[usize::from(bytes.get(at).copied().unwrap_or(0))];
+            if letter == 0 {
+                return Err(Invalid);
+            }
+            let run = at - copied;
+            // The runs between two escapes are a few bytes long: one of up to 16 is copied as
+            // 16 bytes (past the run, into room that the next step overwrites) rather than
+            // through a call to `memcpy`, with one bounds check on each side.
+            let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
+            let target = out
+                .get_mut(len..)
+                .and_then(<[u8]>::first_chunk_mut::<SLACK>);
+            match (source, target) {
+                (Some(source), Some(target)) if run <= 16 => {
+                    target[..16].copy_from_slice(source);
+                    target[run] = b'\\';
+                    target[run + 1] = letter;
+                }
+                _ => {
+                    let end = copy_run(out, len, bytes, copied, at);
+                    out[end..end + 2].copy_from_slice(&[b'\\', letter]);
+                }
+            }
+            len += run + 2;
+            copied = at + 1;
+        }
+    }
+    Ok(copy_run(out, len, bytes, copied, to))
+}
+
+/// Writes `bytes[from..at]` into `out` at `len` and says where it ends.
+fn copy_run(out: &mut [u8], len: usize, bytes: &[u8], from: usize, at: usize) -> usize {
+    let run = at - from;
+    out[len..len + run].copy_from_slice(&bytes[from..at]);
+    len + run
+}
+
+/// One pass over a body: checks it and notes the values to replace.
+struct Pass<'a, 'r> {
     text: &'a str,
     bytes: &'a [u8],
+    /// The body's quotes, backslashes and control characters (see [`json_scan::specials`]).
+    specials: &'a [u64],
     pos: usize,
-    /// The redacted, escaped text of the input up to `copied`, in `out[..len]`. `out` is
-    /// zeroed ahead of time and always has [`room`] for the rest of the input after `len`, so
-    /// that a step writes into it without growing it.
-    out: Vec<u8>,
-    len: usize,
-    /// Input before this offset is in `out` already.
-    copied: usize,
     redactor: &'r Redactor,
+    /// The spans of the values to replace, in order and apart (a replaced value is read in
+    /// [`Mode::Keep`], so nothing inside it is noted).
+    replaced: Vec<(usize, usize)>,
 }
 
 /// A string token: where it is, quotes included, and whether it holds an escape. Most strings
@@ -99,7 +188,8 @@ struct Token {
 
 impl Token {
     /// The string's value. Only escaped strings are decoded: an escaped key can still name a
-    /// secret field (`"pass\u0077ord"`).
+    /// secret field (`"pass\u0077ord"`). Always inlined, like [`Pass::peek`].
+    #[inline(always)]
     fn decode(self, text: &str) -> Result<Cow<'_, str>, Invalid> {
         if self.escaped {
             let quoted = text.get(self.start..self.end).ok_or(Invalid)?;
@@ -114,16 +204,15 @@ impl Token {
     }
 }
 
-impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
-    fn new(text: &'a str, redactor: &'r Redactor, capacity: usize) -> Self {
+impl<'a, 'r> Pass<'a, 'r> {
+    fn new(text: &'a str, specials: &'a [u64], redactor: &'r Redactor) -> Self {
         Pass {
             text,
             bytes: text.as_bytes(),
+            specials,
             pos: 0,
-            out: vec![0; capacity],
-            len: 0,
-            copied: 0,
             redactor,
+            replaced: Vec::new(),
         }
     }
 
@@ -135,68 +224,6 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
             return Err(Invalid);
         }
         Ok(())
-    }
-
-    /// Writes the input up to `at` as it is and the byte at `at` (a quote, a backslash, a line
-    /// break or a tab) as `escape`. Always inlined, like [`Pass::peek`].
-    #[inline(always)]
-    fn escape_at(&mut self, at: usize, escape: &[u8; 2]) {
-        if ESCAPE {
-            self.copy_to(at);
-            self.out[self.len..self.len + 2].copy_from_slice(escape);
-            self.len += 2;
-            self.copied = at + 1;
-        }
-    }
-
-    /// Writes the input from `copied` up to `at` as it is. The runs between two escapes are a
-    /// few bytes long: one of up to 16 is written as two words (the second overlapping the
-    /// first, or written past the run into the room that the next step overwrites) rather than
-    /// through a call to `memcpy`.
-    #[inline(always)]
-    fn copy_to(&mut self, at: usize) {
-        let run = at - self.copied;
-        let (from, to) = (self.copied, self.len);
-        match self.bytes.get(from..from + 8) {
-            Some(head) if run <= 16 => {
-                self.out[to..to + 8].copy_from_slice(head);
-                if run > 8 {
-                    self.out[to + run - 8..to + run].copy_from_slice(&self.bytes[at - 8..at]);
-                }
-            }
-            _ => self.out[to..to + run].copy_from_slice(&self.bytes[from..at]),
-        }
-        self.len += run;
-        self.copied = at;
-    }
-
-    /// Writes the input up to `start`, where a value that may be replaced starts, and says
-    /// where in the output it starts.
-    fn mark(&mut self, start: usize) -> usize {
-        if ESCAPE {
-            self.copy_to(start);
-        }
-        self.len
-    }
-
-    /// Replaces the value from `mark` (see [`Pass::mark`]) to the current position, which was
-    /// written escaped meanwhile.
-    fn replace(&mut self, mark: usize) {
-        if ESCAPE {
-            let quote = b"\\\"";
-            let replaced = quote.len() + REDACTED.len() + quote.len();
-            let need = mark + replaced + room(self.bytes.len() - self.pos);
-            if self.out.len() < need {
-                self.out.resize(need, 0);
-            }
-            let mut to = mark;
-            for piece in [quote, REDACTED.as_bytes(), quote] {
-                self.out[to..to + piece.len()].copy_from_slice(piece);
-                to += piece.len();
-            }
-            self.len = to;
-            self.copied = self.pos;
-        }
     }
 
     // The small steps below are always inlined: they run for every token of every body, and
@@ -215,32 +242,22 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
 
     #[inline(always)]
     fn skip_whitespace(&mut self) {
-        if !ESCAPE {
-            self.pos = skip_whitespace(self.bytes, self.pos);
-            return;
-        }
-        loop {
-            let escape = match self.bytes.get(self.pos) {
-                Some(b' ') => {
-                    self.pos += 1;
-                    continue;
-                }
-                Some(b'\n') => b"\\n",
-                Some(b'\t') => b"\\t",
-                Some(b'\r') => b"\\r",
-                _ => return,
-            };
-            self.escape_at(self.pos, escape);
-            self.pos += 1;
-        }
+        self.pos = skip_whitespace(self.bytes, self.pos);
+    }
+
+    /// The value at the current position (whitespace skipped), read in `Mode::Keep` and noted
+    /// to be replaced.
+    fn replaced_value(&mut self, depth: u32) -> Result<(), Invalid> {
+        self.skip_whitespace();
+        let start = self.pos;
+        self.value(Mode::Keep, depth)?;
+        self.replaced.push((start, self.pos));
+        Ok(())
     }
 
     fn value(&mut self, mode: Mode, depth: u32) -> Result<(), Invalid> {
         self.skip_whitespace();
-        let mark = match mode {
-            Mode::PublicOnly => self.mark(self.pos),
-            _ => 0,
-        };
+        let start = self.pos;
         match self.peek()? {
             b'{' => return self.object(mode, depth + 1),
             b'[' => return self.array(mode, depth + 1),
@@ -254,7 +271,7 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
             _ => return Err(Invalid),
         }
         if mode == Mode::PublicOnly {
-            self.replace(mark);
+            self.replaced.push((start, self.pos));
         }
         Ok(())
     }
@@ -280,12 +297,10 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
                 Mode::Keep => self.value(Mode::Keep, depth)?,
                 Mode::PublicOnly => {
                     let key = key.decode(self.text)?;
-                    let public = super::redact::is_token_public_field(&key);
-                    self.skip_whitespace();
-                    let mark = self.mark(self.pos);
-                    self.value(Mode::Keep, depth)?;
-                    if !public {
-                        self.replace(mark);
+                    if super::redact::is_token_public_field(&key) {
+                        self.value(Mode::Keep, depth)?;
+                    } else {
+                        self.replaced_value(depth)?;
                     }
                 }
                 Mode::Secrets => {
@@ -305,10 +320,7 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
                         false
                     };
                     if secret {
-                        self.skip_whitespace();
-                        let mark = self.mark(self.pos);
-                        self.value(Mode::Keep, depth)?;
-                        self.replace(mark);
+                        self.replaced_value(depth)?;
                     } else {
                         self.value(Mode::Secrets, depth)?;
                     }
@@ -342,7 +354,7 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
     /// checks the whole body anyway, and withholds it if it is not JSON. Each object is looked
     /// at this way at most once, so a body costs at most one extra read per level of nesting.
     fn names_secret_attribute(&self, open: usize) -> Result<bool, Invalid> {
-        let bytes = self.bytes;
+        let (bytes, specials) = (self.bytes, self.specials);
         let mut pos = open + 1;
         let mut found = false;
         loop {
@@ -350,7 +362,7 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
             if bytes.get(pos) != Some(&b'"') {
                 return Ok(found);
             }
-            let key = skip_string(bytes, pos)?;
+            let key = skip_string(bytes, specials, pos)?;
             pos = skip_whitespace(bytes, key.end);
             if bytes.get(pos) != Some(&b':') {
                 return Ok(found);
@@ -358,12 +370,12 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
             pos = skip_whitespace(bytes, pos + 1);
             let key = key.decode(self.text)?;
             if (key == "path" || key == "name") && bytes.get(pos) == Some(&b'"') {
-                let value = skip_string(bytes, pos)?;
+                let value = skip_string(bytes, specials, pos)?;
                 pos = value.end;
                 let value = value.decode(self.text)?;
                 found |= self.redactor.is_secret_field(scim_attribute(&value));
             } else {
-                pos = skip_value(bytes, pos)?;
+                pos = skip_value(bytes, specials, pos)?;
             }
             pos = skip_whitespace(bytes, pos);
             if bytes.get(pos) != Some(&b',') {
@@ -395,59 +407,44 @@ impl<'a, 'r, const ESCAPE: bool> Pass<'a, 'r, ESCAPE> {
     }
 
     /// A string from its opening quote to past its closing one. The text is UTF-8 already, so
-    /// only escapes and control characters need checking. Always inlined, like [`Pass::peek`].
+    /// only escapes and control characters need checking, and they are all marked. Always
+    /// inlined, like [`Pass::peek`].
     #[inline(always)]
     fn string(&mut self) -> Result<Token, Invalid> {
         let start = self.pos;
-        self.escape_at(start, b"\\\"");
         let mut escaped = false;
         let mut pos = start + 1;
         loop {
-            pos += plain_len(&self.bytes[pos..]);
-            match self.bytes.get(pos) {
+            let at = json_scan::next(self.specials, pos).ok_or(Invalid)?;
+            match self.bytes.get(at) {
                 Some(b'"') => {
-                    self.escape_at(pos, b"\\\"");
-                    break;
+                    self.pos = at + 1;
+                    return Ok(Token {
+                        start,
+                        end: self.pos,
+                        escaped,
+                    });
                 }
                 Some(b'\\') => {
                     escaped = true;
-                    self.escape_at(pos, b"\\\\");
-                    self.pos = pos + 1;
+                    self.pos = at + 1;
                     self.escape()?;
                     pos = self.pos;
                 }
-                // A control character, or the end of the text.
+                // A control character.
                 _ => return Err(Invalid),
             }
         }
-        self.pos = pos + 1;
-        Ok(Token {
-            start,
-            end: self.pos,
-            escaped,
-        })
     }
 
     /// The rest of an escape after its backslash. A `\u` escape of a UTF-16 surrogate must be
     /// a leading one followed by a trailing one, as serde_json requires of a string.
     fn escape(&mut self) -> Result<(), Invalid> {
         match self.next()? {
-            b'"' => {
-                self.escape_at(self.pos - 1, b"\\\"");
-                Ok(())
-            }
-            b'\\' => {
-                self.escape_at(self.pos - 1, b"\\\\");
-                Ok(())
-            }
-            b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
             b'u' => match self.hex4()? {
                 0xD800..=0xDBFF => {
-                    if self.next()? != b'\\' {
-                        return Err(Invalid);
-                    }
-                    self.escape_at(self.pos - 1, b"\\\\");
-                    if self.next()? != b'u' {
+                    if self.next()? != b'\\' || self.next()? != b'u' {
                         return Err(Invalid);
                     }
                     match self.hex4()? {
@@ -533,36 +530,35 @@ fn skip_whitespace(bytes: &[u8], mut pos: usize) -> usize {
 }
 
 /// The string opening at `start`, its escapes skipped rather than checked.
-fn skip_string(bytes: &[u8], start: usize) -> Result<Token, Invalid> {
+fn skip_string(bytes: &[u8], specials: &[u64], start: usize) -> Result<Token, Invalid> {
     let mut pos = start + 1;
     let mut escaped = false;
     loop {
-        pos += plain_len(bytes.get(pos..).ok_or(Invalid)?);
-        match bytes.get(pos) {
+        let at = json_scan::next(specials, pos).ok_or(Invalid)?;
+        match bytes.get(at) {
             Some(b'"') => {
                 return Ok(Token {
                     start,
-                    end: pos + 1,
+                    end: at + 1,
                     escaped,
                 })
             }
             Some(b'\\') => {
                 escaped = true;
-                pos += 2;
+                pos = at + 2;
             }
-            Some(_) => pos += 1,
-            None => return Err(Invalid),
+            _ => pos = at + 1,
         }
     }
 }
 
 /// Past the value at `pos`: at the `,`, `}` or `]` after it at its own level.
-fn skip_value(bytes: &[u8], mut pos: usize) -> Result<usize, Invalid> {
+fn skip_value(bytes: &[u8], specials: &[u64], mut pos: usize) -> Result<usize, Invalid> {
     let mut depth = 0usize;
     loop {
         match bytes.get(pos) {
             None => return Err(Invalid),
-            Some(b'"') => pos = skip_string(bytes, pos)?.end,
+            Some(b'"') => pos = skip_string(bytes, specials, pos)?.end,
             Some(b',' | b'}' | b']') if depth == 0 => return Ok(pos),
             Some(b'{' | b'[') => {
                 depth += 1;
@@ -842,6 +838,27 @@ mod tests {
         }
     }
 
+    /// A `value` with secrets of its own inside, before or after its object's `path` or
+    /// `name`, is replaced whole when the path is secret and keeps only its own replacements
+    /// when not, next to other objects' values at other depths: as the tree rules do.
+    #[test]
+    fn a_value_with_secrets_inside_is_replaced_whole_when_its_path_is_secret() {
+        let bodies = [
+            r#"[{"value":{"password":"p","k":"v"},"op":"add","path":"password"},{"value":{"password":"p","k":"v"},"path":"emails"}]"#,
+            r#"{"value":[{"value":"a","name":"secret"},{"value":{"token":"t"}}],"x":{"value":"b","path":"x:token"},"value":"c","name":"token"}"#,
+            r#"{"value":"a","value":{"path":"password","value":"b"},"path":"active","value":[1,{"secret":2}]}"#,
+        ];
+        for body in bodies {
+            let ours: Value = serde_json::from_str(&redacted(body)).unwrap();
+            assert_eq!(ours, tree_secrets(body), "{body}");
+        }
+        let out = redacted(bodies[1]);
+        assert_eq!(
+            out,
+            r#"{"value":"[REDACTED]","x":{"value":"[REDACTED]","path":"x:token"},"value":"[REDACTED]","name":"token"}"#
+        );
+    }
+
     /// Mutated bodies: accepted exactly when serde_json accepts them (short of numbers too big
     /// for an f64, which are valid JSON), and then never showing a value the tree rules hide.
     #[test]
@@ -910,6 +927,136 @@ mod tests {
                         assert!(e.to_string().contains("out of range"), "{text}: {e}")
                     }
                     (Err(_), Ok(_)) => panic!("refused valid JSON {text}"),
+                }
+            }
+        }
+    }
+
+    /// Random bodies with strings and runs of whitespace that cross the scanner's 16- and
+    /// 64-byte blocks, escapes and multi-byte characters everywhere, bodies past the stack's
+    /// 2 KiB, each also mutated with the bytes that end a string: accepted exactly when
+    /// serde_json accepts them, and then written escaped exactly as serde_json escapes the text
+    /// (with nothing replaced) or never showing a value the tree rules hide.
+    #[test]
+    fn scanned_bodies_are_accepted_and_escaped_exactly_as_serde_json_reads_and_writes_them() {
+        let mut state = 0x5851_f42d_4c95_7f2du64;
+        let mut random = move |below: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % below as u64) as usize
+        };
+        let pieces = [
+            "a",
+            "Z",
+            " ",
+            "é",
+            "€",
+            "😀",
+            "\\\"",
+            "\\\\",
+            "\\n",
+            "\\t",
+            "\\/",
+            "\\u0041",
+            "\\ud83d\\ude00",
+            "\\u00e9",
+            "x\\\"y",
+            "0123456789abcdef",
+        ];
+        let keys = [
+            "id",
+            "password",
+            "value",
+            "path",
+            "name",
+            "meta",
+            "pass\\u0077ord",
+            "k",
+        ];
+        let spaces = ["", " ", "\n", "\t", "\r\n", "  \n\t "];
+        let r = redactor();
+        for round in 0..3000 {
+            let mut text = String::new();
+            let mut stack: Vec<bool> = Vec::new();
+            let mut need_value = true;
+            let target = [40, 200, 3000][round % 3];
+            while text.len() < target || need_value || !stack.is_empty() {
+                text.push_str(spaces[random(spaces.len())]);
+                let in_object = stack.last() == Some(&true);
+                if need_value {
+                    let top = stack.is_empty() && round % 3 != 0;
+                    if top || text.len() < target && stack.len() < 6 && random(4) == 0 {
+                        let object = random(2) == 0;
+                        text.push(if object { '{' } else { '[' });
+                        stack.push(object);
+                        if object {
+                            text.push_str(&format!("\"{}\":", keys[random(keys.len())]));
+                        }
+                        continue;
+                    }
+                    match random(4) {
+                        0 => text.push_str(["1", "-2.5e3", "0", "true", "null"][random(5)]),
+                        _ => {
+                            text.push('"');
+                            for _ in 0..random(40) {
+                                text.push_str(pieces[random(pieces.len())]);
+                            }
+                            text.push('"');
+                        }
+                    }
+                    need_value = false;
+                } else if text.len() < target
+                    && (random(3) != 0 || stack.len() == 1)
+                    && !stack.is_empty()
+                {
+                    text.push(',');
+                    if in_object {
+                        text.push_str(&format!("\"{}\":", keys[random(keys.len())]));
+                    }
+                    need_value = true;
+                } else if let Some(object) = stack.pop() {
+                    text.push(if object { '}' } else { ']' });
+                } else {
+                    break;
+                }
+            }
+            let mut bodies = vec![text.clone().into_bytes()];
+            let mut mutated = text.into_bytes();
+            for _ in 0..1 + random(3) {
+                let byte =
+                    [b'"', b'\\', b'\n', 0x01, 0x1f, b'u', b'{', b']', b',', 0xc3][random(10)];
+                match random(2) {
+                    0 => mutated.insert(random(mutated.len() + 1), byte),
+                    _ if !mutated.is_empty() => {
+                        mutated.remove(random(mutated.len()));
+                    }
+                    _ => {}
+                }
+            }
+            bodies.push(mutated);
+            for body in bodies {
+                let Ok(text) = std::str::from_utf8(&body) else {
+                    continue;
+                };
+                let theirs = serde_json::from_str::<Value>(text);
+                assert_eq!(is_json(&body, &r), theirs.is_ok(), "{text:?}");
+                let kept = redact(text, &r, Mode::Keep);
+                match (&kept, &theirs) {
+                    (Ok(kept), Ok(_)) => {
+                        let quoted = serde_json::to_string(text).unwrap();
+                        assert_eq!(kept, &quoted[1..quoted.len() - 1], "{text:?}");
+                    }
+                    (Err(_), Err(_)) => {}
+                    _ => panic!("{text:?}: ours {kept:?}, serde_json {theirs:?}"),
+                }
+                if let Ok(tree) = theirs {
+                    let ours: Value = serde_json::from_str(&secrets(text).unwrap()).unwrap();
+                    let mut tree = tree;
+                    r.json(&mut tree);
+                    assert!(covers(&ours, &tree), "{text:?}\nours {ours}\ntree {tree}");
+                } else {
+                    assert_eq!(secrets(text), Err(Invalid), "{text:?}");
                 }
             }
         }

@@ -14,6 +14,7 @@ pub mod from_lines;
 pub mod har;
 mod json_body;
 pub mod json_out;
+mod json_scan;
 pub mod jsonl;
 pub mod record;
 pub mod redact;
