@@ -169,12 +169,11 @@ impl Memo {
 }
 
 /// How many leading bytes of `bytes` stand for themselves inside a JSON string: all but `"`,
-/// `\` and control characters. Also how JSON bodies are scanned (see `json_body`): a string runs
-/// to the first of those bytes.
+/// `\` and control characters.
 ///
 /// Eight bytes are looked at at once, and a string's last bytes as the word that ends it, so a
 /// plain string of 8 bytes or more is never read byte by byte.
-pub fn plain_len(bytes: &[u8]) -> usize {
+fn plain_len(bytes: &[u8]) -> usize {
     let mut at = 0;
     while let Some(chunk) = bytes[at..].first_chunk::<8>() {
         if let Some(first) = first_special(chunk) {
