@@ -580,6 +580,7 @@ mod tests {
     use super::*;
     use crate::config::TracePlan;
     use crate::trace::json_out::Unescaped;
+    use crate::trace::tests::Xorshift;
 
     fn redactor() -> Redactor {
         Redactor::with_default_fields()
@@ -869,13 +870,8 @@ mod tests {
             r#"{"access_token":"AT","expires_in":3600,"scope":"a b","nested":[{"error":"e"}]}"#,
         ];
         let alphabet = br#"{}[]:,"\ u0aeE.-+19tfnl"#;
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut random = move |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
+        let mut rng = Xorshift(0x2545_f491_4f6c_dd1du64);
+        let mut random = move |below: usize| rng.below(below);
         let plan = TracePlan {
             har: None,
             jsonl: None,
@@ -939,13 +935,8 @@ mod tests {
     /// (with nothing replaced) or never showing a value the tree rules hide.
     #[test]
     fn scanned_bodies_are_accepted_and_escaped_exactly_as_serde_json_reads_and_writes_them() {
-        let mut state = 0x5851_f42d_4c95_7f2du64;
-        let mut random = move |below: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % below as u64) as usize
-        };
+        let mut rng = Xorshift(0x5851_f42d_4c95_7f2du64);
+        let mut random = move |below: usize| rng.below(below);
         let pieces = [
             "a",
             "Z",

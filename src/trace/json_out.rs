@@ -971,13 +971,8 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut random = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::trace::tests::Xorshift(0x9e37_79b9_7f4a_7c15);
+        let mut random = move || rng.next();
         let pieces = [
             "a", "bcdefgh", "\"", "\\", "\n", "\t", "\r", "\u{8}", "\u{c}", "\u{0}", "\u{1f}",
             "\u{7f}", "é", "\u{2028}", "😀", "/", " ", "12345678",
@@ -1028,11 +1023,9 @@ mod tests {
             "\"\"\"",
             "12345678901234567890",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::trace::tests::Xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next();
             let len = (state % 24) as usize;
             let s: String = (0..len)
                 .map(|i| pieces[(state >> (i % 60)) as usize % pieces.len()])

@@ -148,13 +148,11 @@ mod tests {
             0, 1, 0x1f, 0x20, b'!', b'"', b'#', b'[', b'\\', b']', b'a', 0x7f, 0x80, 0x9f, 0xa0,
             0xa2, 0xdc, 0xff, b'\n', b'\t', b'\r',
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::trace::tests::Xorshift(0x9e37_79b9_7f4a_7c15);
         (0..20_000).map(move |_| {
             let mut block = [0u8; 64];
             for byte in &mut block {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let state = rng.next();
                 *byte = if state % 5 == 0 {
                     (state >> 8) as u8
                 } else {

@@ -21,6 +21,24 @@ use super::redact::RedactedRecord;
 use super::{Sink, Tracer};
 use crate::config::{TracePlan, DEFAULT_REDACT_FIELDS};
 
+/// A seeded xorshift generator for the trace modules' property tests: the same inputs on every
+/// run, so a failure can be replayed.
+pub(crate) struct Xorshift(pub(crate) u64);
+
+impl Xorshift {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `below`.
+    pub(crate) fn below(&mut self, below: usize) -> usize {
+        (self.next() % below as u64) as usize
+    }
+}
+
 fn plan(dir: &Path) -> TracePlan {
     TracePlan {
         har: Some(dir.join("traces/provproxy.har")),

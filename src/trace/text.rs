@@ -228,13 +228,8 @@ mod tests {
 
     #[test]
     fn timestamps_are_written_as_the_time_crate_writes_them() {
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut random = move |below: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % below
-        };
+        let mut rng = crate::trace::tests::Xorshift(0x853c_49e6_748f_ea9b);
+        let mut random = move |below: u64| rng.next() % below;
         let last_second = 253_402_300_799; // 9999-12-31T23:59:59Z
         let mut times: Vec<Duration> = [
             0,
