@@ -123,10 +123,11 @@ const MEMO_MIN: usize = 256;
 /// A request body and a response body.
 const MEMO_SLOTS: usize = 2;
 
-/// The long strings of one record, escaped, as written by [`write`]: the JSON line and the HAR
-/// entry of a record both hold its bodies, which are most of its bytes. Entries are found by
-/// content, so a stale one is never used in place of another string; [`Memo::clear`] between
-/// records keeps the lookups short.
+/// The long body texts of one record, escaped, as [`Out::text`] wrote them: the JSON line and
+/// the HAR entry of a record both hold its bodies, which are most of its bytes. (The other
+/// strings the two share, the entry copies from the line; see `har::Entry::write_from_line`.)
+/// Entries are found by content, so a stale one is never used in place of another string;
+/// [`Memo::clear`] between records keeps the lookups short.
 #[derive(Debug, Default)]
 pub struct Memo {
     slots: Vec<Slot>,
@@ -422,7 +423,7 @@ impl<'a> Out<'a> {
     }
 
     pub fn str(&mut self, s: &str) {
-        remembered_string(self.out, s, self.memo);
+        string(self.out, s.as_bytes());
     }
 
     pub fn opt_str(&mut self, s: Option<&str>) {
@@ -440,9 +441,10 @@ impl<'a> Out<'a> {
     }
 
     /// Text that may come escaped already (see [`Str`]).
+    /// A body's text (or its base64), through the memo when it is long.
     pub fn text(&mut self, text: Str<'_>) {
         match text {
-            Str::Plain(text) => self.str(text),
+            Str::Plain(text) => remembered_string(self.out, text, self.memo),
             Str::Escaped(text) => {
                 self.out.reserve(text.len() + 2);
                 self.out.push(b'"');
@@ -1205,5 +1207,24 @@ mod tests {
         let mut third = Vec::new();
         write(&mut third, &[&b, &a], &mut memo).unwrap();
         assert_eq!(third, serde_json::to_vec(&[&b, &a]).unwrap());
+    }
+
+    /// The memo's two slots are for the bodies: a long URL or header value written before them
+    /// (which the HAR entry copies from the line instead) does not take one.
+    #[test]
+    fn only_body_texts_take_the_memos_slots() {
+        let url = format!("/scim/v2/Users?filter={}", "x".repeat(MEMO_MIN));
+        let (request, response) = ("q".repeat(MEMO_MIN), "r\"".repeat(MEMO_MIN));
+        let (mut line, mut memo) = (Vec::new(), Memo::default());
+        let mut out = Out::new(&mut line, &mut memo);
+        out.str(&url);
+        out.text(Str::Plain(&request));
+        out.text(Str::Plain(&response));
+        assert!(memo.find(&url).is_none());
+        assert!(memo.find(&request).is_some() && memo.find(&response).is_some());
+        let expected = [&url, &request, &response]
+            .map(|s| serde_json::to_string(s).unwrap())
+            .concat();
+        assert_eq!(String::from_utf8(line).unwrap(), expected);
     }
 }

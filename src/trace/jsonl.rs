@@ -284,7 +284,7 @@ fn opt_body(w: &mut Out<'_>, body: Option<&Body<'_>>) {
     w.raw(b"{");
     if let Some(base64) = body.base64 {
         w.raw(b"\"base64\":");
-        w.str(base64);
+        w.text(Str::Plain(base64));
         w.raw(b",");
     }
     w.raw(b"\"mime_type\":");
