@@ -1,6 +1,7 @@
 //! Listeners (plain, TLS), graceful shutdown, and the process-level start/stop of the proxy.
 
 pub mod framing;
+pub mod http1;
 mod listener;
 mod tls;
 

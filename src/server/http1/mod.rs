@@ -1,0 +1,7 @@
+//! The proxy listener's HTTP/1 connections, served by our own code rather than hyper's: one
+//! strict parse of each request head (`parse`), request bodies read by whoever polls them, and
+//! responses written without a second task (issue 22). HTTP/2 and the admin listener stay on
+//! hyper.
+
+pub mod chunked;
+pub mod parse;
