@@ -32,6 +32,62 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// A client's request body: from hyper (HTTP/2, and tests that serve the proxy with hyper) or
+/// from our own HTTP/1 connection. An enum rather than a box, so that neither path allocates
+/// for it.
+#[derive(Debug)]
+pub enum RequestBody {
+    Hyper(hyper::body::Incoming),
+    Own(crate::server::http1::Body),
+}
+
+impl From<hyper::body::Incoming> for RequestBody {
+    fn from(incoming: hyper::body::Incoming) -> Self {
+        RequestBody::Hyper(incoming)
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let polled = match self.get_mut() {
+            RequestBody::Hyper(incoming) => match std::pin::Pin::new(incoming).poll_frame(cx) {
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+                Poll::Ready(Some(Ok(frame))) => Some(frame),
+                Poll::Ready(None) => None,
+                Poll::Pending => return Poll::Pending,
+            },
+            RequestBody::Own(own) => match std::pin::Pin::new(own).poll_frame(cx) {
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Some(Err(err.into()))),
+                Poll::Ready(Some(Ok(frame))) => Some(frame),
+                Poll::Ready(None) => None,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        Poll::Ready(polled.map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Hyper(incoming) => incoming.is_end_stream(),
+            RequestBody::Own(own) => own.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Hyper(incoming) => incoming.size_hint(),
+            RequestBody::Own(own) => own.size_hint(),
+        }
+    }
+}
+
 /// A fault in the client's request body, found while reading or forwarding it. It is the
 /// client's fault, so it must not turn into a 502.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,12 +4,11 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
-use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::exchange::Exchange;
 use super::headers::{self, PathMap};
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, RequestBody};
 use crate::config::{RouteMatch, RoutePlan, SessionKeyKind};
 
 /// Method, URL and headers of the upstream request; the body travels separately.
@@ -140,8 +139,8 @@ impl Target {
 /// Splits the client's request into the upstream head and the client's body.
 pub fn prepare(
     exchange: &mut Exchange<'_>,
-    request: Request<Incoming>,
-) -> Result<(Head, Incoming), ProxyError> {
+    request: Request<RequestBody>,
+) -> Result<(Head, RequestBody), ProxyError> {
     let route = &exchange.route.plan;
     let (mut parts, body) = request.into_parts();
     if let Some(limit) = route.max_request_body {

@@ -23,12 +23,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, AUTHORIZATION};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::access_log::{self, AccessLog, Did, Outcome, ReloginOutcome};
 use crate::auth::oauth::{TokenSource, TokenVerdict};
 use crate::auth::{Injected, Injector};
-use crate::body::{self, ClientBody, ClientBodyFault, IdleTimeout, ProxyBody};
+use crate::body::{self, ClientBody, ClientBodyFault, IdleTimeout, ProxyBody, RequestBody};
 use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
@@ -309,7 +308,11 @@ impl Proxy {
 
     /// Runs one exchange. Never fails: every failure becomes a response (and a record). The
     /// access log's line is written once the response body has ended.
-    pub async fn handle(&self, request: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        request: Request<RequestBody>,
+        conn: &ConnInfo,
+    ) -> Response<ProxyBody> {
         let mut outcome = Outcome::default();
         let Some(access) = &self.access else {
             return self.exchange(request, conn, &mut outcome).await;
@@ -322,7 +325,7 @@ impl Proxy {
 
     async fn exchange(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         conn: &ConnInfo,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
@@ -463,7 +466,7 @@ impl Proxy {
     async fn run(
         &self,
         x: &mut Exchange<'_>,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         encoded_separators: bool,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         self.admit(x, request.headers_mut())?;
@@ -684,7 +687,7 @@ impl Proxy {
     }
 
     /// The client's request body, bounded by the route's size limit and the read timeout.
-    fn client_body(&self, x: &Exchange<'_>, incoming: Incoming) -> ProxyBody {
+    fn client_body(&self, x: &Exchange<'_>, incoming: RequestBody) -> ProxyBody {
         body::stream(ClientBody::new(
             incoming,
             x.route.plan.max_request_body,
@@ -1015,7 +1018,7 @@ struct EarlyRequest {
 }
 
 impl EarlyRequest {
-    fn of(request: &Request<Incoming>) -> EarlyRequest {
+    fn of(request: &Request<RequestBody>) -> EarlyRequest {
         EarlyRequest {
             method: request.method().clone(),
             uri: request.uri().clone(),

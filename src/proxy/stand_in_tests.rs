@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{token_sources, ConnInfo, Proxy, Shared};
 use crate::admin::stats::ModuleStats;
-use crate::body::{full, ProxyBody};
+use crate::body::{full, ProxyBody, RequestBody};
 use crate::config::Plan;
 use crate::ingress::origin::ServedNames;
 use crate::ingress::Ingress;
@@ -166,7 +166,11 @@ pub(crate) async fn serve(proxy: Proxy) -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
                     let (proxy, conn) = (proxy.clone(), conn.clone());
-                    async move { Ok::<_, Infallible>(proxy.handle(request, &conn).await) }
+                    async move {
+                        Ok::<_, Infallible>(
+                            proxy.handle(request.map(RequestBody::Hyper), &conn).await,
+                        )
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)

@@ -711,7 +711,8 @@ fn head_byte(state: &mut State, observer: &mut impl Observer, byte: u8) -> Resul
 const READ_AHEAD: usize = 16 * 1024;
 
 /// What a refused client gets when hyper never saw its request.
-const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+pub(crate) const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
 content-length: 81\r\nconnection: close\r\n\r\n\
 {\"error\":\"bad_framing\",\"route\":null,\"side\":\"client\",\"detail\":\"malformed request\"}";
 

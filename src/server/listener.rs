@@ -95,6 +95,8 @@ pub(super) struct Connections {
     handshake_timeout: Duration,
     deadlines: Deadlines,
     idle_timeout: Duration,
+    /// The proxy listener's HTTP/1 connections (our own server, not hyper's).
+    proxy_http1: super::http1::Settings,
     /// The proxy listener's `max_connections`.
     cap: Option<usize>,
 }
@@ -127,6 +129,13 @@ impl Connections {
                 head: limits.header_read_timeout,
             },
             idle_timeout: limits.idle_timeout,
+            proxy_http1: super::http1::Settings {
+                limits: super::http1::parse::Limits {
+                    max_head_bytes: limits.max_header_bytes,
+                    max_headers: limits.max_headers,
+                },
+                idle_timeout: limits.idle_timeout,
+            },
             cap: limits.max_connections,
         }
     }
@@ -279,17 +288,40 @@ async fn connection(
             return;
         }
     };
+    if let (Side::Proxy, Protocol::Http1) = (side, protocol) {
+        let conn = &conn;
+        let handle = |request| {
+            let generation = current.load_full();
+            async move { generation.proxy.handle(request, conn).await }
+        };
+        let served = super::http1::serve(
+            Box::new(guarded),
+            bytes::BytesMut::new(),
+            connections.proxy_http1,
+            handle,
+            stopped,
+        );
+        if let Err(err) = served.await {
+            tracing::debug!(%remote, "connection ended with an error: {err}");
+        }
+        return;
+    }
     // HTTP/2 has no idle timer of its own: the connection counts its open streams.
     let activity = (protocol == Protocol::Http2).then(|| Arc::new(Activity::default()));
     let service = {
         let activity = activity.clone();
-        service_fn(move |request| {
+        service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let busy = activity.as_ref().map(Activity::begin);
             let generation = current.load_full();
             let conn = conn.clone();
             async move {
                 let response = match side {
-                    Side::Proxy => generation.proxy.handle(request, &conn).await,
+                    Side::Proxy => {
+                        generation
+                            .proxy
+                            .handle(request.map(Into::into), &conn)
+                            .await
+                    }
                     Side::Admin => match &generation.admin {
                         Some(admin) => admin.handle(request, conn.local).await,
                         None => admin::gone(),

@@ -3,5 +3,13 @@
 //! responses written without a second task (issue 22). HTTP/2 and the admin listener stay on
 //! hyper.
 
+mod body;
 pub mod chunked;
+mod conn;
 pub mod parse;
+#[cfg(test)]
+mod tests;
+mod write;
+
+pub use body::{Body, BodyError, Io};
+pub use conn::{serve, Error, Settings};

@@ -1,0 +1,383 @@
+//! One client connection's request loop: read a head, hand the request to the handler, write
+//! its response, and either go on (keep-alive, pipelined requests in order) or close. All of it
+//! runs in the connection's own task; the request body is read by whoever polls it.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response, StatusCode};
+use http_body::Body as _;
+use tokio::io::AsyncWrite;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::body::{lock, Body, Io, Reading, Shared, Wire};
+use super::chunked::Chunked;
+use super::parse::{self, Framing, HeadError};
+use super::write::{self, Answering, Encoder};
+use crate::body::{BoxError, ProxyBody, RequestBody};
+use crate::server::framing::BAD_REQUEST;
+
+/// Body data up to this size is copied after the head (or the chunk size) so that both go in
+/// one write; larger data is written from where it is.
+const COPY_MAX: usize = 8 * 1024;
+
+/// Buffered response bytes are written once they reach this much, even while the body has more
+/// ready.
+const WRITE_AT: usize = 64 * 1024;
+
+/// A connection's settings, from the plan current when it was accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub limits: parse::Limits,
+    /// From the end of a response until the next head is in (hyper's `header_read_timeout`).
+    pub idle_timeout: Duration,
+}
+
+/// Why a connection ended other than by a close at a request boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("error reading from the connection")]
+    Read(#[source] io::Error),
+    #[error("error writing to the connection")]
+    Write(#[source] io::Error),
+    #[error("response body failed: {0}")]
+    Body(#[source] BoxError),
+    #[error("response body longer than its content-length")]
+    TooLong,
+    #[error("response body ended before its content-length")]
+    TooShort,
+    #[error("invalid content-length in the response")]
+    BadContentLength,
+}
+
+/// What waiting for the next head gave. Unboxed: it lives once per request on the stack, and a
+/// box would be an allocation per request.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(parse::Head),
+    Refused(Option<StatusCode>),
+    Close,
+    Failed(io::Error),
+}
+
+/// Serves requests on `io` (whose first bytes, already read, are in `read`) until the client
+/// closes, a response says close, the idle time passes, or `stopped` turns true (then the
+/// request in flight is answered with `connection: close` and an idle connection closes at
+/// once).
+pub async fn serve<H, F>(
+    io: Box<dyn Io>,
+    read: BytesMut,
+    settings: Settings,
+    mut handle: H,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), Error>
+where
+    H: FnMut(Request<RequestBody>) -> F,
+    F: Future<Output = Response<ProxyBody>>,
+{
+    let wire: Shared = Arc::new(Mutex::new(Wire::new(io, read)));
+    let mut out = Vec::with_capacity(4096);
+    let mut idle = pin!(tokio::time::sleep(settings.idle_timeout));
+    // Any end of the watch counts: a sender gone is a server going away.
+    let mut stop = pin!(async move {
+        let _ = stopped.wait_for(|&stop| stop).await;
+    });
+    let mut stopping = false;
+    let mut serial = 0u32;
+    let result = loop {
+        let mut parse_now = true;
+        let mut waited = false;
+        let next = std::future::poll_fn(|cx| {
+            let mut wire = lock(&wire);
+            loop {
+                if parse_now && !wire.read.is_empty() {
+                    match parse::parse(&wire.read, &settings.limits) {
+                        Ok(Some((head, len))) => {
+                            wire.read.advance(len);
+                            return Poll::Ready(Next::Head(head));
+                        }
+                        Ok(None) => {}
+                        Err(HeadError::Refused(_)) => return Poll::Ready(Next::Refused(None)),
+                        Err(HeadError::TooLarge | HeadError::TooManyHeaders) => {
+                            return Poll::Ready(Next::Refused(Some(
+                                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            )))
+                        }
+                    }
+                }
+                parse_now = false;
+                match wire.poll_fill(cx) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Next::Close),
+                    Poll::Ready(Ok(_)) => parse_now = true,
+                    Poll::Ready(Err(err)) => return Poll::Ready(Next::Failed(err)),
+                    Poll::Pending => {
+                        if stopping || stop.as_mut().poll(cx).is_ready() {
+                            stopping = true;
+                            return Poll::Ready(Next::Close);
+                        }
+                        // The timer is only moved when a head has to be waited for: a
+                        // pipelined or already-arrived head never touches the timer wheel.
+                        if !waited {
+                            waited = true;
+                            idle.as_mut().reset(Instant::now() + settings.idle_timeout);
+                        }
+                        if idle.as_mut().poll(cx).is_ready() {
+                            tracing::debug!("closed an idle HTTP/1 connection");
+                            return Poll::Ready(Next::Close);
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
+        })
+        .await;
+        let head = match next {
+            Next::Head(head) => head,
+            Next::Close => break Ok(()),
+            Next::Failed(err) => break Err(Error::Read(err)),
+            Next::Refused(status) => {
+                out.clear();
+                match status {
+                    Some(status) => write::refusal(&mut out, status),
+                    None => out.extend_from_slice(BAD_REQUEST),
+                }
+                break write_all(&wire, &out).await;
+            }
+        };
+
+        serial = serial.wrapping_add(1);
+        let body = {
+            let mut locked = lock(&wire);
+            locked.serial = serial;
+            match head.framing {
+                Framing::Empty => Body::empty(),
+                Framing::Length(length) if locked.read.len() as u64 >= length => {
+                    // Within the buffer's length, so it fits a usize.
+                    Body::full(locked.read.split_to(length as usize).freeze())
+                }
+                Framing::Length(length) => {
+                    locked.reading = Reading::Length(length);
+                    locked.continue_at = head.expect_continue.then_some(0);
+                    Body::wire(wire.clone(), serial, Some(length))
+                }
+                Framing::Chunked => {
+                    locked.reading = Reading::Chunked(Chunked::default());
+                    locked.continue_at = head.expect_continue.then_some(0);
+                    Body::wire(wire.clone(), serial, None)
+                }
+            }
+        };
+        let method = head.method.clone();
+        let answering = Answering {
+            method: &method,
+            version: head.version,
+            keep_alive: head.keep_alive,
+        };
+        let mut request = Request::new(RequestBody::Own(body));
+        *request.method_mut() = head.method;
+        *request.uri_mut() = head.uri;
+        *request.version_mut() = head.version;
+        *request.headers_mut() = head.headers;
+
+        let response = {
+            let mut handling = pin!(handle(request));
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(response) = handling.as_mut().poll(cx) {
+                    return Poll::Ready(response);
+                }
+                if !stopping && stop.as_mut().poll(cx).is_ready() {
+                    stopping = true;
+                }
+                Poll::Pending
+            })
+            .await
+        };
+
+        // A request body not read to its end is skipped when it is already here; otherwise the
+        // connection cannot find the next request and closes after this response.
+        let body_over = {
+            let mut wire = lock(&wire);
+            let over = wire.drain_buffered();
+            wire.continue_at = None;
+            over
+        };
+        let (parts, body) = response.into_parts();
+        out.clear();
+        let (encoder, close) = match write::head(
+            &mut out,
+            &parts,
+            (body.size_hint(), body.is_end_stream()),
+            &answering,
+            stopping || !body_over,
+        ) {
+            Ok(framed) => framed,
+            Err(write::BadLength) => break Err(Error::BadContentLength),
+        };
+        drop(parts);
+        if let Err(err) = send(&wire, &mut out, encoder, body).await {
+            break Err(err);
+        }
+        if close {
+            break Ok(());
+        }
+    };
+    // Whatever the end, the stream is shut down (a guard in front writes its own refusal here)
+    // and a body still held somewhere reads no more.
+    let _ = std::future::poll_fn(|cx| {
+        let mut wire = lock(&wire);
+        wire.reading = Reading::Failed;
+        wire.serial = wire.serial.wrapping_add(1);
+        Pin::new(&mut wire.io).poll_shutdown(cx)
+    })
+    .await;
+    result
+}
+
+/// Writes `out` whole.
+async fn write_all(wire: &Shared, out: &[u8]) -> Result<(), Error> {
+    let mut at = 0;
+    std::future::poll_fn(|cx| {
+        let mut wire = lock(wire);
+        while at < out.len() {
+            let written =
+                ready!(Pin::new(&mut wire.io).poll_write(cx, &out[at..])).map_err(Error::Write)?;
+            if written == 0 {
+                return Poll::Ready(Err(Error::Write(io::ErrorKind::WriteZero.into())));
+            }
+            at += written;
+        }
+        Pin::new(&mut wire.io).poll_flush(cx).map_err(Error::Write)
+    })
+    .await
+}
+
+/// Writes the head in `out` and the body after it as `encoder` says. Body data is gathered
+/// while the body has it ready and written when it waits (or when enough is gathered), so a
+/// head and a small body go out in one write.
+async fn send(
+    wire: &Shared,
+    out: &mut Vec<u8>,
+    encoder: Encoder,
+    mut body: ProxyBody,
+) -> Result<(), Error> {
+    let mut remaining = match encoder {
+        Encoder::Length(length) => length,
+        _ => 0,
+    };
+    let mut ended = encoder == Encoder::None;
+    if ended {
+        drop(std::mem::replace(&mut body, crate::body::empty()));
+    }
+    let mut at = 0;
+    // Large data written from where it is, and whether a chunk's CRLF follows it.
+    let mut data = Bytes::new();
+    let mut crlf = false;
+    std::future::poll_fn(|cx| loop {
+        let unwritten = out.len() > at || !data.is_empty();
+        if !ended && data.is_empty() && out.len() - at < WRITE_AT {
+            match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(chunk) = frame.into_data() else {
+                        // Trailers: hyper sent none unless the response declared them, and
+                        // no response here does.
+                        continue;
+                    };
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    match encoder {
+                        Encoder::Length(_) => {
+                            if chunk.len() as u64 > remaining {
+                                return Poll::Ready(Err(Error::TooLong));
+                            }
+                            remaining -= chunk.len() as u64;
+                        }
+                        Encoder::Chunked => {
+                            chunk_size(out, chunk.len());
+                            crlf = true;
+                        }
+                        Encoder::Close | Encoder::None => {}
+                    }
+                    if chunk.len() <= COPY_MAX {
+                        out.extend_from_slice(&chunk);
+                        if crlf {
+                            out.extend_from_slice(b"\r\n");
+                            crlf = false;
+                        }
+                    } else {
+                        data = chunk;
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Err(err))) => return Poll::Ready(Err(Error::Body(err))),
+                Poll::Ready(None) => {
+                    ended = true;
+                    match encoder {
+                        Encoder::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+                        Encoder::Length(_) if remaining > 0 => {
+                            return Poll::Ready(Err(Error::TooShort))
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                Poll::Pending if !unwritten => return Poll::Pending,
+                Poll::Pending => {}
+            }
+        }
+        let mut locked = lock(wire);
+        if out.len() == at && data.is_empty() {
+            ready!(Pin::new(&mut locked.io).poll_flush(cx)).map_err(Error::Write)?;
+            if ended {
+                return Poll::Ready(Ok(()));
+            }
+            continue;
+        }
+        let written = if data.is_empty() {
+            ready!(Pin::new(&mut locked.io).poll_write(cx, &out[at..]))
+        } else {
+            let slices = [IoSlice::new(&out[at..]), IoSlice::new(&data)];
+            ready!(Pin::new(&mut locked.io).poll_write_vectored(cx, &slices))
+        }
+        .map_err(Error::Write)?;
+        if written == 0 {
+            return Poll::Ready(Err(Error::Write(io::ErrorKind::WriteZero.into())));
+        }
+        let from_out = written.min(out.len() - at);
+        at += from_out;
+        data.advance(written - from_out);
+        if at == out.len() {
+            out.clear();
+            at = 0;
+            if data.is_empty() && crlf {
+                out.extend_from_slice(b"\r\n");
+                crlf = false;
+            }
+        }
+    })
+    .await
+}
+
+/// A chunk's size line.
+fn chunk_size(out: &mut Vec<u8>, size: usize) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut size = size;
+    loop {
+        at -= 1;
+        digits[at] = HEX[size & 0xf];
+        size >>= 4;
+        if size == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+}
