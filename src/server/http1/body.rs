@@ -24,6 +24,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// How much the read buffer grows by when it is nearly full.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// How much of what follows a request is read while it is answered.
+const KEEP_AHEAD: usize = 64 * 1024;
+
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Why a request body could not be read to its end.
@@ -91,6 +94,25 @@ impl Wire {
             self.read.reserve(READ_CHUNK);
         }
         poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// Whether the client closed (or the stream failed) while its request is being answered,
+    /// watched as hyper's server watched it so that an exchange nobody waits for is dropped.
+    /// Only once the request body is over: before that, its reader reads, perhaps in another
+    /// task whose wake-up a read from here would take. What arrives meanwhile (a pipelined
+    /// request) is kept, up to a bound.
+    pub(super) fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Error>> {
+        if !matches!(self.reading, Reading::Done) {
+            return Poll::Pending;
+        }
+        while self.read.len() < KEEP_AHEAD {
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => return Poll::Ready(None),
+                Ok(_) => {}
+                Err(err) => return Poll::Ready(Some(err)),
+            }
+        }
+        Poll::Pending
     }
 
     /// Consumes what of the body is already buffered, without reading: whether the body is

@@ -52,6 +52,8 @@ pub enum Error {
     TooLong,
     #[error("response body ended before its content-length")]
     TooShort,
+    #[error("the client closed the connection before its response was written")]
+    Gone,
     #[error("invalid content-length in the response")]
     BadContentLength,
 }
@@ -189,14 +191,22 @@ where
             let mut handling = pin!(handle(request));
             std::future::poll_fn(|cx| {
                 if let Poll::Ready(response) = handling.as_mut().poll(cx) {
-                    return Poll::Ready(response);
+                    return Poll::Ready(Ok(response));
                 }
                 if !stopping && stop.as_mut().poll(cx).is_ready() {
                     stopping = true;
                 }
-                Poll::Pending
+                match lock(&wire).poll_gone(cx) {
+                    Poll::Ready(None) => Poll::Ready(Err(Error::Gone)),
+                    Poll::Ready(Some(err)) => Poll::Ready(Err(Error::Read(err))),
+                    Poll::Pending => Poll::Pending,
+                }
             })
             .await
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(err) => break Err(err),
         };
 
         // A request body not read to its end is skipped when it is already here; otherwise the
@@ -327,7 +337,13 @@ async fn send(
                     }
                     continue;
                 }
-                Poll::Pending if !unwritten => return Poll::Pending,
+                Poll::Pending if !unwritten => {
+                    return match lock(wire).poll_gone(cx) {
+                        Poll::Ready(None) => Poll::Ready(Err(Error::Gone)),
+                        Poll::Ready(Some(err)) => Poll::Ready(Err(Error::Read(err))),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
                 Poll::Pending => {}
             }
         }
