@@ -758,12 +758,32 @@ pub struct FramingGuard<IO, O = ()> {
     /// Fires at the deadline being waited for, if any; reset rather than re-created.
     timer: Pin<Box<Sleep>>,
     waiting: Option<Waiting>,
+    /// Off: HTTP/1 bytes are not scanned but handed back by [`FramingGuard::into_parts`] to a
+    /// server whose own parser is as strict; only the HTTP/2 preface is looked for.
+    scan_http1: bool,
+    /// HTTP/1 was seen, unscanned.
+    unscanned_http1: bool,
 }
 
 impl<IO> FramingGuard<IO> {
     /// Must be called inside a tokio runtime: the first-byte deadline starts now.
     pub fn new(io: IO, remote: SocketAddr, deadlines: Deadlines) -> Self {
         FramingGuard::observed(io, remote, deadlines, ())
+    }
+
+    /// A guard that only tells HTTP/1 from HTTP/2 within the deadlines and scans HTTP/2's
+    /// preface alone: after [`FramingGuard::detect`] says HTTP/1, [`FramingGuard::into_parts`]
+    /// gives the stream and its first bytes to a server that parses them strictly itself.
+    pub fn unscanned(io: IO, remote: SocketAddr, deadlines: Deadlines) -> Self {
+        let mut guard = FramingGuard::new(io, remote, deadlines);
+        guard.scan_http1 = false;
+        guard
+    }
+
+    /// The stream and the bytes read from it but not handed on.
+    pub fn into_parts(self) -> (IO, bytes::BytesMut) {
+        let read = bytes::BytesMut::from(&self.inbox[self.start..self.end]);
+        (self.io, read)
     }
 }
 
@@ -782,6 +802,8 @@ impl<IO, O: Observer> FramingGuard<IO, O> {
             timer: Box::pin(tokio::time::sleep(deadlines.first_byte)),
             deadlines,
             waiting: Some(Waiting::FirstByte),
+            scan_http1: true,
+            unscanned_http1: false,
         }
     }
 
@@ -791,6 +813,9 @@ impl<IO, O: Observer> FramingGuard<IO, O> {
         IO: AsyncRead + Unpin,
     {
         std::future::poll_fn(|cx| loop {
+            if self.unscanned_http1 {
+                return Poll::Ready(Ok(Protocol::Http1));
+            }
             if self.scanner.is_http2() {
                 return Poll::Ready(Ok(Protocol::Http2));
             }
@@ -849,6 +874,16 @@ impl<IO, O: Observer> FramingGuard<IO, O> {
         if filled == 0 {
             self.closed = true;
             return Poll::Ready(Ok(()));
+        }
+        if !self.scan_http1 && self.scanner.is_undecided() {
+            let seen = &self.inbox[self.start..self.end + filled];
+            let compared = seen.len().min(H2_PREFACE.len());
+            if seen[..compared] != H2_PREFACE[..compared] {
+                self.end += filled;
+                self.unscanned_http1 = true;
+                self.waiting = None;
+                return Poll::Ready(Ok(()));
+            }
         }
         let fresh = self.end..self.end + filled;
         if let Err(refusal) = self.scanner.scan(&self.inbox[fresh]) {

@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::{Deadlines, FramingGuard, Protocol};
+// A client connection, plain or TLS, as one type so that one code path serves both.
+use super::http1::Io;
 use super::{Current, Side};
 use crate::admin;
 use crate::body::ProxyBody;
@@ -31,11 +33,6 @@ use crate::proxy::ConnInfo;
 
 /// The header count hyper allows when none is configured.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
-
-/// A client connection, plain or TLS, as one type so that one code path serves both.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Counts of the proxy listener's connections, read by the metrics at scrape time and kept
 /// across reloads.
@@ -135,6 +132,7 @@ impl Connections {
                     max_headers: limits.max_headers,
                 },
                 idle_timeout: limits.idle_timeout,
+                head_timeout: limits.header_read_timeout,
             },
             cap: limits.max_connections,
         }
@@ -280,7 +278,12 @@ async fn connection(
     };
     // The guard reads the first bytes itself: the preface, not ALPN, says HTTP/2 (a client that
     // negotiated h2 and then speaks HTTP/1 gets the HTTP/1 checks).
-    let mut guarded = FramingGuard::new(stream, remote, connections.deadlines);
+    // The proxy's HTTP/1 connections are served by our own strict parser: the guard only tells
+    // them from HTTP/2 there.
+    let mut guarded = match side {
+        Side::Proxy => FramingGuard::unscanned(stream, remote, connections.deadlines),
+        Side::Admin => FramingGuard::new(stream, remote, connections.deadlines),
+    };
     let protocol = match guarded.detect().await {
         Ok(protocol) => protocol,
         Err(err) => {
@@ -294,13 +297,8 @@ async fn connection(
             let generation = current.load_full();
             async move { generation.proxy.handle(request, conn).await }
         };
-        let served = super::http1::serve(
-            Box::new(guarded),
-            bytes::BytesMut::new(),
-            connections.proxy_http1,
-            handle,
-            stopped,
-        );
+        let (stream, read) = guarded.into_parts();
+        let served = super::http1::serve(stream, read, connections.proxy_http1, handle, stopped);
         if let Err(err) = served.await {
             tracing::debug!(%remote, "connection ended with an error: {err}");
         }

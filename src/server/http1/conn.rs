@@ -35,8 +35,10 @@ const WRITE_AT: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     pub limits: parse::Limits,
-    /// From the end of a response until the next head is in (hyper's `header_read_timeout`).
+    /// From the end of a response until the next head's first byte.
     pub idle_timeout: Duration,
+    /// From a head's first byte until its end (`limits.header_read_timeout`).
+    pub head_timeout: Duration,
 }
 
 /// Why a connection ended other than by a close at a request boundary.
@@ -56,6 +58,13 @@ pub enum Error {
     Gone,
     #[error("invalid content-length in the response")]
     BadContentLength,
+}
+
+/// What the timer is set for while a head is awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Idle,
+    Head,
 }
 
 /// What waiting for the next head gave. Unboxed: it lives once per request on the stack, and a
@@ -85,7 +94,7 @@ where
 {
     let wire: Shared = Arc::new(Mutex::new(Wire::new(io, read)));
     let mut out = Vec::with_capacity(4096);
-    let mut idle = pin!(tokio::time::sleep(settings.idle_timeout));
+    let mut timer = pin!(tokio::time::sleep(settings.idle_timeout));
     // Any end of the watch counts: a sender gone is a server going away.
     let mut stop = pin!(async move {
         let _ = stopped.wait_for(|&stop| stop).await;
@@ -94,7 +103,7 @@ where
     let mut serial = 0u32;
     let result = loop {
         let mut parse_now = true;
-        let mut waited = false;
+        let mut waiting = None;
         let next = std::future::poll_fn(|cx| {
             let mut wire = lock(&wire);
             loop {
@@ -124,13 +133,30 @@ where
                             return Poll::Ready(Next::Close);
                         }
                         // The timer is only moved when a head has to be waited for: a
-                        // pipelined or already-arrived head never touches the timer wheel.
-                        if !waited {
-                            waited = true;
-                            idle.as_mut().reset(Instant::now() + settings.idle_timeout);
+                        // pipelined or already-arrived head never touches the timer wheel. It
+                        // runs from the end of the response until the head's first byte, then
+                        // from that byte (about now, as it was just read) to the head's end.
+                        let phase = if wire.read.is_empty() {
+                            Waiting::Idle
+                        } else {
+                            Waiting::Head
+                        };
+                        if waiting != Some(phase) {
+                            waiting = Some(phase);
+                            let timeout = match phase {
+                                Waiting::Idle => settings.idle_timeout,
+                                Waiting::Head => settings.head_timeout,
+                            };
+                            timer.as_mut().reset(Instant::now() + timeout);
                         }
-                        if idle.as_mut().poll(cx).is_ready() {
-                            tracing::debug!("closed an idle HTTP/1 connection");
+                        if timer.as_mut().poll(cx).is_ready() {
+                            tracing::debug!(
+                                "closed a connection: {}",
+                                match phase {
+                                    Waiting::Idle => "idle past the idle timeout",
+                                    Waiting::Head => "request head not complete in time",
+                                }
+                            );
                             return Poll::Ready(Next::Close);
                         }
                         return Poll::Pending;

@@ -87,6 +87,7 @@ async fn start(idle_timeout: Duration) -> Running {
             max_headers: 100,
         },
         idle_timeout,
+        head_timeout: PATIENCE,
     };
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
