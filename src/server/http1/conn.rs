@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::body::{lock, Body, Io, Reading, Shared, Wire};
-use super::chunked::Chunked;
+use super::chunked::{Chunked, Decoded};
 use super::parse::{self, Framing, HeadError};
 use super::write::{self, Answering, Encoder};
 use crate::body::{BoxError, ProxyBody, RequestBody};
@@ -184,22 +184,29 @@ where
             let mut locked = lock(&wire);
             locked.serial = serial;
             match head.framing {
-                Framing::Empty => Body::empty(),
+                // As the framing guard did: a chunked body whose bad framing is already here
+                // refuses the whole request before anything of it reaches a target.
+                Framing::Chunked if chunked_refused(&locked.read) => None,
+                Framing::Empty => Some(Body::empty()),
                 Framing::Length(length) if locked.read.len() as u64 >= length => {
                     // Within the buffer's length, so it fits a usize.
-                    Body::full(locked.read.split_to(length as usize).freeze())
+                    Some(Body::full(locked.read.split_to(length as usize).freeze()))
                 }
                 Framing::Length(length) => {
                     locked.reading = Reading::Length(length);
                     locked.continue_at = head.expect_continue.then_some(0);
-                    Body::wire(wire.clone(), serial, Some(length))
+                    Some(Body::wire(wire.clone(), serial, Some(length)))
                 }
                 Framing::Chunked => {
                     locked.reading = Reading::Chunked(Chunked::default());
                     locked.continue_at = head.expect_continue.then_some(0);
-                    Body::wire(wire.clone(), serial, None)
+                    Some(Body::wire(wire.clone(), serial, None))
                 }
             }
+        };
+        let Some(body) = body else {
+            tracing::warn!("refused a request: invalid chunked framing");
+            break write_all(&wire, BAD_REQUEST).await;
         };
         let method = head.method.clone();
         let answering = Answering {
@@ -404,6 +411,20 @@ async fn send(
         }
     })
     .await
+}
+
+/// Whether the chunked body at the start of `buffered` breaks its framing in what has
+/// arrived (decoded on a copy: the body's reader decodes it again).
+fn chunked_refused(buffered: &BytesMut) -> bool {
+    let mut copy = BytesMut::from(&buffered[..]);
+    let mut decoder = Chunked::default();
+    loop {
+        match decoder.decode(&mut copy) {
+            Ok(Decoded::Data(_) | Decoded::Trailers(_)) => {}
+            Ok(Decoded::NeedMore | Decoded::End) => return false,
+            Err(_) => return true,
+        }
+    }
 }
 
 /// A chunk's size line.
