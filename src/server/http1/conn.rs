@@ -95,11 +95,13 @@ where
     let wire: Shared = Arc::new(Mutex::new(Wire::new(io, read)));
     let mut out = Vec::with_capacity(4096);
     let mut timer = pin!(tokio::time::sleep(settings.idle_timeout));
+    // Looked at when a response is written, rather than woken on: a request in flight finishes
+    // either way, and only its `connection` header depends on it.
+    let shutting_down = stopped.clone();
     // Any end of the watch counts: a sender gone is a server going away.
     let mut stop = pin!(async move {
         let _ = stopped.wait_for(|&stop| stop).await;
     });
-    let mut stopping = false;
     let mut serial = 0u32;
     let result = loop {
         let mut parse_now = true;
@@ -128,8 +130,8 @@ where
                     Poll::Ready(Ok(_)) => parse_now = true,
                     Poll::Ready(Err(err)) => return Poll::Ready(Next::Failed(err)),
                     Poll::Pending => {
-                        if stopping || stop.as_mut().poll(cx).is_ready() {
-                            stopping = true;
+                        // Ready once: the connection closes right after.
+                        if stop.as_mut().poll(cx).is_ready() {
                             return Poll::Ready(Next::Close);
                         }
                         // The timer is only moved when a head has to be waited for: a
@@ -226,9 +228,6 @@ where
                 if let Poll::Ready(response) = handling.as_mut().poll(cx) {
                     return Poll::Ready(Ok(response));
                 }
-                if !stopping && stop.as_mut().poll(cx).is_ready() {
-                    stopping = true;
-                }
                 match lock(&wire).poll_gone(cx) {
                     Poll::Ready(None) => Poll::Ready(Err(Error::Gone)),
                     Poll::Ready(Some(err)) => Poll::Ready(Err(Error::Read(err))),
@@ -257,7 +256,7 @@ where
             &parts,
             (body.size_hint(), body.is_end_stream()),
             &answering,
-            stopping || !body_over,
+            *shutting_down.borrow() || !body_over,
         ) {
             Ok(framed) => framed,
             Err(write::BadLength) => break Err(Error::BadContentLength),
