@@ -102,10 +102,14 @@ where
     let mut stop = pin!(async move {
         let _ = stopped.wait_for(|&stop| stop).await;
     });
+    let mut stop_watched = false;
+    // The timer has been polled since it was last moved, so it wakes this task when it fires.
+    let mut armed = false;
     let mut serial = 0u32;
     let result = loop {
         let mut parse_now = true;
         let mut waiting = None;
+        let mut due = timer.deadline();
         let next = std::future::poll_fn(|cx| {
             let mut wire = lock(&wire);
             loop {
@@ -130,36 +134,54 @@ where
                     Poll::Ready(Ok(_)) => parse_now = true,
                     Poll::Ready(Err(err)) => return Poll::Ready(Next::Failed(err)),
                     Poll::Pending => {
-                        // Ready once: the connection closes right after.
-                        if stop.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Next::Close);
+                        // The watch is polled (and so wakes this task) once; after that only
+                        // when it has news. Ready once: the connection closes right after.
+                        if !stop_watched || !matches!(shutting_down.has_changed(), Ok(false)) {
+                            stop_watched = true;
+                            if stop.as_mut().poll(cx).is_ready() {
+                                return Poll::Ready(Next::Close);
+                            }
                         }
-                        // The timer is only moved when a head has to be waited for: a
-                        // pipelined or already-arrived head never touches the timer wheel. It
-                        // runs from the end of the response until the head's first byte, then
-                        // from that byte (about now, as it was just read) to the head's end.
+                        // The timer runs from the end of the response until the head's first
+                        // byte, then from that byte (about now, as it was just read) to the
+                        // head's end. It is only moved when it would fire late (or has fired):
+                        // one that fires early wakes the task and is moved then, so a busy
+                        // connection does not touch the timer wheel for every request.
                         let phase = if wire.read.is_empty() {
                             Waiting::Idle
                         } else {
                             Waiting::Head
                         };
-                        if waiting != Some(phase) {
+                        let first = waiting != Some(phase);
+                        if first {
                             waiting = Some(phase);
-                            let timeout = match phase {
-                                Waiting::Idle => settings.idle_timeout,
-                                Waiting::Head => settings.head_timeout,
-                            };
-                            timer.as_mut().reset(Instant::now() + timeout);
+                            let now = Instant::now();
+                            due = now
+                                + match phase {
+                                    Waiting::Idle => settings.idle_timeout,
+                                    Waiting::Head => settings.head_timeout,
+                                };
+                            let at = timer.deadline();
+                            if !armed || at > due || at <= now {
+                                timer.as_mut().reset(due);
+                                armed = false;
+                            }
                         }
-                        if timer.as_mut().poll(cx).is_ready() {
-                            tracing::debug!(
-                                "closed a connection: {}",
-                                match phase {
-                                    Waiting::Idle => "idle past the idle timeout",
-                                    Waiting::Head => "request head not complete in time",
+                        if !first || !armed {
+                            armed = true;
+                            while timer.as_mut().poll(cx).is_ready() {
+                                if timer.deadline() >= due {
+                                    tracing::debug!(
+                                        "closed a connection: {}",
+                                        match phase {
+                                            Waiting::Idle => "idle past the idle timeout",
+                                            Waiting::Head => "request head not complete in time",
+                                        }
+                                    );
+                                    return Poll::Ready(Next::Close);
                                 }
-                            );
-                            return Poll::Ready(Next::Close);
+                                timer.as_mut().reset(due);
+                            }
                         }
                         return Poll::Pending;
                     }

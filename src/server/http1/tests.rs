@@ -399,3 +399,30 @@ async fn a_body_kept_past_its_exchange_reads_nothing_of_the_next_request() {
     let frame = stale.frame().await.expect("a frame");
     assert!(matches!(frame, Err(super::BodyError::Gone)), "{frame:?}");
 }
+
+#[tokio::test]
+async fn the_idle_time_counts_from_the_last_response_not_the_first() {
+    let idle = Duration::from_millis(300);
+    let server = start(idle).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let began = std::time::Instant::now();
+    // Five requests 100 ms apart span more than one idle time; each one restarts it. The
+    // pauses are the behaviour under test (time passing between requests), not a wait for
+    // anything to happen.
+    for _ in 0..5 {
+        stream
+            .write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("the connection is still open");
+        read_until(&mut stream, "echo:").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(began.elapsed() > idle, "the requests spanned the idle time");
+    let last = std::time::Instant::now();
+    assert_eq!(read_to_close(&mut stream).await, "");
+    assert!(
+        last.elapsed() >= idle - Duration::from_millis(100) - Duration::from_millis(20),
+        "closed {:?} after the last request's pause, before the idle time",
+        last.elapsed()
+    );
+}
