@@ -10,7 +10,7 @@ use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body as _;
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
@@ -106,6 +106,7 @@ where
     // The timer has been polled since it was last moved, so it wakes this task when it fires.
     let mut armed = false;
     let mut serial = 0u32;
+    let mut spare_headers: Option<HeaderMap> = None;
     let result = loop {
         let mut parse_now = true;
         let mut waiting = None;
@@ -242,7 +243,16 @@ where
         *request.method_mut() = head.method;
         *request.uri_mut() = head.uri;
         *request.version_mut() = head.version;
-        *request.headers_mut() = head.headers;
+        *request.headers_mut() = match spare_headers.take() {
+            // The last response's map, emptied: it has room for the headers the proxy adds,
+            // where the parsed one, sized to the request, would grow (two allocations and a
+            // rehash per request). hyper recycled its maps the same way.
+            Some(mut spare) => {
+                spare.extend(head.headers);
+                spare
+            }
+            None => head.headers,
+        };
 
         let response = {
             let mut handling = pin!(handle(request));
@@ -283,7 +293,9 @@ where
             Ok(framed) => framed,
             Err(write::BadLength) => break Err(Error::BadContentLength),
         };
-        drop(parts);
+        let mut spare = parts.headers;
+        spare.clear();
+        spare_headers = Some(spare);
         if let Err(err) = send(&wire, &mut out, encoder, body).await {
             break Err(err);
         }
