@@ -59,7 +59,21 @@ async fn handle(harness: &Harness, request: Request<RequestBody>) -> Response<Pr
             let _ = harness.go.lock().await.recv().await;
             Response::new(body::full("held"))
         }
+        "/forever" => {
+            // Reports its own end: dropped, not answered.
+            let _dropped = Dropped(harness.started.clone());
+            std::future::pending::<Response<ProxyBody>>().await
+        }
         _ => Response::new(body::full("ignored")),
+    }
+}
+
+/// Says `dropped` when the handler that holds it is dropped.
+struct Dropped(mpsc::UnboundedSender<String>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        let _ = self.0.send("dropped".to_owned());
     }
 }
 
@@ -425,4 +439,20 @@ async fn the_idle_time_counts_from_the_last_response_not_the_first() {
         "closed {:?} after the last request's pause, before the idle time",
         last.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_client_that_closes_while_its_request_is_handled_ends_the_exchange() {
+    let mut server = start(PATIENCE).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(server.started.recv().await.as_deref(), Some("/forever"));
+    drop(stream);
+    let ended = tokio::time::timeout(PATIENCE, server.started.recv())
+        .await
+        .expect("the handler was dropped once the client had gone");
+    assert_eq!(ended.as_deref(), Some("dropped"));
 }
