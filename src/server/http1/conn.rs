@@ -303,8 +303,7 @@ where
             break Ok(());
         }
     };
-    // Whatever the end, the stream is shut down (a guard in front writes its own refusal here)
-    // and a body still held somewhere reads no more.
+    // Whatever the end, the stream is shut down and a body still held somewhere reads no more.
     let _ = std::future::poll_fn(|cx| {
         let mut wire = lock(&wire);
         wire.reading = Reading::Failed;
