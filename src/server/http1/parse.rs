@@ -12,6 +12,7 @@
 //! guard's `Violation`. A head httparse refuses is handed to the guard's own scanner to name
 //! the violation (only refused heads pay for it).
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
 use crate::server::framing::{
@@ -147,6 +148,10 @@ fn check(buf: &[u8], len: usize, request: &httparse::Request<'_, '_>) -> Result<
         authority,
         ..Fields::default()
     };
+    // One copy of the head that the values and the URI share, rather than one each: ten
+    // allocations fewer on a typical head.
+    let shared = Bytes::copy_from_slice(&buf[..len]);
+    let share = |part: &[u8]| shared.slice(offset(part)..offset(part) + part.len());
     let mut map = HeaderMap::with_capacity(headers.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut closed = false;
@@ -176,7 +181,9 @@ fn check(buf: &[u8], len: usize, request: &httparse::Request<'_, '_>) -> Result<
         } else if name == http::header::EXPECT {
             expect_continue = header.value.eq_ignore_ascii_case(b"100-continue");
         }
-        let value = HeaderValue::from_bytes(header.value).map_err(|_| MALFORMED)?;
+        // SAFETY: httparse took only HTAB, SP to `~` and obs-text (0x80-0xFF) into a value,
+        // which are exactly the bytes a `HeaderValue` may hold (hyper relies on the same).
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(share(header.value)) };
         map.append(name, value);
     }
     // The empty line that ends the head.
@@ -186,7 +193,7 @@ fn check(buf: &[u8], len: usize, request: &httparse::Request<'_, '_>) -> Result<
     let framing = fields.framing(version == Version::HTTP_11)?;
     // What hyper refused behind the guard comes after the guard's own checks, as it did.
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| MALFORMED)?;
-    let uri = Uri::try_from(target).map_err(|_| MALFORMED)?;
+    let uri = Uri::from_maybe_shared(share(target.as_bytes())).map_err(|_| MALFORMED)?;
     Ok(Head {
         method,
         uri,
