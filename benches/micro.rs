@@ -264,5 +264,57 @@ fn trace(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, route_match, cookie_jar, challenge, trace);
+/// A typical SCIM request head, as a connector sends it (10 header lines).
+const SCIM_HEAD: &[u8] = b"POST /scim/v2/Users HTTP/1.1\r\n\
+Host: proxy.example.com:8443\r\n\
+User-Agent: Okta SCIM Client 1.0.0\r\n\
+Accept: application/scim+json\r\n\
+Accept-Encoding: gzip, deflate\r\n\
+Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJva3RhIn0.c2lnbmF0dXJl\r\n\
+Content-Type: application/scim+json; charset=utf-8\r\n\
+Content-Length: 312\r\n\
+X-Request-Id: 7c9e6679-7425-40de-944b-e07fc1f90ae7\r\n\
+Cookie: JSESSIONID=ABCDEF0123456789\r\n\
+Connection: keep-alive\r\n\r\n";
+
+/// One request head (issue 22): the strict parse of our own HTTP/1 server connection against
+/// the two parses it replaces, the framing guard's scan (on a keep-alive connection, so its
+/// buffers are warm) and httparse's (which hyper's parse is built on).
+fn request_head(c: &mut Criterion) {
+    use provproxy::server::framing::Scanner;
+    use provproxy::server::http1::parse::{parse, Limits};
+    let limits = Limits {
+        max_head_bytes: 64 * 1024,
+        max_headers: 100,
+    };
+    c.bench_function("request head: strict parse", |b| {
+        b.iter(|| parse(black_box(SCIM_HEAD), &limits).map(|head| head.is_some()))
+    });
+    let body = [b'x'; 312];
+    let mut scanner = Scanner::default();
+    c.bench_function("request head: guard scan", |b| {
+        b.iter(|| {
+            let head = scanner.scan(black_box(SCIM_HEAD)).is_ok();
+            head && scanner.scan(&body).is_ok()
+        })
+    });
+    c.bench_function("request head: httparse", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; 100];
+            let mut request = httparse::Request::new(&mut headers);
+            request
+                .parse(black_box(SCIM_HEAD))
+                .map(|status| status.is_complete())
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    route_match,
+    cookie_jar,
+    challenge,
+    trace,
+    request_head
+);
 criterion_main!(benches);

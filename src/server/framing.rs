@@ -30,14 +30,14 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Longest header line the guard keeps to look into (Content-Length, Transfer-Encoding, Host:
 /// a 253-byte DNS name with a port fits); longer lines are still scanned for bad bytes, and
 /// hyper's own size limit answers 431.
-const MAX_KEPT_LINE: usize = 320;
+pub(crate) const MAX_KEPT_LINE: usize = 320;
 
 /// Longest request line accepted. hyper cannot take a longer URI either (the `http` crate's
 /// limit is 65,534 bytes).
-const MAX_REQUEST_LINE: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST_LINE: usize = 64 * 1024;
 
 /// Longest chunk-size line (digits and extensions) accepted.
-const MAX_CHUNK_LINE: usize = 4096;
+pub(crate) const MAX_CHUNK_LINE: usize = 4096;
 
 /// Why a request was refused; logged, never echoed to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,10 +151,10 @@ struct ChunkLine {
 
 /// The absolute-form request-target's authority, kept to compare with `Host`.
 #[derive(Debug)]
-struct Authority {
+pub(crate) struct Authority {
     /// Lower-case, without a default or empty port.
-    host: Vec<u8>,
-    default_port: &'static [u8],
+    pub(crate) host: Vec<u8>,
+    pub(crate) default_port: &'static [u8],
 }
 
 /// The scan of one request head (or trailer section).
@@ -384,7 +384,7 @@ impl Head {
 
 /// The authority of an absolute-form request-target (`http://host[:port]/...`). Userinfo is
 /// refused (RFC 9110 §4.2.4 deprecates it; proxies have been fooled by `http://a@b/`).
-fn absolute_authority(target: &[u8]) -> Result<Authority, Violation> {
+pub(crate) fn absolute_authority(target: &[u8]) -> Result<Authority, Violation> {
     let separator = target
         .windows(3)
         .position(|window| window == b"://")
@@ -417,7 +417,7 @@ fn absolute_authority(target: &[u8]) -> Result<Authority, Violation> {
 
 /// `uri-host [":" port]` bytes: reg-name (unreserved, pct-encoded, sub-delims), IP literals in
 /// brackets, and the port.
-fn is_host_byte(byte: u8) -> bool {
+pub(crate) fn is_host_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric()
         || matches!(
             byte,
@@ -443,7 +443,7 @@ fn is_host_byte(byte: u8) -> bool {
 }
 
 /// `host:80` and `host:` name the same origin as `host` for http (443 for https).
-fn without_default_port<'a>(authority: &'a [u8], default_port: &[u8]) -> &'a [u8] {
+pub(crate) fn without_default_port<'a>(authority: &'a [u8], default_port: &[u8]) -> &'a [u8] {
     if let Some(host) = authority.strip_suffix(b":") {
         return host;
     }

@@ -1,7 +1,7 @@
 //! The upstream side: an HTTP/1.1 keep-alive pool per route over rustls, with connect and
 //! response-head timeouts, and failures classified for the client's error body.
 
-pub(crate) mod http1;
+mod http1;
 mod pool;
 pub mod tls;
 mod trust;

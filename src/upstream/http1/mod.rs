@@ -3,7 +3,7 @@
 //! is read by whoever polls it. hyper's client connection spent a channel, a second task and
 //! its wake-ups on every request to do the same (issue 22).
 
-pub(crate) mod decode;
+mod decode;
 mod encode;
 mod head;
 mod io;
