@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::framing::{Deadlines, FramingGuard, Protocol};
 // A client connection, plain or TLS, as one type so that one code path serves both.
-use super::http1::Io;
+use super::http1::{parse::HeadError, Error as ConnectionError, Io};
 use super::{Current, Side};
 use crate::admin;
 use crate::body::ProxyBody;
@@ -299,8 +299,13 @@ async fn connection(
         };
         let (stream, read) = guarded.into_parts();
         let served = super::http1::serve(stream, read, connections.proxy_http1, handle, stopped);
-        if let Err(err) = served.await {
-            tracing::debug!(%remote, "connection ended with an error: {err}");
+        match served.await {
+            Ok(()) => {}
+            // As the framing guard logged them: an operator sees why a client got a 400.
+            Err(refused @ ConnectionError::Refused(HeadError::Refused(_))) => {
+                tracing::warn!(client = %remote, "{refused}");
+            }
+            Err(err) => tracing::debug!(%remote, "connection ended with an error: {err}"),
         }
         return;
     }

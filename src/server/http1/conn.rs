@@ -21,7 +21,7 @@ use super::chunked::{Chunked, Decoded};
 use super::parse::{self, Framing, HeadError};
 use super::write::{self, Answering, Encoder};
 use crate::body::{BoxError, ProxyBody, RequestBody};
-use crate::server::framing::BAD_REQUEST;
+use crate::server::framing::{Violation, BAD_REQUEST};
 
 /// Body data up to this size is copied after the head (or the chunk size) so that both go in
 /// one write; larger data is written from where it is.
@@ -58,6 +58,10 @@ pub enum Error {
     Gone,
     #[error("invalid content-length in the response")]
     BadContentLength,
+    /// The client was answered 400 or 431 and the connection closed. The listener logs why (the
+    /// client never hears it).
+    #[error("refused a request: {0}")]
+    Refused(HeadError),
 }
 
 /// What the timer is set for while a head is awaited.
@@ -72,7 +76,7 @@ enum Waiting {
 #[allow(clippy::large_enum_variant)]
 enum Next {
     Head(parse::Head),
-    Refused(Option<StatusCode>),
+    Refused(HeadError),
     Close,
     Failed(io::Error),
 }
@@ -121,12 +125,7 @@ where
                             return Poll::Ready(Next::Head(head));
                         }
                         Ok(None) => {}
-                        Err(HeadError::Refused(_)) => return Poll::Ready(Next::Refused(None)),
-                        Err(HeadError::TooLarge | HeadError::TooManyHeaders) => {
-                            return Poll::Ready(Next::Refused(Some(
-                                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            )))
-                        }
+                        Err(refused) => return Poll::Ready(Next::Refused(refused)),
                     }
                 }
                 parse_now = false;
@@ -194,13 +193,17 @@ where
             Next::Head(head) => head,
             Next::Close => break Ok(()),
             Next::Failed(err) => break Err(Error::Read(err)),
-            Next::Refused(status) => {
+            Next::Refused(refused) => {
                 out.clear();
-                match status {
-                    Some(status) => write::refusal(&mut out, status),
-                    None => out.extend_from_slice(BAD_REQUEST),
+                match refused {
+                    HeadError::Refused(_) => out.extend_from_slice(BAD_REQUEST),
+                    HeadError::TooLarge | HeadError::TooManyHeaders => {
+                        write::refusal(&mut out, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                    }
                 }
-                break write_all(&wire, &out).await;
+                break write_all(&wire, &out)
+                    .await
+                    .and(Err(Error::Refused(refused)));
             }
         };
 
@@ -211,27 +214,33 @@ where
             match head.framing {
                 // As the framing guard did: a chunked body whose bad framing is already here
                 // refuses the whole request before anything of it reaches a target.
-                Framing::Chunked if chunked_refused(&locked.read) => None,
-                Framing::Empty => Some(Body::empty()),
+                Framing::Chunked => match chunked_refusal(&locked.read) {
+                    Some(violation) => Err(violation),
+                    None => {
+                        locked.reading = Reading::Chunked(Chunked::default());
+                        locked.continue_at = head.expect_continue.then_some(0);
+                        Ok(Body::wire(wire.clone(), serial, None))
+                    }
+                },
+                Framing::Empty => Ok(Body::empty()),
                 Framing::Length(length) if locked.read.len() as u64 >= length => {
                     // Within the buffer's length, so it fits a usize.
-                    Some(Body::full(locked.read.split_to(length as usize).freeze()))
+                    Ok(Body::full(locked.read.split_to(length as usize).freeze()))
                 }
                 Framing::Length(length) => {
                     locked.reading = Reading::Length(length);
                     locked.continue_at = head.expect_continue.then_some(0);
-                    Some(Body::wire(wire.clone(), serial, Some(length)))
-                }
-                Framing::Chunked => {
-                    locked.reading = Reading::Chunked(Chunked::default());
-                    locked.continue_at = head.expect_continue.then_some(0);
-                    Some(Body::wire(wire.clone(), serial, None))
+                    Ok(Body::wire(wire.clone(), serial, Some(length)))
                 }
             }
         };
-        let Some(body) = body else {
-            tracing::warn!("refused a request: invalid chunked framing");
-            break write_all(&wire, BAD_REQUEST).await;
+        let body = match body {
+            Ok(body) => body,
+            Err(violation) => {
+                break write_all(&wire, BAD_REQUEST)
+                    .await
+                    .and(Err(Error::Refused(HeadError::Refused(violation))))
+            }
         };
         let method = head.method.clone();
         let answering = Answering {
@@ -445,16 +454,16 @@ async fn send(
     .await
 }
 
-/// Whether the chunked body at the start of `buffered` breaks its framing in what has
-/// arrived (decoded on a copy: the body's reader decodes it again).
-fn chunked_refused(buffered: &BytesMut) -> bool {
+/// How the chunked body at the start of `buffered` breaks its framing in what has arrived, if it
+/// does (decoded on a copy: the body's reader decodes it again).
+fn chunked_refusal(buffered: &BytesMut) -> Option<Violation> {
     let mut copy = BytesMut::from(&buffered[..]);
     let mut decoder = Chunked::default();
     loop {
         match decoder.decode(&mut copy) {
             Ok(Decoded::Data(_) | Decoded::Trailers(_)) => {}
-            Ok(Decoded::NeedMore | Decoded::End) => return false,
-            Err(_) => return true,
+            Ok(Decoded::NeedMore | Decoded::End) => return None,
+            Err(violation) => return Some(violation),
         }
     }
 }

@@ -13,8 +13,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Mutex};
 
-use super::{parse, serve, Settings};
+use super::parse::HeadError;
+use super::{parse, serve, Error, Settings};
 use crate::body::{self, BoxError, ProxyBody, RequestBody};
+use crate::server::framing::Violation;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -84,6 +86,17 @@ struct Running {
     stop: watch::Sender<bool>,
 }
 
+fn settings(idle_timeout: Duration) -> Settings {
+    Settings {
+        limits: parse::Limits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+        },
+        idle_timeout,
+        head_timeout: PATIENCE,
+    }
+}
+
 /// Serves every connection on 127.0.0.1 with our connection and the test handler.
 async fn start(idle_timeout: Duration) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -95,14 +108,7 @@ async fn start(idle_timeout: Duration) -> Running {
         started: started_tx,
         go: Mutex::new(go_rx),
     });
-    let settings = Settings {
-        limits: parse::Limits {
-            max_head_bytes: 16 * 1024,
-            max_headers: 100,
-        },
-        idle_timeout,
-        head_timeout: PATIENCE,
-    };
+    let settings = settings(idle_timeout);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let harness = harness.clone();
@@ -138,7 +144,7 @@ async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     read_to_close(&mut stream).await
 }
 
-async fn read_to_close(stream: &mut TcpStream) -> String {
+async fn read_to_close(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     let mut response = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response))
         .await
@@ -455,4 +461,41 @@ async fn a_client_that_closes_while_its_request_is_handled_ends_the_exchange() {
         .await
         .expect("the handler was dropped once the client had gone");
     assert_eq!(ended.as_deref(), Some("dropped"));
+}
+
+/// The client hears only `400`; why it was refused comes back from `serve`, for the listener to
+/// log with the client's address as the framing guard did, whether the head or a chunk that came
+/// with it broke the rules.
+#[tokio::test]
+async fn a_refused_request_ends_the_connection_with_the_violation_that_refused_it() {
+    let cases: [(&[u8], Violation); 2] = [
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            Violation::ContentLengthWithTransferEncoding,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            Violation::InvalidChunkSize,
+        ),
+    ];
+    for (request, violation) in cases {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let (_stop, stopped) = watch::channel(false);
+        client.write_all(request).await.expect("write");
+        let handler = |_: Request<RequestBody>| async { Response::new(body::empty()) };
+        let served = serve(
+            Box::new(server),
+            BytesMut::new(),
+            settings(PATIENCE),
+            handler,
+            stopped,
+        )
+        .await;
+        assert!(
+            matches!(served, Err(Error::Refused(HeadError::Refused(seen))) if seen == violation),
+            "{served:?} for {violation:?}"
+        );
+        let answer = read_to_close(&mut client).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    }
 }
