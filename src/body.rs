@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -22,6 +22,21 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
 
 pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// How many of `available` bytes belong to a framed body (a Content-Length, or one chunk) that
+/// has `remaining` still to come; they are counted off `remaining`.
+pub fn consume(remaining: &mut u64, available: usize) -> usize {
+    let used = available.min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+    *remaining -= used as u64;
+    used
+}
+
+/// The bytes at the start of `buf` that belong to a framed body with `remaining` still to come,
+/// split off without a copy.
+pub fn split_framed(buf: &mut BytesMut, remaining: &mut u64) -> Bytes {
+    let used = consume(remaining, buf.len());
+    buf.split_to(used).freeze()
 }
 
 pub fn stream<B>(body: B) -> ProxyBody

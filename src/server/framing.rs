@@ -25,6 +25,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::body::consume;
+
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Longest header line the guard keeps to look into (Content-Length, Transfer-Encoding, Host:
@@ -463,12 +465,21 @@ fn trim(mut value: &[u8]) -> &[u8] {
     value
 }
 
-/// Takes up to `remaining` of the `available` body bytes in one step (bodies are not scanned
-/// byte by byte) and returns how many.
-fn consume(remaining: &mut u64, available: usize) -> usize {
-    let used = available.min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-    *remaining -= used as u64;
-    used
+/// One more hex digit of a chunk size (`digits` so far): at most 16, so that the size fits.
+pub(crate) fn chunk_size_digit(
+    size: &mut u64,
+    digits: &mut usize,
+    byte: u8,
+) -> Result<(), Violation> {
+    let digit = (byte as char)
+        .to_digit(16)
+        .ok_or(Violation::InvalidChunkSize)?;
+    *digits += 1;
+    if *digits > 16 {
+        return Err(Violation::InvalidChunkSize);
+    }
+    *size = (*size << 4) | u64::from(digit);
+    Ok(())
 }
 
 /// A refused stream: how many bytes of the last read may still go to hyper, why, and whether
@@ -639,16 +650,7 @@ impl<O: Observer> Scanner<O> {
                     b' ' | b'\t' if chunk.digits > 0 => chunk.space = true,
                     // `4 \r\n`: hyper takes it, RFC 9112 §7.1 does not.
                     _ if chunk.space => return Err(Violation::ChunkSizeWhitespace),
-                    _ => {
-                        let digit = (byte as char)
-                            .to_digit(16)
-                            .ok_or(Violation::InvalidChunkSize)?;
-                        chunk.digits += 1;
-                        if chunk.digits > 16 {
-                            return Err(Violation::InvalidChunkSize);
-                        }
-                        chunk.size = (chunk.size << 4) | u64::from(digit);
-                    }
+                    _ => chunk_size_digit(&mut chunk.size, &mut chunk.digits, byte)?,
                 }
                 Ok(1)
             }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
 use super::chunked::{Chunked, Decoded};
+use crate::body::split_framed;
 use crate::server::framing::Violation;
 
 /// The client connection as the server reads and writes it.
@@ -167,13 +168,10 @@ impl Wire {
                 Reading::Failed => return Poll::Ready(Some(Err(BodyError::Incomplete))),
                 Reading::Length(remaining) => {
                     if !self.read.is_empty() {
-                        let take = (self.read.len() as u64).min(*remaining);
-                        *remaining -= take;
+                        let data = split_framed(&mut self.read, remaining);
                         if *remaining == 0 {
                             self.reading = Reading::Done;
                         }
-                        // At most the buffer's length, so it fits a usize.
-                        let data = self.read.split_to(take as usize).freeze();
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }

@@ -16,7 +16,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::parse::{content_length, is_chunked};
-use crate::server::framing::{Violation, MAX_CHUNK_LINE, MAX_KEPT_LINE};
+use crate::body::split_framed;
+use crate::server::framing::{chunk_size_digit, Violation, MAX_CHUNK_LINE, MAX_KEPT_LINE};
 
 /// hyper's bounds on a body's chunk extensions (which are ignored) and on its trailers.
 const CHUNK_EXTENSIONS_LIMIT: u64 = 16 * 1024;
@@ -106,14 +107,11 @@ impl Chunked {
                     if buf.is_empty() {
                         return Ok(Decoded::NeedMore);
                     }
-                    let n = buf
-                        .len()
-                        .min(usize::try_from(self.size).unwrap_or(usize::MAX));
-                    self.size -= n as u64;
+                    let data = split_framed(buf, &mut self.size);
                     if self.size == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                    return Ok(Decoded::Data(data));
                 }
                 _ => {
                     let Some(&byte) = buf.first() else {
@@ -188,14 +186,7 @@ impl Chunked {
             (State::SizeSpace, _) => Err(Violation::ChunkSizeWhitespace),
             (_, b'\r') if self.digits > 0 => Ok(State::SizeLf),
             _ => {
-                let digit = (byte as char)
-                    .to_digit(16)
-                    .ok_or(Violation::InvalidChunkSize)?;
-                self.digits += 1;
-                if self.digits > 16 {
-                    return Err(Violation::InvalidChunkSize);
-                }
-                self.size = (self.size << 4) | u64::from(digit);
+                chunk_size_digit(&mut self.size, &mut self.digits, byte)?;
                 Ok(State::Size)
             }
         }

@@ -6,6 +6,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Error;
+use crate::body::split_framed;
 
 /// hyper's bounds on a chunk's extensions (which are ignored) and on trailers.
 const CHUNK_EXTENSIONS_LIMIT: u64 = 16 * 1024;
@@ -80,13 +81,7 @@ impl Decoder {
             // Its trailers may be given without a byte more.
             Decoder::Chunked(chunked) => chunked.decode(buf),
             _ if buf.is_empty() => Ok(Decoded::NeedMore),
-            Decoder::Length(remaining) => {
-                let n = buf
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                *remaining -= n as u64;
-                Ok(Decoded::Data(buf.split_to(n).freeze()))
-            }
+            Decoder::Length(remaining) => Ok(Decoded::Data(split_framed(buf, remaining))),
             Decoder::Eof(false) => Ok(Decoded::Data(buf.split().freeze())),
         }
     }
@@ -131,14 +126,11 @@ impl Chunked {
                     if buf.is_empty() {
                         return Ok(Decoded::NeedMore);
                     }
-                    let n = buf
-                        .len()
-                        .min(usize::try_from(self.size).unwrap_or(usize::MAX));
-                    self.size -= n as u64;
+                    let data = split_framed(buf, &mut self.size);
                     if self.size == 0 {
                         self.state = State::BodyCr;
                     }
-                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
+                    return Ok(Decoded::Data(data));
                 }
                 _ => {
                     let Some(&byte) = buf.first() else {
