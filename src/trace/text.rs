@@ -56,21 +56,7 @@ fn rfc3339(t: SystemTime) -> Option<Ascii<30>> {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
     let secs = since.as_secs();
     let (days, of_day) = (secs / 86_400, secs % 86_400);
-    // Days to a civil date, counting in 400-year eras from 0000-03-01 (Howard Hinnant's
-    // `civil_from_days`), so that leap days fall at the end of a year.
-    let z = days + 719_468;
-    let (era, day_of_era) = (z / 146_097, z % 146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    let (year, month, day) = crate::clock::civil_date(days);
     if year > 9999 {
         return None;
     }

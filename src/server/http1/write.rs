@@ -236,17 +236,7 @@ fn imf_fixdate(secs: u64) -> [u8; DATE_LEN] {
     ];
     let days = secs / 86_400;
     let of_day = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm), in unsigned terms
-    // shifted to the era starting 0000-03-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+    let (year, month, day) = crate::clock::civil_date(days);
 
     let mut text = *b"Thu, 01 Jan 1970 00:00:00 GMT";
     text[..3].copy_from_slice(DAYS[(days % 7) as usize]);
