@@ -287,9 +287,15 @@ impl<'a, 'r> Pass<'a, 'r> {
             self.pos += 1;
             return Ok(());
         }
-        // Whether a `path` or `name` member names a secret attribute: looked up on the first
-        // `value` member, since it may come before or after it.
-        let mut names_secret = None;
+        // The SCIM rule: a `value` member is replaced when a `path` or `name` member of its
+        // object names a secret attribute, before or after it. What the members read so far
+        // say is in `attribute`; a `value` read before a secret `path` is read as any other
+        // value and noted in `pending`, to be replaced whole if one comes. A second such
+        // `value` before then reads the object ahead for the answer (`names_secret_attribute`,
+        // which the rule used for every object), kept in `ahead`: duplicates are rare.
+        let mut attribute = false;
+        let mut ahead = None;
+        let mut pending = None;
         loop {
             self.skip_whitespace();
             let key = self.key()?;
@@ -305,22 +311,33 @@ impl<'a, 'r> Pass<'a, 'r> {
                 }
                 Mode::Secrets => {
                     let key = key.decode(self.text)?;
-                    let secret = if self.redactor.is_secret_field(&key) {
-                        true
-                    } else if key == "value" {
-                        match names_secret {
-                            Some(known) => known,
-                            None => {
-                                let found = self.names_secret_attribute(open)?;
-                                names_secret = Some(found);
-                                found
-                            }
+                    let secret = self.redactor.is_secret_field(&key);
+                    self.skip_whitespace();
+                    if (key == "path" || key == "name") && self.peek()? == b'"' {
+                        let start = self.pos;
+                        let path = self.string()?.decode(self.text)?;
+                        attribute |= self.redactor.is_secret_field(scim_attribute(&path));
+                        if secret {
+                            self.replaced.push((start, self.pos));
                         }
-                    } else {
-                        false
-                    };
-                    if secret {
+                    } else if secret {
                         self.replaced_value(depth)?;
+                    } else if key != "value" {
+                        self.value(Mode::Secrets, depth)?;
+                    } else if ahead.unwrap_or(attribute) {
+                        self.replaced_value(depth)?;
+                    } else if ahead.is_none() && pending.is_none() {
+                        let (start, noted) = (self.pos, self.replaced.len());
+                        self.value(Mode::Secrets, depth)?;
+                        pending = Some((start, self.pos, noted..self.replaced.len()));
+                    } else if ahead.is_none() {
+                        let found = self.names_secret_attribute(open)?;
+                        ahead = Some(found);
+                        if found {
+                            self.replaced_value(depth)?;
+                        } else {
+                            self.value(Mode::Secrets, depth)?;
+                        }
                     } else {
                         self.value(Mode::Secrets, depth)?;
                     }
@@ -329,7 +346,15 @@ impl<'a, 'r> Pass<'a, 'r> {
             self.skip_whitespace();
             match self.next()? {
                 b',' => {}
-                b'}' => return Ok(()),
+                b'}' => {
+                    if let Some((start, end, noted)) = pending {
+                        if ahead.unwrap_or(attribute) {
+                            // Replaced whole: what was noted inside it goes.
+                            self.replaced.splice(noted, [(start, end)]);
+                        }
+                    }
+                    return Ok(());
+                }
                 _ => return Err(Invalid),
             }
         }
@@ -836,6 +861,65 @@ mod tests {
                 tree,
                 "{body}"
             );
+        }
+    }
+
+    /// A generated SCIM-like value: objects whose `value`, `path` and `name` members come in any
+    /// order (`value` any number of times), with secret and plain attributes, nested.
+    fn scim_like(rng: &mut crate::trace::tests::Xorshift, depth: u32, out: &mut String) {
+        const KEYS: &[&str] = &["value", "path", "name", "op", "password", "v\\u0061lue"];
+        const LEAVES: &[&str] = &[
+            r#""password""#,
+            r#""emails""#,
+            r#""urn:x:User:token""#,
+            r#""emails[type eq \"work\"]""#,
+            "1",
+            "null",
+            r#"{"path":"password"}"#,
+        ];
+        match rng.below(if depth == 0 { 1 } else { 4 }) {
+            0 => out.push_str(LEAVES[rng.below(LEAVES.len())]),
+            1 => {
+                out.push('[');
+                for i in 0..rng.below(3) {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    scim_like(rng, depth - 1, out);
+                }
+                out.push(']');
+            }
+            _ => {
+                out.push('{');
+                // A `path` or `name` at most once: a tree keeps only the last of duplicates.
+                let mut used = Vec::new();
+                for i in 0..rng.below(5) {
+                    let key = KEYS[rng.below(KEYS.len())];
+                    if key.len() == 4 && used.contains(&key) {
+                        continue;
+                    }
+                    used.push(key);
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!("\"{key}\":"));
+                    scim_like(rng, depth - 1, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// The `value` decided when its object ends, or by reading ahead for a second one, gives
+    /// what the tree rules give, whatever the order of the members.
+    #[test]
+    fn generated_scim_objects_are_redacted_as_the_tree_rules_redact_them() {
+        let mut rng = crate::trace::tests::Xorshift(0x2545_f491_4f6c_dd1d);
+        for _ in 0..5_000 {
+            let mut body = String::new();
+            scim_like(&mut rng, 4, &mut body);
+            let ours: Value = serde_json::from_str(&redacted(&body)).unwrap();
+            assert_eq!(ours, tree_secrets(&body), "{body}");
         }
     }
 

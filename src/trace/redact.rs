@@ -1435,7 +1435,9 @@ mod tests {
     #[test]
     fn common_authorization_values_show_as_the_general_rule_shows_them() {
         for shown in SHOWN_SCHEMES {
-            let scheme = shown.strip_suffix(REDACTED).and_then(|s| s.strip_suffix(' '));
+            let scheme = shown
+                .strip_suffix(REDACTED)
+                .and_then(|s| s.strip_suffix(' '));
             assert!(scheme.is_some_and(|scheme| SCHEME_NAMES
                 .iter()
                 .any(|known| known.eq_ignore_ascii_case(scheme))));
