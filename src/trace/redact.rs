@@ -516,6 +516,16 @@ impl Redactor {
     }
 
     pub fn redact<'a>(&self, record: &'a ExchangeRecord) -> RedactedRecord<'a> {
+        self.redact_with(record, &mut Lists::default())
+    }
+
+    /// [`Redactor::redact`], with the record's header lists and cookie names in the room of
+    /// `lists` (see [`Lists::keep`]).
+    pub fn redact_with<'a>(
+        &self,
+        record: &'a ExchangeRecord,
+        lists: &mut Lists,
+    ) -> RedactedRecord<'a> {
         let req = &record.request;
         // A token fetch's body holds the token itself: never recorded as it is.
         let raw = !matches!(record.role, Role::TokenFetch | Role::SessionTokenFetch)
@@ -532,18 +542,19 @@ impl Redactor {
         let request = RedactedRequest {
             method: req.method.as_str(),
             http_version: version_str(req.version),
-            headers: self.headers(&req.headers),
-            cookies: cookie_names(&req.headers),
+            headers: self.headers_into(&req.headers, reuse(std::mem::take(&mut lists.request))),
+            cookies: cookie_names(&req.headers, reuse(std::mem::take(&mut lists.cookies))),
             query,
             body: self.body(req.body.as_ref(), &req.headers, record.role, raw),
             body_size: body_size(req.body.as_ref(), &req.headers),
             url,
         };
+        let response_headers = reuse(std::mem::take(&mut lists.response));
         let response = record.response.as_ref().map(|res| RedactedResponse {
             status: res.status.as_u16(),
             status_text: res.status.canonical_reason().unwrap_or(""),
             http_version: version_str(res.version),
-            headers: self.headers(&res.headers),
+            headers: self.headers_into(&res.headers, response_headers),
             cookies: set_cookies(&res.headers),
             body: self.body(res.body.as_ref(), &res.headers, record.role, raw),
             body_size: body_size(res.body.as_ref(), &res.headers),
@@ -566,7 +577,17 @@ impl Redactor {
     }
 
     pub fn headers<'a>(&self, headers: &'a HeaderMap) -> Vec<(&'a str, Cow<'a, str>)> {
-        let mut shown = Vec::with_capacity(headers.len());
+        self.headers_into(headers, Vec::new())
+    }
+
+    /// [`Redactor::headers`] into `shown`, emptied.
+    fn headers_into<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        mut shown: Vec<(&'a str, Cow<'a, str>)>,
+    ) -> Vec<(&'a str, Cow<'a, str>)> {
+        shown.clear();
+        shown.reserve(headers.len());
         shown.extend(headers.iter().map(|(name, value)| {
             // The proxy marks every value it puts on a request itself (stored credentials, OAuth
             // tokens, a fixed client Authorization) sensitive when it builds it: such a value
@@ -1116,17 +1137,50 @@ fn set_cookie_header(value: &str) -> String {
     out
 }
 
-fn cookie_names(headers: &HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| pieces(v, b';'))
-        .filter_map(|pair| {
-            let name = until(pair, b'=').trim();
-            (!name.is_empty()).then_some(name)
-        })
-        .collect()
+/// The names of the cookies sent, into `names`, emptied.
+fn cookie_names<'a>(headers: &'a HeaderMap, mut names: Vec<&'a str>) -> Vec<&'a str> {
+    names.clear();
+    names.extend(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| pieces(v, b';'))
+            .filter_map(|pair| {
+                let name = until(pair, b'=').trim();
+                (!name.is_empty()).then_some(name)
+            }),
+    );
+    names
+}
+
+/// The room of a record's header lists and cookie names, handed from one record to the next
+/// by the writer: three allocations fewer per record (and their frees), with no other change
+/// to what a record holds.
+#[derive(Debug, Default)]
+pub struct Lists {
+    request: Vec<(&'static str, Cow<'static, str>)>,
+    response: Vec<(&'static str, Cow<'static, str>)>,
+    cookies: Vec<&'static str>,
+}
+
+impl Lists {
+    /// Takes back the room of a record's lists, once the record has been written.
+    pub fn keep(&mut self, record: RedactedRecord<'_>) {
+        self.request = reuse(record.request.headers);
+        self.cookies = reuse(record.request.cookies);
+        if let Some(response) = record.response {
+            self.response = reuse(response.headers);
+        }
+    }
+}
+
+/// `list` emptied, as a list of another lifetime with its room: its values are dropped, and
+/// collecting the empty iterator into elements of the same size reuses the allocation (std
+/// collects in place; were it not to, this would allocate as before, nothing else).
+fn reuse<T, U>(mut list: Vec<T>) -> Vec<U> {
+    list.clear();
+    list.into_iter().filter_map(|_| None).collect()
 }
 
 /// The pieces of `text` between each `byte` (ASCII), as `str::split` gives them. Cookie values
@@ -1494,6 +1548,37 @@ mod tests {
             assert_eq!(query_start(&base.as_bytes()[..len]), None);
         }
         assert_eq!(query_start(b"/a#b?c"), Some(2));
+    }
+
+    #[test]
+    fn the_lists_of_a_written_record_give_their_room_to_the_next() {
+        let r = redactor();
+        let mut record = record_with_body("application/json", "r");
+        record
+            .request
+            .headers
+            .insert(header::COOKIE, HeaderValue::from_static("a=1; b=2"));
+        let mut lists = Lists::default();
+        let first = r.redact_with(&record, &mut lists);
+        let room = (
+            first.request.headers.capacity(),
+            first.request.cookies.capacity(),
+        );
+        assert_eq!(first.request.cookies, ["a", "b"]);
+        lists.keep(first);
+        assert_eq!((lists.request.capacity(), lists.cookies.capacity()), room);
+        let second = r.redact_with(&record, &mut lists);
+        assert_eq!(
+            (
+                second.request.headers.capacity(),
+                second.request.cookies.capacity()
+            ),
+            room
+        );
+        assert_eq!(
+            format!("{:?}", second.request.headers),
+            format!("{:?}", r.redact(&record).request.headers)
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::feed::{Feed, FeedRecord, FeedStats, Subscription};
 use super::files::{self, Files, Sink, WarnLimiter};
 use super::record::ExchangeRecord;
-use super::redact::Redactor;
+use super::redact::{Lists, Redactor};
 use super::ring::Recent;
 use super::{har, json_out, jsonl, TraceError};
 use crate::config::TracePlan;
@@ -179,6 +179,7 @@ impl Tracer {
             entry: Vec::new(),
             memo: json_out::Memo::default(),
             marks: jsonl::Marks::default(),
+            lists: Lists::default(),
             routes: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -290,6 +291,8 @@ struct Worker {
     memo: json_out::Memo,
     /// Where the JSON line put what the HAR entry copies from it.
     marks: jsonl::Marks,
+    /// The room of each record's header lists and cookie names, kept for the next.
+    lists: Lists,
     /// Route names as the feed hands them on, one allocation per name rather than per record.
     routes: Vec<Arc<str>>,
 }
@@ -364,7 +367,7 @@ impl Worker {
 
     fn record(&mut self, record: Box<ExchangeRecord>) {
         self.shared.taken(&record);
-        let redacted = self.redactor.redact(&record);
+        let redacted = self.redactor.redact_with(&record, &mut self.lists);
         let (id, status) = (
             redacted.id,
             redacted.response.as_ref().map_or(0, |r| r.status),
@@ -383,7 +386,7 @@ impl Worker {
                 &self.marks,
             );
         }
-        drop(redacted);
+        self.lists.keep(redacted);
         let counters = &self.shared.counters;
         if let Err(e) = rendered {
             // Unreachable in practice (the record is strings and numbers rendered into memory),
