@@ -360,3 +360,27 @@ fn check_exits_0_and_prints_the_plan_without_the_secret_on_a_good_file() {
     );
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET));
 }
+
+#[test]
+fn trace_queues_hold_8192_records_and_32_mib_by_default_and_their_bounds_are_checked() {
+    let trace_plan = |extra: &str| {
+        load(&appended(extra))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .trace
+            .expect("trace plan")
+    };
+    let default = trace_plan("\n[trace]\njsonl = \"t.jsonl\"\n");
+    assert_eq!(
+        (default.channel_capacity, default.queue_bytes),
+        (8192, 32 << 20)
+    );
+    let set = trace_plan("\n[trace]\nchannel_capacity = 100\nqueue_size = \"1MiB\"\n");
+    assert_eq!((set.channel_capacity, set.queue_bytes), (100, 1 << 20));
+    match load(&appended("\n[trace]\nqueue_size = \"lots\"\n")) {
+        Ok(_) => panic!("accepted a queue size that is no size"),
+        Err(err) => assert_eq!(
+            err.to_string(),
+            r#"x.toml:15:14: trace.queue_size: invalid size "lots"; write it like "64KiB", "1MiB" or "1048576""#
+        ),
+    }
+}

@@ -107,6 +107,7 @@ pub fn redactor() -> Redactor {
         rotate_bytes: 0,
         keep: 0,
         channel_capacity: 1,
+        queue_bytes: 1 << 20,
         recent: 0,
         auth_headers: Vec::new(),
         raw_body_routes: Vec::new(),

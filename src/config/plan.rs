@@ -144,8 +144,13 @@ pub struct TracePlan {
     pub redact_fields: Vec<String>,
     /// Rotate a trace file once it grows past this many bytes.
     pub rotate_bytes: u64,
-    /// Records waiting for the writer; when full, records are dropped and counted.
+    /// Records waiting for the writer, and again for the files; when either queue is full,
+    /// records are dropped and counted.
     pub channel_capacity: usize,
+    /// Bytes either queue may hold (captured bodies waiting for the writer, rendered records
+    /// waiting for the files): the bound that keeps a stalled disk from costing unbounded
+    /// memory when records are large.
+    pub queue_bytes: usize,
     /// Recent exchanges kept in memory for `GET /exchanges`.
     pub recent: usize,
     /// Every route's credential header (`kind = "header"`): redacted whatever its name.
@@ -157,6 +162,14 @@ pub struct TracePlan {
     /// Rotated files kept next to each trace file (`file.1` newest .. `file.KEEP`).
     pub keep: usize,
 }
+
+/// Records a trace queue holds by default: at the ~20k requests a second one worker serves on
+/// loopback, about 0.4 s of a writer that does not get the CPU (1,024, the earlier default, lost
+/// records to a 47 ms stall under the load benchmark).
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 8192;
+
+/// Bytes a trace queue holds by default: 500 records with 64 KiB of captured body each.
+pub const DEFAULT_QUEUE_BYTES: usize = 32 << 20;
 
 impl TracePlan {
     pub fn writes_files(&self) -> bool {
@@ -213,7 +226,8 @@ impl TracePlan {
                 .map(|field| field.to_string())
                 .collect(),
             rotate_bytes: 64 << 20,
-            channel_capacity: 1024,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             recent: 256,
             keep: 10,
             auth_headers: Vec::new(),

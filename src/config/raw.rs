@@ -85,6 +85,7 @@ pub struct RawTrace {
     pub channel_capacity: Option<usize>,
     pub recent: Option<usize>,
     pub keep: Option<usize>,
+    pub queue_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

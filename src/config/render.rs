@@ -153,6 +153,7 @@ fn trace(out: &mut Toml, trace: &TracePlan) {
     out.size("rotate_size", trace.rotate_bytes);
     out.raw("keep", trace.keep);
     out.raw("channel_capacity", trace.channel_capacity);
+    out.size("queue_size", trace.queue_bytes as u64);
     out.raw("recent", trace.recent);
 }
 

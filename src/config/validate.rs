@@ -473,7 +473,14 @@ impl Validator<'_> {
             redact_fields,
             rotate_bytes: size(raw.rotate_size.as_deref(), &path.key("rotate_size"))?
                 .unwrap_or(64 << 20),
-            channel_capacity: raw.channel_capacity.unwrap_or(1024).max(1),
+            channel_capacity: raw
+                .channel_capacity
+                .unwrap_or(DEFAULT_CHANNEL_CAPACITY)
+                .max(1),
+            queue_bytes: size(raw.queue_size.as_deref(), &path.key("queue_size"))?
+                .map_or(DEFAULT_QUEUE_BYTES, |bytes| {
+                    usize::try_from(bytes).unwrap_or(usize::MAX)
+                }),
             recent: raw.recent.unwrap_or(256),
             auth_headers: Vec::new(),
             raw_body_routes: Vec::new(),

@@ -74,14 +74,17 @@ enum Item {
 #[derive(Default)]
 struct State {
     items: VecDeque<Item>,
-    /// Records in `items`, which the queue's bound counts; control items are never refused.
+    /// Records in `items` and their rendered bytes, which the queue's bounds count; control
+    /// items are never refused.
     records: usize,
+    bytes: usize,
 }
 
 struct Queue {
     state: Mutex<State>,
     ready: Condvar,
     capacity: usize,
+    max_bytes: usize,
 }
 
 impl Queue {
@@ -112,16 +115,19 @@ impl std::fmt::Debug for Files {
 }
 
 impl Files {
-    /// Starts the file thread over `sinks`, with room for `capacity` records in its queue.
+    /// Starts the file thread over `sinks`, with room for `capacity` records and `max_bytes`
+    /// of them rendered in its queue.
     pub(super) fn start(
         sinks: Vec<Box<dyn Sink>>,
         capacity: usize,
+        max_bytes: usize,
         counters: Arc<Counters>,
     ) -> Result<(Arc<Files>, JoinHandle<()>), TraceError> {
         let queue = Arc::new(Queue {
             state: Mutex::new(State::default()),
             ready: Condvar::new(),
             capacity: capacity.max(1),
+            max_bytes,
         });
         let files = Arc::new(Files {
             queue: Arc::clone(&queue),
@@ -180,13 +186,17 @@ impl Subscriber for Files {
         if !self.active() {
             return Offer::Taken;
         }
+        let weight = record.line.len() + record.har_entry.as_ref().map_or(0, |entry| entry.len());
         let mut state = self.queue.lock();
-        if state.records >= self.queue.capacity {
+        // A record larger than the whole bound still goes into an empty queue.
+        let too_big = state.records > 0 && state.bytes + weight > self.queue.max_bytes;
+        if state.records >= self.queue.capacity || too_big {
             drop(state);
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return Offer::Dropped;
         }
         state.records += 1;
+        state.bytes += weight;
         state.items.push_back(Item::Record(Arc::clone(record)));
         Offer::Taken
     }
@@ -218,6 +228,7 @@ impl FileThread {
                 }
                 std::mem::swap(&mut state.items, &mut batch);
                 state.records = 0;
+                state.bytes = 0;
             }
             for item in batch.drain(..) {
                 match item {

@@ -881,6 +881,7 @@ mod tests {
             rotate_bytes: 0,
             keep: 10,
             channel_capacity: 1,
+            queue_bytes: 1 << 20,
             recent: 0,
             auth_headers: Vec::new(),
             raw_body_routes: Vec::new(),

@@ -31,6 +31,20 @@ pub struct ExchangeRecord {
     pub error: Option<ErrorInfo>,
 }
 
+impl ExchangeRecord {
+    /// The bytes of its captured bodies: what makes a record large, and what the writer's
+    /// queue bound counts.
+    pub fn body_bytes(&self) -> usize {
+        let request = self.request.body.as_ref().map_or(0, |b| b.bytes.len());
+        let response = self
+            .response
+            .as_ref()
+            .and_then(|r| r.body.as_ref())
+            .map_or(0, |b| b.bytes.len());
+        request + response
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// A client's request as forwarded to the target.

@@ -1179,6 +1179,7 @@ mod tests {
             rotate_bytes: 0,
             keep: 10,
             channel_capacity: 8,
+            queue_bytes: 1 << 20,
             recent: 8,
             auth_headers: Vec::new(),
             raw_body_routes: Vec::new(),

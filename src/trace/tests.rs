@@ -52,6 +52,7 @@ fn plan(dir: &Path) -> TracePlan {
         rotate_bytes: 0,
         keep: 10,
         channel_capacity: 64,
+        queue_bytes: 1 << 20,
         recent: 16,
         auth_headers: Vec::new(),
         raw_body_routes: Vec::new(),
@@ -666,6 +667,56 @@ async fn a_stalled_file_writer_drops_and_counts_while_the_ring_and_a_live_stream
     assert_eq!(stats.dropped, 45);
     tracer.submit(record(51, Role::Client, "https://t/late"));
     assert_eq!(tracer.stats().dropped, 46);
+}
+
+/// The files' queue is bounded in bytes as well as in records: large records waiting for a
+/// stalled disk cost records, not memory without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_file_writer_queues_rendered_records_up_to_queue_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path());
+    plan.channel_capacity = 100;
+    // Each record below renders to about 21.5 kB (its 10 kB body in the JSON line and again in
+    // the HAR entry): two fit in 50,000 bytes, a third does not.
+    plan.queue_bytes = 50_000;
+    let (entered_tx, entered_rx) = std_mpsc::channel();
+    let (release_tx, release_rx) = std_mpsc::channel();
+    let (closed_tx, closed_rx) = std_mpsc::channel();
+    let sink = StallSink {
+        entered: entered_tx,
+        release: release_rx,
+        stalled: false,
+        written: 0,
+        closed: closed_tx,
+    };
+    let (tracer, writer) = Tracer::start_with_sinks(&plan, vec![Box::new(sink)]).unwrap();
+    let mut live = tracer.subscribe(100);
+    let large = |id: u64| {
+        let mut record = record(id, Role::Client, &format!("https://t/{id}"));
+        let text = format!(r#"{{"d":"{}"}}"#, "x".repeat(10_000));
+        record.response.as_mut().unwrap().body = body(&text);
+        record
+    };
+    tracer.submit(large(1));
+    let first = live.next().await.unwrap();
+    let weight = first.line.len() + first.har_entry.as_ref().map_or(0, |e| e.len());
+    assert!(
+        (16_700..25_000).contains(&weight),
+        "the test's arithmetic holds: {weight}"
+    );
+    tokio::task::spawn_blocking(move || entered_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    for id in 2..=8 {
+        tracer.submit(large(id));
+        assert_eq!(live.next().await.map(|r| r.id), Some(id));
+    }
+    assert_eq!(tracer.stats().dropped, 5, "two of the seven queued");
+    release_tx.send(()).unwrap();
+    let stats = writer.shutdown().await;
+    assert_eq!(closed_rx.recv().unwrap(), 3, "record 1 and the two queued");
+    assert_eq!(stats.dropped, 5);
 }
 
 struct FailingSink;

@@ -8,7 +8,7 @@
 //! runtime's worker threads and keeps records strictly in order.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -82,10 +82,29 @@ impl Counters {
 #[derive(Debug)]
 struct Shared {
     next_id: AtomicU64,
+    /// The captured body bytes of the records in the channel, held to `queue_bytes`.
+    queued_bytes: AtomicUsize,
+    queue_bytes: usize,
     counters: Arc<Counters>,
     /// The feed's first subscriber.
     recent: Arc<Recent>,
     feed: Feed,
+}
+
+impl Shared {
+    /// Counts `weight` more bytes in the channel and says whether they fit. A record larger
+    /// than the whole bound still goes through an empty channel. A record that does not fit
+    /// is taken back out by the caller.
+    fn admit(&self, weight: usize) -> bool {
+        let queued = self.queued_bytes.fetch_add(weight, Ordering::Relaxed);
+        queued == 0 || queued + weight <= self.queue_bytes
+    }
+
+    /// The feed thread has taken `record` out of the channel.
+    fn taken(&self, record: &ExchangeRecord) {
+        self.queued_bytes
+            .fetch_sub(record.body_bytes(), Ordering::Relaxed);
+    }
 }
 
 /// The proxy's handle on tracing; cheap to clone.
@@ -130,14 +149,20 @@ impl Tracer {
         let (tx, rx) = mpsc::channel(plan.channel_capacity.max(1));
         let counters = Arc::new(Counters::default());
         let recent = Arc::new(Recent::new(plan.recent));
-        let (files, file_thread) =
-            Files::start(sinks, plan.channel_capacity, Arc::clone(&counters))?;
+        let (files, file_thread) = Files::start(
+            sinks,
+            plan.channel_capacity,
+            plan.queue_bytes,
+            Arc::clone(&counters),
+        )?;
         // Offered in this order: the ring, the files, then each live stream.
         let feed = Feed::default();
         feed.attach(recent.clone());
         feed.attach(files.clone());
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(1),
+            queued_bytes: AtomicUsize::new(0),
+            queue_bytes: plan.queue_bytes,
             counters,
             recent,
             feed,
@@ -178,13 +203,18 @@ impl Tracer {
         self.shared.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Hands a record to the writer. Never blocks: when the channel is full, or the writer has
-    /// stopped, the record is dropped and counted. A record boxed already is sent as it is.
+    /// Hands a record to the writer. Never blocks: when the channel is full (in records, or in
+    /// captured body bytes past `queue_bytes`), or the writer has stopped, the record is dropped
+    /// and counted. A record boxed already is sent as it is.
     pub fn submit(&self, record: impl Into<Box<ExchangeRecord>>) {
-        let counters = &self.shared.counters;
+        let shared = &*self.shared;
+        let counters = &shared.counters;
         counters.submitted.fetch_add(1, Ordering::Relaxed);
+        let record = record.into();
+        let weight = record.body_bytes();
         // Boxed so that the channel's slots stay small whatever the record's size.
-        if self.tx.try_send(Msg::Record(record.into())).is_err() {
+        if !shared.admit(weight) || self.tx.try_send(Msg::Record(record)).is_err() {
+            shared.queued_bytes.fetch_sub(weight, Ordering::Relaxed);
             counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -333,6 +363,7 @@ impl Worker {
     }
 
     fn record(&mut self, record: Box<ExchangeRecord>) {
+        self.shared.taken(&record);
         let redacted = self.redactor.redact(&record);
         let (id, status) = (
             redacted.id,
@@ -371,5 +402,99 @@ impl Worker {
             line: Arc::from(self.line.as_slice()),
             har_entry: with_entry.then(|| Box::from(self.entry.as_slice())),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: usize) -> ExchangeRecord {
+        use crate::trace::record::{CapturedBody, RequestPart, Timings};
+        ExchangeRecord {
+            id: 1,
+            parent: None,
+            role: crate::trace::record::Role::Client,
+            started: std::time::SystemTime::UNIX_EPOCH,
+            timings: Timings::default(),
+            client_addr: None,
+            client_name: None,
+            route: None,
+            session_key: None,
+            request: RequestPart {
+                method: http::Method::POST,
+                url: "https://t/x".into(),
+                version: http::Version::HTTP_11,
+                headers: http::HeaderMap::new(),
+                body: Some(CapturedBody {
+                    bytes: bytes::Bytes::from(vec![b'x'; body]),
+                    total_size: body as u64,
+                    truncated: false,
+                }),
+            },
+            response: None,
+            actions: Default::default(),
+            error: None,
+        }
+    }
+
+    /// The channel in front of the feed thread, with nobody draining it but the test.
+    fn tracer(capacity: usize, queue_bytes: usize) -> (Tracer, mpsc::Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared {
+            next_id: AtomicU64::new(1),
+            queued_bytes: AtomicUsize::new(0),
+            queue_bytes,
+            counters: Arc::default(),
+            recent: Arc::new(Recent::new(1)),
+            feed: Feed::default(),
+        });
+        (Tracer { tx, shared }, rx)
+    }
+
+    fn take(tracer: &Tracer, rx: &mut mpsc::Receiver<Msg>) {
+        match rx.try_recv() {
+            Ok(Msg::Record(record)) => tracer.shared.taken(&record),
+            _ => panic!("a record was queued"),
+        }
+    }
+
+    #[test]
+    fn the_channel_holds_records_up_to_queue_bytes_of_body_and_a_larger_one_only_alone() {
+        let (tracer, mut rx) = tracer(100, 2500);
+        tracer.submit(record(3000));
+        tracer.submit(record(1000));
+        assert_eq!(
+            tracer.stats().dropped,
+            1,
+            "nothing joins a record past the bound"
+        );
+        take(&tracer, &mut rx);
+        for _ in 0..3 {
+            tracer.submit(record(1000));
+        }
+        assert_eq!(
+            tracer.stats().dropped,
+            2,
+            "two records of 1000 bytes fit in 2500, the third does not"
+        );
+        take(&tracer, &mut rx);
+        tracer.submit(record(1000));
+        assert_eq!(tracer.stats().dropped, 2, "a record taken makes room");
+        assert_eq!(tracer.stats().submitted, 6);
+    }
+
+    #[test]
+    fn the_channel_still_holds_channel_capacity_records_at_most() {
+        let (tracer, _rx) = tracer(2, usize::MAX);
+        for _ in 0..5 {
+            tracer.submit(record(10));
+        }
+        assert_eq!(tracer.stats().dropped, 3);
+        assert_eq!(
+            tracer.shared.queued_bytes.load(Ordering::Relaxed),
+            20,
+            "a dropped record's bytes are not counted"
+        );
     }
 }
