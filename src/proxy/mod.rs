@@ -483,7 +483,7 @@ impl Proxy {
             normalize_client_authorization(x, &mut head.headers);
         }
         let session_plan = x.route.plan.session.as_ref();
-        if let Some(plan) = session_plan {
+        if session_plan.is_some() {
             x.session_key = self
                 .shared
                 .sessions
@@ -491,10 +491,11 @@ impl Proxy {
                 .map_err(|missing| ProxyError::SessionKeyMissing {
                     header: missing.header,
                 })?;
-            if plan.cookies && plan.client_cookies == ClientCookies::Strip {
-                head.headers.remove(header::COOKIE);
-            }
         }
+        // The client's cookies give way to the session's on each attempt's headers (see
+        // `apply_session`), which replaces them in the same lookup that sets the session's.
+        let strip_client_cookies = session_plan
+            .is_some_and(|plan| plan.cookies && plan.client_cookies == ClientCookies::Strip);
         // A request that has ended with its head (most GETs) has no body to bound, time or
         // read: it goes on as the empty body the reading would have produced.
         let ended = http_body::Body::is_end_stream(&incoming);
@@ -528,10 +529,21 @@ impl Proxy {
                 held =
                     Box::pin(self.ensure_tokens(x, lease, &head.method, parent, refetch)).await?;
             }
-            x.actions.next_attempt();
+            // Only a record reads the actions: without one there is nothing to forget.
+            if x.trace.is_some() {
+                x.actions.next_attempt();
+            }
             x.actions.replayed = role == Role::Replay;
-            let mut headers = head.headers.clone();
-            apply_session(x, lease.as_ref(), &head, &mut headers);
+            // The attempt takes the head's own map, which has room for the cookie and the
+            // credential added next; a copy is sized to what it holds, so it stays behind for
+            // the replay (if one may follow) rather than being grown on every request.
+            let mut headers = if role == Role::Client && body.is_replayable() {
+                let copy = head.headers.clone();
+                std::mem::replace(&mut head.headers, copy)
+            } else {
+                std::mem::take(&mut head.headers)
+            };
+            apply_session(x, lease.as_ref(), &head, &mut headers, strip_client_cookies);
             let token_generation = self.authorize(x, &mut headers).await?;
             let sent_tokens = token_fetch::apply(x, held, &mut headers);
             let mut attempt = x.trace.as_ref().map(|trace| {
@@ -878,31 +890,38 @@ impl Proxy {
     }
 }
 
-/// Phase: the session's cookies on the request (merged with the client's when it keeps its own).
+/// Phase: the session's cookies on the request (merged with the client's when it keeps its own;
+/// with `strip_client`, the client's are removed, whether or not the session has any).
 fn apply_session(
     x: &mut Exchange<'_>,
     lease: Option<&Lease>,
     head: &Head,
     headers: &mut HeaderMap,
+    strip_client: bool,
 ) {
-    let Some(lease) = lease else {
+    let Some((cookie, names)) = lease.and_then(|lease| lease.cookie_header(head.path())) else {
+        if strip_client {
+            headers.remove(header::COOKIE);
+        }
         return;
     };
-    let Some((cookie, names)) = lease.cookie_header(head.path()) else {
-        return;
-    };
-    let merged = match headers
-        .get(header::COOKIE)
-        .and_then(|client| client.to_str().ok())
-    {
-        Some(client) => http::HeaderValue::from_str(&format!(
-            "{client}; {}",
-            cookie.to_str().unwrap_or_default()
-        ))
-        .ok(),
-        None => None,
-    };
-    headers.insert(header::COOKIE, merged.unwrap_or(cookie));
+    // One lookup of the name for reading and writing: this runs for every session request.
+    match headers.entry(header::COOKIE) {
+        header::Entry::Occupied(mut client) => {
+            let client_kept = client.get().to_str().ok().filter(|_| !strip_client);
+            let merged = client_kept.and_then(|client| {
+                http::HeaderValue::from_str(&format!(
+                    "{client}; {}",
+                    cookie.to_str().unwrap_or_default()
+                ))
+                .ok()
+            });
+            client.insert(merged.unwrap_or(cookie));
+        }
+        header::Entry::Vacant(none) => {
+            none.insert(cookie);
+        }
+    }
     x.did.add(Did::COOKIES_REPLAYED);
     // Only a trace record reads the names.
     if x.trace.is_some() {

@@ -56,8 +56,11 @@ pub fn rewrite_head(
     if proxy_owns_session {
         headers.remove(header::SET_COOKIE);
     }
-    let points_somewhere =
-        headers.contains_key(header::LOCATION) || headers.contains_key(header::CONTENT_LOCATION);
+    // One pass over the few names present instead of a lookup of each: most responses have
+    // neither.
+    let points_somewhere = headers
+        .keys()
+        .any(|name| name == header::LOCATION || name == header::CONTENT_LOCATION);
     if points_somewhere {
         let host = exchange
             .client_host

@@ -122,7 +122,8 @@ impl super::Proxy {
         for (name, value) in &fetch.headers {
             headers.insert(name.clone(), value.clone());
         }
-        apply_session(x, Some(lease), &head, &mut headers);
+        // The fetch's own `Cookie` (from its configured headers) is kept, merged.
+        apply_session(x, Some(lease), &head, &mut headers, false);
         apply(x, held(x, lease, &head.method), &mut headers);
         self.authorize(x, &mut headers).await?;
         let fetch_body = fetch

@@ -110,7 +110,9 @@ where
     // The timer has been polled since it was last moved, so it wakes this task when it fires.
     let mut armed = false;
     let mut serial = 0u32;
-    let mut spare_headers: Option<HeaderMap> = None;
+    // The last response's map, emptied: the next head's headers go into it (see
+    // `parse::parse_into`). hyper recycled its maps the same way.
+    let mut spare_headers = HeaderMap::new();
     let result = loop {
         let mut parse_now = true;
         let mut waiting = None;
@@ -119,7 +121,7 @@ where
             let mut wire = lock(&wire);
             loop {
                 if parse_now && !wire.read.is_empty() {
-                    match parse::parse(&wire.read, &settings.limits) {
+                    match parse::parse_into(&wire.read, &settings.limits, &mut spare_headers) {
                         Ok(Some((head, len))) => {
                             wire.read.advance(len);
                             return Poll::Ready(Next::Head(head));
@@ -252,16 +254,7 @@ where
         *request.method_mut() = head.method;
         *request.uri_mut() = head.uri;
         *request.version_mut() = head.version;
-        *request.headers_mut() = match spare_headers.take() {
-            // The last response's map, emptied: it has room for the headers the proxy adds,
-            // where the parsed one, sized to the request, would grow (two allocations and a
-            // rehash per request). hyper recycled its maps the same way.
-            Some(mut spare) => {
-                spare.extend(head.headers);
-                spare
-            }
-            None => head.headers,
-        };
+        *request.headers_mut() = head.headers;
 
         let response = {
             let mut handling = pin!(handle(request));
@@ -302,9 +295,8 @@ where
             Ok(framed) => framed,
             Err(write::BadLength) => break Err(Error::BadContentLength),
         };
-        let mut spare = parts.headers;
-        spare.clear();
-        spare_headers = Some(spare);
+        spare_headers = parts.headers;
+        spare_headers.clear();
         if let Err(err) = send(&wire, &mut out, encoder, body).await {
             break Err(err);
         }

@@ -79,6 +79,17 @@ const MALFORMED: HeadError = HeadError::Refused(Violation::MalformedRequestLine)
 /// Parses the head at the start of `buf`: `Ok(None)` while it is incomplete (read more and
 /// call again with the longer buffer), else the head and its length in bytes.
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HeadError> {
+    parse_into(buf, limits, &mut HeaderMap::new())
+}
+
+/// [`parse`], with the head's headers put into `spare` (taken once the head is complete): a
+/// connection passes the last response's emptied map, which has room for the headers the
+/// proxy adds, where a map sized to the request would grow, and saves building one per head.
+pub fn parse_into(
+    buf: &[u8],
+    limits: &Limits,
+    spare: &mut HeaderMap,
+) -> Result<Option<(Head, usize)>, HeadError> {
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
     let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
@@ -99,7 +110,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HeadE
         }
         Err(_) => return Err(guard_verdict(buf).unwrap_or(MALFORMED)),
     };
-    let head = check(buf, len, &request)?;
+    let head = check(buf, len, &request, spare)?;
     if len > limits.max_head_bytes {
         return Err(HeadError::TooLarge);
     }
@@ -107,7 +118,12 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HeadE
 }
 
 /// The guard's checks on a head httparse completed (`buf[..len]`), and the head built from it.
-fn check(buf: &[u8], len: usize, request: &httparse::Request<'_, '_>) -> Result<Head, HeadError> {
+fn check(
+    buf: &[u8],
+    len: usize,
+    request: &httparse::Request<'_, '_>,
+    spare: &mut HeaderMap,
+) -> Result<Head, HeadError> {
     let refuse = |violation| Err(HeadError::Refused(violation));
     let (Some(method), Some(target), Some(version)) =
         (request.method, request.path, request.version)
@@ -152,7 +168,8 @@ fn check(buf: &[u8], len: usize, request: &httparse::Request<'_, '_>) -> Result<
     // allocations fewer on a typical head.
     let shared = Bytes::copy_from_slice(&buf[..len]);
     let share = |part: &[u8]| shared.slice(offset(part)..offset(part) + part.len());
-    let mut map = HeaderMap::with_capacity(headers.len());
+    let mut map = std::mem::take(spare);
+    map.reserve(headers.len());
     let mut keep_alive = version == Version::HTTP_11;
     let mut closed = false;
     let mut expect_continue = false;
