@@ -70,7 +70,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     map
 }
 
-fn body(text: &str) -> Option<CapturedBody> {
+pub(super) fn body(text: &str) -> Option<CapturedBody> {
     Some(CapturedBody {
         bytes: Bytes::copy_from_slice(text.as_bytes()),
         total_size: text.len() as u64,
@@ -78,7 +78,7 @@ fn body(text: &str) -> Option<CapturedBody> {
     })
 }
 
-fn record(id: u64, role: Role, url: &str) -> ExchangeRecord {
+pub(super) fn record(id: u64, role: Role, url: &str) -> ExchangeRecord {
     ExchangeRecord {
         id,
         parent: None,
@@ -606,6 +606,35 @@ impl Sink for StallSink {
     }
 }
 
+/// The test's side of a [`StallSink`]: told when the file thread is stuck in its first write,
+/// releases it, and hears how many records the sink got when it is closed.
+struct Stall {
+    entered: std_mpsc::Receiver<()>,
+    release: std_mpsc::Sender<()>,
+    closed: std_mpsc::Receiver<u64>,
+}
+
+/// A tracer whose only file is a [`StallSink`].
+fn stalled(plan: &TracePlan) -> (Tracer, super::TraceWriter, Stall) {
+    let (entered_tx, entered) = std_mpsc::channel();
+    let (release, release_rx) = std_mpsc::channel();
+    let (closed_tx, closed) = std_mpsc::channel();
+    let sink = StallSink {
+        entered: entered_tx,
+        release: release_rx,
+        stalled: false,
+        written: 0,
+        closed: closed_tx,
+    };
+    let (tracer, writer) = Tracer::start_with_sinks(plan, vec![Box::new(sink)]).unwrap();
+    let stall = Stall {
+        entered,
+        release,
+        closed,
+    };
+    (tracer, writer, stall)
+}
+
 /// Issue 17's record feed: the files are one subscriber with a queue of their own, so a disk
 /// that stalls costs records in the files (dropped and counted) and nothing elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,21 +644,12 @@ async fn a_stalled_file_writer_drops_and_counts_while_the_ring_and_a_live_stream
     let mut plan = plan(dir.path());
     plan.channel_capacity = 4;
     plan.recent = 100;
-    let (entered_tx, entered_rx) = std_mpsc::channel();
-    let (release_tx, release_rx) = std_mpsc::channel();
-    let (closed_tx, closed_rx) = std_mpsc::channel();
-    let sink = StallSink {
-        entered: entered_tx,
-        release: release_rx,
-        stalled: false,
-        written: 0,
-        closed: closed_tx,
-    };
-    let (tracer, writer) = Tracer::start_with_sinks(&plan, vec![Box::new(sink)]).unwrap();
+    let (tracer, writer, stall) = stalled(&plan);
     let mut live = tracer.subscribe(100);
     tracer.submit(record(1, Role::Client, "https://t/1"));
     assert_eq!(live.next().await.map(|r| r.id), Some(1));
-    tokio::task::spawn_blocking(move || entered_rx.recv())
+    let entered = stall.entered;
+    tokio::task::spawn_blocking(move || entered.recv())
         .await
         .unwrap()
         .unwrap();
@@ -657,10 +677,10 @@ async fn a_stalled_file_writer_drops_and_counts_while_the_ring_and_a_live_stream
         0,
         "no live stream lost a record"
     );
-    release_tx.send(()).unwrap();
+    stall.release.send(()).unwrap();
     let stats = writer.shutdown().await;
     assert_eq!(
-        closed_rx.recv().unwrap(),
+        stall.closed.recv().unwrap(),
         5,
         "record 1 and the four queued behind it"
     );
@@ -679,17 +699,7 @@ async fn a_stalled_file_writer_queues_rendered_records_up_to_queue_bytes() {
     // Each record below renders to about 21.5 kB (its 10 kB body in the JSON line and again in
     // the HAR entry): two fit in 50,000 bytes, a third does not.
     plan.queue_bytes = 50_000;
-    let (entered_tx, entered_rx) = std_mpsc::channel();
-    let (release_tx, release_rx) = std_mpsc::channel();
-    let (closed_tx, closed_rx) = std_mpsc::channel();
-    let sink = StallSink {
-        entered: entered_tx,
-        release: release_rx,
-        stalled: false,
-        written: 0,
-        closed: closed_tx,
-    };
-    let (tracer, writer) = Tracer::start_with_sinks(&plan, vec![Box::new(sink)]).unwrap();
+    let (tracer, writer, stall) = stalled(&plan);
     let mut live = tracer.subscribe(100);
     let large = |id: u64| {
         let mut record = record(id, Role::Client, &format!("https://t/{id}"));
@@ -704,7 +714,8 @@ async fn a_stalled_file_writer_queues_rendered_records_up_to_queue_bytes() {
         (16_700..25_000).contains(&weight),
         "the test's arithmetic holds: {weight}"
     );
-    tokio::task::spawn_blocking(move || entered_rx.recv())
+    let entered = stall.entered;
+    tokio::task::spawn_blocking(move || entered.recv())
         .await
         .unwrap()
         .unwrap();
@@ -713,9 +724,13 @@ async fn a_stalled_file_writer_queues_rendered_records_up_to_queue_bytes() {
         assert_eq!(live.next().await.map(|r| r.id), Some(id));
     }
     assert_eq!(tracer.stats().dropped, 5, "two of the seven queued");
-    release_tx.send(()).unwrap();
+    stall.release.send(()).unwrap();
     let stats = writer.shutdown().await;
-    assert_eq!(closed_rx.recv().unwrap(), 3, "record 1 and the two queued");
+    assert_eq!(
+        stall.closed.recv().unwrap(),
+        3,
+        "record 1 and the two queued"
+    );
     assert_eq!(stats.dropped, 5);
 }
 

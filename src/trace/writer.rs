@@ -411,34 +411,14 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::record::Role;
 
+    /// A record whose request carries `body` bytes.
     fn record(body: usize) -> ExchangeRecord {
-        use crate::trace::record::{CapturedBody, RequestPart, Timings};
-        ExchangeRecord {
-            id: 1,
-            parent: None,
-            role: crate::trace::record::Role::Client,
-            started: std::time::SystemTime::UNIX_EPOCH,
-            timings: Timings::default(),
-            client_addr: None,
-            client_name: None,
-            route: None,
-            session_key: None,
-            request: RequestPart {
-                method: http::Method::POST,
-                url: "https://t/x".into(),
-                version: http::Version::HTTP_11,
-                headers: http::HeaderMap::new(),
-                body: Some(CapturedBody {
-                    bytes: bytes::Bytes::from(vec![b'x'; body]),
-                    total_size: body as u64,
-                    truncated: false,
-                }),
-            },
-            response: None,
-            actions: Default::default(),
-            error: None,
-        }
+        let mut record = crate::trace::tests::record(1, Role::Client, "https://t/x");
+        record.request.body = crate::trace::tests::body(&"x".repeat(body));
+        record.response = None;
+        record
     }
 
     /// The channel in front of the feed thread, with nobody draining it but the test.
