@@ -32,8 +32,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// then they are only referenced, so the bound is not a buffer. The kernel's cost of
 /// a buffered write is mostly per page of the file, and less per page in larger writes (larger
 /// page-cache folios): on this VM's ext4, 32 KiB writes cost 570-680 µs of system time per MiB
-/// and 128 KiB writes 430-480. Under load a batch of the writer (2 ms) holds 60-80 KiB per file,
-/// so it goes out in one write. Records are written twice (JSON line, HAR entry), so this is
+/// and 128 KiB writes 430-480. Under load a batch of the writer (10 ms) holds a few hundred KiB
+/// per file, which goes out 128 KiB at a time. Records are written twice (JSON line, HAR entry), so this is
 /// the trace's largest kernel cost.
 const FLUSH_AT: usize = 128 * 1024;
 
