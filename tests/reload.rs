@@ -439,3 +439,41 @@ async fn a_changed_listen_address_serves_on_the_new_socket_and_the_old_one_close
     });
     assert!(service.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_trace_files_locked_and_says_changed_queue_sizes_wait_for_a_restart() {
+    let (upstream, _) = Target::start().await;
+    let setup = Setup::new();
+    setup.password("a", "pa");
+    let traced = |capacity: u32| {
+        format!(
+            "{}\n[trace]\njsonl = \"{}\"\nchannel_capacity = {capacity}\n",
+            route("a", &upstream.url()),
+            setup.path().join("t.jsonl").display()
+        )
+    };
+    let config = setup.config(&traced(100));
+    let mut service = Service::start(&config);
+    const WARNING: &str = "they take effect at the next start";
+    // After each reload the trace file is still this instance's: another cannot take it.
+    let still_locked = |service: &Service| match provproxy::lockfile::FileLock::acquire(
+        &setup.path().join("t.jsonl"),
+    ) {
+        Err(provproxy::lockfile::LockError::Held { pid, .. }) => {
+            assert_eq!(pid, Some(service.pid()))
+        }
+        other => panic!("the trace file's lock was let go: {other:?}"),
+    };
+
+    setup.config(&(traced(100) + "recent = 256\n"));
+    let outcome = service.reload();
+    assert!(outcome.contains("config reloaded"), "{outcome}");
+    assert!(!service.log.contains(WARNING), "{}", service.log);
+    still_locked(&service);
+
+    setup.config(&traced(200));
+    assert!(service.reload().contains("config reloaded"));
+    assert!(service.log.contains(WARNING), "{}", service.log);
+    still_locked(&service);
+    assert!(service.stop().success());
+}

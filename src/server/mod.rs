@@ -495,13 +495,28 @@ impl Supervisor {
         if plan.server.workers != current.plan.server.workers {
             tracing::warn!("server.workers changed: it takes effect at the next start");
         }
+        // The running writer keeps the queues and the ring it was started with.
+        if let (Some(_), Some(old), Some(new)) =
+            (&self.tracer, recording(&current.plan), recording(&plan))
+        {
+            let sizes =
+                |t: &crate::config::TracePlan| (t.channel_capacity, t.queue_bytes, t.recent);
+            if sizes(&old) != sizes(&new) {
+                tracing::warn!(
+                    "trace.channel_capacity, trace.queue_size or trace.recent changed: \
+                     they take effect at the next start"
+                );
+            }
+        }
+        // Locks are known by their lock files' paths (`<file>.lock`): a file this instance
+        // holds already is not locked again, which its own lock would refuse.
         let held: Vec<PathBuf> = self
             .locks
             .iter()
             .map(|lock| lock.path().to_owned())
             .collect();
         let new_locks = crate::lockfile::acquire_all(
-            owned_files(&plan).filter(|file| !held.iter().any(|held| held == file)),
+            owned_files(&plan).filter(|file| !held.contains(&crate::lockfile::lock_path(file))),
         )
         .map_err(|err| failed(err.to_string()))?;
         let reloaded = crate::reload::compare(&current.plan, &plan, hash);
@@ -596,9 +611,9 @@ impl Supervisor {
             }
             (None, Some(_)) => {}
         }
-        let owned: Vec<PathBuf> = owned_files(plan).map(PathBuf::from).collect();
+        let owned: Vec<PathBuf> = owned_files(plan).map(crate::lockfile::lock_path).collect();
         self.locks
-            .retain(|lock| owned.iter().any(|file| file == lock.path()));
+            .retain(|lock| owned.iter().any(|path| path == lock.path()));
         self.locks.extend(new_locks);
         Ok(reloaded)
     }
