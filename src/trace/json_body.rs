@@ -46,7 +46,7 @@ pub enum Mode {
 
 /// `text` with the values `mode` selects replaced, escaped as the inside of a JSON string exactly
 /// as `json_out` escapes a string (see `json_out::Str::Escaped`).
-pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<String, Invalid> {
+pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<Vec<u8>, Invalid> {
     let (mut stack, mut heap) = ([0; STACK_WORDS], Vec::new());
     let specials = json_scan::specials(text.as_bytes(), &mut stack, &mut heap);
     let mut pass = Pass::new(text, specials.words, redactor);
@@ -75,7 +75,7 @@ fn escaped(
     bytes: &[u8],
     specials: Specials<'_>,
     replaced: &[(usize, usize)],
-) -> Result<String, Invalid> {
+) -> Result<Vec<u8>, Invalid> {
     // Without a control character (a compact body, the usual one), every marked byte is a
     // quote or a backslash, escaped by a backslash before it: no byte to look up.
     if specials.controls {
@@ -91,7 +91,7 @@ fn escaped_with(
     specials: &[u64],
     replaced: &[(usize, usize)],
     escape_into: impl Fn(&mut [u8], usize, &[u8], &[u64], usize, usize) -> Result<usize, Invalid>,
-) -> Result<String, Invalid> {
+) -> Result<Vec<u8>, Invalid> {
     let marked: usize = specials.iter().map(|w| w.count_ones() as usize).sum();
     // Each marked byte is written as two, each span as the replacement (it was one byte at
     // least).
@@ -109,8 +109,7 @@ fn escaped_with(
     }
     len = escape_into(&mut out, len, bytes, specials, from, bytes.len())?;
     out.truncate(len);
-    // Valid: the input was, and it was only cut at ASCII bytes and added to in ASCII.
-    String::from_utf8(out).map_err(|_| Invalid)
+    Ok(out)
 }
 
 /// The letter after the backslash that escapes each byte, or 0 for a byte that valid JSON
@@ -678,7 +677,7 @@ mod tests {
 
     /// The redacted text, unescaped; checked to be escaped exactly as serde_json escapes it.
     fn redact_plain(text: &str, r: &Redactor, mode: Mode) -> Result<String, Invalid> {
-        let escaped = redact(text, r, mode)?;
+        let escaped = String::from_utf8(redact(text, r, mode)?).expect("UTF-8");
         let plain = Unescaped(&escaped).to_string();
         assert_eq!(
             format!("\"{escaped}\""),
@@ -764,7 +763,7 @@ mod tests {
             }
         }
         let out = redact(" {\"password\" : \"x\"}\n", &r, Mode::Secrets).unwrap();
-        assert_eq!(out, r#" {\"password\" : \"[REDACTED]\"}\n"#);
+        assert_eq!(out, r#" {\"password\" : \"[REDACTED]\"}\n"#.as_bytes());
     }
 
     #[test]
@@ -926,6 +925,28 @@ mod tests {
                 tree,
                 "{body}"
             );
+        }
+    }
+
+    /// A compact body (no control character, so each quote and backslash is escaped without
+    /// being looked up) is escaped as serde_json escapes its text, whatever the length of the
+    /// runs between escapes, across the 64-byte words, and with replaced values among them;
+    /// the same body with a newline in it takes the other way, to the same text.
+    #[test]
+    fn compact_bodies_are_escaped_by_a_backslash_before_each_quote_and_backslash() {
+        for run in 0..70 {
+            let plain = "x".repeat(run);
+            let body = format!(
+                r#"{{"k{plain}":"{plain}\"{plain}\\","password":"{plain}","v":["{plain}\"",1],"e":""}}"#
+            );
+            for body in [body.clone(), body.replacen(',', ",\n", 1)] {
+                let kept = redact(&body, &redactor(), Mode::Keep).unwrap();
+                let quoted = serde_json::to_string(&body).unwrap();
+                assert_eq!(kept, quoted[1..quoted.len() - 1].as_bytes(), "{body}");
+                let ours: Value = serde_json::from_str(&redacted(&body)).unwrap();
+                assert_eq!(ours, tree_secrets(&body), "{body}");
+                assert_eq!(ours["password"], REDACTED, "{body}");
+            }
         }
     }
 
@@ -1186,7 +1207,7 @@ mod tests {
                 match (&kept, &theirs) {
                     (Ok(kept), Ok(_)) => {
                         let quoted = serde_json::to_string(text).unwrap();
-                        assert_eq!(kept, &quoted[1..quoted.len() - 1], "{text:?}");
+                        assert_eq!(kept, quoted[1..quoted.len() - 1].as_bytes(), "{text:?}");
                     }
                     (Err(_), Err(_)) => {}
                     _ => panic!("{text:?}: ours {kept:?}, serde_json {theirs:?}"),
