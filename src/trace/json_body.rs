@@ -942,7 +942,7 @@ mod tests {
             for body in [body.clone(), body.replacen(',', ",\n", 1)] {
                 let kept = redact(&body, &redactor(), Mode::Keep).unwrap();
                 let quoted = serde_json::to_string(&body).unwrap();
-                assert_eq!(kept, quoted[1..quoted.len() - 1].as_bytes(), "{body}");
+                assert_eq!(kept, &quoted.as_bytes()[1..quoted.len() - 1], "{body}");
                 let ours: Value = serde_json::from_str(&redacted(&body)).unwrap();
                 assert_eq!(ours, tree_secrets(&body), "{body}");
                 assert_eq!(ours["password"], REDACTED, "{body}");
@@ -1207,7 +1207,7 @@ mod tests {
                 match (&kept, &theirs) {
                     (Ok(kept), Ok(_)) => {
                         let quoted = serde_json::to_string(text).unwrap();
-                        assert_eq!(kept, quoted[1..quoted.len() - 1].as_bytes(), "{text:?}");
+                        assert_eq!(kept, &quoted.as_bytes()[1..quoted.len() - 1], "{text:?}");
                     }
                     (Err(_), Err(_)) => {}
                     _ => panic!("{text:?}: ours {kept:?}, serde_json {theirs:?}"),
