@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use super::json_scan::{self, STACK_WORDS};
+use super::json_scan::{self, Specials, STACK_WORDS};
 use super::redact::{scim_attribute, Redactor, REDACTED};
 
 /// serde_json refuses the 128th level of nesting; so do we, so that a body deep enough to stop
@@ -46,10 +46,10 @@ pub enum Mode {
 
 /// `text` with the values `mode` selects replaced, escaped as the inside of a JSON string exactly
 /// as `json_out` escapes a string (see `json_out::Str::Escaped`).
-pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<String, Invalid> {
+pub fn redact(text: &str, redactor: &Redactor, mode: Mode) -> Result<Vec<u8>, Invalid> {
     let (mut stack, mut heap) = ([0; STACK_WORDS], Vec::new());
     let specials = json_scan::specials(text.as_bytes(), &mut stack, &mut heap);
-    let mut pass = Pass::new(text, specials, redactor);
+    let mut pass = Pass::new(text, specials.words, redactor);
     pass.document(mode)?;
     escaped(text.as_bytes(), specials, &pass.replaced)
 }
@@ -59,7 +59,7 @@ pub fn is_json(bytes: &[u8], redactor: &Redactor) -> bool {
     std::str::from_utf8(bytes).is_ok_and(|text| {
         let (mut stack, mut heap) = ([0; STACK_WORDS], Vec::new());
         let specials = json_scan::specials(bytes, &mut stack, &mut heap);
-        Pass::new(text, specials, redactor)
+        Pass::new(text, specials.words, redactor)
             .document(Mode::Keep)
             .is_ok()
     })
@@ -71,7 +71,27 @@ const SLACK: usize = 18;
 
 /// `bytes`, a valid JSON text whose special bytes are marked in `specials`, escaped for a JSON
 /// string, with each of the `replaced` spans (in order, apart) written as `"[REDACTED]"`.
-fn escaped(bytes: &[u8], specials: &[u64], replaced: &[(usize, usize)]) -> Result<String, Invalid> {
+fn escaped(
+    bytes: &[u8],
+    specials: Specials<'_>,
+    replaced: &[(usize, usize)],
+) -> Result<Vec<u8>, Invalid> {
+    // Without a control character (a compact body, the usual one), every marked byte is a
+    // quote or a backslash, escaped by a backslash before it: no byte to look up.
+    if specials.controls {
+        escaped_with(bytes, specials.words, replaced, escape_into)
+    } else {
+        escaped_with(bytes, specials.words, replaced, backslash_into)
+    }
+}
+
+/// [`escaped`], with the runs between replaced spans written by `escape_into`.
+fn escaped_with(
+    bytes: &[u8],
+    specials: &[u64],
+    replaced: &[(usize, usize)],
+    escape_into: impl Fn(&mut [u8], usize, &[u8], &[u64], usize, usize) -> Result<usize, Invalid>,
+) -> Result<Vec<u8>, Invalid> {
     let marked: usize = specials.iter().map(|w| w.count_ones() as usize).sum();
     // Each marked byte is written as two, each span as the replacement (it was one byte at
     // least).
@@ -89,8 +109,7 @@ fn escaped(bytes: &[u8], specials: &[u64], replaced: &[(usize, usize)]) -> Resul
     }
     len = escape_into(&mut out, len, bytes, specials, from, bytes.len())?;
     out.truncate(len);
-    // Valid: the input was, and it was only cut at ASCII bytes and added to in ASCII.
-    String::from_utf8(out).map_err(|_| Invalid)
+    Ok(out)
 }
 
 /// The letter after the backslash that escapes each byte, or 0 for a byte that valid JSON
@@ -152,6 +171,51 @@ fn escape_into(
             }
             len += run + 2;
             copied = at + 1;
+        }
+    }
+    Ok(copy_run(out, len, bytes, copied, to))
+}
+
+/// [`escape_into`] for a text whose marked bytes are all quotes and backslashes: each is
+/// escaped by a backslash written before it, and copied as the first byte of the next run.
+fn backslash_into(
+    out: &mut [u8],
+    mut len: usize,
+    bytes: &[u8],
+    specials: &[u64],
+    from: usize,
+    to: usize,
+) -> Result<usize, Invalid> {
+    let mut copied = from;
+    for index in from / 64..to.div_ceil(64) {
+        let mut bits = specials.get(index).copied().unwrap_or(0);
+        if index == from / 64 {
+            bits &= u64::MAX << (from % 64);
+        }
+        if (index + 1) * 64 > to {
+            bits &= !(u64::MAX << (to % 64));
+        }
+        while bits != 0 {
+            let at = index * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let run = at - copied;
+            // As in `escape_into`: a run of up to 16 bytes copied as 16.
+            let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
+            let target = out
+                .get_mut(len..)
+                .and_then(<[u8]>::first_chunk_mut::<SLACK>);
+            match (source, target) {
+                (Some(source), Some(target)) if run <= 16 => {
+                    target[..16].copy_from_slice(source);
+                    target[run] = b'\\';
+                }
+                _ => {
+                    let end = copy_run(out, len, bytes, copied, at);
+                    out[end] = b'\\';
+                }
+            }
+            len += run + 1;
+            copied = at;
         }
     }
     Ok(copy_run(out, len, bytes, copied, to))
@@ -613,7 +677,7 @@ mod tests {
 
     /// The redacted text, unescaped; checked to be escaped exactly as serde_json escapes it.
     fn redact_plain(text: &str, r: &Redactor, mode: Mode) -> Result<String, Invalid> {
-        let escaped = redact(text, r, mode)?;
+        let escaped = String::from_utf8(redact(text, r, mode)?).expect("UTF-8");
         let plain = Unescaped(&escaped).to_string();
         assert_eq!(
             format!("\"{escaped}\""),
@@ -699,7 +763,7 @@ mod tests {
             }
         }
         let out = redact(" {\"password\" : \"x\"}\n", &r, Mode::Secrets).unwrap();
-        assert_eq!(out, r#" {\"password\" : \"[REDACTED]\"}\n"#);
+        assert_eq!(out, r#" {\"password\" : \"[REDACTED]\"}\n"#.as_bytes());
     }
 
     #[test]
@@ -861,6 +925,28 @@ mod tests {
                 tree,
                 "{body}"
             );
+        }
+    }
+
+    /// A compact body (no control character, so each quote and backslash is escaped without
+    /// being looked up) is escaped as serde_json escapes its text, whatever the length of the
+    /// runs between escapes, across the 64-byte words, and with replaced values among them;
+    /// the same body with a newline in it takes the other way, to the same text.
+    #[test]
+    fn compact_bodies_are_escaped_by_a_backslash_before_each_quote_and_backslash() {
+        for run in 0..70 {
+            let plain = "x".repeat(run);
+            let body = format!(
+                r#"{{"k{plain}":"{plain}\"{plain}\\","password":"{plain}","v":["{plain}\"",1],"e":""}}"#
+            );
+            for body in [body.clone(), body.replacen(',', ",\n", 1)] {
+                let kept = redact(&body, &redactor(), Mode::Keep).unwrap();
+                let quoted = serde_json::to_string(&body).unwrap();
+                assert_eq!(kept, &quoted.as_bytes()[1..quoted.len() - 1], "{body}");
+                let ours: Value = serde_json::from_str(&redacted(&body)).unwrap();
+                assert_eq!(ours, tree_secrets(&body), "{body}");
+                assert_eq!(ours["password"], REDACTED, "{body}");
+            }
         }
     }
 
@@ -1121,7 +1207,7 @@ mod tests {
                 match (&kept, &theirs) {
                     (Ok(kept), Ok(_)) => {
                         let quoted = serde_json::to_string(text).unwrap();
-                        assert_eq!(kept, &quoted[1..quoted.len() - 1], "{text:?}");
+                        assert_eq!(kept, &quoted.as_bytes()[1..quoted.len() - 1], "{text:?}");
                     }
                     (Err(_), Err(_)) => {}
                     _ => panic!("{text:?}: ours {kept:?}, serde_json {theirs:?}"),

@@ -55,8 +55,8 @@ pub fn write<T: Serialize + ?Sized>(
 #[derive(Debug, Clone, Copy)]
 pub enum Str<'a> {
     Plain(&'a str),
-    /// The inside of a JSON string, escaped exactly as [`write`] escapes it.
-    Escaped(&'a str),
+    /// The inside of a JSON string, escaped exactly as [`write`] escapes it (UTF-8).
+    Escaped(&'a [u8]),
 }
 
 /// The name [`Str::Escaped`] serializes under, for [`write`] to recognise it.
@@ -67,7 +67,10 @@ impl Serialize for Str<'_> {
         match *self {
             Str::Plain(text) => serializer.serialize_str(text),
             // Any other serializer (serde_json) reads the text unescaped and escapes it itself.
-            Str::Escaped(text) => serializer.serialize_newtype_struct(ESCAPED, &Unescaped(text)),
+            Str::Escaped(text) => {
+                let text = std::str::from_utf8(text).map_err(serde::ser::Error::custom)?;
+                serializer.serialize_newtype_struct(ESCAPED, &Unescaped(text))
+            }
         }
     }
 }
@@ -448,7 +451,7 @@ impl<'a> Out<'a> {
             Str::Escaped(text) => {
                 self.out.reserve(text.len() + 2);
                 self.out.push(b'"');
-                self.out.extend_from_slice(text.as_bytes());
+                self.out.extend_from_slice(text);
                 self.out.push(b'"');
             }
         }

@@ -310,7 +310,9 @@ pub enum BodyText<'a> {
     Plain(Cow<'a, str>),
     /// A JSON body's, escaped for a JSON string by the pass that redacted it (see
     /// [`json_body::redact`]): the JSON line and the HAR entry copy it as it is.
-    Escaped(String),
+    /// Its bytes are UTF-8 (the body's, cut and added to only at ASCII bytes), not checked
+    /// again once written: the two renderings copy them as bytes.
+    Escaped(Vec<u8>),
 }
 
 impl BodyText<'_> {
@@ -327,7 +329,10 @@ impl fmt::Display for BodyText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BodyText::Plain(text) => f.write_str(text),
-            BodyText::Escaped(text) => write!(f, "{}", Unescaped(text)),
+            BodyText::Escaped(text) => {
+                let text = std::str::from_utf8(text).map_err(|_| fmt::Error)?;
+                write!(f, "{}", Unescaped(text))
+            }
         }
     }
 }
