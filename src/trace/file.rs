@@ -33,8 +33,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// a buffered write is mostly per page of the file, and less per page in larger writes (larger
 /// page-cache folios): on this VM's ext4, 32 KiB writes cost 570-680 µs of system time per MiB
 /// and 128 KiB writes 430-480. Under load a batch of the writer (10 ms) holds a few hundred KiB
-/// per file, which goes out 128 KiB at a time. Records are written twice (JSON line, HAR entry), so this is
-/// the trace's largest kernel cost.
+/// per file, which goes out 128 KiB at a time. Records are written twice (JSON line, HAR
+/// entry), so this is the trace's largest kernel cost.
 const FLUSH_AT: usize = 128 * 1024;
 
 /// The most slices one `pwritev` takes (Linux's `UIO_MAXIOV`).

@@ -10,7 +10,7 @@
 /// Words kept on the stack: bodies up to 2 KiB need no allocation for their bits.
 pub(super) const STACK_WORDS: usize = 32;
 
-/// The marks of a text: bit `i % 64` of word `i / 64` is set when `bytes[i]` is `"`, `\\` or
+/// The marks of a text: bit `i % 64` of word `i / 64` is set when `bytes[i]` is `"`, `\` or
 /// below 0x20.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Specials<'w> {
