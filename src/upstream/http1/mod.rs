@@ -188,7 +188,7 @@ pub async fn send(
     let mut response = Response::new(ResponseBody {
         conn: Some(conn),
         decoder: head.decoder,
-        writing: (writing && write_failed.is_none()).then_some(outgoing),
+        writing: (writing && write_failed.is_none()).then(|| Box::new(outgoing)),
         keep_alive: head.keep_alive && write_failed.is_none(),
         failed: None,
     });
@@ -206,8 +206,10 @@ pub async fn send(
 pub struct ResponseBody {
     conn: Option<Conn>,
     decoder: Decoder,
-    /// The request's body, when the target answered before it was all sent.
-    writing: Option<Outgoing>,
+    /// The request's body, when the target answered before it was all sent. Boxed: that is
+    /// rare, and inline it would make every response, moved through each layer, larger by
+    /// the whole request.
+    writing: Option<Box<Outgoing>>,
     keep_alive: bool,
     /// A failure found after the data before it was handed out, reported at the next poll.
     failed: Option<Error>,
