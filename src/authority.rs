@@ -2,7 +2,7 @@
 //! vocabulary at the crate root (it depends on nothing above it), so that config validation and
 //! the listeners' name checks parse a name the same way.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `host[:port]` as written in a `Host` header, an `Origin` or a `hosts` list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,18 +22,25 @@ impl<'a> Authority<'a> {
                 literal.parse::<Ipv6Addr>().ok()?;
                 (literal, rest)
             }
-            None => text.split_at(text.find(':').unwrap_or(text.len())),
+            // A name's bytes checked in the same pass that finds the port: this runs for the
+            // `Host` of every request.
+            None => {
+                let name_byte =
+                    |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+                let end = text
+                    .bytes()
+                    .position(|b| !name_byte(b))
+                    .unwrap_or(text.len());
+                if text.as_bytes().get(end).is_some_and(|&b| b != b':') {
+                    return None;
+                }
+                text.split_at(end)
+            }
         };
         let port = match port {
             "" | ":" => None,
             port => Some(port.strip_prefix(':')?.parse::<u16>().ok()?),
         };
-        if !text.starts_with('[') {
-            let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
-            if !host.bytes().all(name_byte) {
-                return None;
-            }
-        }
         let host = host.strip_suffix('.').unwrap_or(host);
         if host.is_empty() {
             return None;
@@ -43,6 +50,12 @@ impl<'a> Authority<'a> {
 
     /// The host as an IP address (IPv4-mapped IPv6 as IPv4), if it is one.
     pub fn ip(&self) -> Option<IpAddr> {
-        self.host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+        // Only a bracketed host (an IPv6 literal) holds a colon: a name is tried as IPv4 alone.
+        let ip = if self.host.contains(':') {
+            self.host.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
+        } else {
+            self.host.parse::<Ipv4Addr>().ok().map(IpAddr::V4)
+        };
+        ip.map(|ip| ip.to_canonical())
     }
 }

@@ -93,19 +93,11 @@ impl Ingress {
     /// injected or forwarded: it is addressed to a served name, and it is not a browser's
     /// cross-site request (unless browsers are allowed). `local` is the connection's own address.
     pub fn screen<B>(&self, request: &Request<B>, local: SocketAddr) -> Result<(), Screened> {
-        if !self.served.serves_request(request, local) {
-            return Err(Screened::Misdirected);
+        match self.served.screen(request, local, !self.allow_browsers) {
+            (false, _) => Err(Screened::Misdirected),
+            (true, true) => Err(Screened::CrossSite),
+            (true, false) => Ok(()),
         }
-        if !self.allow_browsers
-            && origin::is_cross_site(
-                request.headers(),
-                self.served.scheme(),
-                origin::request_authority(request),
-            )
-        {
-            return Err(Screened::CrossSite);
-        }
-        Ok(())
     }
 
     /// Whether anyone must authenticate at all (with no clients, the listener is loopback-only

@@ -3,6 +3,7 @@
 //! prefixes, control characters, `Secure` over plain http to loopback, §5.4 header order, and
 //! the `Domain` attribute read exactly as §5.2.3 says.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -113,10 +114,10 @@ impl Jar {
         now: SystemTime,
     ) -> Option<(HeaderValue, Arc<[String]>)> {
         let https = origin.scheme() == "https";
-        let now = OffsetDateTime::from(now);
+        let now = Now::new(now);
         let applies = |entry: &&Entry| {
             let cookie = &entry.cookie;
-            !cookie.expires_by(&now)
+            !now.expires(cookie)
                 && cookie.domain.matches(origin)
                 && path_matches(&cookie.path, path)
                 // cookie_store counts http://localhost as a secure origin; the upstream is not.
@@ -325,10 +326,10 @@ impl Jar {
     }
 
     fn unexpired(&self, now: SystemTime) -> impl Iterator<Item = &Entry> {
-        let now = OffsetDateTime::from(now);
+        let now = Now::new(now);
         self.entries
             .iter()
-            .filter(move |entry| !entry.cookie.expires_by(&now))
+            .filter(move |entry| !now.expires(&entry.cookie))
     }
 
     /// True when no unexpired cookie is left.
@@ -386,6 +387,34 @@ impl Jar {
         }
         jar.entries.shrink_to_fit();
         jar
+    }
+}
+
+/// The time a cookie's expiry is compared with, as the calendar time that comparison takes,
+/// converted only when a cookie with an expiry asks: a session cookie (no `Expires` or
+/// `Max-Age`, what targets usually set) never expires, and the conversion costs more than
+/// the rest of a lookup in the jar, which runs twice for every session request.
+struct Now {
+    wall: SystemTime,
+    utc: OnceCell<OffsetDateTime>,
+}
+
+impl Now {
+    fn new(wall: SystemTime) -> Now {
+        Now {
+            wall,
+            utc: OnceCell::new(),
+        }
+    }
+
+    /// `Cookie::expires_by` at this time.
+    fn expires(&self, cookie: &Cookie<'_>) -> bool {
+        match cookie.expires {
+            CookieExpiration::SessionEnd => false,
+            CookieExpiration::AtUtc(_) => {
+                cookie.expires_by(self.utc.get_or_init(|| OffsetDateTime::from(self.wall)))
+            }
+        }
     }
 }
 

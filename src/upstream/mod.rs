@@ -159,6 +159,8 @@ pub struct UpstreamClient {
 enum Failure {
     Connect(pool::ConnectError),
     Exchange(http1::Error),
+    /// No response head within the request timeout, connecting included.
+    TimedOut,
 }
 
 impl UpstreamClient {
@@ -178,44 +180,52 @@ impl UpstreamClient {
         })
     }
 
-    /// Sends the request and waits for the response head (the body streams afterwards).
+    /// Sends the request and waits for the response head (the body streams afterwards), for
+    /// at most `request_timeout` from now, connecting included.
     pub async fn send(
         &self,
         request: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(Failure::Connect(err))) => Err(self.classify(&*err, true)),
-            Ok(Err(Failure::Exchange(err))) => Err(self.classify(&err, false)),
-            Err(_) => Err(UpstreamError::ResponseTimeout {
-                authority: self.authority.clone(),
-                timeout: self.request_timeout,
-            }),
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        match self.exchange(request, deadline).await {
+            Ok(response) => Ok(response),
+            Err(Failure::Connect(err)) => Err(self.classify(&*err, true)),
+            Err(Failure::TimedOut | Failure::Exchange(http1::Error::TimedOut)) => {
+                Err(UpstreamError::ResponseTimeout {
+                    authority: self.authority.clone(),
+                    timeout: self.request_timeout,
+                })
+            }
+            Err(Failure::Exchange(err)) => Err(self.classify(&err, false)),
         }
     }
 
     async fn exchange(
         &self,
         mut request: Request<ProxyBody>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<UpstreamBody>, Failure> {
         // The target gets the path and query only; the pool's connection is the authority.
         if let Some(path_and_query) = request.uri().path_and_query() {
             *request.uri_mut() = Uri::from(path_and_query.clone());
         }
-        let outgoing = Outgoing::new(request);
+        let mut outgoing = Outgoing::new(request);
+        // The connection bounds the wait for the head with a timer it keeps, rather than a
+        // `tokio::time::timeout` around this future that registered a timer per request.
+        outgoing.deadline = Some(deadline);
         // Connecting (TCP, TLS) is boxed where it is awaited: inline, its state would grow
         // this future, which is moved into place for every request, by kilobytes, while a
         // kept-alive connection skips it.
         let (conn, reused) = match self.pool.idle() {
             Some(conn) => (conn, true),
-            None => (Box::pin(self.fresh()).await?, false),
+            None => (Box::pin(self.fresh(deadline)).await?, false),
         };
         let response = match http1::send(conn, outgoing).await {
             Ok(response) => response,
             Err(failed) => match failed.unsent {
                 // The connection closed between its last use and this request, before a
                 // byte of the request was written: the request goes again on a new one.
-                Some(unsent) if reused => Box::pin(self.resend(unsent)).await?,
+                Some(unsent) if reused => Box::pin(self.resend(unsent, deadline)).await?,
                 _ => return Err(Failure::Exchange(failed.error)),
             },
         };
@@ -224,15 +234,22 @@ impl UpstreamClient {
     }
 
     /// Sends a request that a reused connection did not take on a new connection.
-    async fn resend(&self, unsent: Outgoing) -> Result<Response<http1::ResponseBody>, Failure> {
-        let conn = self.fresh().await?;
+    async fn resend(
+        &self,
+        unsent: Outgoing,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<http1::ResponseBody>, Failure> {
+        let conn = self.fresh(deadline).await?;
         http1::send(conn, unsent)
             .await
             .map_err(|failed| Failure::Exchange(failed.error))
     }
 
-    async fn fresh(&self) -> Result<Conn, Failure> {
-        self.pool.connect().await.map_err(Failure::Connect)
+    async fn fresh(&self, deadline: tokio::time::Instant) -> Result<Conn, Failure> {
+        match tokio::time::timeout_at(deadline, self.pool.connect()).await {
+            Ok(connected) => connected.map_err(Failure::Connect),
+            Err(_) => Err(Failure::TimedOut),
+        }
     }
 
     fn classify(&self, err: &(dyn StdError + 'static), connecting: bool) -> UpstreamError {

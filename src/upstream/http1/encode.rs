@@ -32,6 +32,8 @@ pub struct Outgoing {
     pub method: Method,
     /// The request's header map, emptied once written: the response's headers reuse it.
     pub spare: HeaderMap,
+    /// When the target must have answered with a head; it stays with a request sent again.
+    pub deadline: Option<tokio::time::Instant>,
     out: Vec<u8>,
     written: usize,
     /// `None` once the body has ended (or for a request without one).
@@ -86,6 +88,7 @@ impl Outgoing {
         Outgoing {
             method: parts.method,
             spare: parts.headers,
+            deadline: None,
             out,
             written: 0,
             body,

@@ -10,6 +10,7 @@ mod io;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -18,6 +19,7 @@ use http::Response;
 use hyper_rustls::MaybeHttpsStream;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_util::io::poll_read_buf;
 
 use crate::body::BoxError;
@@ -52,12 +54,17 @@ pub enum Error {
     BodyLength,
     #[error("error reading the request body")]
     RequestBody(#[source] BoxError),
+    #[error("no response head before the deadline")]
+    TimedOut,
 }
 
 /// A kept-alive connection between exchanges: the stream and its read buffer.
 pub struct Conn {
     io: Io,
     read: BytesMut,
+    /// Bounds the wait for a response head; made at the connection's first wait and kept
+    /// (boxed, as the connection moves) for the ones after it.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Conn {
@@ -66,6 +73,7 @@ impl Conn {
         Conn {
             io: Io::from(stream),
             read: BytesMut::new(),
+            timer: None,
         }
     }
 
@@ -86,6 +94,27 @@ impl Conn {
             self.read.reserve(READ_CHUNK);
         }
         poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read).map_err(Error::Read)
+    }
+
+    /// Whether `deadline` has passed; if not, the task is woken by then. The timer is only
+    /// moved when it would fire late (or has fired): one still set for an earlier request
+    /// fires early, wakes the task and is moved then. Moving it registers it with the
+    /// runtime's timer wheel, which a kept-alive connection then does about once per timeout
+    /// instead of for every request (a `tokio::time::timeout` per request did).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                return true;
+            }
+            timer.as_mut().reset(deadline);
+        }
+        false
     }
 }
 
@@ -129,7 +158,14 @@ pub async fn send(
             }
         }
         match conn.poll_fill(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                return match outgoing.deadline {
+                    Some(deadline) if conn.poll_deadline(cx, deadline) => {
+                        Poll::Ready(Err(Error::TimedOut))
+                    }
+                    _ => Poll::Pending,
+                }
+            }
             Poll::Ready(Ok(0)) => {
                 return Poll::Ready(Err(write_failed.take().unwrap_or(Error::Closed)))
             }
@@ -152,7 +188,7 @@ pub async fn send(
     let mut response = Response::new(ResponseBody {
         conn: Some(conn),
         decoder: head.decoder,
-        writing: (writing && write_failed.is_none()).then_some(outgoing),
+        writing: (writing && write_failed.is_none()).then(|| Box::new(outgoing)),
         keep_alive: head.keep_alive && write_failed.is_none(),
         failed: None,
     });
@@ -170,8 +206,10 @@ pub async fn send(
 pub struct ResponseBody {
     conn: Option<Conn>,
     decoder: Decoder,
-    /// The request's body, when the target answered before it was all sent.
-    writing: Option<Outgoing>,
+    /// The request's body, when the target answered before it was all sent. Boxed: that is
+    /// rare, and inline it would make every response, moved through each layer, larger by
+    /// the whole request.
+    writing: Option<Box<Outgoing>>,
     keep_alive: bool,
     /// A failure found after the data before it was handed out, reported at the next poll.
     failed: Option<Error>,
