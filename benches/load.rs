@@ -322,11 +322,11 @@ fn clock_ticks_per_second() -> u64 {
 }
 
 /// `taskset -c CPU program ...` when pinning is possible, else the program itself.
-fn pinned(cpu: Option<u32>, program: &str) -> Command {
+fn pinned(cpu: Option<u32>, program: impl AsRef<std::ffi::OsStr>) -> Command {
     match cpu {
         Some(cpu) => {
             let mut command = Command::new("taskset");
-            command.args(["-c", &cpu.to_string(), program]);
+            command.args(["-c", &cpu.to_string()]).arg(program);
             command
         }
         None => Command::new(program),
@@ -356,7 +356,7 @@ fn wait_connectable(addr: SocketAddr, child: &mut Child) -> BenchResult<()> {
 
 fn start_upstream(cpu: Option<u32>) -> BenchResult<(Proc, SocketAddr)> {
     let exe = std::env::current_exe().map_err(err("current exe"))?;
-    let mut child = pinned(cpu, &exe.to_string_lossy())
+    let mut child = pinned(cpu, &exe)
         .arg("upstream")
         .stdout(Stdio::piped())
         .spawn()
@@ -380,13 +380,21 @@ fn start_upstream(cpu: Option<u32>) -> BenchResult<(Proc, SocketAddr)> {
     ))
 }
 
+/// The proxy binary measured: `BENCH_PROVPROXY` when set (`scripts/bench` sets it to a copy of
+/// `cargo build --release`'s binary), else the one `cargo bench` built. The latter links the
+/// tokio of the dev-dependencies, whose `test-util` puts every clock reading behind a mutex
+/// (about 0.5k instructions per request more than the shipped binary spends).
+fn provproxy_binary() -> std::ffi::OsString {
+    std::env::var_os("BENCH_PROVPROXY").unwrap_or_else(|| env!("CARGO_BIN_EXE_provproxy").into())
+}
+
 /// The release binary, `run --config`; its listen and admin addresses come from its log line
 /// (the admin address is `None` without `[admin]`).
 fn start_provproxy(
     cpu: Option<u32>,
     config_path: &Path,
 ) -> BenchResult<(Proc, SocketAddr, Option<SocketAddr>)> {
-    let mut child = pinned(cpu, env!("CARGO_BIN_EXE_provproxy"))
+    let mut child = pinned(cpu, provproxy_binary())
         .args(["--log-format", "json", "run", "--config"])
         .arg(config_path)
         .env("BENCH_PASSWORD", PASSWORD)
@@ -541,7 +549,7 @@ impl FeedSubscriber {
     /// Starts the reader and returns once the proxy has subscribed it.
     fn start(cpu: Option<u32>, admin: SocketAddr) -> BenchResult<FeedSubscriber> {
         let exe = std::env::current_exe().map_err(err("current exe"))?;
-        let mut child = pinned(cpu, &exe.to_string_lossy())
+        let mut child = pinned(cpu, &exe)
             .args(["subscribe", &admin.to_string()])
             .stdout(Stdio::piped())
             .spawn()
@@ -831,6 +839,11 @@ fn full() -> BenchResult<()> {
         } else {
             "NOT pinned (needs 2 CPUs and taskset)"
         }
+    );
+    let _ = writeln!(
+        report,
+        "provproxy binary: {}",
+        std::path::Path::new(&provproxy_binary()).display()
     );
 
     let dir = tempfile::tempdir().map_err(err("temp dir"))?;
