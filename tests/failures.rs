@@ -3,10 +3,14 @@
 
 mod common;
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use provproxy::demo::client::Reply;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use common::{closed_port, error_body, get, proxy, serve, PATIENCE};
@@ -165,5 +169,75 @@ async fn an_unresolvable_host_is_a_502_naming_dns() {
             .as_str()
             .is_some_and(|d| d.contains("provproxy-test.invalid")),
         "{body}"
+    );
+}
+
+/// A raw target that answers the first request on each connection and never the second, and
+/// counts the connections it accepted.
+async fn answers_once_per_connection() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+    let addr = listener.local_addr().expect("target address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+                // The next request is read and never answered; the connection stays open.
+                let _ = stream.read(&mut buf).await;
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_second_request_on_a_kept_alive_target_connection_still_times_out_on_time() {
+    let (target, accepted) = answers_once_per_connection().await;
+    let proxy = proxy(
+        &route(&format!("http://{target}"), r#"request_timeout = "300ms""#),
+        "",
+        &[("PASSWORD", PASSWORD)],
+    )
+    .await;
+    let first = get(proxy.addr(), "/r/Users", &[]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    // The target connection was kept with the first request's deadline still set on it. Half
+    // the timeout passes before the second request (the scenario, not a synchronisation): a
+    // timer left at the first deadline would end the second request halfway.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let reply = tokio::time::timeout(PATIENCE, get(proxy.addr(), "/r/Users", &[]))
+        .await
+        .expect("the proxy answered the second request");
+    let took = started.elapsed();
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(failure(&reply)["error"], "response_timeout");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the second request went over the kept-alive connection"
     );
 }
