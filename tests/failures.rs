@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use provproxy::demo::client::Reply;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use common::{closed_port, error_body, get, proxy, serve, PATIENCE};
+use common::{closed_port, error_body, get, proxy, read_head, serve, PATIENCE};
 
 const PASSWORD: &str = "route-password-5e1b77";
 
@@ -75,6 +75,21 @@ async fn a_refused_connection_is_a_502_naming_connect_refused() {
     );
 }
 
+/// A 504 naming the response timeout, answered after the route's 300 ms and well before 5 s.
+fn answered_response_timeout(reply: &Reply, took: Duration) {
+    assert_eq!(
+        reply.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(failure(reply)["error"], "response_timeout");
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "answered after {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_target_that_never_answers_is_a_504_within_request_timeout() {
     let target = serve(None, |_request, _conn| std::future::pending()).await;
@@ -87,17 +102,7 @@ async fn a_target_that_never_answers_is_a_504_within_request_timeout() {
     let started = Instant::now();
     let reply = get(proxy.addr(), "/r/Users", &[]).await;
     let took = started.elapsed();
-    assert_eq!(
-        reply.status,
-        StatusCode::GATEWAY_TIMEOUT,
-        "{}",
-        reply.text()
-    );
-    assert_eq!(failure(&reply)["error"], "response_timeout");
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
-        "answered after {took:?}"
-    );
+    answered_response_timeout(&reply, took);
 }
 
 /// A loopback listener whose accept queue is full and never drained: the kernel drops further
@@ -183,20 +188,15 @@ async fn answers_once_per_connection() -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok((mut stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut stream).await.is_none() {
+                    return;
                 }
                 let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                 if stream.write_all(answer).await.is_err() {
                     return;
                 }
                 // The next request is read and never answered; the connection stays open.
-                let _ = stream.read(&mut buf).await;
+                let _ = read_head(&mut stream).await;
                 std::future::pending::<()>().await;
             });
         }
@@ -224,17 +224,7 @@ async fn a_second_request_on_a_kept_alive_target_connection_still_times_out_on_t
         .await
         .expect("the proxy answered the second request");
     let took = started.elapsed();
-    assert_eq!(
-        reply.status,
-        StatusCode::GATEWAY_TIMEOUT,
-        "{}",
-        reply.text()
-    );
-    assert_eq!(failure(&reply)["error"], "response_timeout");
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
-        "answered after {took:?}"
-    );
+    answered_response_timeout(&reply, took);
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         1,

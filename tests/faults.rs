@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use binary::{Binary, Options};
-use common::{get, json, proxy, send_h1, serve, ConnMeta, Recorded, Upstream, PATIENCE};
+use common::{get, json, proxy, read_head, send_h1, serve, ConnMeta, Recorded, Upstream, PATIENCE};
 
 /// What a scripted connection of [`raw_target`] does after sending its response head and the
 /// first 100 of 1000 announced body bytes.
@@ -72,13 +72,8 @@ async fn raw_target(script: Vec<After>) -> (SocketAddr, mpsc::UnboundedReceiver<
 }
 
 async fn misbehave(mut stream: TcpStream, after: After, events: mpsc::UnboundedSender<Event>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
+    if read_head(&mut stream).await.is_none() {
+        return;
     }
     let start = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n";
     if stream.write_all(start).await.is_err() || stream.write_all(&[b'a'; 100]).await.is_err() {
@@ -94,7 +89,7 @@ async fn misbehave(mut stream: TcpStream, after: After, events: mpsc::UnboundedS
         }
         After::Stall => {
             // Anything the proxy sends or its close ends this read.
-            let _ = stream.read(&mut buf).await;
+            let _ = stream.read(&mut [0u8; 1024]).await;
             let _ = events.send(Event::PeerClosed);
         }
         After::Finish => {

@@ -124,6 +124,31 @@ const LETTERS: [u8; 256] = {
     letters
 };
 
+/// Calls `each` with every position in `from..to` marked in `specials`, in order, until it
+/// fails. Inlined into each escaping loop, so that the call is no call.
+#[inline(always)]
+fn each_mark(
+    specials: &[u64],
+    from: usize,
+    to: usize,
+    mut each: impl FnMut(usize) -> Result<(), Invalid>,
+) -> Result<(), Invalid> {
+    for index in from / 64..to.div_ceil(64) {
+        let mut bits = specials.get(index).copied().unwrap_or(0);
+        if index == from / 64 {
+            bits &= u64::MAX << (from % 64);
+        }
+        if (index + 1) * 64 > to {
+            bits &= !(u64::MAX << (to % 64));
+        }
+        while bits != 0 {
+            each(index * 64 + bits.trailing_zeros() as usize)?;
+            bits &= bits - 1;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes[from..to]` escaped into `out` at `len`, and says where it ends. Every marked
 /// byte is one of the five that valid JSON can hold there.
 fn escape_into(
@@ -135,44 +160,34 @@ fn escape_into(
     to: usize,
 ) -> Result<usize, Invalid> {
     let mut copied = from;
-    for index in from / 64..to.div_ceil(64) {
-        let mut bits = specials.get(index).copied().unwrap_or(0);
-        if index == from / 64 {
-            bits &= u64::MAX << (from % 64);
+    each_mark(specials, from, to, |at| {
+        let letter = LETTERS[usize::from(bytes.get(at).copied().unwrap_or(0))];
+        if letter == 0 {
+            return Err(Invalid);
         }
-        if (index + 1) * 64 > to {
-            bits &= !(u64::MAX << (to % 64));
-        }
-        while bits != 0 {
-            let at = index * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let letter = LETTERS[usize::from(bytes.get(at).copied().unwrap_or(0))];
-            if letter == 0 {
-                return Err(Invalid);
+        let run = at - copied;
+        // The runs between two escapes are a few bytes long: one of up to 16 is copied as
+        // 16 bytes (past the run, into room that the next step overwrites) rather than
+        // through a call to `memcpy`, with one bounds check on each side.
+        let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
+        let target = out
+            .get_mut(len..)
+            .and_then(<[u8]>::first_chunk_mut::<SLACK>);
+        match (source, target) {
+            (Some(source), Some(target)) if run <= 16 => {
+                target[..16].copy_from_slice(source);
+                target[run] = b'\\';
+                target[run + 1] = letter;
             }
-            let run = at - copied;
-            // The runs between two escapes are a few bytes long: one of up to 16 is copied as
-            // 16 bytes (past the run, into room that the next step overwrites) rather than
-            // through a call to `memcpy`, with one bounds check on each side.
-            let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
-            let target = out
-                .get_mut(len..)
-                .and_then(<[u8]>::first_chunk_mut::<SLACK>);
-            match (source, target) {
-                (Some(source), Some(target)) if run <= 16 => {
-                    target[..16].copy_from_slice(source);
-                    target[run] = b'\\';
-                    target[run + 1] = letter;
-                }
-                _ => {
-                    let end = copy_run(out, len, bytes, copied, at);
-                    out[end..end + 2].copy_from_slice(&[b'\\', letter]);
-                }
+            _ => {
+                let end = copy_run(out, len, bytes, copied, at);
+                out[end..end + 2].copy_from_slice(&[b'\\', letter]);
             }
-            len += run + 2;
-            copied = at + 1;
         }
-    }
+        len += run + 2;
+        copied = at + 1;
+        Ok(())
+    })?;
     Ok(copy_run(out, len, bytes, copied, to))
 }
 
@@ -187,37 +202,27 @@ fn backslash_into(
     to: usize,
 ) -> Result<usize, Invalid> {
     let mut copied = from;
-    for index in from / 64..to.div_ceil(64) {
-        let mut bits = specials.get(index).copied().unwrap_or(0);
-        if index == from / 64 {
-            bits &= u64::MAX << (from % 64);
-        }
-        if (index + 1) * 64 > to {
-            bits &= !(u64::MAX << (to % 64));
-        }
-        while bits != 0 {
-            let at = index * 64 + bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let run = at - copied;
-            // As in `escape_into`: a run of up to 16 bytes copied as 16.
-            let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
-            let target = out
-                .get_mut(len..)
-                .and_then(<[u8]>::first_chunk_mut::<SLACK>);
-            match (source, target) {
-                (Some(source), Some(target)) if run <= 16 => {
-                    target[..16].copy_from_slice(source);
-                    target[run] = b'\\';
-                }
-                _ => {
-                    let end = copy_run(out, len, bytes, copied, at);
-                    out[end] = b'\\';
-                }
+    each_mark(specials, from, to, |at| {
+        let run = at - copied;
+        // As in `escape_into`: a run of up to 16 bytes copied as 16.
+        let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
+        let target = out
+            .get_mut(len..)
+            .and_then(<[u8]>::first_chunk_mut::<SLACK>);
+        match (source, target) {
+            (Some(source), Some(target)) if run <= 16 => {
+                target[..16].copy_from_slice(source);
+                target[run] = b'\\';
             }
-            len += run + 1;
-            copied = at;
+            _ => {
+                let end = copy_run(out, len, bytes, copied, at);
+                out[end] = b'\\';
+            }
         }
-    }
+        len += run + 1;
+        copied = at;
+        Ok(())
+    })?;
     Ok(copy_run(out, len, bytes, copied, to))
 }
 

@@ -374,6 +374,21 @@ pub async fn try_request_h1(
     })
 }
 
+/// Reads from a raw target's connection until a request head is complete; `None` when the
+/// connection ends first.
+pub async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
 /// `GET path` to the proxy with these headers; `Host` is the proxy's address unless given.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     let mut builder = Request::get(path);
