@@ -165,26 +165,9 @@ fn escape_into(
         if letter == 0 {
             return Err(Invalid);
         }
-        let run = at - copied;
-        // The runs between two escapes are a few bytes long: one of up to 16 is copied as
-        // 16 bytes (past the run, into room that the next step overwrites) rather than
-        // through a call to `memcpy`, with one bounds check on each side.
-        let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
-        let target = out
-            .get_mut(len..)
-            .and_then(<[u8]>::first_chunk_mut::<SLACK>);
-        match (source, target) {
-            (Some(source), Some(target)) if run <= 16 => {
-                target[..16].copy_from_slice(source);
-                target[run] = b'\\';
-                target[run + 1] = letter;
-            }
-            _ => {
-                let end = copy_run(out, len, bytes, copied, at);
-                out[end..end + 2].copy_from_slice(&[b'\\', letter]);
-            }
-        }
-        len += run + 2;
+        let end = put_run(out, len, bytes, copied, at);
+        out[end..end + 2].copy_from_slice(&[b'\\', letter]);
+        len = end + 2;
         copied = at + 1;
         Ok(())
     })?;
@@ -203,27 +186,32 @@ fn backslash_into(
 ) -> Result<usize, Invalid> {
     let mut copied = from;
     each_mark(specials, from, to, |at| {
-        let run = at - copied;
-        // As in `escape_into`: a run of up to 16 bytes copied as 16.
-        let source = bytes.get(copied..).and_then(<[u8]>::first_chunk::<16>);
-        let target = out
-            .get_mut(len..)
-            .and_then(<[u8]>::first_chunk_mut::<SLACK>);
-        match (source, target) {
-            (Some(source), Some(target)) if run <= 16 => {
-                target[..16].copy_from_slice(source);
-                target[run] = b'\\';
-            }
-            _ => {
-                let end = copy_run(out, len, bytes, copied, at);
-                out[end] = b'\\';
-            }
-        }
-        len += run + 1;
+        let end = put_run(out, len, bytes, copied, at);
+        out[end] = b'\\';
+        len = end + 1;
         copied = at;
         Ok(())
     })?;
     Ok(copy_run(out, len, bytes, copied, to))
+}
+
+/// [`copy_run`] for the run before an escape. Those are a few bytes long: one of up to 16 is
+/// copied as 16 bytes (past the run, into room that the escape and the next run overwrite)
+/// rather than through a call to `memcpy`, with one bounds check on each side.
+#[inline(always)]
+fn put_run(out: &mut [u8], len: usize, bytes: &[u8], from: usize, at: usize) -> usize {
+    let run = at - from;
+    let source = bytes.get(from..).and_then(<[u8]>::first_chunk::<16>);
+    let target = out
+        .get_mut(len..)
+        .and_then(<[u8]>::first_chunk_mut::<SLACK>);
+    match (source, target) {
+        (Some(source), Some(target)) if run <= 16 => {
+            target[..16].copy_from_slice(source);
+            len + run
+        }
+        _ => copy_run(out, len, bytes, from, at),
+    }
 }
 
 /// Writes `bytes[from..at]` into `out` at `len` and says where it ends.
