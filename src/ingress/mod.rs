@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{ClientCredential, ClientPlan};
-use origin::ServedNames;
+use origin::{ServedHost, ServedNames};
 
 /// The authenticated client of a connection or request.
 pub type ClientName = Arc<str>;
@@ -92,8 +92,17 @@ impl Ingress {
     /// The checks that come before everything else, so that nothing of a refused request is
     /// injected or forwarded: it is addressed to a served name, and it is not a browser's
     /// cross-site request (unless browsers are allowed). `local` is the connection's own address.
-    pub fn screen<B>(&self, request: &Request<B>, local: SocketAddr) -> Result<(), Screened> {
-        match self.served.screen(request, local, !self.allow_browsers) {
+    /// `known` is the connection's memo of the `Host` found served on it.
+    pub fn screen<B>(
+        &self,
+        request: &Request<B>,
+        local: SocketAddr,
+        known: &ServedHost,
+    ) -> Result<(), Screened> {
+        match self
+            .served
+            .screen(request, local, known, !self.allow_browsers)
+        {
             (false, _) => Err(Screened::Misdirected),
             (true, true) => Err(Screened::CrossSite),
             (true, false) => Ok(()),
@@ -310,13 +319,37 @@ mod tests {
         let local = ([127, 0, 0, 1], 8080).into();
         for host in ["evil.example", "evil.example:8080"] {
             assert_eq!(
-                ingress().screen(&request(&[("host", host)]), local),
+                ingress().screen(&request(&[("host", host)]), local, &ServedHost::default()),
                 Err(Screened::Misdirected)
             );
         }
         for host in ["localhost:8080", "127.0.0.1:8080", "P.internal"] {
-            assert_eq!(ingress().screen(&request(&[("host", host)]), local), Ok(()));
+            assert_eq!(
+                ingress().screen(&request(&[("host", host)]), local, &ServedHost::default()),
+                Ok(())
+            );
         }
+    }
+
+    #[test]
+    fn a_host_served_earlier_on_a_connection_lets_no_other_name_or_reloaded_names_pass() {
+        let local = ([127, 0, 0, 1], 8080).into();
+        let known = ServedHost::default();
+        let ingress = ingress();
+        let served = request(&[("host", "p.internal")]);
+        assert_eq!(ingress.screen(&served, local, &known), Ok(()));
+        assert_eq!(ingress.screen(&served, local, &known), Ok(()));
+        let other = request(&[("host", "evil.example")]);
+        assert_eq!(
+            ingress.screen(&other, local, &known),
+            Err(Screened::Misdirected)
+        );
+        // A reload's names that no longer include it refuse it on the same connection.
+        let reloaded = Ingress::new(&[], ServedNames::new(local, false, []), false);
+        assert_eq!(
+            reloaded.screen(&served, local, &known),
+            Err(Screened::Misdirected)
+        );
     }
 
     #[test]
@@ -328,18 +361,27 @@ mod tests {
             ("content-type", "text/plain"),
         ]);
         assert_eq!(
-            ingress().screen(&cross_site, local),
+            ingress().screen(&cross_site, local, &ServedHost::default()),
             Err(Screened::CrossSite)
         );
         let fetched = request(&[("host", "localhost:8080"), ("sec-fetch-site", "cross-site")]);
-        assert_eq!(ingress().screen(&fetched, local), Err(Screened::CrossSite));
+        assert_eq!(
+            ingress().screen(&fetched, local, &ServedHost::default()),
+            Err(Screened::CrossSite)
+        );
         let allowing = Ingress::new(
             &[],
             ServedNames::new(([127, 0, 0, 1], 8080).into(), false, []),
             true,
         );
-        assert_eq!(allowing.screen(&cross_site, local), Ok(()));
-        assert_eq!(allowing.screen(&fetched, local), Ok(()));
+        assert_eq!(
+            allowing.screen(&cross_site, local, &ServedHost::default()),
+            Ok(())
+        );
+        assert_eq!(
+            allowing.screen(&fetched, local, &ServedHost::default()),
+            Ok(())
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! apart from a connector's, which never sends those headers.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, HOST, ORIGIN};
 use http::Request;
@@ -13,11 +15,16 @@ use crate::config::{Plan, RouteMatch};
 
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
+/// Tells one set of served names from the next (a reload builds new ones), so that a
+/// connection's [`ServedHost`] never outlives the names it was checked against.
+static NEXT_NAMES_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The names one listener answers to: loopback names (`localhost` and loopback IP literals,
 /// any port), its listen address (for `0.0.0.0`/`::`, the address each connection came in on),
 /// and the configured ones.
 #[derive(Debug, Clone)]
 pub struct ServedNames {
+    id: u64,
     /// Configured names, lower-case; a port, when given, must match too.
     names: Vec<(String, Option<u16>)>,
     listen: IpAddr,
@@ -37,6 +44,7 @@ impl ServedNames {
             .map(|name| (name.host.to_ascii_lowercase(), name.port))
             .collect();
         ServedNames {
+            id: NEXT_NAMES_ID.fetch_add(1, Ordering::Relaxed),
             names,
             listen: listen.ip().to_canonical(),
             tls,
@@ -84,7 +92,8 @@ impl ServedNames {
                 .all(|host| host.to_str().is_ok_and(|host| self.serves(host, local)))
     }
 
-    /// Whether the request is addressed to this listener ([`ServedNames::serves_request`]),
+    /// Whether the request is addressed to this listener ([`ServedNames::serves_request`];
+    /// a `Host` the connection's `known` already holds for these names is not parsed again),
     /// and, with `check_browsers`, whether a browser sent it from another site
     /// ([`is_cross_site`] with [`request_authority`]): the same answers from one pass over the
     /// headers, which most requests fill with a `Host` and none of a browser's headers, instead
@@ -93,6 +102,7 @@ impl ServedNames {
         &self,
         request: &Request<B>,
         local: SocketAddr,
+        known: &ServedHost,
         check_browsers: bool,
     ) -> (bool, bool) {
         let uri_authority = request.uri().authority();
@@ -103,7 +113,10 @@ impl ServedNames {
         for (name, value) in request.headers() {
             if name == HOST {
                 first_host.get_or_insert(value);
-                served = served && value.to_str().is_ok_and(|host| self.serves(host, local));
+                served = served
+                    && (known.holds(self.id, value)
+                        || value.to_str().is_ok_and(|host| self.serves(host, local))
+                            && known.note(self.id, value));
             } else if name == ORIGIN {
                 has_origin = true;
             } else if name == SEC_FETCH_SITE {
@@ -152,6 +165,31 @@ impl ServedNames {
         } else {
             80
         }
+    }
+}
+
+/// The `Host` one connection's requests were last found to be served under. A connector sends
+/// the same `Host` on every request of a kept-alive connection, so it is checked once per
+/// connection and set of served names; any other value is checked in full. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct ServedHost(Arc<Mutex<Option<(u64, HeaderValue)>>>);
+
+impl ServedHost {
+    /// Whether `host` is the value last found served by the names numbered `names`.
+    fn holds(&self, names: u64, host: &HeaderValue) -> bool {
+        self.0.lock().is_ok_and(|known| {
+            known
+                .as_ref()
+                .is_some_and(|(id, known)| *id == names && known == host)
+        })
+    }
+
+    /// Remembers `host` as served by the names numbered `names`; true, for use in a condition.
+    fn note(&self, names: u64, host: &HeaderValue) -> bool {
+        if let Ok(mut known) = self.0.lock() {
+            *known = Some((names, host.clone()));
+        }
+        true
     }
 }
 

@@ -31,6 +31,7 @@ use crate::body::{self, ClientBody, ClientBodyFault, IdleTimeout, ProxyBody, Req
 use crate::challenge::{ChallengeConfigError, Rewriter};
 use crate::clock::SharedClock;
 use crate::config::{ClientCookies, Plan, RoutePlan};
+use crate::ingress::origin::ServedHost;
 use crate::ingress::{ClientName, Ingress, Screened};
 use crate::metrics::Metrics;
 use crate::session::{Lease, LeaseError, Relogin, SessionVerdict, Sessions};
@@ -64,6 +65,8 @@ pub struct ConnInfo {
     pub client: Option<ClientName>,
     /// The client's address as it goes into `X-Forwarded-For`, rendered once per connection.
     pub forwarded_for: http::HeaderValue,
+    /// The `Host` this connection's requests were found to be addressed to a served name with.
+    pub served_host: ServedHost,
 }
 
 impl ConnInfo {
@@ -74,6 +77,7 @@ impl ConnInfo {
             tls,
             client: None,
             forwarded_for: headers::forwarded_for(remote.ip()),
+            served_host: ServedHost::default(),
         }
     }
 
@@ -329,7 +333,11 @@ impl Proxy {
         conn: &ConnInfo,
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
-        if let Err(screened) = self.shared.ingress.screen(&request, conn.local) {
+        if let Err(screened) = self
+            .shared
+            .ingress
+            .screen(&request, conn.local, &conn.served_host)
+        {
             return self.screened(screened, conn);
         }
         let early = self

@@ -385,10 +385,26 @@ where
 
 /// Runs one connection until it ends or the grace period is over; dropping it closes it.
 async fn until_closed(mut closed: watch::Receiver<bool>, connection: impl Future<Output = ()>) {
-    tokio::select! {
-        () = connection => {}
-        _ = closed.changed() => {}
-    }
+    let mut connection = pin!(connection);
+    let news = closed.clone();
+    let mut closing = pin!(async move {
+        let _ = closed.changed().await;
+    });
+    let mut watched = false;
+    // The connection's task wakes about twice per request; the watch only matters once it has
+    // news. Polled once, it wakes the task when it changes (or its sender goes), so it is polled
+    // again only then, not on every wake as a `select!` would (with a random pick each time).
+    std::future::poll_fn(|cx| {
+        if connection.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if !watched || !matches!(news.has_changed(), Ok(false)) {
+            watched = true;
+            return closing.as_mut().poll(cx);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Requests in flight on one HTTP/2 connection.
