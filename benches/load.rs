@@ -13,11 +13,22 @@
 //! provproxy with trace bodies on against nginx, RSS before and after) and `workers = 1` against
 //! `workers = 2` (not pinned, so the second worker can use the second core).
 //!
+//! Then, when valgrind is installed, the comparison the machine's load cannot move: user-space
+//! instructions per proxied request of the whole process, counted by callgrind, for provproxy
+//! (the `provproxy` line's config), nginx and haproxy (`instructions_case`). Wall-clock CPU on a
+//! shared VM moves by 10-20 % between runs; one of these counts by up to 4 % (haproxy; nginx 3 %,
+//! provproxy under 1 %), the median of three that the report gives by about 1 %.
+//!
 //! Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (64),
 //! BENCH_SESSIONS (100000), BENCH_OUT (also write the markdown report to this file),
 //! BENCH_REDIS_URL (adds the Redis state backend's line; see `redis_state` in `full`),
 //! BENCH_ONLY (a comma-separated list of target names, `direct,provproxy,nginx` say: only those
-//! run, and the aggregation, workers and sessions cases are skipped; for A/B runs of one change).
+//! run, and the aggregation, workers and sessions cases are skipped; for A/B runs of one change;
+//! `instructions` in the list runs the callgrind case too, so `BENCH_ONLY=instructions` runs it
+//! alone, without wrk), BENCH_INSTR_REQUESTS (`20,120`: the requests per connection of the
+//! callgrind case's two runs, whose difference is divided out), BENCH_INSTR_PAIRS (3: how often
+//! the two runs are repeated; the report gives the median and the range), BENCH_CALLGRIND_DIR
+//! (keep the callgrind case's files there, `NAME.REQUESTS.PID`, for `callgrind_annotate`).
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -281,10 +292,38 @@ impl Proc {
     fn status_kib(&self, key: &str) -> BenchResult<u64> {
         status_kib(&format!("/proc/{}/status", self.pid()), key)
     }
+
+    /// Sends `signal` (`TERM`, `QUIT`, ...) and waits for the process to end by itself, as it
+    /// must for callgrind to write its counts.
+    fn stop(&mut self, signal: &str, timeout: Duration) -> BenchResult<()> {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .map_err(err("run kill"))?;
+        if !sent.success() {
+            return Err(format!("kill -{signal} {pid} failed"));
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.child.try_wait().map_err(err("wait"))?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "still running {} s after SIG{signal}",
+            timeout.as_secs()
+        ))
+    }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // Already stopped (and reaped): its pid may belong to another process by now.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         if self.graceful {
             let _ = Command::new("kill")
                 .args(["-TERM", &self.pid().to_string()])
@@ -333,13 +372,53 @@ fn pinned(cpu: Option<u32>, program: impl AsRef<std::ffi::OsStr>) -> Command {
     }
 }
 
+/// How a proxy process is started: pinned to a CPU for the wrk figures, or under callgrind for
+/// the instruction counts, where start-up is slow (valgrind translates the code as it first runs;
+/// provproxy loads the CA roots) but the CPU does not matter.
+#[derive(Debug, Clone, Copy)]
+enum Launch<'a> {
+    Pinned(Option<u32>),
+    /// `valgrind --tool=callgrind`, writing its counts to `out` (`%p` there is the pid).
+    Callgrind {
+        valgrind: &'a str,
+        out: &'a Path,
+    },
+}
+
+impl Launch<'_> {
+    fn command(self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match self {
+            Launch::Pinned(cpu) => pinned(cpu, program),
+            Launch::Callgrind { valgrind, out } => {
+                let mut out_file = std::ffi::OsString::from("--callgrind-out-file=");
+                out_file.push(out);
+                let mut command = Command::new(valgrind);
+                // Quiet: valgrind's banner would land on the bench's terminal (nginx's stderr).
+                command
+                    .args(["-q", "--tool=callgrind"])
+                    .arg(out_file)
+                    .arg(program);
+                command
+            }
+        }
+    }
+
+    /// How long the process may take until it accepts connections.
+    fn startup(self) -> Duration {
+        match self {
+            Launch::Pinned(_) => Duration::from_secs(10),
+            Launch::Callgrind { .. } => Duration::from_secs(120),
+        }
+    }
+}
+
 fn free_port() -> BenchResult<u16> {
     let listener = StdListener::bind("127.0.0.1:0").map_err(err("bind"))?;
     Ok(listener.local_addr().map_err(err("addr"))?.port())
 }
 
-fn wait_connectable(addr: SocketAddr, child: &mut Child) -> BenchResult<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+fn wait_connectable(addr: SocketAddr, child: &mut Child, timeout: Duration) -> BenchResult<()> {
+    let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect(addr).is_ok() {
             return Ok(());
@@ -351,7 +430,10 @@ fn wait_connectable(addr: SocketAddr, child: &mut Child) -> BenchResult<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("nothing listening on {addr} after 10s"))
+    Err(format!(
+        "nothing listening on {addr} after {} s",
+        timeout.as_secs()
+    ))
 }
 
 fn start_upstream(cpu: Option<u32>) -> BenchResult<(Proc, SocketAddr)> {
@@ -391,10 +473,11 @@ fn provproxy_binary() -> std::ffi::OsString {
 /// The release binary, `run --config`; its listen and admin addresses come from its log line
 /// (the admin address is `None` without `[admin]`).
 fn start_provproxy(
-    cpu: Option<u32>,
+    launch: Launch,
     config_path: &Path,
 ) -> BenchResult<(Proc, SocketAddr, Option<SocketAddr>)> {
-    let mut child = pinned(cpu, provproxy_binary())
+    let mut child = launch
+        .command(provproxy_binary())
         .args(["--log-format", "json", "run", "--config"])
         .arg(config_path)
         .env("BENCH_PASSWORD", PASSWORD)
@@ -404,35 +487,57 @@ fn start_provproxy(
         .spawn()
         .map_err(err("spawn provproxy"))?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let mut found = None;
-    for line in lines.by_ref() {
-        let line = line.map_err(err("read provproxy log"))?;
-        if !line.contains("provproxy listening") {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(err("provproxy log line"))?;
-        let fields = &value["fields"];
-        let addr = fields["addr"].as_str().and_then(|a| a.parse().ok());
-        let admin = fields["admin"]
-            .as_str()
-            .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
-        found = addr.map(|addr| (addr, admin));
-        break;
-    }
-    // Keep draining so a chatty log can never block the proxy on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
     let proc = Proc {
         child,
         graceful: true,
     };
-    let (addr, admin) = found.ok_or("provproxy did not log its listen addresses")?;
+    // The log is read on a thread of its own so that a proxy that never logs the line (slow
+    // under valgrind, or stuck) ends in a timeout here rather than a hang.
+    let (found, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { return };
+            if line.contains("provproxy listening") {
+                let _ = found.send(listen_addresses(&line));
+                break;
+            }
+        }
+        // Keep draining so a chatty log can never block the proxy on a full pipe.
+        lines.for_each(drop);
+    });
+    let timeout = launch.startup();
+    let (addr, admin) = match listening.recv_timeout(timeout) {
+        Ok(found) => found?,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            return Err(format!(
+                "provproxy did not log its listen addresses within {} s",
+                timeout.as_secs()
+            ))
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            return Err("provproxy did not log its listen addresses".into())
+        }
+    };
     Ok((proc, addr, admin))
 }
 
+/// The listen and admin addresses of provproxy's `provproxy listening` log line.
+fn listen_addresses(line: &str) -> BenchResult<(SocketAddr, Option<SocketAddr>)> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(err("provproxy log line"))?;
+    let fields = &value["fields"];
+    let addr = fields["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or("provproxy did not log its listen addresses")?;
+    let admin = fields["admin"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+    Ok((addr, admin))
+}
+
 fn start_nginx(
-    cpu: Option<u32>,
+    launch: Launch,
     dir: &Path,
     upstream: SocketAddr,
 ) -> BenchResult<Option<(Proc, SocketAddr)>> {
@@ -443,25 +548,25 @@ fn start_nginx(
     let port = free_port()?;
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_conf(dir, port, upstream)).map_err(err("write nginx.conf"))?;
-    let mut child = pinned(cpu, &nginx)
+    let child = launch
+        .command(&nginx)
         .args(["-p", &dir.display().to_string(), "-c"])
         .arg(&conf)
         .stdout(Stdio::null())
         .spawn()
         .map_err(err("spawn nginx"))?;
+    // A Proc first, so that the process is killed if it never listens.
+    let mut proc = Proc {
+        child,
+        graceful: false,
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_connectable(addr, &mut child)?;
-    Ok(Some((
-        Proc {
-            child,
-            graceful: false,
-        },
-        addr,
-    )))
+    wait_connectable(addr, &mut proc.child, launch.startup())?;
+    Ok(Some((proc, addr)))
 }
 
 fn start_haproxy(
-    cpu: Option<u32>,
+    launch: Launch,
     dir: &Path,
     upstream: SocketAddr,
 ) -> BenchResult<Option<(Proc, SocketAddr)>> {
@@ -472,22 +577,22 @@ fn start_haproxy(
     let port = free_port()?;
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(&cfg, haproxy_cfg(port, upstream)).map_err(err("write haproxy.cfg"))?;
-    let mut child = pinned(cpu, &haproxy)
+    let child = launch
+        .command(&haproxy)
         .args(["-db", "-f"])
         .arg(&cfg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(err("spawn haproxy"))?;
+    // A Proc first, so that the process is killed if it never listens.
+    let mut proc = Proc {
+        child,
+        graceful: false,
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_connectable(addr, &mut child)?;
-    Ok(Some((
-        Proc {
-            child,
-            graceful: false,
-        },
-        addr,
-    )))
+    wait_connectable(addr, &mut proc.child, launch.startup())?;
+    Ok(Some((proc, addr)))
 }
 
 fn find_program(candidates: &[&str]) -> Option<String> {
@@ -811,9 +916,6 @@ fn full() -> BenchResult<()> {
     let seconds = env_num("BENCH_SECONDS", 5);
     let connections = u32::try_from(env_num("BENCH_CONNECTIONS", 64)).unwrap_or(64);
     let session_count = env_num("BENCH_SESSIONS", 100_000);
-    if find_program(&["wrk"]).is_none() {
-        return Err("wrk is not installed (Debian package wrk; scripts/bench installs it)".into());
-    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pin = cpus >= 2 && find_program(&["taskset"]).is_some();
     let (gen_cpu, server_cpu) = if pin {
@@ -828,18 +930,16 @@ fn full() -> BenchResult<()> {
         only.as_ref()
             .is_none_or(|names| names.iter().any(|n| n == name))
     };
+    // `BENCH_ONLY=instructions` runs the callgrind case alone, which needs no wrk.
+    let instructions_only = only
+        .as_ref()
+        .is_some_and(|names| names.iter().all(|n| n == "instructions"));
+    if !instructions_only && find_program(&["wrk"]).is_none() {
+        return Err("wrk is not installed (Debian package wrk; scripts/bench installs it)".into());
+    }
+    let instr_requests = instr_requests()?;
+    let instr_pairs = env_num("BENCH_INSTR_PAIRS", 3).max(1);
     let mut report = String::new();
-    let _ = writeln!(
-        report,
-        "{} CPUs; {}; wrk -t1 -c{connections}, {rounds} rounds x {seconds}s per target, \
-         targets alternated within each round; HTTP/1.1 keep-alive on loopback.",
-        cpus,
-        if pin {
-            "load generator pinned to CPU 0, upstream and proxy to CPU 1 (taskset)"
-        } else {
-            "NOT pinned (needs 2 CPUs and taskset)"
-        }
-    );
     let _ = writeln!(
         report,
         "provproxy binary: {}",
@@ -933,7 +1033,7 @@ fn full() -> BenchResult<()> {
     for (index, (name, features, subscribe)) in variants.into_iter().enumerate() {
         let cfg = dir.path().join(format!("provproxy-{index}.toml"));
         std::fs::write(&cfg, provproxy_toml(upstream_addr, features)).map_err(err("write"))?;
-        let (proc, addr, admin) = start_provproxy(server_cpu, &cfg)?;
+        let (proc, addr, admin) = start_provproxy(Launch::Pinned(server_cpu), &cfg)?;
         let subscriber = match (subscribe, admin) {
             (false, _) => None,
             (true, Some(admin)) => Some(FeedSubscriber::start(gen_cpu, admin)?),
@@ -942,12 +1042,16 @@ fn full() -> BenchResult<()> {
         add(name, proc, addr, admin, subscriber);
     }
     if wanted("nginx") {
-        if let Some((proc, addr)) = start_nginx(server_cpu, dir.path(), upstream_addr)? {
+        if let Some((proc, addr)) =
+            start_nginx(Launch::Pinned(server_cpu), dir.path(), upstream_addr)?
+        {
             add("nginx", proc, addr, None, None);
         }
     }
     if wanted("haproxy") {
-        if let Some((proc, addr)) = start_haproxy(server_cpu, dir.path(), upstream_addr)? {
+        if let Some((proc, addr)) =
+            start_haproxy(Launch::Pinned(server_cpu), dir.path(), upstream_addr)?
+        {
             add("haproxy", proc, addr, None, None);
         }
     }
@@ -961,7 +1065,66 @@ fn full() -> BenchResult<()> {
         connections,
         upstream: &upstream_proc,
     };
-    measure.run(&mut targets)?;
+    if !targets.is_empty() {
+        // First in the report as before, but only when there is a wrk table to describe.
+        report.insert_str(
+            0,
+            &format!(
+                "{} CPUs; {}; wrk -t1 -c{connections}, {rounds} rounds x {seconds}s per target, \
+                 targets alternated within each round; HTTP/1.1 keep-alive on loopback.\n",
+                cpus,
+                if pin {
+                    "load generator pinned to CPU 0, upstream and proxy to CPU 1 (taskset)"
+                } else {
+                    "NOT pinned (needs 2 CPUs and taskset)"
+                }
+            ),
+        );
+        let table = main_table(&measure, &mut targets)?;
+        let _ = write!(report, "{table}");
+    }
+    drop(targets);
+    if wanted("instructions") {
+        match find_program(&["valgrind"]) {
+            Some(valgrind) => {
+                let case = instructions_case(
+                    &valgrind,
+                    dir.path(),
+                    upstream_addr,
+                    instr_requests,
+                    instr_pairs,
+                )?;
+                let _ = writeln!(report, "\n{case}");
+            }
+            None => {
+                let _ = writeln!(
+                    report,
+                    "\nInstructions per request: skipped, valgrind is not installed (Debian \
+                     package valgrind; scripts/bench installs it)."
+                );
+            }
+        }
+    }
+    if only.is_some() {
+        return finish(&report);
+    }
+
+    let aggregation = aggregation_case(&measure, dir.path(), upstream_addr, server_cpu)?;
+    let _ = writeln!(report, "\n{aggregation}");
+    let scaling = workers_case(&measure, dir.path(), upstream_addr)?;
+    let _ = writeln!(report, "\n{scaling}");
+    drop(upstream_proc);
+
+    let sessions = measure_sessions(session_count)?;
+    let _ = writeln!(report, "\n{sessions}");
+    finish(&report)
+}
+
+/// The main table: every target's throughput, latency, CPU and RSS under wrk, and the goals of
+/// issues 8 and 22 checked against them.
+fn main_table(measure: &Measure, targets: &mut [Target]) -> BenchResult<String> {
+    let mut report = String::new();
+    measure.run(targets)?;
 
     let tick_us = 1e6 / clock_ticks_per_second() as f64;
     struct Row {
@@ -976,7 +1139,7 @@ fn full() -> BenchResult<()> {
         errors: u64,
     }
     let mut rows = Vec::new();
-    for target in &targets {
+    for target in targets.iter() {
         let requests: u64 = target.samples.iter().map(|s| s.requests).sum();
         let micros: u64 = target.samples.iter().map(|s| s.micros).sum();
         let errors: u64 = target
@@ -1058,7 +1221,7 @@ fn full() -> BenchResult<()> {
         );
     }
     let cpu: Vec<(&'static str, Option<f64>)> = rows.iter().map(|r| (r.name, r.cpu_us)).collect();
-    let console = console_feed_report(&mut targets, &cpu)?;
+    let console = console_feed_report(targets, &cpu)?;
     let _ = write!(report, "{console}");
 
     // The targets of issue 8.
@@ -1168,20 +1331,7 @@ fn full() -> BenchResult<()> {
         Some(32.0),
         " MiB",
     );
-    drop(targets);
-    if only.is_some() {
-        return finish(&report);
-    }
-
-    let aggregation = aggregation_case(&measure, dir.path(), upstream_addr, server_cpu)?;
-    let _ = writeln!(report, "\n{aggregation}");
-    let scaling = workers_case(&measure, dir.path(), upstream_addr)?;
-    let _ = writeln!(report, "\n{scaling}");
-    drop(upstream_proc);
-
-    let sessions = measure_sessions(session_count)?;
-    let _ = writeln!(report, "\n{sessions}");
-    finish(&report)
+    Ok(report)
 }
 
 /// Prints the report, and writes it to `BENCH_OUT` when that is set.
@@ -1361,13 +1511,13 @@ fn aggregation_case(
     };
     std::fs::write(&trace_cfg, provproxy_toml(upstream, features)).map_err(err("write"))?;
     let mut targets = Vec::new();
-    let (proc, addr, _) = start_provproxy(server_cpu, &trace_cfg)?;
+    let (proc, addr, _) = start_provproxy(Launch::Pinned(server_cpu), &trace_cfg)?;
     targets.push(Target::proxy(
         "provproxy+trace",
         format!("http://{addr}{PAGE_PATH}"),
         proc,
     ));
-    if let Some((proc, addr)) = start_nginx(server_cpu, dir, upstream)? {
+    if let Some((proc, addr)) = start_nginx(Launch::Pinned(server_cpu), dir, upstream)? {
         targets.push(Target::proxy(
             "nginx",
             format!("http://{addr}{PAGE_PATH}"),
@@ -1445,7 +1595,7 @@ fn workers_case(measure: &Measure, dir: &Path, upstream: SocketAddr) -> BenchRes
             ..Features::PLAIN
         };
         std::fs::write(&cfg, provproxy_toml(upstream, features)).map_err(err("write"))?;
-        let (proc, addr, _) = start_provproxy(None, &cfg)?;
+        let (proc, addr, _) = start_provproxy(Launch::Pinned(None), &cfg)?;
         targets.push(Target::proxy(name, format!("http://{addr}{PATH}"), proc));
     }
     measure.run(&mut targets)?;
@@ -1474,6 +1624,261 @@ fn workers_case(measure: &Measure, dir: &Path, upstream: SocketAddr) -> BenchRes
         );
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instructions per request (callgrind): the comparison the shared VM's noise cannot move.
+
+/// Keep-alive connections the callgrind case drives, as wrk's `-c64` in the main table.
+const INSTR_CONNECTIONS: u64 = 64;
+
+/// `BENCH_INSTR_REQUESTS=FEW,MANY` (20,120): the requests per connection of the two runs.
+fn instr_requests() -> BenchResult<(u64, u64)> {
+    let Ok(text) = std::env::var("BENCH_INSTR_REQUESTS") else {
+        return Ok((20, 120));
+    };
+    let numbers: Vec<u64> = text
+        .split(',')
+        .map(|n| n.trim().parse())
+        .collect::<Result<_, _>>()
+        .map_err(err("BENCH_INSTR_REQUESTS"))?;
+    match numbers[..] {
+        [few, many] if many > few => Ok((few, many)),
+        _ => Err(format!(
+            "BENCH_INSTR_REQUESTS={text:?}: want FEW,MANY requests per connection, MANY > FEW"
+        )),
+    }
+}
+
+/// provproxy (the `provproxy` line's config), nginx and haproxy, each run twice under callgrind
+/// with `few` and then `many` requests on each of `INSTR_CONNECTIONS` connections: the
+/// difference of the two counts over the requests between them is the instructions per
+/// request, start-up, warm-up and shutdown cancelling out. One process each: nginx runs with
+/// `master_process off`, haproxy with `-db` and `nbthread 1`.
+///
+/// The pair of runs is repeated `pairs` times and the median taken. A count is not the same in
+/// every run: how the 64 connections' requests interleave decides the state of the allocator's
+/// free lists, and glibc's `_int_malloc` in nginx then costs 750 or 1,000 instructions per
+/// request for a whole run (measured: 19.1k against 19.5k). haproxy's figure spreads most
+/// (31.1k to 32.5k over 15 pairs; not analysed), provproxy's least (0.4 %). The report's range
+/// shows how far they moved.
+fn instructions_case(
+    valgrind: &str,
+    dir: &Path,
+    upstream: SocketAddr,
+    (few, many): (u64, u64),
+    pairs: u64,
+) -> BenchResult<String> {
+    // BENCH_CALLGRIND_DIR keeps the files, for `callgrind_annotate`.
+    let out_dir = std::env::var_os("BENCH_CALLGRIND_DIR")
+        .map_or_else(|| dir.join("callgrind"), std::path::PathBuf::from);
+    std::fs::create_dir_all(&out_dir).map_err(err("create callgrind dir"))?;
+    let cfg = dir.join("provproxy-instructions.toml");
+    std::fs::write(&cfg, provproxy_toml(upstream, Features::PLAIN)).map_err(err("write"))?;
+    let requests = INSTR_CONNECTIONS * (many - few);
+    // Per target: the figure of each pair, sorted.
+    let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
+    'targets: for name in ["provproxy", "nginx", "haproxy"] {
+        let mut figures = Vec::new();
+        for _ in 0..pairs {
+            let mut counts = [0u64; 2];
+            for (run, per) in [few, many].into_iter().enumerate() {
+                let out = out_dir.join(format!("{name}.{per}.%p"));
+                let launch = Launch::Callgrind {
+                    valgrind,
+                    out: &out,
+                };
+                let (mut proc, addr, _) = match name {
+                    "provproxy" => start_provproxy(launch, &cfg)?,
+                    "nginx" => match start_nginx(launch, dir, upstream)? {
+                        Some((proc, addr)) => (proc, addr, None),
+                        None => continue 'targets,
+                    },
+                    _ => match start_haproxy(launch, dir, upstream)? {
+                        Some((proc, addr)) => (proc, addr, None),
+                        None => continue 'targets,
+                    },
+                };
+                // Each stopped as it stops gracefully: callgrind writes its file at the exit.
+                let signal = match name {
+                    "provproxy" => "TERM",
+                    "nginx" => "QUIT",
+                    _ => "USR1",
+                };
+                let context = |e: String| format!("{name} under callgrind: {e}");
+                drive(addr, per).map_err(context)?;
+                proc.stop(signal, Duration::from_secs(120))
+                    .map_err(context)?;
+                // One file: the threads are in it, and no child is traced (none is started).
+                let file = out_dir.join(format!("{name}.{per}.{}", proc.pid()));
+                counts[run] = callgrind_count(&file).map_err(context)?;
+            }
+            let figure = per_request(counts[0], counts[1], requests);
+            eprintln!(
+                "instructions: {name:<9} {} and {} instructions with {few} and {many} requests \
+                 x {INSTR_CONNECTIONS} connections: {figure:.0} per request",
+                counts[0], counts[1]
+            );
+            figures.push(figure);
+        }
+        figures.sort_by(f64::total_cmp);
+        rows.push((name, figures));
+    }
+    let median = |figures: &[f64]| figures.get(figures.len() / 2).copied().unwrap_or(0.0);
+    let nginx = rows
+        .iter()
+        .find(|(name, _)| *name == "nginx")
+        .map(|(_, figures)| median(figures));
+    let repeated = match pairs {
+        1 => "One such pair.".to_owned(),
+        _ => format!("The median of {pairs} such pairs, and their range."),
+    };
+    let mut out = format!(
+        "Instructions per request (callgrind): user-space instructions of the whole proxy \
+         process (every thread), the difference of two runs with {few} and {many} requests on \
+         each of {INSTR_CONNECTIONS} keep-alive connections divided by the {requests} requests \
+         between them, so start-up, warm-up and shutdown cancel out; the kernel's socket work is \
+         not counted. {repeated} Unlike CPU time under wrk, it does not move with the machine's \
+         load.\n\n\
+         | target | instructions/req (k) | range (k) | vs nginx |\n|---|---:|---:|---:|\n"
+    );
+    for (name, figures) in &rows {
+        let instructions = median(figures);
+        let k = |i: Option<&f64>| i.map_or("–".into(), |i| format!("{:.1}", i / 1000.0));
+        let _ = writeln!(
+            out,
+            "| {name} | {:.1} | {}–{} | {} |",
+            instructions / 1000.0,
+            k(figures.first()),
+            k(figures.last()),
+            nginx
+                .filter(|n| *n > 0.0)
+                .map_or("–".into(), |n| format!("{:.2}x", instructions / n)),
+        );
+    }
+    Ok(out)
+}
+
+/// Instructions per request from the counts of the runs with fewer and more requests.
+fn per_request(few_count: u64, many_count: u64, requests_between: u64) -> f64 {
+    (many_count as f64 - few_count as f64) / requests_between.max(1) as f64
+}
+
+/// The instructions callgrind counted in its output file `file`.
+fn callgrind_count(file: &Path) -> BenchResult<u64> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("read callgrind's {}: {e}", file.display()))?;
+    callgrind_totals(&text).ok_or_else(|| format!("no `totals:` line in {}", file.display()))
+}
+
+/// The instructions (Ir) of a callgrind output file: its `totals:` lines, one per part of the
+/// dump, which is what callgrind reports as collected. The `summary:` line is not added: it
+/// counts (nearly) the same instructions again.
+fn callgrind_totals(text: &str) -> Option<u64> {
+    let mut totals = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("totals:"))
+        .map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .peekable();
+    totals.peek()?;
+    totals.sum()
+}
+
+/// `per` requests, one at a time, on each of `INSTR_CONNECTIONS` keep-alive connections, as wrk
+/// sends them to the proxies (`Host`, the client's cookie), after one warm-up request on every
+/// connection: by then the connections, the upstream pool and the session exist.
+fn drive(addr: SocketAddr, per: u64) -> BenchResult<()> {
+    let request = format!("GET {PATH} HTTP/1.1\r\nHost: {addr}\r\nCookie: {CLIENT_COOKIE}\r\n\r\n");
+    let request = request.as_bytes();
+    let warmed = std::sync::Barrier::new(INSTR_CONNECTIONS as usize);
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..INSTR_CONNECTIONS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let warm = Client::connect(addr).and_then(|mut client| {
+                        client.exchange(request)?;
+                        Ok(client)
+                    });
+                    // Every thread reaches the barrier, failed or not, so none waits forever.
+                    warmed.wait();
+                    let mut client = warm?;
+                    for _ in 0..per {
+                        client.exchange(request)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        clients.into_iter().try_for_each(|client| {
+            client
+                .join()
+                .unwrap_or_else(|_| Err("a client thread panicked".into()))
+        })
+    })
+}
+
+/// One keep-alive connection of the callgrind case's load.
+struct Client {
+    reader: BufReader<TcpStream>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> BenchResult<Client> {
+        let stream = TcpStream::connect(addr).map_err(err("connect"))?;
+        let _ = stream.set_nodelay(true);
+        // A stuck proxy ends the run with an error instead of a hang; valgrind is slow, not
+        // this slow.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(err("set read timeout"))?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            line: String::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// Sends `request` and reads the whole response, which must be a 200 with Content-Length
+    /// (the upstream always sends one).
+    fn exchange(&mut self, request: &[u8]) -> BenchResult<()> {
+        self.reader
+            .get_mut()
+            .write_all(request)
+            .map_err(err("write request"))?;
+        self.line.clear();
+        self.reader
+            .read_line(&mut self.line)
+            .map_err(err("read status line"))?;
+        if self.line.split_whitespace().nth(1) != Some("200") {
+            return Err(format!("answered {:?}", self.line.trim_end()));
+        }
+        let mut length = None;
+        loop {
+            self.line.clear();
+            let read = self
+                .reader
+                .read_line(&mut self.line)
+                .map_err(err("read response head"))?;
+            if read == 0 {
+                return Err("connection closed in the response head".into());
+            }
+            if self.line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = self.line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let length = length.ok_or("response without Content-Length")?;
+        self.body.resize(length, 0);
+        self.reader
+            .read_exact(&mut self.body)
+            .map_err(err("read response body"))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1664,9 +2069,31 @@ fn smoke() -> BenchResult<()> {
         if held != 1000 {
             return Err(format!("expected 1000 sessions, store holds {held}"));
         }
+        instructions_arithmetic()?;
         println!("bench load: smoke run ok (run `cargo bench --bench load` for figures)");
         Ok(())
     })
+}
+
+/// The callgrind case's reading and arithmetic, checked without valgrind: a file's `totals:`
+/// line counted once (not with its `summary:` line, which valgrind writes first and which can
+/// be a few hundred lower), and the difference of two runs divided out.
+fn instructions_arithmetic() -> BenchResult<()> {
+    let file = "# callgrind format\nversion: 1\ncreator: callgrind-3.19.0\npid: 4242\n\
+                cmd:  haproxy -db -f h.cfg\npart: 1\n\npositions: line\nevents: Ir\n\
+                summary: 235684180\n\n\nfn=(458) fma\n49 5\n\ntotals: 235684381\n";
+    let count = callgrind_totals(file);
+    if count != Some(235_684_381) {
+        return Err(format!("callgrind file read as {count:?} instructions"));
+    }
+    if callgrind_totals("summary: 5\n").is_some() {
+        return Err("a callgrind file without `totals:` read as a count".into());
+    }
+    let per = per_request(1_000_000, 1_000_000 + 6_400 * 18_800, 6_400);
+    if per != 18_800.0 {
+        return Err(format!("18.8k instructions per request computed as {per}"));
+    }
+    Ok(())
 }
 
 /// A feed reader on a thread of its own, returned once the proxy has subscribed it.
