@@ -1675,10 +1675,21 @@ fn instructions_case(
     std::fs::create_dir_all(&out_dir).map_err(err("create callgrind dir"))?;
     let cfg = dir.join("provproxy-instructions.toml");
     std::fs::write(&cfg, provproxy_toml(upstream, Features::PLAIN)).map_err(err("write"))?;
+    // The `provproxy+trace` line's config (HAR + JSON lines with bodies, `[admin]`): the
+    // writer's threads are the process's too, so the trace's cost shows against the line above
+    // it, user space only (its file writes are kernel time).
+    let traces = dir.join("traces-instructions");
+    let traced_cfg = dir.join("provproxy-instructions-trace.toml");
+    let traced = Features {
+        trace: Some(&traces),
+        admin: true,
+        ..Features::PLAIN
+    };
+    std::fs::write(&traced_cfg, provproxy_toml(upstream, traced)).map_err(err("write"))?;
     let requests = INSTR_CONNECTIONS * (many - few);
     // Per target: the figure of each pair, sorted.
     let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
-    'targets: for name in ["provproxy", "nginx", "haproxy"] {
+    'targets: for name in ["provproxy", "provproxy+trace", "nginx", "haproxy"] {
         let mut figures = Vec::new();
         for _ in 0..pairs {
             let mut counts = [0u64; 2];
@@ -1690,6 +1701,11 @@ fn instructions_case(
                 };
                 let (mut proc, addr, _) = match name {
                     "provproxy" => start_provproxy(launch, &cfg)?,
+                    "provproxy+trace" => {
+                        // Each run starts with no trace files, as the run it is paired with.
+                        let _ = std::fs::remove_dir_all(&traces);
+                        start_provproxy(launch, &traced_cfg)?
+                    }
                     "nginx" => match start_nginx(launch, dir, upstream)? {
                         Some((proc, addr)) => (proc, addr, None),
                         None => continue 'targets,
@@ -1701,7 +1717,7 @@ fn instructions_case(
                 };
                 // Each stopped as it stops gracefully: callgrind writes its file at the exit.
                 let signal = match name {
-                    "provproxy" => "TERM",
+                    "provproxy" | "provproxy+trace" => "TERM",
                     "nginx" => "QUIT",
                     _ => "USR1",
                 };
