@@ -126,9 +126,12 @@ pub fn parse(
             let Ok(name) = HeaderName::from_bytes(&bytes[name_start..name_end]) else {
                 continue;
             };
-            let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice(value_start..value_end))
-            else {
-                continue;
+            // SAFETY: httparse took only HTAB, SP to `~` and obs-text (0x80-0xFF) into a value
+            // (a line with any other byte is skipped, `ignore_invalid_headers_in_responses`),
+            // which are exactly the bytes a `HeaderValue` may hold; the proxy listener's parse
+            // relies on the same.
+            let value = unsafe {
+                HeaderValue::from_maybe_shared_unchecked(bytes.slice(value_start..value_end))
             };
             if name == CONNECTION {
                 // Once a `Connection` line asks to close, a later `keep-alive` cannot undo it.
