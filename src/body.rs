@@ -126,27 +126,27 @@ pub enum IdleError<E> {
 
 pin_project_lite::pin_project! {
     /// A body that fails when no frame arrives for `timeout`: a peer that stops sending midway
-    /// must not hold a connection (and, with `serialize`, a session) forever.
+    /// must not hold a connection (and, with `serialize`, a session) forever. The time counts
+    /// from when the body is found waiting after a frame (or at its start), so a reader that is
+    /// slow to ask is not taken for a peer that is slow to send.
     pub struct IdleTimeout<B> {
         #[pin]
         inner: B,
-        #[pin]
-        idle: tokio::time::Sleep,
-        // When the last frame (or the start) says the body stalls. The timer is moved there
-        // only when the body waits: moving it registers it with the runtime's timer wheel,
-        // which a body whose frames are ready when asked never needs.
-        deadline: tokio::time::Instant,
+        // Made the first time the body waits: a body whose frames are ready when asked (most
+        // responses, read with their head) never reads the clock or touches the timer wheel.
+        idle: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+        // A frame came since the timer was set: the next wait starts a new stall period.
+        fresh: bool,
         timeout: std::time::Duration,
     }
 }
 
 impl<B> IdleTimeout<B> {
     pub fn new(inner: B, timeout: std::time::Duration) -> Self {
-        let idle = tokio::time::sleep(timeout);
         IdleTimeout {
             inner,
-            deadline: idle.deadline(),
-            idle,
+            idle: None,
+            fresh: true,
             timeout,
         }
     }
@@ -161,20 +161,27 @@ impl<B: http_body::Body> http_body::Body for IdleTimeout<B> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<B::Data>, Self::Error>>> {
         use std::task::Poll;
-        let mut this = self.project();
+        let this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                *this.deadline = tokio::time::Instant::now() + *this.timeout;
+                *this.fresh = true;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(IdleError::Inner(err)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                if this.idle.deadline() != *this.deadline {
-                    this.idle.as_mut().reset(*this.deadline);
-                }
-                match std::future::Future::poll(this.idle, cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(IdleError::Stalled(*this.timeout)))),
+                let timeout = *this.timeout;
+                let idle = match this.idle {
+                    Some(idle) if *this.fresh => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + timeout);
+                        idle
+                    }
+                    Some(idle) => idle,
+                    None => this.idle.insert(Box::pin(tokio::time::sleep(timeout))),
+                };
+                *this.fresh = false;
+                match std::future::Future::poll(idle.as_mut(), cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(IdleError::Stalled(timeout)))),
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -389,6 +396,52 @@ mod tests {
         stream(http_body_util::StreamBody::new(futures_util::stream::iter(
             frames,
         )))
+    }
+
+    /// A body whose frames are sent one at a time through the returned sender.
+    fn sent() -> (tokio::sync::mpsc::Sender<Bytes>, ProxyBody) {
+        let (send, receive) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let frames = futures_util::stream::unfold(receive, |mut receive| async move {
+            let data = receive.recv().await?;
+            Some((Ok::<_, BoxError>(Frame::data(data)), receive))
+        });
+        (send, stream(http_body_util::StreamBody::new(frames)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_stalls_a_whole_timeout_after_it_is_found_waiting_not_after_its_last_frame() {
+        let timeout = Duration::from_secs(10);
+        let (send, body) = sent();
+        let mut body = std::pin::pin!(IdleTimeout::new(body, timeout));
+        send.send(Bytes::from_static(b"one"))
+            .await
+            .expect("body alive");
+        let frame = body.frame().await.expect("a frame").expect("not stalled");
+        assert_eq!(frame.into_data().ok().as_deref(), Some(&b"one"[..]));
+        // The reader is slow to ask again (its own client reads slowly): three timeouts pass.
+        tokio::time::advance(timeout * 3).await;
+        let waited = tokio::time::Instant::now();
+        // The body's end would not be a stall: the sender stays alive here.
+        let later = send.clone();
+        let second = tokio::spawn(async move {
+            tokio::time::sleep(timeout - Duration::from_secs(1)).await;
+            later.send(Bytes::from_static(b"two")).await
+        });
+        let frame = body
+            .frame()
+            .await
+            .expect("a frame")
+            .expect("within the timeout");
+        assert_eq!(frame.into_data().ok().as_deref(), Some(&b"two"[..]));
+        second.await.expect("sender ran").expect("body alive");
+        let started = tokio::time::Instant::now();
+        match body.frame().await {
+            Some(Err(IdleError::Stalled(after))) => assert_eq!(after, timeout),
+            other => panic!("expected a stall, got {:?}", other.map(|f| f.is_ok())),
+        }
+        assert_eq!(started - waited, timeout - Duration::from_secs(1));
+        assert_eq!(tokio::time::Instant::now() - started, timeout);
+        drop(send);
     }
 
     /// Something to hold whose release can be awaited.
