@@ -15,7 +15,8 @@
 //!
 //! Then, when valgrind is installed, the comparison the machine's load cannot move: user-space
 //! instructions per proxied request of the whole process, counted by callgrind, for provproxy
-//! (the `provproxy` line's config), nginx and haproxy (`instructions_case`). Wall-clock CPU on a
+//! (the `provproxy` line's config), `provproxy+trace` (the trace line's), nginx and haproxy
+//! (`instructions_case`). Wall-clock CPU on a
 //! shared VM moves by 10-20 % between runs; one of these counts by up to 4 % (haproxy; nginx 3 %,
 //! provproxy under 1 %), the median of three that the report gives by about 1 %.
 //!
@@ -1650,7 +1651,8 @@ fn instr_requests() -> BenchResult<(u64, u64)> {
     }
 }
 
-/// provproxy (the `provproxy` line's config), nginx and haproxy, each run twice under callgrind
+/// provproxy (the `provproxy` line's config), `provproxy+trace` (the trace line's), nginx and
+/// haproxy, each run twice under callgrind
 /// with `few` and then `many` requests on each of `INSTR_CONNECTIONS` connections: the
 /// difference of the two counts over the requests between them is the instructions per
 /// request, start-up, warm-up and shutdown cancelling out. One process each: nginx runs with
