@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use super::framing::{Deadlines, FramingGuard, Protocol};
 // A client connection, plain or TLS, as one type so that one code path serves both.
 use super::http1::{parse::HeadError, Error as ConnectionError, Io};
+use super::news::poll_on_news;
 use super::{Current, Side};
 use crate::admin;
 use crate::body::ProxyBody;
@@ -391,18 +392,13 @@ async fn until_closed(mut closed: watch::Receiver<bool>, connection: impl Future
         let _ = closed.changed().await;
     });
     let mut watched = false;
-    // The connection's task wakes about twice per request; the watch only matters once it has
-    // news. Polled once, it wakes the task when it changes (or its sender goes), so it is polled
-    // again only then, not on every wake as a `select!` would (with a random pick each time).
+    // Not a `select!`: that would poll the watch on every wake of the connection's task (with
+    // a random pick each time), where it only matters once it has news.
     std::future::poll_fn(|cx| {
         if connection.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        if !watched || !matches!(news.has_changed(), Ok(false)) {
-            watched = true;
-            return closing.as_mut().poll(cx);
-        }
-        Poll::Pending
+        poll_on_news(&news, &mut watched, closing.as_mut(), cx)
     })
     .await
 }

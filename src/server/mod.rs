@@ -3,6 +3,7 @@
 pub mod framing;
 pub mod http1;
 mod listener;
+mod news;
 mod tls;
 
 use std::net::SocketAddr;

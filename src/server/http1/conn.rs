@@ -22,6 +22,7 @@ use super::parse::{self, Framing, HeadError};
 use super::write::{self, Answering, Encoder};
 use crate::body::{BoxError, ProxyBody, RequestBody};
 use crate::server::framing::{Violation, BAD_REQUEST};
+use crate::server::news::poll_on_news;
 
 /// Body data up to this size is copied after the head (or the chunk size) so that both go in
 /// one write; larger data is written from where it is.
@@ -136,13 +137,11 @@ where
                     Poll::Ready(Ok(_)) => parse_now = true,
                     Poll::Ready(Err(err)) => return Poll::Ready(Next::Failed(err)),
                     Poll::Pending => {
-                        // The watch is polled (and so wakes this task) once; after that only
-                        // when it has news. Ready once: the connection closes right after.
-                        if !stop_watched || !matches!(shutting_down.has_changed(), Ok(false)) {
-                            stop_watched = true;
-                            if stop.as_mut().poll(cx).is_ready() {
-                                return Poll::Ready(Next::Close);
-                            }
+                        // Ready once: the connection closes right after.
+                        let stopping =
+                            poll_on_news(&shutting_down, &mut stop_watched, stop.as_mut(), cx);
+                        if stopping.is_ready() {
+                            return Poll::Ready(Next::Close);
                         }
                         // The timer runs from the end of the response until the head's first
                         // byte, then from that byte (about now, as it was just read) to the
